@@ -1,0 +1,28 @@
+/* auth.h -- arrpc 0.5.0's sign envelope: {"arrpc.sign": hex HMAC-SHA256(secret, data), "data": bin}. */
+#ifndef ARRPC_CORE_AUTH_H
+#define ARRPC_CORE_AUTH_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <msgpack.h>
+
+#define ARRPC_SIGN_KEY "arrpc.sign"
+#define ARRPC_DATA_KEY "data"
+#define ARRPC_SIGN_HEX_LEN 64 /* SHA-256 in lowercase hex, as Python's hexdigest() */
+#define ARRPC_AUTH_SECRET_MAX 4096u /* bytes of a shared secret */
+
+/* Writes the lowercase hex HMAC-SHA256 of data under key, NUL-terminated. 0 or ARRPC_EINVAL. */
+int arrpc__auth_sign_hex(const uint8_t *key, size_t key_len, const void *data, size_t len,
+                         char hex[ARRPC_SIGN_HEX_LEN + 1]);
+
+/* Checks that env is an envelope with exactly the two keys, a 64-character signature and bin
+ * data, and that the signature matches the exact data bytes (compared in constant time). On 0,
+ * *data and *len point at the signed bytes inside env. Otherwise ARRPC_EAUTH. */
+int arrpc__auth_open(const uint8_t *key, size_t key_len, const msgpack_object *env,
+                     const uint8_t **data, size_t *len);
+
+/* Packs the envelope around a packed request. 0, or ARRPC_EINVAL / ARRPC_ENOMEM. */
+int arrpc__auth_wrap(const uint8_t *key, size_t key_len, const void *request, size_t len,
+                     msgpack_packer *pk);
+
+#endif

@@ -1,0 +1,60 @@
+/* demo.c -- a handler plugin for tests and benchmarks: `arrpcd --handler PATH/arrpc-demo.so`.
+ *
+ *   {"echo": x}      answers x
+ *   {"fail": "msg"}  fails the call with "msg" (the client gets an RpcException)
+ *   {"sleep": s}     sleeps s seconds (integer or float), then answers "slept"
+ *   {"crash": true}  kills its process with SIGSEGV
+ *   anything else    is echoed back whole */
+#include <signal.h>
+#include <string.h>
+#include <time.h>
+
+#include <arrpc.h>
+
+/* The value of a one-entry map {key: value} with the given key, or NULL. */
+static const msgpack_object *only_entry(const msgpack_object *req, const char *key)
+{
+    size_t n = strlen(key);
+    if (req->type != MSGPACK_OBJECT_MAP || req->via.map.size != 1)
+        return NULL;
+    const msgpack_object_kv *kv = &req->via.map.ptr[0];
+    if (kv->key.type != MSGPACK_OBJECT_STR || kv->key.via.str.size != n ||
+        memcmp(kv->key.via.str.ptr, key, n) != 0)
+        return NULL;
+    return &kv->val;
+}
+
+static double as_seconds(const msgpack_object *o)
+{
+    switch (o->type) {
+    case MSGPACK_OBJECT_POSITIVE_INTEGER: return (double)o->via.u64;
+    case MSGPACK_OBJECT_FLOAT32:
+    case MSGPACK_OBJECT_FLOAT64: return o->via.f64 > 0 ? o->via.f64 : 0;
+    default: return 0;
+    }
+}
+
+ARRPC_API int arrpc_handler(arrpc_call *call, const msgpack_object *req, msgpack_packer *res, void *udata)
+{
+    const msgpack_object *v;
+    (void)udata;
+    if ((v = only_entry(req, "echo")))
+        return msgpack_pack_object(res, *v);
+    if ((v = only_entry(req, "fail"))) {
+        if (v->type == MSGPACK_OBJECT_STR)
+            return arrpc_call_fail(call, "%.*s", (int)v->via.str.size, v->via.str.ptr);
+        return arrpc_call_fail(call, "fail wants a string");
+    }
+    if ((v = only_entry(req, "sleep"))) {
+        double s = as_seconds(v);
+        struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+        while (nanosleep(&ts, &ts) != 0) {
+        }
+        return msgpack_pack_str_with_body(res, "slept", 5);
+    }
+    if ((v = only_entry(req, "crash")) && v->type == MSGPACK_OBJECT_BOOLEAN && v->via.boolean) {
+        signal(SIGSEGV, SIG_DFL);
+        raise(SIGSEGV);
+    }
+    return msgpack_pack_object(res, *req);
+}

@@ -1,0 +1,156 @@
+/* dispatch.c -- one whole request in, exactly one reply out (see dispatch.h). */
+#include "dispatch.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/auth.h"
+#include "../core/scan.h"
+
+struct arrpc_call {
+    int is_signed;
+    int failed;
+    char message[ARRPC_FAIL_MESSAGE_MAX];
+};
+
+struct arrpc__dispatcher {
+    const arrpc__worker_config *cfg;
+    msgpack_zone zone;  /* the arena decoded requests live in, cleared after each request */
+    arrpc__scan *check; /* validates signed data and handler replies */
+};
+
+int arrpc_call_fail(arrpc_call *call, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(call->message, sizeof call->message, fmt, ap);
+    va_end(ap);
+    call->failed = 1;
+    return ARRPC_ERPC;
+}
+
+int arrpc_call_signed(const arrpc_call *call)
+{
+    return call->is_signed;
+}
+
+arrpc__dispatcher *arrpc__dispatcher_new(const arrpc__worker_config *cfg)
+{
+    arrpc__dispatcher *d = calloc(1, sizeof *d);
+    if (!d)
+        return NULL;
+    d->cfg = cfg;
+    d->check = arrpc__scan_new(cfg->max_message, cfg->max_depth);
+    if (!d->check || !msgpack_zone_init(&d->zone, MSGPACK_ZONE_CHUNK_SIZE)) {
+        arrpc__scan_free(d->check);
+        free(d);
+        return NULL;
+    }
+    return d;
+}
+
+void arrpc__dispatcher_free(arrpc__dispatcher *d)
+{
+    if (!d)
+        return;
+    msgpack_zone_destroy(&d->zone);
+    arrpc__scan_free(d->check);
+    free(d);
+}
+
+static int append_error(arrpc__buf *out, const char *prefix, const char *text)
+{
+    size_t plen = strlen(prefix), tlen = strlen(text);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, out, arrpc__buf_pack_write);
+    int failed = msgpack_pack_str(&pk, plen + tlen) || msgpack_pack_str_body(&pk, prefix, plen) ||
+                 msgpack_pack_str_body(&pk, text, tlen);
+    return failed ? ARRPC_ENOMEM : 0;
+}
+
+int arrpc__dispatch_rpc_error(arrpc__buf *out, const char *text)
+{
+    return append_error(out, ARRPC_RPC_ERROR_PREFIX, text);
+}
+
+/* Decodes bytes the scanner has accepted. msgpack-c may still refuse some (it is stricter on
+ * nothing we know of), so that is an error reply, not an assertion. */
+static int decode(arrpc__dispatcher *d, const uint8_t *p, size_t n, msgpack_object *obj)
+{
+    size_t off = 0;
+    msgpack_unpack_return r = msgpack_unpack((const char *)p, n, &off, &d->zone, obj);
+    return (r == MSGPACK_UNPACK_SUCCESS && off == n) ? 0 : ARRPC_EPROTO;
+}
+
+/* Runs the handler; replaces whatever it packed with an error reply when it failed or packed
+ * something other than one object within the size limit. */
+static arrpc__outcome call_handler(arrpc__dispatcher *d, const msgpack_object *req, int is_signed,
+                                   arrpc__buf *out)
+{
+    arrpc_call call = {.is_signed = is_signed};
+    size_t start = arrpc__buf_used(out);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, out, arrpc__buf_pack_write);
+    int rc = d->cfg->handler(&call, req, &pk, d->cfg->udata);
+    if (rc != 0 || call.failed) {
+        arrpc__buf_truncate(out, start);
+        if (!call.failed)
+            snprintf(call.message, sizeof call.message, "handler failed: %s", arrpc_strerror(rc));
+        append_error(out, ARRPC_RPC_ERROR_PREFIX, call.message);
+        return ARRPC_OUTCOME_RPC_ERROR;
+    }
+    size_t packed = arrpc__buf_used(out) - start;
+    if (packed == 0) {
+        msgpack_pack_nil(&pk);
+        return ARRPC_OUTCOME_OK;
+    }
+    if (arrpc__scan_whole(d->check, out->data + out->head + start, packed) != 0) {
+        char why[160];
+        snprintf(why, sizeof why, "the handler's reply is invalid: %s",
+                 arrpc__scan_error(d->check));
+        arrpc__buf_truncate(out, start);
+        append_error(out, ARRPC_RPC_ERROR_PREFIX, why);
+        return ARRPC_OUTCOME_BAD_REPLY;
+    }
+    return ARRPC_OUTCOME_OK;
+}
+
+static arrpc__outcome dispatch_decoded(arrpc__dispatcher *d, const msgpack_object *obj,
+                                       arrpc__buf *out)
+{
+    const arrpc__worker_config *cfg = d->cfg;
+    if (!cfg->secret)
+        return call_handler(d, obj, 0, out);
+    const uint8_t *data;
+    size_t len;
+    if (arrpc__auth_open(cfg->secret, cfg->secret_len, obj, &data, &len) != 0) {
+        append_error(out, ARRPC_AUTH_ERROR_PREFIX, ARRPC_AUTH_ERROR_TEXT);
+        return ARRPC_OUTCOME_AUTH_ERROR;
+    }
+    msgpack_object inner;
+    if (arrpc__scan_whole(d->check, data, len) != 0 || decode(d, data, len, &inner) != 0) {
+        char why[160];
+        snprintf(why, sizeof why, "signed data is not one valid MessagePack object: %s",
+                 arrpc__scan_error(d->check));
+        append_error(out, ARRPC_RPC_ERROR_PREFIX, why);
+        return ARRPC_OUTCOME_INVALID;
+    }
+    return call_handler(d, &inner, 1, out);
+}
+
+int arrpc__dispatch(arrpc__dispatcher *d, const uint8_t *msg, size_t n, arrpc__buf *out,
+                    arrpc__outcome *outcome)
+{
+    msgpack_object obj;
+    size_t before = arrpc__buf_used(out);
+    if (decode(d, msg, n, &obj) != 0) {
+        append_error(out, ARRPC_RPC_ERROR_PREFIX, "invalid MessagePack");
+        *outcome = ARRPC_OUTCOME_INVALID;
+    } else {
+        *outcome = dispatch_decoded(d, &obj, out);
+    }
+    msgpack_zone_clear(&d->zone);
+    return arrpc__buf_used(out) > before ? 0 : ARRPC_ENOMEM;
+}

@@ -1,0 +1,39 @@
+/* dispatch.h -- one whole request in, exactly one reply out: auth, decode, handler, errors. */
+#ifndef ARRPC_WORKERS_DISPATCH_H
+#define ARRPC_WORKERS_DISPATCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../core/buf.h"
+#include "worker.h"
+
+#define ARRPC_RPC_ERROR_PREFIX "arrpc.error.RpcException: "
+#define ARRPC_AUTH_ERROR_PREFIX "arrpc.error.AuthException: "
+#define ARRPC_AUTH_ERROR_TEXT                                                                      \
+    "Invalid or missing message signature, make sure 'auth_secret' is set/correct"
+#define ARRPC_FAIL_MESSAGE_MAX 4096u /* bytes of a handler's failure message that reach the client */
+
+typedef struct arrpc__dispatcher arrpc__dispatcher;
+
+/* How one request went, for logs and metrics. */
+typedef enum {
+    ARRPC_OUTCOME_OK,
+    ARRPC_OUTCOME_RPC_ERROR,  /* the handler failed the call */
+    ARRPC_OUTCOME_AUTH_ERROR, /* missing or wrong signature */
+    ARRPC_OUTCOME_INVALID,    /* well framed, but not a valid request (bad signed data) */
+    ARRPC_OUTCOME_BAD_REPLY,  /* the handler's reply was invalid or too large */
+} arrpc__outcome;
+
+arrpc__dispatcher *arrpc__dispatcher_new(const arrpc__worker_config *cfg);
+void arrpc__dispatcher_free(arrpc__dispatcher *d);
+
+/* Answers the n bytes at msg, which the scanner found to be one whole message, by appending
+ * exactly one reply to out. Returns ARRPC_ENOMEM only if even an error reply could not be queued. */
+int arrpc__dispatch(arrpc__dispatcher *d, const uint8_t *msg, size_t n, arrpc__buf *out,
+                    arrpc__outcome *outcome);
+
+/* Appends the reply "arrpc.error.RpcException: <text>" (used for unreadable input too). */
+int arrpc__dispatch_rpc_error(arrpc__buf *out, const char *text);
+
+#endif

@@ -1,0 +1,28 @@
+/* handler.h -- finding the handler a server runs: built in by name, or a plugin loaded with dlopen. */
+#ifndef ARRPC_WORKERS_HANDLER_H
+#define ARRPC_WORKERS_HANDLER_H
+
+#include <stddef.h>
+
+#include "arrpc.h"
+
+#define ARRPC_PLUGIN_DEFAULT_SYMBOL "arrpc_handler"
+#define ARRPC_HANDLER_NAME_MAX 128
+
+typedef struct arrpc__handler {
+    arrpc_handler_fn fn;
+    void *udata;
+    void *dl;                           /* the plugin's dlopen handle, NULL when built in */
+    char name[ARRPC_HANDLER_NAME_MAX];  /* what metrics call it: "echo", or the symbol */
+} arrpc__handler;
+
+/* spec is a built-in name ("echo") or PATH.so[:SYMBOL]; a spec with a '/' or ending in ".so" is
+ * a path. 0, or ARRPC_ELOAD with the reason in err. */
+int arrpc__handler_load(const char *spec, arrpc__handler *out, char *err, size_t errlen);
+void arrpc__handler_unload(arrpc__handler *h);
+
+/* The built-in echo: answers every request with the request itself. */
+int arrpc__handler_echo(arrpc_call *call, const msgpack_object *request, msgpack_packer *response,
+                        void *udata);
+
+#endif
