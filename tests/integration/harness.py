@@ -99,6 +99,22 @@ class Server:
             self._secret_file = None
         return self.proc.returncode if self.proc else None
 
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def current_syscall(self):
+        """The number of the system call arrpcd's main thread is in now (from /proc/PID/syscall),
+        "running" when it is on a CPU, or None when that cannot be read."""
+        try:
+            with open("/proc/%d/syscall" % self.proc.pid) as f:
+                first = f.read().split()
+        except OSError:
+            return None
+        if not first:
+            return None
+        return "running" if first[0] == "running" else int(first[0])
+
     def rss_kib(self):
         with open("/proc/%d/status" % self.proc.pid) as f:
             for line in f:
@@ -106,8 +122,21 @@ class Server:
                     return int(line.split()[1])
         return 0
 
-    def connect(self, secret=None):
-        return Conn(self.port, secret=secret)
+    def connect(self, secret=None, **options):
+        return Conn(self.port, secret=secret, **options)
+
+
+def run_arrpcd(*args, timeout=STOP_TIMEOUT):
+    """Runs arrpcd with exactly these arguments (for option and start-up checks that end on
+    their own); returns (exit status, stdout text, stderr text). Killed after timeout."""
+    proc = subprocess.Popen([ARRPCD] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        raise
+    return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
 
 
 def sign(secret, data):
@@ -120,10 +149,15 @@ def sign(secret, data):
 class Conn:
     """One connection that packs and unpacks exactly as arrpc 0.5.0's client does."""
 
-    def __init__(self, port, secret=None, timeout=IO_TIMEOUT):
+    def __init__(self, port, secret=None, timeout=IO_TIMEOUT, strict_map_key=True, nodelay=False):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        if nodelay:
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.secret = secret
-        self.unpacker = msgpack.Unpacker(raw=False, max_buffer_size=1 << 30)
+        self.unpacker = msgpack.Unpacker(raw=False, max_buffer_size=1 << 30,
+                                         strict_map_key=strict_map_key)
+        self._raw = bytearray()  # bytes fed to the unpacker, from stream offset _raw_base on
+        self._raw_base = 0
 
     def close(self):
         self.sock.close()
@@ -146,13 +180,40 @@ class Conn:
 
     def recv(self):
         """The next whole reply; raises EOFError when the server closed first."""
+        return self.recv_raw()[0]
+
+    def recv_raw(self):
+        """The next whole reply and the exact bytes it came as: (object, bytes)."""
         while True:
             for obj in self.unpacker:
-                return obj
+                end = self.unpacker.tell() - self._raw_base
+                raw = bytes(self._raw[:end])
+                del self._raw[:end]
+                self._raw_base += end
+                return obj, raw
             data = self.sock.recv(1 << 20)
             if not data:
                 raise EOFError("server closed the connection")
             self.unpacker.feed(data)
+            self._raw += data
+
+    def replies_until_close(self, timeout=5.0, limit=100):
+        """Every reply until the server closes the connection: (replies, closed). closed is
+        False when the connection stayed open for timeout seconds or more than limit replies
+        came; a reset after the replies counts as closed."""
+        replies = []
+        deadline = time.monotonic() + timeout
+        self.sock.settimeout(timeout)
+        try:
+            while len(replies) <= limit and time.monotonic() < deadline:
+                replies.append(self.recv())
+        except EOFError:
+            return replies, True
+        except (ConnectionResetError, BrokenPipeError):
+            return replies, True
+        except socket.timeout:
+            pass
+        return replies, False
 
     def call(self, obj):
         self.send(obj)
