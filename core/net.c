@@ -6,10 +6,13 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "arrpc.h"
@@ -53,6 +56,18 @@ int arrpc__net_listen(const char *host, uint16_t port, int reuseport, char *err,
         return ARRPC_ESYS;
     }
     return fd;
+}
+
+int arrpc__net_listen_like(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+        return ARRPC_ESYS;
+    struct addrinfo ai = {.ai_family = ss.ss_family, .ai_socktype = SOCK_STREAM,
+                          .ai_addr = (struct sockaddr *)&ss, .ai_addrlen = len};
+    int nfd = listen_on(&ai, 1);
+    return nfd >= 0 ? nfd : ARRPC_ESYS;
 }
 
 uint16_t arrpc__net_local_port(int fd)
@@ -121,4 +136,92 @@ int arrpc__net_split_hostport(const char *spec, char *host, size_t hostlen, uint
     host[n] = '\0';
     *port = (uint16_t)p;
     return 0;
+}
+
+uint64_t arrpc__clock_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+int arrpc__net_wait(int fd, short events, uint64_t deadline_ms, short *revents)
+{
+    struct pollfd p = {.fd = fd, .events = events};
+    for (;;) {
+        int timeout = -1;
+        if (deadline_ms) {
+            uint64_t now = arrpc__clock_ms();
+            if (now >= deadline_ms)
+                return 0;
+            uint64_t left = deadline_ms - now;
+            timeout = left > INT32_MAX ? INT32_MAX : (int)left;
+        }
+        int n = poll(&p, 1, timeout);
+        if (n > 0) {
+            *revents = p.revents;
+            return 1;
+        }
+        if (n < 0 && errno != EINTR)
+            return ARRPC_ESYS;
+    }
+}
+
+/* One nonblocking connect: 0 with *fd set, or -1 with errno set (ETIMEDOUT past the deadline). */
+static int connect_one(const struct addrinfo *ai, uint64_t deadline_ms, int *out)
+{
+    int one = 1, soerr = 0, fd;
+    socklen_t len = sizeof soerr;
+    short rev = 0;
+    fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+    if (fd < 0)
+        return -1;
+    if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0 && errno != EINPROGRESS)
+        goto fail;
+    int ready = arrpc__net_wait(fd, POLLOUT, deadline_ms, &rev);
+    if (ready == 0)
+        errno = ETIMEDOUT;
+    if (ready <= 0)
+        goto fail;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0)
+        goto fail;
+    if (soerr != 0) {
+        errno = soerr;
+        goto fail;
+    }
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* requests are written whole */
+    *out = fd;
+    return 0;
+fail:;
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return -1;
+}
+
+int arrpc__net_connect(const char *host, uint16_t port, unsigned timeout_ms, char *err,
+                       size_t errlen)
+{
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    char service[8];
+    snprintf(service, sizeof service, "%u", (unsigned)port);
+    int gai = getaddrinfo(host, service, &hints, &res);
+    if (gai != 0) {
+        snprintf(err, errlen, "cannot resolve %s: %s", host, gai_strerror(gai));
+        return ARRPC_ECONNECT;
+    }
+    uint64_t deadline = timeout_ms ? arrpc__clock_ms() + timeout_ms : 0;
+    int fd = -1, saved = 0;
+    for (struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next) {
+        if (connect_one(ai, deadline, &fd) != 0)
+            saved = errno;
+    }
+    freeaddrinfo(res);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot connect to %s:%u: %s", host, (unsigned)port,
+                 strerror(saved));
+        return ARRPC_ECONNECT;
+    }
+    return fd;
 }

@@ -1,4 +1,4 @@
-/* net.h -- TCP socket chores: listening, connecting, naming addresses. */
+/* net.h -- TCP socket chores: listening, connecting, naming addresses, waiting with deadlines. */
 #ifndef ARRPC_CORE_NET_H
 #define ARRPC_CORE_NET_H
 
@@ -12,6 +12,10 @@
  * when asked). Returns the fd, or ARRPC_ESYS / ARRPC_EINVAL with the reason in err. */
 int arrpc__net_listen(const char *host, uint16_t port, int reuseport, char *err, size_t errlen);
 
+/* Another listening socket on the same address as listening socket `fd`, which must have
+ * SO_REUSEPORT (the kernel then spreads connections over both). Returns the fd or ARRPC_ESYS. */
+int arrpc__net_listen_like(int fd);
+
 /* The port a bound socket has; 0 on error. */
 uint16_t arrpc__net_local_port(int fd);
 
@@ -20,6 +24,19 @@ void arrpc__net_peer_name(int fd, char *out, size_t outlen);
 
 /* Splits "HOST:PORT" or "[V6]:PORT" into host and port. 0, or ARRPC_EINVAL. */
 int arrpc__net_split_hostport(const char *spec, char *host, size_t hostlen, uint16_t *port);
+
+/* Milliseconds on CLOCK_MONOTONIC: deadlines do not move when the wall clock is set. */
+uint64_t arrpc__clock_ms(void);
+
+/* Waits for events on fd until deadline_ms (an arrpc__clock_ms() value; 0: no deadline), retrying
+ * after signals. Returns 1 with *revents set, 0 when the deadline passed, ARRPC_ESYS on error. */
+int arrpc__net_wait(int fd, short events, uint64_t deadline_ms, short *revents);
+
+/* Connects a nonblocking, close-on-exec TCP socket (TCP_NODELAY) to host:port, trying each
+ * address in turn until timeout_ms has passed (0: only the kernel's own limit). Returns the fd,
+ * or ARRPC_ECONNECT with the reason in err. */
+int arrpc__net_connect(const char *host, uint16_t port, unsigned timeout_ms, char *err,
+                       size_t errlen);
 
 /* Parses a decimal number within [min, max]. 0, or ARRPC_EINVAL. */
 int arrpc__parse_ulong(const char *s, unsigned long min, unsigned long max, unsigned long *out);

@@ -181,13 +181,13 @@ static int on_header(arrpc__scan *s)
             count *= 2; /* a key and a value per entry; at most 2^33, no overflow */
         if (count > room) /* every element takes at least one byte */
             return too_big(s, "declared %llu elements exceed the %llu-byte message limit", count);
-        if (count == 0)
-            return value_done(s);
-        if (s->depth == s->max_depth) {
+        if (s->depth == s->max_depth) { /* an empty container counts too, as msgpack-c counts */
             snprintf(s->error, sizeof s->error, "nesting deeper than the limit of %u",
                      s->max_depth);
             return ARRPC_ETOODEEP;
         }
+        if (count == 0)
+            return value_done(s);
         s->left[s->depth++] = count;
         return 0;
     }

@@ -58,10 +58,14 @@ ARRPC_API const char *arrpc_errname(int err);
 
 #define ARRPC_DEFAULT_MAX_MESSAGE (16u * 1024u * 1024u) /* bytes of one request or response */
 #define ARRPC_MAX_MESSAGE_LIMIT (1024u * 1024u * 1024u) /* the highest size an option may set */
-#define ARRPC_DEFAULT_MAX_DEPTH 64u                     /* nesting of arrays and maps */
-#define ARRPC_MAX_DEPTH_LIMIT 256u                      /* the highest depth an option may set */
+/* Nesting of arrays and maps, empty ones included. msgpack-c 4.0 decodes at most 32 levels
+ * (MSGPACK_EMBED_STACK_SIZE, fixed when Debian built it), so that is both default and ceiling. */
+#define ARRPC_DEFAULT_MAX_DEPTH 32u
+#define ARRPC_MAX_DEPTH_LIMIT 32u
 #define ARRPC_DEFAULT_MAX_CONNECTIONS 10000u            /* per worker; more are accepted, closed */
 #define ARRPC_DEFAULT_DRAIN_TIMEOUT_MS 30000u           /* graceful stop: wait for busy clients */
+#define ARRPC_MAX_WORKERS 128u                       /* worker processes (and listening sockets) */
+#define ARRPC_DEFAULT_HANDLER_TIMEOUT_MS 30000u       /* pre-fork: a stuck worker is replaced */
 #define ARRPC_DEFAULT_IDLE_TIMEOUT_MS 0u                /* 0: idle connections are kept forever */
 
 /* ---- server ------------------------------------------------------------------------------- */
@@ -82,7 +86,8 @@ ARRPC_API int arrpc_call_fail(arrpc_call *call, const char *fmt, ...)
 /* True when the request arrived in a verified signature envelope. */
 ARRPC_API int arrpc_call_signed(const arrpc_call *call);
 
-/* A server for host:port answering with `handler`. Returns NULL only when out of memory. */
+/* A server for host:port answering with `handler` (NULL when a plugin is set instead). Returns
+ * NULL only when out of memory. */
 ARRPC_API arrpc_server *arrpc_server_new(const char *host, uint16_t port, arrpc_handler_fn handler,
                                          void *udata);
 ARRPC_API void arrpc_server_free(arrpc_server *srv);
@@ -96,6 +101,24 @@ ARRPC_API int arrpc_server_set_max_connections(arrpc_server *srv, unsigned count
 ARRPC_API int arrpc_server_set_drain_timeout(arrpc_server *srv, unsigned ms);
 ARRPC_API int arrpc_server_set_idle_timeout(arrpc_server *srv, unsigned ms);
 ARRPC_API int arrpc_server_set_debug(arrpc_server *srv, int on);
+/* The handler from a plugin, "PATH.so[:SYMBOL]" (default symbol arrpc_handler) or a built-in
+ * name ("echo"). Each worker loads it when it starts, so a reload serves the file on disk. */
+ARRPC_API int arrpc_server_set_handler_plugin(arrpc_server *srv, const char *spec);
+/* A secret read from a file (one trailing newline ignored), re-read on every reload (SIGHUP). */
+ARRPC_API int arrpc_server_set_auth_secret_file(arrpc_server *srv, const char *path);
+
+/* Process model. 0 workers (the default): the calling process serves, in one epoll loop.
+ * N >= 1: a pre-fork master supervises N worker processes that share the port with
+ * SO_REUSEPORT, and answers SIGHUP (reload), SIGUSR2 (binary upgrade), SIGTERM/SIGINT
+ * (graceful stop), SIGQUIT, SIGTTIN/SIGTTOU (one worker more/fewer); see docs/operations.md.
+ * With workers, the handler runs in the worker processes: state it changes is theirs. */
+ARRPC_API int arrpc_server_set_workers(arrpc_server *srv, unsigned count);
+/* Pre-fork only: a worker busy in one handler call longer than this is killed and replaced
+ * (SIGABRT, then SIGKILL). 0 disables; default ARRPC_DEFAULT_HANDLER_TIMEOUT_MS. */
+ARRPC_API int arrpc_server_set_handler_timeout(arrpc_server *srv, unsigned ms);
+/* Pre-fork only: the master's pid, written atomically, removed at exit; renamed PATH.oldbin
+ * during a binary upgrade. */
+ARRPC_API int arrpc_server_set_pid_file(arrpc_server *srv, const char *path);
 
 /* Binds the listening socket now, so that arrpc_server_port() is known before running; run
  * binds by itself when this was not called. */
@@ -103,6 +126,11 @@ ARRPC_API int arrpc_server_bind(arrpc_server *srv);
 /* Binds if needed, then serves in the calling thread until arrpc_server_stop. Returns 0 after a stop, or
  * an error (bind failure...) with the detail in arrpc_server_errstr. */
 ARRPC_API int arrpc_server_run(arrpc_server *srv);
+/* Starts the server in the background and returns once it accepts connections: a thread with
+ * 0 workers, a master child process otherwise (arrpc 0.5.0's start(background=True)). */
+ARRPC_API int arrpc_server_start(arrpc_server *srv);
+/* Waits for a background server to finish after arrpc_server_stop; 0 when it ended cleanly. */
+ARRPC_API int arrpc_server_wait(arrpc_server *srv);
 /* Asks a running server to stop: no new connections, every request already read is answered,
  * then connections close (busy ones after at most the drain timeout). Async-signal-safe and
  * thread-safe: it may be called from a signal handler or another thread. */
@@ -118,29 +146,43 @@ typedef struct arrpc_response arrpc_response;
 
 #define ARRPC_DEFAULT_CON_MAX_RETRIES 5u /* connect tries, 1 s, 2 s, 3 s ... apart */
 
-/* A client for host:port. Nothing is connected until the first send. NULL when out of memory. */
+/* A client for host:port. Nothing is connected until the first send. NULL when out of memory.
+ * A client is used by one thread at a time. */
 ARRPC_API arrpc_client *arrpc_client_new(const char *host, uint16_t port);
 ARRPC_API void arrpc_client_free(arrpc_client *cli);
 
+/* Options; each returns 0 or ARRPC_EINVAL (ARRPC_ESTATE for limits while connected). The call
+ * timeout bounds one send or batch from the first byte written to the last reply read; the
+ * connect timeout bounds each connect try (not the back-off sleeps); both hold across
+ * reconnects. */
 ARRPC_API int arrpc_client_set_timeout(arrpc_client *cli, unsigned ms); /* 0: none (default) */
-ARRPC_API int arrpc_client_set_connect_timeout(arrpc_client *cli, unsigned ms); /* per try */
-ARRPC_API int arrpc_client_set_con_max_retries(arrpc_client *cli, unsigned tries);
+ARRPC_API int arrpc_client_set_connect_timeout(arrpc_client *cli, unsigned ms); /* 0: none */
+ARRPC_API int arrpc_client_set_con_max_retries(arrpc_client *cli, unsigned tries); /* >= 1 */
 ARRPC_API int arrpc_client_set_retry_backoff(arrpc_client *cli, unsigned step_ms); /* 1000 */
 ARRPC_API int arrpc_client_set_auth_secret(arrpc_client *cli, const void *secret, size_t len);
-ARRPC_API int arrpc_client_set_max_message(arrpc_client *cli, size_t bytes);
+ARRPC_API int arrpc_client_set_max_message(arrpc_client *cli, size_t bytes); /* each way */
+/* At most 32 (msgpack-c's decoder depth), which is also the default. */
 ARRPC_API int arrpc_client_set_max_depth(arrpc_client *cli, unsigned depth);
 ARRPC_API int arrpc_client_set_debug(arrpc_client *cli, int on);
 
 /* Sends one packed request (`len` bytes holding exactly one MessagePack object) and waits for
- * its reply. On 0, *out holds the reply (free it with arrpc_response_free). On ARRPC_ERPC and
- * ARRPC_EAUTH the server's message is in arrpc_client_errstr. */
+ * its reply. On 0, *out holds the reply (free it with arrpc_response_free); otherwise *out is
+ * NULL. On ARRPC_ERPC and ARRPC_EAUTH the server's message is in arrpc_client_errstr.
+ * Errors: ARRPC_EINVAL (not one valid object: nothing is sent), ARRPC_ECONNECT, ARRPC_ETIMEOUT,
+ * ARRPC_ECLOSED (the server closed the connection before replying: the request may have run),
+ * ARRPC_EPROTO / ETOOBIG / ETOODEEP (the reply), ARRPC_EIO, ARRPC_ENOMEM. After a transport
+ * error (any but EINVAL, ERPC, EAUTH) the connection is closed, so a late reply is never taken
+ * for the next request's; a connection the server closed while idle is replaced before the
+ * next request is written. */
 ARRPC_API int arrpc_client_send(arrpc_client *cli, const void *request, size_t len,
                                 arrpc_response **out);
 /* Sends `count` packed requests pipelined on the connection; out[i] is the reply to the i-th.
- * A request the server failed has out[i] holding its error string response; the call returns
- * the first transport error, if any, after which no out[] entry is set. */
+ * A request the server failed has out[i] holding its error string response (see
+ * arrpc_response_status). The call returns the first transport error, if any, and then every
+ * out[] entry is NULL. */
 ARRPC_API int arrpc_client_send_batch(arrpc_client *cli, const void *const *requests,
                                       const size_t *lens, size_t count, arrpc_response **out);
+/* The text of the last failed call (successful calls leave it unchanged); never NULL. */
 ARRPC_API const char *arrpc_client_errstr(const arrpc_client *cli);
 /* Closes the connection; the next send reconnects. */
 ARRPC_API void arrpc_client_close(arrpc_client *cli);

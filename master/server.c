@@ -1,19 +1,29 @@
-/* server.c -- the public server API: options, bind, run in the foreground, stop. */
+/* server.c -- the public server API: options, then either one in-process worker loop (workers
+ * = 0) or the pre-fork master, in the foreground or in the background; stop. */
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "../core/auth.h"
 #include "../core/net.h"
+#include "../workers/handler.h"
 #include "../workers/worker.h"
 #include "arrpc.h"
+#include "master.h"
 
 #define SERVER_HOST_MAX 256
 #define SERVER_ERR_MAX 512
+#define SERVER_PATH_MAX 4096
+#define SERVER_START_TIMEOUT_MS 30000 /* background start: workers must accept by then */
 
 typedef enum { SERVER_NEW, SERVER_BOUND, SERVER_RUNNING, SERVER_DONE } server_state;
 
@@ -22,9 +32,19 @@ struct arrpc_server {
     char host[SERVER_HOST_MAX];
     uint16_t port;
     int listen_fd;
-    int stop_fd; /* an eventfd: arrpc_server_stop writes it, the worker loop watches it */
+    int stop_fd; /* an eventfd: arrpc_server_stop writes it; the loop or master watches it */
     arrpc__worker_config cfg;
-    char handler_name[128];
+    arrpc__handler plugin;     /* workers = 0 with a plugin: loaded at run */
+    char plugin_spec[SERVER_PATH_MAX];
+    char secret_file[SERVER_PATH_MAX];
+    char pid_file[SERVER_PATH_MAX];
+    unsigned workers;          /* 0: serve in this process */
+    unsigned handler_timeout_ms;
+    pid_t master_pid;          /* background pre-fork server: the master is our child */
+    pthread_t thread;          /* background in-process server */
+    int has_thread;
+    int run_status;
+    char handler_name[ARRPC_HANDLER_NAME_MAX];
     uint8_t *secret;
     char err[SERVER_ERR_MAX];
 };
@@ -41,7 +61,7 @@ static int set_err(arrpc_server *srv, int code, const char *fmt, ...)
 arrpc_server *arrpc_server_new(const char *host, uint16_t port, arrpc_handler_fn handler,
                                void *udata)
 {
-    if (!host || !handler || strlen(host) >= SERVER_HOST_MAX)
+    if (!host || strlen(host) >= SERVER_HOST_MAX)
         return NULL;
     arrpc_server *srv = calloc(1, sizeof *srv);
     if (!srv)
@@ -55,6 +75,7 @@ arrpc_server *arrpc_server_new(const char *host, uint16_t port, arrpc_handler_fn
     snprintf(srv->handler_name, sizeof srv->handler_name, "handler");
     srv->port = port;
     srv->listen_fd = -1;
+    srv->handler_timeout_ms = ARRPC_DEFAULT_HANDLER_TIMEOUT_MS;
     srv->cfg = (arrpc__worker_config){
         .handler = handler,
         .udata = udata,
@@ -72,9 +93,14 @@ void arrpc_server_free(arrpc_server *srv)
 {
     if (!srv)
         return;
+    if (srv->has_thread || srv->master_pid > 0) { /* still running in the background */
+        arrpc_server_stop(srv);
+        arrpc_server_wait(srv);
+    }
     if (srv->listen_fd >= 0)
         close(srv->listen_fd);
     close(srv->stop_fd);
+    arrpc__handler_unload(&srv->plugin);
     free(srv->secret);
     free(srv);
 }
@@ -176,6 +202,56 @@ int arrpc_server_set_debug(arrpc_server *srv, int on)
     return rc;
 }
 
+static int set_path(arrpc_server *srv, char *dst, const char *path, const char *what)
+{
+    int rc = settable(srv);
+    if (rc == 0 && path && strlen(path) >= SERVER_PATH_MAX)
+        rc = set_err(srv, ARRPC_EINVAL, "%s too long", what);
+    if (rc == 0)
+        snprintf(dst, SERVER_PATH_MAX, "%s", path ? path : "");
+    return rc;
+}
+
+int arrpc_server_set_handler_plugin(arrpc_server *srv, const char *spec)
+{
+    return set_path(srv, srv ? srv->plugin_spec : NULL, spec, "handler plugin");
+}
+
+int arrpc_server_set_auth_secret_file(arrpc_server *srv, const char *path)
+{
+    return set_path(srv, srv ? srv->secret_file : NULL, path, "auth secret file");
+}
+
+int arrpc_server_set_pid_file(arrpc_server *srv, const char *path)
+{
+    return set_path(srv, srv ? srv->pid_file : NULL, path, "pid file");
+}
+
+int arrpc_server_set_workers(arrpc_server *srv, unsigned count)
+{
+    int rc = settable(srv);
+    if (rc == 0 && count > ARRPC_MAX_WORKERS)
+        rc = set_err(srv, ARRPC_EINVAL, "at most %u workers", ARRPC_MAX_WORKERS);
+    if (rc == 0)
+        srv->workers = count;
+    return rc;
+}
+
+int arrpc_server_set_handler_timeout(arrpc_server *srv, unsigned ms)
+{
+    int rc = settable(srv);
+    if (rc == 0)
+        srv->handler_timeout_ms = ms;
+    return rc;
+}
+
+static int check_handler(arrpc_server *srv)
+{
+    if (!srv->cfg.handler && !srv->plugin_spec[0])
+        return set_err(srv, ARRPC_EINVAL, "no handler: give one to arrpc_server_new or a plugin");
+    return 0;
+}
+
 int arrpc_server_bind(arrpc_server *srv)
 {
     if (!srv)
@@ -190,20 +266,142 @@ int arrpc_server_bind(arrpc_server *srv)
     return 0;
 }
 
-int arrpc_server_run(arrpc_server *srv)
+/* workers = 0: this process runs the one worker loop itself. */
+static int run_in_process(arrpc_server *srv)
 {
     int rc = arrpc_server_bind(srv);
+    if (rc == 0 && srv->plugin_spec[0] && !srv->plugin.fn) {
+        rc = arrpc__handler_load(srv->plugin_spec, &srv->plugin, srv->err, sizeof srv->err);
+        srv->cfg.handler = srv->plugin.fn;
+        srv->cfg.udata = srv->plugin.udata;
+        srv->cfg.handler_name = srv->plugin.name;
+    }
     if (rc != 0)
         return rc;
     srv->state = SERVER_RUNNING;
-    rc = arrpc__worker_run(srv->listen_fd, srv->stop_fd, &srv->cfg, srv->err, sizeof srv->err);
+    arrpc__worker_io io = {.listen_fds = &srv->listen_fd, .nlisten = 1, .stop_fd = srv->stop_fd,
+                           .control_fd = -1};
+    rc = arrpc__worker_run(&io, &srv->cfg, srv->err, sizeof srv->err);
     srv->state = SERVER_DONE;
     return rc;
+}
+
+/* workers >= 1: this process becomes the master. ready_fd, when not -1, hears when all accept. */
+static int run_master(arrpc_server *srv, int ready_fd)
+{
+    arrpc__master_config mc = {
+        .worker = srv->cfg,
+        .plugin = srv->plugin_spec[0] ? srv->plugin_spec : NULL,
+        .secret_file = srv->secret_file[0] ? srv->secret_file : NULL,
+        .host = srv->host,
+        .port = srv->port,
+        .workers = srv->workers,
+        .handler_timeout_ms = srv->handler_timeout_ms,
+        .pid_file = srv->pid_file[0] ? srv->pid_file : NULL,
+        .ready_fd = ready_fd,
+        .stop_fd = srv->stop_fd,
+    };
+    srv->state = SERVER_RUNNING;
+    int status = arrpc__master_run(&mc);
+    srv->state = SERVER_DONE;
+    return status == 0 ? 0 : set_err(srv, ARRPC_ESYS, "the server failed; see its log");
+}
+
+int arrpc_server_run(arrpc_server *srv)
+{
+    int rc = srv ? check_handler(srv) : ARRPC_EINVAL;
+    if (rc != 0)
+        return rc;
+    if (srv->state >= SERVER_RUNNING)
+        return set_err(srv, ARRPC_ESTATE, "already running");
+    return srv->workers == 0 ? run_in_process(srv) : run_master(srv, -1);
+}
+
+static void *in_process_thread(void *arg)
+{
+    arrpc_server *srv = arg;
+    srv->run_status = run_in_process(srv);
+    return NULL;
+}
+
+/* Forks the master; returns once its workers accept, or an error if it could not start. */
+static int start_master_child(arrpc_server *srv)
+{
+    int pipefd[2];
+    if (pipe2(pipefd, O_CLOEXEC) != 0)
+        return set_err(srv, ARRPC_ESYS, "pipe: %s", strerror(errno));
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(pipefd[0]);
+        _exit(run_master(srv, pipefd[1]) == 0 ? 0 : 1);
+    }
+    close(pipefd[1]);
+    if (pid < 0) {
+        close(pipefd[0]);
+        return set_err(srv, ARRPC_ESYS, "fork: %s", strerror(errno));
+    }
+    srv->master_pid = pid;
+    short revents = 0;
+    char ok = 0;
+    int waited = arrpc__net_wait(pipefd[0], POLLIN, arrpc__clock_ms() + SERVER_START_TIMEOUT_MS,
+                                 &revents);
+    int ready = waited == 1 && read(pipefd[0], &ok, 1) == 1 && ok == 1;
+    close(pipefd[0]);
+    if (ready) {
+        srv->state = SERVER_RUNNING;
+        return 0;
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    srv->master_pid = 0;
+    return set_err(srv, ARRPC_ESYS, "the server's workers did not start; see its log");
+}
+
+int arrpc_server_start(arrpc_server *srv)
+{
+    int rc = srv ? check_handler(srv) : ARRPC_EINVAL;
+    if (rc != 0)
+        return rc;
+    if (srv->state >= SERVER_RUNNING)
+        return set_err(srv, ARRPC_ESTATE, "already running");
+    if (srv->workers > 0)
+        return start_master_child(srv);
+    if ((rc = arrpc_server_bind(srv)) != 0)
+        return rc;
+    if (pthread_create(&srv->thread, NULL, in_process_thread, srv) != 0)
+        return set_err(srv, ARRPC_ESYS, "cannot start the server thread");
+    srv->has_thread = 1;
+    return 0;
+}
+
+int arrpc_server_wait(arrpc_server *srv)
+{
+    if (!srv)
+        return ARRPC_EINVAL;
+    if (srv->has_thread) {
+        pthread_join(srv->thread, NULL);
+        srv->has_thread = 0;
+        return srv->run_status;
+    }
+    if (srv->master_pid > 0) {
+        int status = 0;
+        while (waitpid(srv->master_pid, &status, 0) < 0 && errno == EINTR) {
+        }
+        srv->master_pid = 0;
+        srv->state = SERVER_DONE;
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+            return set_err(srv, ARRPC_ESYS, "the server exited with status %d", status);
+    }
+    return 0;
 }
 
 void arrpc_server_stop(arrpc_server *srv)
 {
     uint64_t one = 1;
+    if (srv->master_pid > 0) { /* a background master is our child: ask it as an operator would */
+        kill(srv->master_pid, SIGTERM);
+        return;
+    }
     /* write() is async-signal-safe; the eventfd keeps the request until the loop reads it. */
     ssize_t ignored = write(srv->stop_fd, &one, sizeof one);
     (void)ignored;

@@ -1,24 +1,27 @@
 /* arrpcd.c -- the arrpc server program: options from the command line, a handler by name or plugin. */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
-#include "../core/auth.h"
 #include "../core/net.h"
-#include "../workers/handler.h"
 #include "arrpc.h"
 
 #define EXIT_USAGE 2
+#define IDLE_TIMEOUT_MAX_S (UINT_MAX / 1000u) /* its milliseconds must fit the unsigned the API takes */
 
 typedef struct {
     char host[256];
     uint16_t port;
     const char *handler;
     const char *secret_file;
+    const char *pid_file;
     unsigned long max_message, max_depth, max_connections, idle_timeout_s, drain_timeout_s;
+    unsigned long workers, handler_timeout_s;
     int debug;
 } arrpcd_options;
 
@@ -41,9 +44,15 @@ static void usage(FILE *to)
             "  --listen HOST:PORT        address to listen on; port 0 picks a free one\n"
             "                            (default 127.0.0.1:8080)\n"
             "  --handler SPEC            'echo' (built in), or a plugin PATH.so whose symbol\n"
-            "                            SYMBOL (default arrpc_handler) is an arrpc_handler_fn\n"
+            "                            SYMBOL (default arrpc_handler) is an arrpc_handler_fn;\n"
+            "                            each worker loads it, so SIGHUP serves a new file\n"
+            "  --workers N               worker processes (default: the number of CPUs);\n"
+            "                            0 serves in this process, without a master\n"
+            "  --handler-timeout S       replace a worker stuck this long in one handler call\n"
+            "                            (default %u, 0 = off)\n"
+            "  --pid-file F              write the master's pid to F\n"
             "  --auth-secret-file F      require requests signed with the secret in F\n"
-            "                            (one trailing newline is ignored)\n"
+            "                            (one trailing newline is ignored; re-read on SIGHUP)\n"
             "  --max-message BYTES       largest request or reply (default %u)\n"
             "  --max-depth N             deepest nesting of arrays and maps (default %u, max %u)\n"
             "  --max-connections N       open connections; more are closed at once (default %u)\n"
@@ -51,32 +60,12 @@ static void usage(FILE *to)
             "  --drain-timeout S         on SIGTERM/SIGINT, wait this long for busy connections\n"
             "                            (default %u)\n"
             "  --debug                   log every connection and request\n"
-            "  --help, --version\n",
-            ARRPC_DEFAULT_MAX_MESSAGE, ARRPC_DEFAULT_MAX_DEPTH, ARRPC_MAX_DEPTH_LIMIT,
+            "  --help, --version\n"
+            "\n"
+            "Signals to the master: HUP reload, USR2 binary upgrade, TERM/INT graceful stop,\n"
+            "QUIT immediate stop, TTIN/TTOU one worker more/fewer (docs/operations.md).\n",
+            ARRPC_DEFAULT_HANDLER_TIMEOUT_MS / 1000, ARRPC_DEFAULT_MAX_MESSAGE, ARRPC_DEFAULT_MAX_DEPTH, ARRPC_MAX_DEPTH_LIMIT,
             ARRPC_DEFAULT_MAX_CONNECTIONS, ARRPC_DEFAULT_DRAIN_TIMEOUT_MS / 1000);
-}
-
-/* Reads the secret; a trailing "\n" or "\r\n" is not part of it (editors add one). */
-static int read_secret(const char *path, uint8_t *buf, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "arrpcd: cannot read auth secret file %s: %s\n", path, strerror(errno));
-        return -1;
-    }
-    size_t n = fread(buf, 1, ARRPC_AUTH_SECRET_MAX + 1, f);
-    fclose(f);
-    if (n > 0 && buf[n - 1] == '\n')
-        n--;
-    if (n > 0 && buf[n - 1] == '\r')
-        n--;
-    if (n == 0 || n > ARRPC_AUTH_SECRET_MAX) {
-        fprintf(stderr, "arrpcd: auth secret in %s must have 1 to %u bytes\n", path,
-                ARRPC_AUTH_SECRET_MAX);
-        return -1;
-    }
-    *len = n;
-    return 0;
 }
 
 static int parse_number(const char *opt, const char *arg, unsigned long min, unsigned long max,
@@ -96,6 +85,8 @@ static int parse_args(int argc, char **argv, arrpcd_options *o)
         {"max-message", required_argument, 0, 'm'},  {"max-depth", required_argument, 0, 'd'},
         {"max-connections", required_argument, 0, 'c'},
         {"idle-timeout", required_argument, 0, 'i'}, {"drain-timeout", required_argument, 0, 't'},
+        {"workers", required_argument, 0, 'w'},     {"handler-timeout", required_argument, 0, 'T'},
+        {"pid-file", required_argument, 0, 'p'},
         {"debug", no_argument, 0, 'D'},              {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},            {0, 0, 0, 0},
     };
@@ -113,8 +104,11 @@ static int parse_args(int argc, char **argv, arrpcd_options *o)
         case 'm': bad |= parse_number("--max-message", optarg, 16, ARRPC_MAX_MESSAGE_LIMIT, &o->max_message); break;
         case 'd': bad |= parse_number("--max-depth", optarg, 1, ARRPC_MAX_DEPTH_LIMIT, &o->max_depth); break;
         case 'c': bad |= parse_number("--max-connections", optarg, 1, 1000000, &o->max_connections); break;
-        case 'i': bad |= parse_number("--idle-timeout", optarg, 0, 86400 * 365, &o->idle_timeout_s); break;
+        case 'i': bad |= parse_number("--idle-timeout", optarg, 0, IDLE_TIMEOUT_MAX_S, &o->idle_timeout_s); break;
         case 't': bad |= parse_number("--drain-timeout", optarg, 0, 86400, &o->drain_timeout_s); break;
+        case 'w': bad |= parse_number("--workers", optarg, 0, ARRPC_MAX_WORKERS, &o->workers); break;
+        case 'T': bad |= parse_number("--handler-timeout", optarg, 0, IDLE_TIMEOUT_MAX_S, &o->handler_timeout_s); break;
+        case 'p': o->pid_file = optarg; break;
         case 'D': o->debug = 1; break;
         case 'h': usage(stdout); exit(0);
         case 'V': printf("arrpcd %s\n", ARRPC_VERSION); exit(0);
@@ -132,20 +126,19 @@ static int parse_args(int argc, char **argv, arrpcd_options *o)
     return bad ? -1 : 0;
 }
 
-static int configure(arrpc_server *srv, const arrpcd_options *o, const char *handler_name)
+static int configure(arrpc_server *srv, const arrpcd_options *o)
 {
-    uint8_t secret[ARRPC_AUTH_SECRET_MAX + 1];
-    size_t secret_len = 0;
-    if (o->secret_file && read_secret(o->secret_file, secret, &secret_len) != 0)
-        return -1;
-    int rc = arrpc_server_set_handler_name(srv, handler_name) ||
+    int rc = arrpc_server_set_handler_plugin(srv, o->handler) ||
+             arrpc_server_set_workers(srv, (unsigned)o->workers) ||
+             arrpc_server_set_handler_timeout(srv, (unsigned)o->handler_timeout_s * 1000u) ||
              arrpc_server_set_max_message(srv, o->max_message) ||
              arrpc_server_set_max_depth(srv, (unsigned)o->max_depth) ||
              arrpc_server_set_max_connections(srv, (unsigned)o->max_connections) ||
              arrpc_server_set_idle_timeout(srv, (unsigned)o->idle_timeout_s * 1000u) ||
              arrpc_server_set_drain_timeout(srv, (unsigned)o->drain_timeout_s * 1000u) ||
              arrpc_server_set_debug(srv, o->debug) ||
-             (secret_len && arrpc_server_set_auth_secret(srv, secret, secret_len));
+             (o->secret_file && arrpc_server_set_auth_secret_file(srv, o->secret_file)) ||
+             (o->pid_file && arrpc_server_set_pid_file(srv, o->pid_file));
     if (rc)
         fprintf(stderr, "arrpcd: %s\n", arrpc_server_errstr(srv));
     return rc ? -1 : 0;
@@ -168,36 +161,29 @@ int main(int argc, char **argv)
         .max_connections = ARRPC_DEFAULT_MAX_CONNECTIONS,
         .idle_timeout_s = ARRPC_DEFAULT_IDLE_TIMEOUT_MS / 1000,
         .drain_timeout_s = ARRPC_DEFAULT_DRAIN_TIMEOUT_MS / 1000,
+        .handler_timeout_s = ARRPC_DEFAULT_HANDLER_TIMEOUT_MS / 1000,
     };
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    o.workers = cpus > 0 ? (unsigned long)cpus : 1;
     if (parse_args(argc, argv, &o) != 0) {
         usage(stderr);
         return EXIT_USAGE;
     }
-    char err[512];
-    arrpc__handler handler;
-    if (arrpc__handler_load(o.handler, &handler, err, sizeof err) != 0) {
-        fprintf(stderr, "arrpcd: %s\n", err);
-        return 1;
-    }
-    arrpc_server *srv = arrpc_server_new(o.host, o.port, handler.fn, handler.udata);
+    arrpc_server *srv = arrpc_server_new(o.host, o.port, NULL, NULL);
     int status = 1;
-    if (srv && configure(srv, &o, handler.name) == 0) {
-        if (arrpc_server_bind(srv) != 0) {
+    if (srv && configure(srv, &o) == 0) {
+        /* Without workers this process serves: bind now to say where. With workers the
+         * master binds and says it once every worker accepts. Scripts read the port there. */
+        if (o.workers == 0 && arrpc_server_bind(srv) == 0)
+            fprintf(stderr, "arrpcd: listening on %s:%u (in-process, handler %s)\n", o.host,
+                    (unsigned)arrpc_server_port(srv), o.handler);
+        running = srv;
+        install_signals();
+        status = arrpc_server_run(srv) == 0 ? 0 : 1;
+        if (status)
             fprintf(stderr, "arrpcd: %s\n", arrpc_server_errstr(srv));
-        } else {
-            /* Tests and scripts read the port from this line when they asked for port 0. */
-            fprintf(stderr, "arrpcd: listening on %s:%u (handler %s%s)\n", o.host,
-                    (unsigned)arrpc_server_port(srv), handler.name,
-                    o.secret_file ? ", signed requests only" : "");
-            running = srv;
-            install_signals();
-            status = arrpc_server_run(srv) == 0 ? 0 : 1;
-            if (status)
-                fprintf(stderr, "arrpcd: %s\n", arrpc_server_errstr(srv));
-        }
     }
     running = NULL;
     arrpc_server_free(srv);
-    arrpc__handler_unload(&handler);
     return status;
 }

@@ -23,6 +23,7 @@ arrpc__conn *arrpc__conn_open(arrpc__loop *loop, int fd)
     if (!c)
         return NULL;
     c->scan = arrpc__scan_new(loop->cfg->max_message, loop->cfg->max_depth);
+    c->kind = LOOP_CONN;
     c->fd = fd;
     c->events = EPOLLIN;
     struct epoll_event ev = {.events = c->events, .data.ptr = c};
@@ -72,7 +73,7 @@ static void mark_close(arrpc__conn *c)
     c->flags |= CONN_CLOSE;
 }
 
-static void queue_flush(arrpc__loop *loop, arrpc__conn *c)
+void arrpc__conn_queue_flush(arrpc__loop *loop, arrpc__conn *c)
 {
     if (c->flags & CONN_QUEUED)
         return;
@@ -89,8 +90,8 @@ static void update_interest(arrpc__loop *loop, arrpc__conn *c, int want_write)
     int paused = arrpc__buf_used(&c->out) >= ARRPC_OUTPUT_HIGH_WATER;
     if (c->flags & CONN_LINGER)
         ev |= EPOLLIN;
-    else if (!(c->flags & (CONN_EOF | CONN_DOOMED | CONN_CLOSE)) && !paused)
-        ev |= EPOLLIN;
+    else if (!(c->flags & (CONN_EOF | CONN_DOOMED | CONN_CLOSE)) && !paused && !loop->retiring)
+        ev |= EPOLLIN; /* a retiring worker reads no more: what it has read, it answers */
     if (want_write)
         ev |= EPOLLOUT;
     if (ev == c->events || (c->flags & CONN_CLOSE))
@@ -135,8 +136,12 @@ static size_t answer_requests(arrpc__loop *loop, arrpc__conn *c, const uint8_t *
     return done;
 }
 
-/* Answers what the connection's own input buffer holds. */
-static void answer_buffered(arrpc__loop *loop, arrpc__conn *c)
+void arrpc__conn_refresh_interest(arrpc__loop *loop, arrpc__conn *c)
+{
+    update_interest(loop, c, (c->events & EPOLLOUT) != 0);
+}
+
+void arrpc__conn_answer_buffered(arrpc__loop *loop, arrpc__conn *c)
 {
     size_t done = answer_requests(loop, c, c->in.data + c->in.head, arrpc__buf_used(&c->in));
     arrpc__buf_consume(&c->in, done);
@@ -165,7 +170,7 @@ static ssize_t read_some(arrpc__loop *loop, arrpc__conn *c)
     n = recv(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len, 0);
     if (n > 0) {
         c->in.len += (size_t)n;
-        answer_buffered(loop, c);
+        arrpc__conn_answer_buffered(loop, c);
     }
     return n;
 }
@@ -188,7 +193,7 @@ static void on_readable(arrpc__loop *loop, arrpc__conn *c)
         return;
     }
     c->last_active_ms = loop->now_ms;
-    queue_flush(loop, c);
+    arrpc__conn_queue_flush(loop, c);
 }
 
 /* After an error reply is written: shut our side and wait a little for the peer's EOF, because
@@ -208,9 +213,10 @@ void arrpc__conn_flush(arrpc__loop *loop, arrpc__conn *c)
         ssize_t n = send(c->fd, c->out.data + c->out.head, arrpc__buf_used(&c->out), MSG_NOSIGNAL);
         if (n > 0) {
             arrpc__buf_consume(&c->out, (size_t)n);
+            c->last_active_ms = loop->now_ms; /* idle time counts from the last reply, too */
             /* Below the mark again: answer requests that backpressure held back. */
             if (arrpc__buf_used(&c->out) < ARRPC_OUTPUT_HIGH_WATER && arrpc__buf_used(&c->in))
-                answer_buffered(loop, c);
+                arrpc__conn_answer_buffered(loop, c);
             continue;
         }
         if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
@@ -238,5 +244,5 @@ void arrpc__conn_on_event(arrpc__loop *loop, arrpc__conn *c, uint32_t events)
     else if (events & (EPOLLERR | EPOLLHUP))
         mark_close(c);
     if ((events & EPOLLOUT) && !(c->flags & CONN_CLOSE))
-        queue_flush(loop, c);
+        arrpc__conn_queue_flush(loop, c);
 }

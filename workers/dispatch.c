@@ -8,6 +8,8 @@
 
 #include "../core/auth.h"
 #include "../core/scan.h"
+#include "../core/wire.h"
+#include "../shm/segment.h"
 
 struct arrpc_call {
     int is_signed;
@@ -21,12 +23,29 @@ struct arrpc__dispatcher {
     arrpc__scan *check; /* validates signed data and handler replies */
 };
 
+/* Shortens a string cut at `len` bytes to the last whole UTF-8 character, so that a client
+ * decoding str as UTF-8 (arrpc 0.5.0 does) can read a truncated message. */
+static void trim_partial_utf8(char *s, size_t len)
+{
+    size_t i = len;
+    while (i > 0 && ((unsigned char)s[i - 1] & 0xc0) == 0x80)
+        i--; /* continuation bytes */
+    if (i > 0 && ((unsigned char)s[i - 1] & 0x80)) {
+        unsigned char lead = (unsigned char)s[i - 1];
+        size_t need = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : 2;
+        if (len - (i - 1) < need)
+            s[i - 1] = '\0';
+    }
+}
+
 int arrpc_call_fail(arrpc_call *call, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(call->message, sizeof call->message, fmt, ap);
+    int n = vsnprintf(call->message, sizeof call->message, fmt, ap);
     va_end(ap);
+    if (n >= (int)sizeof call->message)
+        trim_partial_utf8(call->message, sizeof call->message - 1);
     call->failed = 1;
     return ARRPC_ERPC;
 }
@@ -62,11 +81,13 @@ void arrpc__dispatcher_free(arrpc__dispatcher *d)
 
 static int append_error(arrpc__buf *out, const char *prefix, const char *text)
 {
-    size_t plen = strlen(prefix), tlen = strlen(text);
+    size_t plen = strlen(prefix), tlen = strlen(text), start = arrpc__buf_used(out);
     msgpack_packer pk;
     msgpack_packer_init(&pk, out, arrpc__buf_pack_write);
     int failed = msgpack_pack_str(&pk, plen + tlen) || msgpack_pack_str_body(&pk, prefix, plen) ||
                  msgpack_pack_str_body(&pk, text, tlen);
+    if (failed) /* never leave half a reply: the client would read garbage */
+        arrpc__buf_truncate(out, start);
     return failed ? ARRPC_ENOMEM : 0;
 }
 
@@ -93,7 +114,11 @@ static arrpc__outcome call_handler(arrpc__dispatcher *d, const msgpack_object *r
     size_t start = arrpc__buf_used(out);
     msgpack_packer pk;
     msgpack_packer_init(&pk, out, arrpc__buf_pack_write);
+    if (d->cfg->record) /* the master kills a worker stuck past the handler timeout */
+        arrpc__shm_busy_begin(d->cfg->record);
     int rc = d->cfg->handler(&call, req, &pk, d->cfg->udata);
+    if (d->cfg->record)
+        arrpc__shm_busy_end(d->cfg->record);
     if (rc != 0 || call.failed) {
         arrpc__buf_truncate(out, start);
         if (!call.failed)

@@ -8,8 +8,6 @@
 #include "../core/buf.h"
 #include "worker.h"
 
-#define ARRPC_RPC_ERROR_PREFIX "arrpc.error.RpcException: "
-#define ARRPC_AUTH_ERROR_PREFIX "arrpc.error.AuthException: "
 #define ARRPC_AUTH_ERROR_TEXT                                                                      \
     "Invalid or missing message signature, make sure 'auth_secret' is set/correct"
 #define ARRPC_FAIL_MESSAGE_MAX 4096u /* bytes of a handler's failure message that reach the client */

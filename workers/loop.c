@@ -10,23 +10,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../core/fdpass.h"
 #include "../core/log.h"
+#include "../shm/segment.h"
+#include "control.h"
 #include "loop.h"
 
 #define LOOP_EVENTS 256
 #define REJECT_LOG_INTERVAL_MS 1000u /* at most one "too many connections" line per second */
-
-/* Tags that tell the loop's own descriptors from connections in epoll data. */
-static char listen_tag, stop_tag;
-
-typedef struct {
-    int listen_fd;
-    int stop_fd;
-    int draining;
-    uint64_t drain_until_ms;
-    uint64_t last_reject_log_ms;
-    uint64_t next_expire_ms;
-} loop_control;
 
 uint64_t arrpc__now_ms(void)
 {
@@ -35,26 +26,32 @@ uint64_t arrpc__now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-static void reject(arrpc__loop *loop, loop_control *ctl, int fd)
+int arrpc__loop_watch(arrpc__loop *loop, arrpc__loop_source *src)
+{
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = src};
+    return epoll_ctl(loop->epfd, EPOLL_CTL_ADD, src->fd, &ev) == 0 ? 0 : ARRPC_ESYS;
+}
+
+static void reject(arrpc__loop *loop, int fd)
 {
     close(fd);
-    if (loop->now_ms - ctl->last_reject_log_ms >= REJECT_LOG_INTERVAL_MS) {
+    if (loop->now_ms - loop->last_reject_log_ms >= REJECT_LOG_INTERVAL_MS) {
         arrpc__log("refusing connections: %u open, the limit (--max-connections)", loop->nconns);
-        ctl->last_reject_log_ms = loop->now_ms;
+        loop->last_reject_log_ms = loop->now_ms;
     }
 }
 
-static void accept_some(arrpc__loop *loop, loop_control *ctl)
+static void accept_some(arrpc__loop *loop, int listen_fd)
 {
-    for (int i = 0; i < ARRPC_ACCEPT_BATCH; i++) {
-        int fd = accept4(ctl->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    for (int i = 0; i < ARRPC_ACCEPT_BATCH && loop->accepting; i++) {
+        int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
                 arrpc__log("accept: %s", strerror(errno));
             return;
         }
         if (loop->nconns >= loop->cfg->max_connections) {
-            reject(loop, ctl, fd);
+            reject(loop, fd);
             continue;
         }
         int one = 1; /* replies are whole messages: send them now, not after Nagle's delay */
@@ -64,29 +61,55 @@ static void accept_some(arrpc__loop *loop, loop_control *ctl)
     }
 }
 
-static void start_drain(arrpc__loop *loop, loop_control *ctl)
+void arrpc__loop_stop_accepting(arrpc__loop *loop)
 {
-    uint64_t ignored;
-    ssize_t r = read(ctl->stop_fd, &ignored, sizeof ignored);
-    (void)r;
-    if (ctl->draining)
+    if (!loop->accepting)
         return;
-    ctl->draining = 1;
-    ctl->drain_until_ms = loop->now_ms + loop->cfg->drain_timeout_ms;
-    epoll_ctl(loop->epfd, EPOLL_CTL_DEL, ctl->listen_fd, NULL);
-    epoll_ctl(loop->epfd, EPOLL_CTL_DEL, ctl->stop_fd, NULL);
+    loop->accepting = 0;
+    for (unsigned i = 0; i < loop->nlisteners; i++)
+        epoll_ctl(loop->epfd, EPOLL_CTL_DEL, loop->listeners[i].fd, NULL);
+}
+
+void arrpc__loop_start_drain(arrpc__loop *loop)
+{
+    if (loop->draining)
+        return;
+    arrpc__loop_stop_accepting(loop);
+    loop->draining = 1;
+    loop->drain_until_ms = loop->now_ms + loop->cfg->drain_timeout_ms;
     ARRPC_DEBUG(loop->cfg->debug, "draining %u connections", loop->nconns);
 }
 
+static void on_stop(arrpc__loop *loop)
+{
+    char buf[128]; /* an eventfd needs 8 bytes, a signalfd 128: one read serves both */
+    ssize_t r = read(loop->stop.fd, buf, sizeof buf);
+    (void)r;
+    epoll_ctl(loop->epfd, EPOLL_CTL_DEL, loop->stop.fd, NULL);
+    arrpc__loop_start_drain(loop);
+}
+
+/* Whether a connection may be handed over now: at a request boundary, everything answered and
+ * written, and the stream in a state the next worker can continue. */
+static int ready_for_handoff(const arrpc__conn *c)
+{
+    return arrpc__buf_used(&c->out) == 0 && c->scanned == arrpc__buf_used(&c->in) &&
+           !(c->flags & (CONN_EOF | CONN_DOOMED | CONN_LINGER | CONN_CLOSE));
+}
+
 /* Closes what timed out: lingering closes, idle connections, and everything once a drain is
- * over its deadline. A draining worker also closes each connection as soon as it is idle. */
-static void expire(arrpc__loop *loop, loop_control *ctl)
+ * over its deadline. A draining worker closes each connection as soon as it is idle; a retiring
+ * one hands it over instead. */
+static void expire(arrpc__loop *loop)
 {
     unsigned idle_ms = loop->cfg->idle_timeout_ms;
-    int drain_over = ctl->draining && loop->now_ms >= ctl->drain_until_ms;
+    int drain_over = (loop->draining || loop->retiring) && loop->now_ms >= loop->drain_until_ms;
     for (arrpc__conn *c = loop->conns; c; c = c->next) {
+        if (loop->retiring && loop->handoff_out >= 0 && ready_for_handoff(c) &&
+            arrpc__handoff_send(loop, c) == 0)
+            continue; /* the connection now belongs to the other worker; CONN_CLOSE is set */
         int idle = arrpc__conn_idle(c);
-        if (drain_over || (ctl->draining && idle) ||
+        if (drain_over || ((loop->draining || loop->retiring) && idle && loop->handoff_out < 0) ||
             ((c->flags & CONN_LINGER) && loop->now_ms >= c->linger_until_ms) ||
             (idle_ms && idle && loop->now_ms - c->last_active_ms >= idle_ms))
             c->flags |= CONN_CLOSE;
@@ -114,73 +137,104 @@ static void reap(arrpc__loop *loop)
     }
 }
 
-static int timer_wait_ms(const arrpc__loop *loop, const loop_control *ctl)
+static int timer_wait_ms(const arrpc__loop *loop)
 {
-    if (ctl->draining || loop->nlingering || loop->cfg->idle_timeout_ms)
+    if (loop->draining || loop->retiring || loop->nlingering || loop->cfg->idle_timeout_ms)
         return ARRPC_TIMER_TICK_MS;
     return -1;
 }
 
-static void run_iteration(arrpc__loop *loop, loop_control *ctl, struct epoll_event *events)
+static void on_event(arrpc__loop *loop, void *ptr, uint32_t events)
 {
-    int n = epoll_wait(loop->epfd, events, LOOP_EVENTS, timer_wait_ms(loop, ctl));
-    loop->now_ms = arrpc__now_ms();
-    for (int i = 0; i < n; i++) {
-        void *tag = events[i].data.ptr;
-        if (tag == &listen_tag)
-            accept_some(loop, ctl);
-        else if (tag == &stop_tag)
-            start_drain(loop, ctl);
-        else
-            arrpc__conn_on_event(loop, tag, events[i].events);
+    arrpc__loop_source *src = ptr;
+    switch (src->kind) {
+    case LOOP_CONN: arrpc__conn_on_event(loop, ptr, events); break;
+    case LOOP_LISTENER: accept_some(loop, src->fd); break;
+    case LOOP_STOP: on_stop(loop); break;
+    case LOOP_CONTROL: arrpc__loop_on_control(loop); break;
+    case LOOP_HANDOFF_IN: arrpc__handoff_receive(loop, src); break;
     }
+}
+
+static void run_iteration(arrpc__loop *loop, struct epoll_event *events)
+{
+    int n = epoll_wait(loop->epfd, events, LOOP_EVENTS, timer_wait_ms(loop));
+    loop->now_ms = arrpc__now_ms();
+    for (int i = 0; i < n; i++)
+        on_event(loop, events[i].data.ptr, events[i].events);
+    loop->now_ms = arrpc__now_ms(); /* handlers may have run for a while: replies go out now */
     flush_all(loop);
-    /* Walking every connection is for timers only, so not on every busy iteration. */
-    if (ctl->draining || (timer_wait_ms(loop, ctl) >= 0 && loop->now_ms >= ctl->next_expire_ms)) {
-        expire(loop, ctl);
-        ctl->next_expire_ms = loop->now_ms + ARRPC_TIMER_TICK_MS;
+    /* Walking every connection is for timers and hand-over only, not every busy iteration. */
+    if (loop->draining || loop->retiring ||
+        (timer_wait_ms(loop) >= 0 && loop->now_ms >= loop->next_expire_ms)) {
+        expire(loop);
+        loop->next_expire_ms = loop->now_ms + ARRPC_TIMER_TICK_MS;
     }
     reap(loop);
 }
 
-static int loop_init(arrpc__loop *loop, const arrpc__worker_config *cfg, loop_control *ctl,
-                     char *err, size_t errlen)
+static int loop_init(arrpc__loop *loop, const arrpc__worker_io *io, char *err, size_t errlen)
 {
-    loop->cfg = cfg;
     loop->now_ms = arrpc__now_ms();
     loop->epfd = epoll_create1(EPOLL_CLOEXEC);
     loop->scratch = malloc(ARRPC_READ_CHUNK);
-    loop->dispatcher = arrpc__dispatcher_new(cfg);
-    struct epoll_event lev = {.events = EPOLLIN, .data.ptr = &listen_tag};
-    struct epoll_event sev = {.events = EPOLLIN, .data.ptr = &stop_tag};
-    if (loop->epfd < 0 || !loop->scratch || !loop->dispatcher ||
-        epoll_ctl(loop->epfd, EPOLL_CTL_ADD, ctl->listen_fd, &lev) != 0 ||
-        epoll_ctl(loop->epfd, EPOLL_CTL_ADD, ctl->stop_fd, &sev) != 0) {
-        snprintf(err, errlen, "cannot start the worker loop: %s", strerror(errno));
-        return ARRPC_ESYS;
+    loop->dispatcher = arrpc__dispatcher_new(loop->cfg);
+    loop->stop = (arrpc__loop_source){.kind = LOOP_STOP, .fd = io->stop_fd};
+    loop->control = (arrpc__loop_source){.kind = LOOP_CONTROL, .fd = io->control_fd};
+    loop->handoff_out = -1;
+    loop->accepting = 1;
+    int rc = (loop->epfd < 0 || !loop->scratch || !loop->dispatcher) ? ARRPC_ESYS : 0;
+    for (unsigned i = 0; rc == 0 && i < io->nlisten && i < ARRPC_WORKER_LISTENERS_MAX; i++) {
+        loop->listeners[i] = (arrpc__loop_source){
+            .kind = LOOP_LISTENER, .fd = io->listen_fds[i],
+            .slot = io->listen_slots ? io->listen_slots[i] : 0};
+        loop->nlisteners++;
+        rc = arrpc__loop_watch(loop, &loop->listeners[i]);
     }
-    return 0;
+    if (rc == 0)
+        rc = arrpc__loop_watch(loop, &loop->stop);
+    if (rc == 0 && loop->control.fd >= 0)
+        rc = arrpc__loop_watch(loop, &loop->control);
+    if (rc != 0)
+        snprintf(err, errlen, "cannot start the worker loop: %s", strerror(errno));
+    return rc;
 }
 
 static void loop_destroy(arrpc__loop *loop)
 {
     while (loop->conns)
         arrpc__conn_free(loop, loop->conns);
+    for (unsigned i = 0; i < ARRPC_LOOP_HANDOFF_IN_MAX; i++)
+        if (loop->handoff_in[i].kind)
+            close(loop->handoff_in[i].fd);
+    if (loop->handoff_out >= 0)
+        close(loop->handoff_out);
     arrpc__dispatcher_free(loop->dispatcher);
     free(loop->scratch);
     if (loop->epfd >= 0)
         close(loop->epfd);
 }
 
-int arrpc__worker_run(int listen_fd, int stop_fd, const arrpc__worker_config *cfg, char *err,
+/* Done when draining or retiring and no connection is left. */
+static int finished(const arrpc__loop *loop)
+{
+    return (loop->draining || loop->retiring) && loop->nconns == 0;
+}
+
+int arrpc__worker_run(const arrpc__worker_io *io, const arrpc__worker_config *cfg, char *err,
                       size_t errlen)
 {
-    arrpc__loop loop = {.epfd = -1};
-    loop_control ctl = {.listen_fd = listen_fd, .stop_fd = stop_fd};
+    arrpc__loop loop = {.epfd = -1, .cfg = cfg};
     struct epoll_event *events = calloc(LOOP_EVENTS, sizeof *events);
-    int rc = events ? loop_init(&loop, cfg, &ctl, err, errlen) : ARRPC_ENOMEM;
-    while (rc == 0 && !(ctl.draining && loop.nconns == 0))
-        run_iteration(&loop, &ctl, events);
+    int rc = events ? loop_init(&loop, io, err, errlen) : ARRPC_ENOMEM;
+    if (rc == 0 && cfg->record)
+        atomic_store(&cfg->record->state, ARRPC_WORKER_READY);
+    if (rc == 0 && io->control_fd >= 0) {
+        arrpc__ctl_msg ready = {.type = ARRPC_CTL_READY};
+        arrpc__fd_send(io->control_fd, &ready, sizeof ready, NULL, 0);
+    }
+    while (rc == 0 && !finished(&loop))
+        run_iteration(&loop, events);
     loop_destroy(&loop);
     free(events);
     return rc;

@@ -18,7 +18,25 @@ enum {
     CONN_QUEUED = 1 << 4,  /* on the loop's flush list */
 };
 
+/* What an epoll event's data points at: every such object starts with its kind. */
+typedef enum {
+    LOOP_CONN = 1,
+    LOOP_LISTENER,   /* a listening socket: accept */
+    LOOP_STOP,       /* readable when the worker should drain and exit */
+    LOOP_CONTROL,    /* messages from the master */
+    LOOP_HANDOFF_IN, /* connections handed over by a retiring worker */
+} arrpc__loop_kind;
+
+typedef struct arrpc__loop_source {
+    arrpc__loop_kind kind;
+    int fd;
+    uint32_t slot; /* listeners: the slot whose socket this is */
+} arrpc__loop_source;
+
+#define ARRPC_LOOP_HANDOFF_IN_MAX 8
+
 typedef struct arrpc__conn {
+    arrpc__loop_kind kind; /* LOOP_CONN; first, see arrpc__loop_source */
     int fd;
     unsigned flags;
     uint32_t events;       /* what epoll watches for it now */
@@ -36,6 +54,18 @@ typedef struct arrpc__conn {
 typedef struct arrpc__loop {
     const arrpc__worker_config *cfg;
     int epfd;
+    arrpc__loop_source listeners[ARRPC_WORKER_LISTENERS_MAX];
+    unsigned nlisteners;
+    arrpc__loop_source stop;
+    arrpc__loop_source control; /* fd -1 when the worker runs without a master */
+    arrpc__loop_source handoff_in[ARRPC_LOOP_HANDOFF_IN_MAX];
+    int handoff_out;            /* where a retiring worker sends its connections; -1: none */
+    int accepting;
+    int draining;               /* stop accepting; close connections as they become idle */
+    int retiring;               /* stop accepting and reading; hand connections over */
+    uint64_t drain_until_ms;
+    uint64_t next_expire_ms;
+    uint64_t last_reject_log_ms;
     arrpc__dispatcher *dispatcher;
     arrpc__conn *conns;
     unsigned nconns;
@@ -46,6 +76,22 @@ typedef struct arrpc__loop {
 } arrpc__loop;
 
 uint64_t arrpc__now_ms(void);
+
+/* Master commands and hand-over (control.c, handoff.c). */
+void arrpc__loop_on_control(arrpc__loop *loop);
+void arrpc__loop_start_drain(arrpc__loop *loop);
+void arrpc__loop_stop_accepting(arrpc__loop *loop);
+int arrpc__loop_watch(arrpc__loop *loop, arrpc__loop_source *src);
+/* Hands c to the worker at the other end of loop->handoff_out. 0, or an error (then the caller
+ * keeps serving c). */
+int arrpc__handoff_send(arrpc__loop *loop, arrpc__conn *c);
+/* Takes in the connections waiting on one hand-over socket. */
+void arrpc__handoff_receive(arrpc__loop *loop, arrpc__loop_source *src);
+/* Answers the requests already in c's input buffer (after a hand-over or backpressure). */
+void arrpc__conn_answer_buffered(arrpc__loop *loop, arrpc__conn *c);
+/* Re-derives what epoll should watch for c after the loop's own state changed (retiring). */
+void arrpc__conn_refresh_interest(arrpc__loop *loop, arrpc__conn *c);
+void arrpc__conn_queue_flush(arrpc__loop *loop, arrpc__conn *c);
 
 /* Connections: created on accept, driven by epoll events, freed only by the loop. */
 arrpc__conn *arrpc__conn_open(arrpc__loop *loop, int fd);

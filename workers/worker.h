@@ -11,6 +11,7 @@
 #define ARRPC_OUTPUT_HIGH_WATER (1024u * 1024u) /* unsent reply bytes that pause reading */
 #define ARRPC_ACCEPT_BATCH 64                 /* accepts per wake-up, so one socket can't hog */
 #define ARRPC_LINGER_MS 2000u                 /* after an error reply, wait this long for EOF */
+#define ARRPC_WORKER_LISTENERS_MAX 8 /* its own slot's socket and those adopted on scale-down */
 #define ARRPC_TIMER_TICK_MS 250               /* how often timeouts are checked when any is set */
 
 typedef struct arrpc__worker_config {
@@ -25,12 +26,24 @@ typedef struct arrpc__worker_config {
     unsigned drain_timeout_ms;
     unsigned idle_timeout_ms; /* 0: none */
     int debug;
+    struct arrpc__shm_worker *record; /* this worker's shared-memory record; NULL without a master */
 } arrpc__worker_config;
 
-/* Serves connections accepted on listen_fd until stop_fd becomes readable, then drains: stops
- * accepting, answers what was read, closes idle connections, and closes the rest when the drain
- * timeout passes. Neither fd is closed. Returns 0, or an error with its text in err. */
-int arrpc__worker_run(int listen_fd, int stop_fd, const arrpc__worker_config *cfg, char *err,
+/* The descriptors a worker runs with; none of them is closed by the worker. */
+typedef struct arrpc__worker_io {
+    const int *listen_fds; /* its slot's socket first, then any it adopted */
+    const uint32_t *listen_slots;
+    unsigned nlisten;
+    int stop_fd;    /* readable (eventfd or pipe): drain and exit */
+    int control_fd; /* SOCK_SEQPACKET to the master; -1 when there is none */
+} arrpc__worker_io;
+
+/* Serves connections accepted on the listening sockets until stop_fd becomes readable or the
+ * master says stop, then drains: stops accepting, answers what was read, closes connections as
+ * they become idle, and the rest when the drain timeout passes. Told to retire, it hands its
+ * connections to another worker instead. With a master it sends ARRPC_CTL_READY once accepting.
+ * Returns 0, or an error with its text in err. */
+int arrpc__worker_run(const arrpc__worker_io *io, const arrpc__worker_config *cfg, char *err,
                       size_t errlen);
 
 #endif

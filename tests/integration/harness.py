@@ -4,6 +4,7 @@ Python client does, and stop everything by PID.
 Run with /usr/bin/python3 (Debian's python3-msgpack). ctest sets ARRPC_BIN_DIR and ARRPC_LIB_DIR;
 by hand, they default to build/bin and build/lib next to this checkout.
 """
+import atexit
 import hashlib
 import hmac
 import os
@@ -61,6 +62,7 @@ class Server:
             cmd += ["--auth-secret-file", self._secret_file.name]
         log = tempfile.NamedTemporaryFile("w+b", delete=False, prefix="arrpcd-", suffix=".log")
         self.stderr_path = log.name
+        atexit.register(_unlink_quietly, log.name)  # kept until exit: tests read logs after stop
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
         log.close()
         deadline = time.monotonic() + START_TIMEOUT
@@ -137,6 +139,13 @@ def run_arrpcd(*args, timeout=STOP_TIMEOUT):
         out, err = proc.communicate()
         raise
     return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
+
+
+def _unlink_quietly(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def sign(secret, data):

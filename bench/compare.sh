@@ -1,0 +1,294 @@
+#!/usr/bin/env bash
+# compare.sh -- arrpcd against Debian's redis-server on 127.0.0.1, driven by the same arrpc-bench.
+#
+# Starts every server once on an ephemeral loopback port, then runs each cell (connections x
+# pipeline) against every server in turn, and repeats the whole sweep BENCH_ROUNDS times, so slow
+# phases of a noisy machine spread over all servers instead of hitting one. Prints medians (qps,
+# p99), the ratio of each arrpcd configuration to redis, and of each arrpcd variant (workers, auth,
+# TLS, metrics) to plain arrpcd; saves the raw JSON and the summary in BENCH_OUT.
+#
+# Environment (defaults in brackets):
+#   BENCH_SECONDS [10] measured seconds per run     BENCH_WARMUP [1] warm-up seconds per run
+#   BENCH_ROUNDS [3]   sweeps (median over them)    BENCH_THREADS [1] arrpc-bench threads
+#   BENCH_CELLS ["1:1 16:1 64:1 16:16"] connections:pipeline pairs
+#   BENCH_SERVERS [all]  a subset, e.g. "redis arrpcd"; names: redis arrpcd arrpcd-wN arrpcd-auth
+#                        arrpcd-tls arrpcd-metrics
+#   BENCH_SIZE [16]    payload bytes of an arrpc request (redis gets a plain PING)
+#   BENCH_BIN_DIR, BENCH_LIB_DIR [build/bin, build/lib]   BENCH_OUT [a new /tmp/arrpc-compare.*]
+# Quick check: BENCH_SECONDS=2 BENCH_WARMUP=0.5 BENCH_ROUNDS=1 bench/compare.sh
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BIN=${BENCH_BIN_DIR:-$ROOT/build/bin}
+LIB=${BENCH_LIB_DIR:-$ROOT/build/lib}
+DURATION=${BENCH_SECONDS:-10}
+WARMUP=${BENCH_WARMUP:-1}
+ROUNDS=${BENCH_ROUNDS:-3}
+THREADS=${BENCH_THREADS:-1}
+CELLS=${BENCH_CELLS:-"1:1 16:1 64:1 16:16"}
+WANTED=${BENCH_SERVERS:-}
+SIZE=${BENCH_SIZE:-16}
+OUT=${BENCH_OUT:-$(mktemp -d /tmp/arrpc-compare.XXXXXX)}
+PY=/usr/bin/python3
+START_TIMEOUT=10 # seconds for a server to start listening
+STOP_TIMEOUT=10  # seconds for a graceful stop before SIGKILL
+
+ARRPCD=$BIN/arrpcd
+BENCH=$BIN/arrpc-bench
+PLUGIN=$LIB/arrpc-demo.so
+mkdir -p "$OUT/raw"
+
+die() { echo "compare.sh: $*" >&2; exit 1; }
+note() { echo "note: $*" | tee -a "$OUT/notes.txt" >&2; }
+
+for f in "$ARRPCD" "$BENCH"; do [ -x "$f" ] || die "$f is missing: build first (cmake --build build)"; done
+[ -f "$PLUGIN" ] || die "$PLUGIN is missing: build first"
+[ -x "$PY" ] || die "$PY is needed to summarise the results"
+
+# redis-server from Debian, installed here when missing (needs root, as the project's scripts do).
+if ! command -v redis-server >/dev/null; then
+    echo "installing redis-server (Debian package)..." >&2
+    if [ "$(id -u)" = 0 ]; then
+        apt-get install -y redis-server >"$OUT/apt.log" 2>&1 ||
+            { apt-get update >>"$OUT/apt.log" 2>&1 && apt-get install -y redis-server >>"$OUT/apt.log" 2>&1; } ||
+            die "apt-get install redis-server failed; see $OUT/apt.log"
+    else
+        die "redis-server is not installed; run: sudo apt-get install redis-server"
+    fi
+fi
+
+# ---- servers: started once, stopped by PID on exit ----------------------------------------------
+
+declare -A PID PORT EXTRA   # per server name: its process, its port, arrpc-bench's extra options
+SERVERS=()
+
+stop_all() {
+    for name in "${!PID[@]}"; do
+        local pid=${PID[$name]}
+        kill -TERM "$pid" 2>/dev/null || continue
+        for _ in $(seq $((STOP_TIMEOUT * 10))); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+}
+trap stop_all EXIT
+trap 'exit 130' INT TERM
+
+wanted() { [ -z "$WANTED" ] || [[ " $WANTED " == *" $1 "* ]]; }
+
+free_port() {
+    "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# start_arrpcd NAME BENCH-OPTIONS ARRPCD-OPTIONS...: waits for "listening on HOST:PORT".
+start_arrpcd() {
+    local name=$1 extra=$2 log=$OUT/$1.log
+    shift 2
+    "$ARRPCD" --listen 127.0.0.1:0 --handler "$PLUGIN" "$@" >/dev/null 2>"$log" &
+    local pid=$! port=""
+    for _ in $(seq $((START_TIMEOUT * 20))); do
+        port=$(sed -n 's/.*listening on [^ ]*:\([0-9][0-9]*\).*/\1/p' "$log" | head -1)
+        [ -n "$port" ] && break
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.05
+    done
+    if [ -z "$port" ]; then
+        kill -KILL "$pid" 2>/dev/null || true
+        note "$name did not start (arrpcd $*); skipped. Its log: $log"
+        return 0
+    fi
+    PID[$name]=$pid PORT[$name]=$port EXTRA[$name]=$extra
+    SERVERS+=("$name")
+}
+
+start_redis() {
+    local port
+    port=$(free_port)
+    redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --daemonize no \
+        --logfile "$OUT/redis.log" &
+    local pid=$!
+    for _ in $(seq $((START_TIMEOUT * 20))); do
+        "$PY" -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1)' \
+            "$port" 2>/dev/null && break
+        kill -0 "$pid" 2>/dev/null || die "redis-server exited; see $OUT/redis.log"
+        sleep 0.05
+    done
+    PID[redis]=$pid PORT[redis]=$port EXTRA[redis]="--proto resp"
+    SERVERS+=(redis)
+}
+
+HELP=$("$ARRPCD" --help 2>&1 || true)
+has_option() { grep -q -- "^ *$1[ ,=]" <<<"$HELP" || grep -q -- "^ *$1\$" <<<"$HELP"; }
+NPROC=$(nproc)
+ONE_WORKER=()
+if has_option --workers; then ONE_WORKER=(--workers 1); fi
+ARRPC_EXTRA="--size $SIZE"
+
+wanted redis && start_redis
+wanted arrpcd && start_arrpcd arrpcd "$ARRPC_EXTRA" "${ONE_WORKER[@]}"
+if wanted arrpcd-wN; then
+    if has_option --workers; then
+        start_arrpcd arrpcd-wN "$ARRPC_EXTRA" --workers "$NPROC"
+    else
+        note "arrpcd has no --workers option: the nproc-workers configuration is skipped"
+    fi
+fi
+if wanted arrpcd-auth; then
+    if has_option --auth-secret-file; then
+        printf 'compare-sh-bench-secret\n' >"$OUT/secret"
+        start_arrpcd arrpcd-auth "$ARRPC_EXTRA --auth-secret-file $OUT/secret" "${ONE_WORKER[@]}" \
+            --auth-secret-file "$OUT/secret"
+    else
+        note "arrpcd has no --auth-secret-file option: the auth variant is skipped"
+    fi
+fi
+if wanted arrpcd-tls; then
+    if ! grep -q -- '--tls' <<<"$HELP"; then
+        note "arrpcd has no TLS options: the TLS variant is skipped"
+    elif ! "$BENCH" --help | grep -q -- '--tls'; then
+        note "arrpcd has TLS options but arrpc-bench has none yet: the TLS variant is skipped"
+    else
+        note "TLS variant: not wired into compare.sh yet (certificate set-up); skipped"
+    fi
+fi
+if wanted arrpcd-metrics; then
+    # The first option whose name starts with --metrics; given an address when it takes one.
+    mline=$(grep -- '^ *--metrics' <<<"$HELP" | head -1 || true)
+    if [ -z "$mline" ]; then
+        note "arrpcd has no --metrics option: the metrics variant is skipped"
+    else
+        mopt=$(awk '{print $1}' <<<"$mline")
+        marg=$(awk '{print $2}' <<<"$mline")
+        if [[ "$marg" =~ ^[A-Z:_]+$ ]]; then
+            start_arrpcd arrpcd-metrics "$ARRPC_EXTRA" "${ONE_WORKER[@]}" "$mopt" "127.0.0.1:$(free_port)"
+        else
+            start_arrpcd arrpcd-metrics "$ARRPC_EXTRA" "${ONE_WORKER[@]}" "$mopt"
+        fi
+    fi
+fi
+[ ${#SERVERS[@]} -gt 0 ] || die "no server to benchmark"
+
+# ---- the machine ------------------------------------------------------------------------------
+
+{
+    echo "date:     $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "nproc:    $NPROC"
+    echo "cpu:      $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
+    echo "kernel:   $(uname -srm)"
+    echo "redis:    $(redis-server --version | head -1)"
+    echo "arrpcd:   $("$ARRPCD" --version 2>&1 | head -1)"
+    echo "load:     $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min, before the runs)"
+    echo "settings: ${DURATION}s measured after ${WARMUP}s warm-up, $ROUNDS round(s), arrpc-bench --threads $THREADS, payload $SIZE bytes"
+    echo "servers:  ${SERVERS[*]}"
+} >"$OUT/machine.txt"
+cat "$OUT/machine.txt"
+echo
+
+# ---- the runs: every server once per cell, then the next round --------------------------------
+
+total=$((ROUNDS * $(wc -w <<<"$CELLS") * ${#SERVERS[@]}))
+n=0
+for round in $(seq "$ROUNDS"); do
+    for cell in $CELLS; do
+        c=${cell%%:*} p=${cell##*:}
+        for name in "${SERVERS[@]}"; do
+            n=$((n + 1))
+            out=$OUT/raw/${name}_c${c}_P${p}_r${round}.json
+            printf '[%d/%d] round %d  %-15s c=%-3s P=%-3s ' "$n" "$total" "$round" "$name" "$c" "$p" >&2
+            # shellcheck disable=SC2086 # EXTRA holds several options on purpose
+            if ! "$BENCH" --json --quiet -c "$c" -P "$p" --threads "$THREADS" -w "$WARMUP" \
+                -d "$DURATION" ${EXTRA[$name]} "127.0.0.1:${PORT[$name]}" >"$out" 2>"$out.err"; then
+                echo "(exit $?: no reply counted)" >&2
+            fi
+            "$PY" -c 'import json,sys; r=json.load(open(sys.argv[1])); print("%10.0f qps  p99 %8.1f us  errors %d" % (r["qps"], r["latency_us"]["p99"], r["errors"]))' "$out" >&2 ||
+                echo "(no summary)" >&2
+        done
+    done
+done
+
+# ---- the table ------------------------------------------------------------------------------------
+
+"$PY" - "$OUT" "$CELLS" "${SERVERS[@]}" <<'PYEOF' | tee "$OUT/summary.txt"
+import glob, json, os, statistics, sys
+
+out, cells, servers = sys.argv[1], sys.argv[2].split(), sys.argv[3:]
+
+def runs(name, c, p):
+    res = []
+    for f in sorted(glob.glob(os.path.join(out, "raw", "%s_c%s_P%s_r*.json" % (name, c, p)))):
+        try:
+            with open(f) as fh:
+                res.append(json.load(fh))
+        except ValueError:
+            pass
+    return res
+
+def med(values):
+    return statistics.median(values) if values else None
+
+table = {}
+for cell in cells:
+    c, p = cell.split(":")
+    for name in servers:
+        rs = runs(name, c, p)
+        table[cell, name] = {
+            "qps": med([r["qps"] for r in rs]),
+            "p99": med([r["latency_us"]["p99"] for r in rs]),
+            "errors": sum(r["errors"] for r in rs),
+            "cpu": med([r["cpu"]["percent_of_core"] for r in rs]),
+            "n": len(rs),
+        }
+
+def fmt(v, spec):
+    return "-" if v is None else format(v, spec)
+
+def ratio(a, b):
+    return None if a is None or not b else a / b
+
+print("medians over rounds: qps, p99 latency (us); [errors summed over rounds]")
+head = "%-8s" % "cell" + "".join("%26s" % n for n in servers)
+print(head)
+for cell in cells:
+    c, p = cell.split(":")
+    row = "%-8s" % ("c%s P%s" % (c, p))
+    for name in servers:
+        t = table[cell, name]
+        s = "%s / %s" % (fmt(t["qps"], ".0f"), fmt(t["p99"], ".0f"))
+        if t["errors"]:
+            s += " [%d]" % t["errors"]
+        row += "%26s" % s
+    print(row)
+
+def ratios(title, base, others):
+    if base not in servers or not others:
+        return
+    print()
+    print(title)
+    print("%-8s" % "cell" + "".join("%26s" % ("%s/%s" % (o, base)) for o in others))
+    for cell in cells:
+        c, p = cell.split(":")
+        row = "%-8s" % ("c%s P%s" % (c, p))
+        for o in others:
+            q = ratio(table[cell, o]["qps"], table[cell, base]["qps"])
+            l = ratio(table[cell, o]["p99"], table[cell, base]["p99"])
+            row += "%26s" % ("qps %s  p99 %s" % (fmt(q, ".2f"), fmt(l, ".2f")))
+        print(row)
+
+arrpcds = [s for s in servers if s.startswith("arrpcd")]
+ratios("arrpcd configurations against redis (qps > 1: arrpcd faster; p99 < 1: arrpcd lower)",
+       "redis", arrpcds)
+ratios("variants against plain arrpcd (1 worker)", "arrpcd", [s for s in arrpcds if s != "arrpcd"])
+print()
+print("client CPU, % of one core (median): " + "  ".join(
+    "%s %s" % (n, "/".join(fmt(table[cell, n]["cpu"], ".0f") for cell in cells)) for n in servers))
+PYEOF
+if [ -f "$OUT/notes.txt" ]; then
+    echo
+    cat "$OUT/notes.txt"
+fi | tee -a "$OUT/summary.txt"
+cat "$OUT/machine.txt" >>"$OUT/summary.txt"
+echo
+echo "raw results and logs: $OUT"

@@ -1,0 +1,57 @@
+/* client.h -- the client's state, shared by the files that implement it (client.c, client_io.c,
+ * response.c). Users see only the opaque handle in arrpc.h. */
+#ifndef ARRPC_CORE_CLIENT_H
+#define ARRPC_CORE_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "arrpc.h"
+#include "buf.h"
+#include "scan.h"
+
+#define ARRPC_CLIENT_ERRSTR_MAX 4352u /* a server message of 4096 bytes and our own context */
+#define ARRPC_DEFAULT_RETRY_BACKOFF_MS 1000u
+/* msgpack-c's unpacker decodes at most MSGPACK_EMBED_STACK_SIZE (32) nested containers, fixed
+ * when the library was built; a deeper reply would pass the scanner and then fail to decode, so
+ * the client's depth limit never goes above it. */
+#define ARRPC_CLIENT_MAX_DEPTH 32u
+
+struct arrpc_client {
+    char *host;
+    uint16_t port;
+    unsigned timeout_ms;         /* bounds one send or batch once connected; 0: none */
+    unsigned connect_timeout_ms; /* bounds one connect try; 0: none of our own */
+    unsigned tries;              /* con_max_retries: connect tries per send */
+    unsigned backoff_ms;         /* sleep step between tries: step, 2 step, 3 step ... */
+    size_t max_message;
+    unsigned max_depth;
+    int debug;
+    uint8_t *secret; /* NULL: requests go unsigned */
+    size_t secret_len;
+    int fd;             /* -1 while not connected */
+    arrpc__scan *scan;  /* frames replies; also checks requests before they are sent */
+    arrpc__buf in;      /* bytes read and not yet cut into replies */
+    size_t scanned;     /* bytes of in already fed to the scanner */
+    arrpc__buf out;     /* request bytes not yet written */
+    char errstr[ARRPC_CLIENT_ERRSTR_MAX];
+};
+
+/* Records the text of an error and returns its code, so `return arrpc__client_fail(...)`. */
+int arrpc__client_fail(arrpc_client *cli, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Forgets the connection and everything queued or half read on it. */
+void arrpc__client_disconnect(arrpc_client *cli);
+
+/* Writes cli->out and reads `count` replies into out[], until deadline_ms (0: none). Every reply
+ * is a new response the caller owns. On error the responses read so far are in out[0, *got). */
+int arrpc__client_exchange(arrpc_client *cli, size_t count, uint64_t deadline_ms,
+                           arrpc_response **out, size_t *got);
+
+/* A response from the n bytes of one whole reply (copied), decoded. 0, ARRPC_ENOMEM or
+ * ARRPC_EPROTO. */
+int arrpc__response_new(const uint8_t *p, size_t n, arrpc_response **out);
+/* The server's message of an error reply (after its prefix); NULL for other replies. */
+const char *arrpc__response_message(const arrpc_response *res, size_t *len);
+
+#endif

@@ -1,0 +1,104 @@
+/* response.c -- one reply: its bytes, the object decoded from them, and its error-string status. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "client.h"
+#include "wire.h"
+
+#define RESPONSE_ZONE_CHUNK 2048u /* most replies are small; larger ones get more chunks */
+
+struct arrpc_response {
+    msgpack_zone *zone; /* the arena of the decoded containers; strings point into data */
+    msgpack_object obj;
+    int status;         /* ARRPC_OK, ARRPC_ERPC or ARRPC_EAUTH */
+    size_t prefix_len;  /* of the error prefix, when status is not ARRPC_OK */
+    size_t len;
+    uint8_t data[];
+};
+
+static int str_starts_with(const msgpack_object *o, const char *prefix, size_t n)
+{
+    return o->type == MSGPACK_OBJECT_STR && o->via.str.size >= n &&
+           memcmp(o->via.str.ptr, prefix, n) == 0;
+}
+
+/* 0.5.0's client looks for the exception name anywhere in a str reply; we require it at the
+ * start, which is where every server puts it, so a handler may answer text that mentions it. */
+static void classify(arrpc_response *res)
+{
+    static const struct {
+        const char *prefix;
+        int status;
+    } kinds[] = {
+        {ARRPC_RPC_ERROR_PREFIX, ARRPC_ERPC},
+        {ARRPC_AUTH_ERROR_PREFIX, ARRPC_EAUTH},
+    };
+    res->status = ARRPC_OK;
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+        size_t n = strlen(kinds[i].prefix);
+        if (str_starts_with(&res->obj, kinds[i].prefix, n)) {
+            res->status = kinds[i].status;
+            res->prefix_len = n;
+        }
+    }
+}
+
+int arrpc__response_new(const uint8_t *p, size_t n, arrpc_response **out)
+{
+    arrpc_response *res = malloc(sizeof *res + n);
+    if (!res)
+        return ARRPC_ENOMEM;
+    memcpy(res->data, p, n);
+    res->len = n;
+    res->prefix_len = 0;
+    res->zone = msgpack_zone_new(RESPONSE_ZONE_CHUNK);
+    if (!res->zone) {
+        free(res);
+        return ARRPC_ENOMEM;
+    }
+    /* The bytes passed the scanner, so no header can make msgpack-c reserve more than the
+     * message's own size allows. */
+    size_t off = 0;
+    msgpack_unpack_return r =
+        msgpack_unpack((const char *)res->data, n, &off, res->zone, &res->obj);
+    if (r != MSGPACK_UNPACK_SUCCESS || off != n) {
+        arrpc_response_free(res);
+        return r == MSGPACK_UNPACK_NOMEM_ERROR ? ARRPC_ENOMEM : ARRPC_EPROTO;
+    }
+    classify(res);
+    *out = res;
+    return 0;
+}
+
+const char *arrpc__response_message(const arrpc_response *res, size_t *len)
+{
+    if (res->status == ARRPC_OK)
+        return NULL;
+    *len = res->obj.via.str.size - res->prefix_len;
+    return res->obj.via.str.ptr + res->prefix_len;
+}
+
+const msgpack_object *arrpc_response_object(const arrpc_response *res)
+{
+    return &res->obj;
+}
+
+const void *arrpc_response_data(const arrpc_response *res, size_t *len)
+{
+    if (len)
+        *len = res->len;
+    return res->data;
+}
+
+int arrpc_response_status(const arrpc_response *res)
+{
+    return res->status;
+}
+
+void arrpc_response_free(arrpc_response *res)
+{
+    if (!res)
+        return;
+    msgpack_zone_free(res->zone);
+    free(res);
+}

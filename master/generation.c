@@ -1,0 +1,183 @@
+/* generation.c -- replacing workers without closing a connection: reload (SIGHUP) by
+ * generations, and scaling by one worker up (SIGTTIN) or down (SIGTTOU). */
+#include "master.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "../core/log.h"
+#include "../workers/control.h"
+
+int arrpc__row_of_slot(const arrpc__master *m, uint32_t slot, uint32_t generation)
+{
+    for (unsigned r = 0; r < ARRPC_SHM_RECORDS; r++) {
+        const arrpc__worker_row *row = &m->row[r];
+        if ((row->state == ROW_STARTING || row->state == ROW_READY) && row->slot == slot &&
+            row->generation == generation)
+            return (int)r;
+    }
+    return -1;
+}
+
+/* Retires worker `from`, handing its connections to worker `to` over a fresh socket pair; with
+ * no `to` (or no socket pair) it drains instead. */
+int arrpc__handover(arrpc__master *m, int from, int to)
+{
+    int sv[2] = {-1, -1};
+    if (to >= 0 &&
+        socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0) {
+        arrpc__log("master: socketpair: %s; worker %d drains instead", strerror(errno),
+                   (int)m->row[from].pid);
+        to = -1;
+    }
+    if (to >= 0 && arrpc__master_send(m, to, ARRPC_CTL_ADOPT, 0, sv[1]) != 0) {
+        close(sv[0]);
+        sv[0] = -1;
+    }
+    arrpc__master_send(m, from, ARRPC_CTL_RETIRE, 0, sv[0]);
+    m->row[from].state = ROW_RETIRING;
+    if (sv[0] >= 0)
+        close(sv[0]);
+    if (sv[1] >= 0)
+        close(sv[1]);
+    return 0;
+}
+
+void arrpc__reload_start(arrpc__master *m)
+{
+    if (arrpc__master_read_secret(m) != 0) {
+        arrpc__log("master: reload aborted; generation %u keeps serving", m->generation);
+        return;
+    }
+    uint32_t gen = ++m->next_generation;
+    m->reload.active = 1;
+    m->reload.generation = gen;
+    m->reload.deadline_ms = m->now_ms + ARRPC_RELOAD_START_TIMEOUT_MS;
+    arrpc__log("master: reload: starting generation %u", gen);
+    for (uint32_t s = 0; s < m->nslots && m->reload.active; s++)
+        if (m->slot[s].active && arrpc__spawn_worker(m, s, gen) != 0)
+            arrpc__reload_on_failure(m, "cannot start a new worker");
+}
+
+static int generation_ready(const arrpc__master *m, uint32_t gen)
+{
+    for (uint32_t s = 0; s < m->nslots; s++) {
+        if (!m->slot[s].active)
+            continue;
+        int r = arrpc__row_of_slot(m, s, gen);
+        if (r < 0 || m->row[r].state != ROW_READY)
+            return 0;
+    }
+    return 1;
+}
+
+static void reload_finished(arrpc__master *m)
+{
+    m->reload.active = 0;
+    if (m->reload.pending) { /* a SIGHUP came meanwhile: files may have changed again */
+        m->reload.pending = 0;
+        arrpc__reload_start(m);
+    }
+}
+
+void arrpc__reload_on_ready(arrpc__master *m)
+{
+    uint32_t gen = m->reload.generation;
+    if (!generation_ready(m, gen))
+        return;
+    for (uint32_t s = 0; s < m->nslots; s++) {
+        if (!m->slot[s].active)
+            continue;
+        int old = arrpc__row_of_slot(m, s, m->generation);
+        if (old >= 0)
+            arrpc__handover(m, old, arrpc__row_of_slot(m, s, gen));
+    }
+    arrpc__log("master: reload: generation %u serving, generation %u handing over", gen,
+               m->generation);
+    m->generation = gen;
+    reload_finished(m);
+}
+
+void arrpc__reload_on_failure(arrpc__master *m, const char *why)
+{
+    uint32_t gen = m->reload.generation;
+    arrpc__log("master: reload failed (%s); generation %u keeps serving", why, m->generation);
+    /* New workers may already have accepted connections: they hand them back. */
+    for (unsigned r = 0; r < ARRPC_SHM_RECORDS; r++) {
+        arrpc__worker_row *row = &m->row[r];
+        if ((row->state == ROW_STARTING || row->state == ROW_READY) && row->generation == gen)
+            arrpc__handover(m, (int)r, arrpc__row_of_slot(m, row->slot, m->generation));
+    }
+    reload_finished(m);
+}
+
+void arrpc__reload_check_deadline(arrpc__master *m)
+{
+    if (!m->reload.active || m->now_ms < m->reload.deadline_ms)
+        return;
+    uint32_t gen = m->reload.generation;
+    for (unsigned r = 0; r < ARRPC_SHM_RECORDS; r++) /* never ready: nothing accepted */
+        if (m->row[r].state == ROW_STARTING && m->row[r].generation == gen)
+            kill(m->row[r].pid, SIGKILL);
+    arrpc__reload_on_failure(m, "new workers were not ready in time");
+}
+
+static unsigned active_slots(const arrpc__master *m)
+{
+    unsigned n = 0;
+    for (uint32_t s = 0; s < m->nslots; s++)
+        n += m->slot[s].active != 0;
+    return n;
+}
+
+/* One worker more: an inactive slot comes back (its adopter lets it go once the new worker is
+ * ready), or a new socket joins the SO_REUSEPORT group. */
+void arrpc__scale_up(arrpc__master *m)
+{
+    uint32_t s = 0;
+    while (s < m->nslots && m->slot[s].active)
+        s++;
+    if (s == m->nslots && arrpc__slot_bind(m) != 0) {
+        arrpc__log("master: SIGTTIN: cannot add a worker");
+        return;
+    }
+    m->slot[s].active = 1;
+    m->slot[s].failures = 0;
+    m->cfg->workers = active_slots(m);
+    arrpc__log("master: SIGTTIN: %u workers", m->cfg->workers);
+    arrpc__spawn_worker(m, s, m->generation);
+}
+
+/* One worker fewer: the last active slot's socket stays open and is adopted by another worker,
+ * which also takes the retiring worker's connections; nothing queued is reset. */
+void arrpc__scale_down(arrpc__master *m)
+{
+    if (active_slots(m) <= 1) {
+        arrpc__log("master: SIGTTOU: keeping the last worker");
+        return;
+    }
+    uint32_t s = m->nslots;
+    while (s-- > 0 && !m->slot[s].active) {
+    }
+    uint32_t a = s;
+    while (a-- > 0 && !m->slot[a].active) {
+    }
+    int from = arrpc__row_of_slot(m, s, m->generation);
+    int to = arrpc__row_of_slot(m, a, m->generation);
+    m->slot[s].active = 0;
+    m->slot[s].respawn_at_ms = 0;
+    for (uint32_t t = 0; t < m->nslots; t++) {
+        if (t == s || (!m->slot[t].active && m->slot[t].adopter == (int)s)) {
+            m->slot[t].adopter = (int)a;
+            if (to >= 0)
+                arrpc__master_send(m, to, ARRPC_CTL_LISTEN_ADD, t, m->slot[t].listen_fd);
+        }
+    }
+    if (from >= 0)
+        arrpc__handover(m, from, to);
+    m->cfg->workers = active_slots(m);
+    arrpc__log("master: SIGTTOU: %u workers", m->cfg->workers);
+}

@@ -1,0 +1,327 @@
+/* upgrade.c -- sockets from outside (systemd's LISTEN_FDS, or the old master on a binary
+ * upgrade: one code path), the SIGUSR2 exec hand-over, and the pid file. */
+#include "master.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "../core/fdpass.h"
+#include "../core/log.h"
+#include "../core/net.h"
+#include "../workers/control.h"
+
+#define LISTEN_FDS_START 3 /* sd_listen_fds(3): passed sockets start at descriptor 3 */
+#define UPGRADE_WORKERS_ENV "ARRPC_UPGRADE_WORKERS"
+#define CMDLINE_MAX 65536
+#define ARGS_MAX 256
+
+/* Messages from the new master to the old one on the upgrade channel. */
+enum { UPGRADE_SLOT_READY = 1, UPGRADE_DONE };
+
+static unsigned long env_number(const char *name)
+{
+    unsigned long v = 0;
+    const char *s = getenv(name);
+    return s && arrpc__parse_ulong(s, 0, 1u << 30, &v) == 0 ? v : 0;
+}
+
+static int adopt_fd(arrpc__master *m, int fd)
+{
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0 ||
+        fcntl(fd, F_SETFD, FD_CLOEXEC) != 0)
+        return ARRPC_ESYS;
+    m->slot[m->nslots++] = (arrpc__slot){.listen_fd = fd, .adopter = -1};
+    return 0;
+}
+
+/* Slots beyond the worker count are served by the first workers, round robin. */
+static void assign_slots(arrpc__master *m, unsigned workers)
+{
+    if (workers == 0 || workers > m->nslots)
+        workers = m->nslots;
+    for (uint32_t s = 0; s < m->nslots; s++) {
+        m->slot[s].active = s < workers;
+        m->slot[s].adopter = s < workers ? -1 : (int)(s % workers);
+    }
+    m->cfg->workers = workers;
+}
+
+/* SO_REUSEPORT would let us join the group of another server that already listens on the port
+ * (as the same user), silently sharing its traffic. So the address is first claimed without it:
+ * that fails if anyone listens there, and picks the port when asked for port 0. */
+static int listen_exclusive_then_shared(arrpc__master *m, char *err, size_t errlen)
+{
+    int probe = arrpc__net_listen(m->cfg->host, m->cfg->port, 0, err, errlen);
+    if (probe < 0)
+        return probe;
+    m->cfg->port = arrpc__net_local_port(probe);
+    close(probe);
+    return arrpc__net_listen(m->cfg->host, m->cfg->port, 1, err, errlen);
+}
+
+int arrpc__slot_bind(arrpc__master *m)
+{
+    char err[256];
+    int fd;
+    if (m->nslots >= ARRPC_MAX_WORKERS) {
+        arrpc__log("master: at the limit of %u worker slots", ARRPC_MAX_WORKERS);
+        return ARRPC_EINVAL;
+    }
+    /* The first socket decides the address (a free port when asked for port 0, or systemd's
+     * socket); every later one joins its SO_REUSEPORT group. */
+    if (m->nslots == 0)
+        fd = listen_exclusive_then_shared(m, err, sizeof err);
+    else if ((fd = arrpc__net_listen_like(m->slot[0].listen_fd)) < 0)
+        snprintf(err, sizeof err, "cannot add a listening socket: %s", strerror(errno));
+    if (fd < 0) {
+        arrpc__log("master: %s", err);
+        return fd;
+    }
+    m->slot[m->nslots++] = (arrpc__slot){.listen_fd = fd, .adopter = -1};
+    return 0;
+}
+
+static int bind_slots(arrpc__master *m, unsigned count)
+{
+    while (m->nslots < count)
+        if (arrpc__slot_bind(m) != 0)
+            return ARRPC_ESYS;
+    return 0;
+}
+
+int arrpc__sockets_inherit(arrpc__master *m)
+{
+    unsigned long n = env_number(ARRPC_LISTEN_FDS_ENV);
+    unsigned long for_pid = env_number("LISTEN_PID");
+    unsigned workers = m->cfg->workers;
+    if (n > 0 && for_pid == (unsigned long)getpid()) {
+        for (unsigned long i = 0; i < n && i < ARRPC_MAX_WORKERS; i++)
+            if (adopt_fd(m, LISTEN_FDS_START + (int)i) != 0)
+                return ARRPC_ESYS;
+        unsigned long up = env_number(UPGRADE_WORKERS_ENV);
+        if (getenv(ARRPC_UPGRADE_ENV)) {
+            m->inherited_upgrade_fd = (int)env_number(ARRPC_UPGRADE_ENV);
+            fcntl(m->inherited_upgrade_fd, F_SETFD, FD_CLOEXEC);
+            workers = up ? (unsigned)up : workers;
+        }
+        arrpc__log("master: using %lu inherited listening sockets", n);
+    }
+    /* Children must not mistake these for their own. */
+    unsetenv("LISTEN_FDS");
+    unsetenv("LISTEN_PID");
+    unsetenv("LISTEN_FDNAMES");
+    unsetenv(ARRPC_UPGRADE_ENV);
+    unsetenv(UPGRADE_WORKERS_ENV);
+    if (m->nslots == 0 && bind_slots(m, workers) != 0)
+        return ARRPC_ESYS;
+    /* Under systemd with fewer sockets than workers, add our own to the group when the passed
+     * socket allows it (ReusePort=yes); otherwise run one worker per passed socket. */
+    if (m->nslots < workers && bind_slots(m, workers) != 0)
+        workers = m->nslots;
+    assign_slots(m, workers);
+    return 0;
+}
+
+int arrpc__pidfile_write(const char *path)
+{
+    char tmp[4096], line[32];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
+        return ARRPC_EINVAL;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return ARRPC_ESYS;
+    int len = snprintf(line, sizeof line, "%ld\n", (long)getpid());
+    int ok = write(fd, line, (size_t)len) == len;
+    ok = close(fd) == 0 && ok;
+    if (!ok || rename(tmp, path) != 0) { /* rename: readers never see a half-written file */
+        unlink(tmp);
+        return ARRPC_ESYS;
+    }
+    return 0;
+}
+
+static void oldbin_path(const char *pid_file, char *out, size_t len)
+{
+    snprintf(out, len, "%s.oldbin", pid_file);
+}
+
+void arrpc__pidfile_remove(const arrpc__master *m)
+{
+    char old[4200];
+    if (!m->cfg->pid_file)
+        return;
+    if (m->upgrade_pid) { /* upgraded: the file is the new master's; ours is .oldbin */
+        oldbin_path(m->cfg->pid_file, old, sizeof old);
+        unlink(old);
+    } else {
+        unlink(m->cfg->pid_file);
+    }
+}
+
+/* The arguments this process was started with, to exec the same command again. */
+static int read_cmdline(char *buf, size_t cap, char **argv)
+{
+    int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, cap - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = '\0';
+    int argc = 0;
+    for (ssize_t i = 0; i < n && argc < ARGS_MAX - 1; i += (ssize_t)strlen(buf + i) + 1)
+        argv[argc++] = buf + i;
+    argv[argc] = NULL;
+    return argc;
+}
+
+/* In the child: put the sockets at 3.., the channel after them, and exec ourselves. */
+static void exec_new_master(arrpc__master *m, int channel, char **argv)
+{
+    int count = (int)m->nslots + 1, high[ARRPC_MAX_WORKERS + 1];
+    for (int i = 0; i < count; i++) { /* first out of the way, so dup2 below cannot clobber */
+        int fd = i < (int)m->nslots ? m->slot[i].listen_fd : channel;
+        high[i] = fcntl(fd, F_DUPFD_CLOEXEC, 1024);
+    }
+    for (int i = 0; i < count; i++)
+        dup2(high[i], LISTEN_FDS_START + i); /* dup2 clears close-on-exec: these survive exec */
+    char value[32];
+    snprintf(value, sizeof value, "%u", m->nslots);
+    setenv(ARRPC_LISTEN_FDS_ENV, value, 1);
+    snprintf(value, sizeof value, "%ld", (long)getpid());
+    setenv("LISTEN_PID", value, 1);
+    snprintf(value, sizeof value, "%d", LISTEN_FDS_START + (int)m->nslots);
+    setenv(ARRPC_UPGRADE_ENV, value, 1);
+    snprintf(value, sizeof value, "%u", m->cfg->workers);
+    setenv(UPGRADE_WORKERS_ENV, value, 1);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    execv("/proc/self/exe", argv);
+    _exit(127);
+}
+
+void arrpc__upgrade_start(arrpc__master *m)
+{
+    static char cmdline[CMDLINE_MAX];
+    char *argv[ARGS_MAX];
+    int sv[2];
+    if (m->upgrade_pid || m->reload.active || m->inherited_upgrade_fd >= 0) {
+        arrpc__log("master: SIGUSR2 ignored: an upgrade or reload is in progress");
+        return;
+    }
+    if (read_cmdline(cmdline, sizeof cmdline, argv) <= 0 ||
+        socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+        arrpc__log("master: SIGUSR2: cannot start the upgrade: %s", strerror(errno));
+        return;
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(sv[0]);
+        exec_new_master(m, sv[1], argv);
+    }
+    close(sv[1]);
+    if (pid < 0) {
+        arrpc__log("master: SIGUSR2: fork: %s", strerror(errno));
+        close(sv[0]);
+        return;
+    }
+    if (m->cfg->pid_file) {
+        char old[4200];
+        oldbin_path(m->cfg->pid_file, old, sizeof old);
+        rename(m->cfg->pid_file, old);
+    }
+    m->upgrade_pid = pid;
+    m->upgrade_fd = sv[0];
+    arrpc__master_watch(m, sv[0], EV_UPGRADE, 0);
+    arrpc__log("master: SIGUSR2: started new master %d", (int)pid);
+}
+
+/* The new master failed before it was ready: the old one goes on as if nothing happened. */
+static void upgrade_abort(arrpc__master *m)
+{
+    arrpc__log("master: upgrade failed: the new master %d exited before it was ready; "
+               "this master keeps serving", (int)m->upgrade_pid);
+    if (m->cfg->pid_file) {
+        char old[4200];
+        oldbin_path(m->cfg->pid_file, old, sizeof old);
+        rename(old, m->cfg->pid_file);
+    }
+    close(m->upgrade_fd);
+    m->upgrade_fd = -1;
+    m->upgrade_pid = 0;
+}
+
+/* The new master is ready: our workers hand their connections to its workers, then we exit. */
+static void upgrade_commit(arrpc__master *m)
+{
+    arrpc__log("master: upgrade: new master %d ready; handing over and exiting",
+               (int)m->upgrade_pid);
+    for (unsigned r = 0; r < ARRPC_SHM_RECORDS; r++) /* rows without a counterpart drain */
+        if (m->row[r].state == ROW_STARTING || m->row[r].state == ROW_READY)
+            arrpc__handover(m, (int)r, -1);
+    m->stopping = 1;
+    m->stop_deadline_ms = m->now_ms + m->cfg->worker.drain_timeout_ms + ARRPC_ABORT_GRACE_MS;
+    close(m->upgrade_fd);
+    m->upgrade_fd = -1;
+}
+
+void arrpc__upgrade_on_message(arrpc__master *m)
+{
+    if (m->upgrade_fd < 0)
+        return;
+    arrpc__ctl_msg msg;
+    int fds[ARRPC_FDPASS_MAX], nfds = 0;
+    ssize_t n = arrpc__fd_recv(m->upgrade_fd, &msg, sizeof msg, fds, &nfds);
+    if (n < 0 && errno == EAGAIN)
+        return;
+    if (n != (ssize_t)sizeof msg) {
+        for (int i = 0; i < nfds; i++)
+            close(fds[i]);
+        upgrade_abort(m);
+        return;
+    }
+    if (msg.type == UPGRADE_DONE) {
+        upgrade_commit(m);
+        return;
+    }
+    int r = nfds > 0 ? arrpc__row_of_slot(m, msg.arg, m->generation) : -1;
+    if (r >= 0) { /* our worker of that slot retires into the new master's */
+        arrpc__master_send(m, r, ARRPC_CTL_RETIRE, 0, fds[0]);
+        m->row[r].state = ROW_RETIRING;
+    }
+    for (int i = 0; i < nfds; i++)
+        close(fds[i]);
+}
+
+void arrpc__upgrade_tell_ready(arrpc__master *m)
+{
+    int ch = m->inherited_upgrade_fd;
+    if (ch < 0)
+        return;
+    for (uint32_t s = 0; s < m->nslots; s++) {
+        int r = arrpc__row_of_slot(m, s, m->generation);
+        int sv[2];
+        if (!m->slot[s].active || r < 0 ||
+            socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0)
+            continue;
+        if (arrpc__master_send(m, r, ARRPC_CTL_ADOPT, 0, sv[1]) == 0) {
+            arrpc__ctl_msg msg = {.type = UPGRADE_SLOT_READY, .arg = s};
+            arrpc__fd_send(ch, &msg, sizeof msg, &sv[0], 1);
+        }
+        close(sv[0]);
+        close(sv[1]);
+    }
+    arrpc__ctl_msg done = {.type = UPGRADE_DONE};
+    arrpc__fd_send(ch, &done, sizeof done, NULL, 0);
+    close(ch);
+    m->inherited_upgrade_fd = -1;
+}

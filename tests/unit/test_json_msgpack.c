@@ -1,0 +1,200 @@
+/* test_json_msgpack.c -- JSON <-> MessagePack conversion of arrpc-call: every type, the tagged
+ * forms both ways, and the inputs that must be refused. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "tools/json_msgpack.h"
+
+/* JSON text -> MessagePack bytes in sb. */
+static int pack_text(const char *text, msgpack_sbuffer *sb, char *err, size_t errlen)
+{
+    json_error_t jerr;
+    json_t *v = json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+    assert_non_null(v);
+    msgpack_packer pk;
+    msgpack_sbuffer_init(sb);
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    int rc = arrpc_json_to_msgpack(v, &pk, err, errlen);
+    json_decref(v);
+    return rc;
+}
+
+/* MessagePack bytes -> compact JSON text (caller frees), or NULL. */
+static char *unpack_text(const char *p, size_t n)
+{
+    msgpack_unpacked u;
+    char err[128];
+    msgpack_unpacked_init(&u);
+    assert_int_equal(msgpack_unpack_next(&u, p, n, NULL), MSGPACK_UNPACK_SUCCESS);
+    json_t *j = arrpc_json_from_msgpack(&u.data, err, sizeof err);
+    char *text = j ? json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    json_decref(j);
+    msgpack_unpacked_destroy(&u);
+    return text;
+}
+
+/* JSON -> MessagePack -> JSON gives back the same text. */
+static void assert_round_trip(const char *text)
+{
+    msgpack_sbuffer sb;
+    char err[128];
+    assert_int_equal(pack_text(text, &sb, err, sizeof err), 0);
+    char *back = unpack_text(sb.data, sb.size);
+    assert_non_null(back);
+    assert_string_equal(back, text);
+    free(back);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+static void test_plain_values_round_trip(void **state)
+{
+    (void)state;
+    static const char *const cases[] = {
+        "null", "true", "false", "0", "-1", "127", "128", "-33", "9223372036854775807",
+        "-9223372036854775808", "1.5", "-0.25", "\"\"", "\"h\\u00e9llo \\u2603 \\ud83d\\ude00\"",
+        "[]", "{}", "[1,[2,[3,{\"a\":[]}]]]", "{\"b\":1,\"a\":2,\"c\":{\"x\":null}}",
+        "\"nul\\u0000inside\"",
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        /* jansson writes non-ASCII as UTF-8, so compare through a second parse */
+        msgpack_sbuffer sb;
+        char err[128];
+        json_error_t jerr;
+        assert_int_equal(pack_text(cases[i], &sb, err, sizeof err), 0);
+        char *back = unpack_text(sb.data, sb.size);
+        json_t *a = json_loads(cases[i], JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+        json_t *b = json_loads(back, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+        if (!json_equal(a, b))
+            fail_msg("case %s came back as %s", cases[i], back ? back : "(null)");
+        json_decref(a);
+        json_decref(b);
+        free(back);
+        msgpack_sbuffer_destroy(&sb);
+    }
+}
+
+static void test_tagged_forms_round_trip(void **state)
+{
+    (void)state;
+    assert_round_trip("{\"$bin\":\"\"}");
+    assert_round_trip("{\"$bin\":\"AAEC/w==\"}");
+    assert_round_trip("{\"$ext\":[5,\"aGk=\"]}");
+    assert_round_trip("{\"$ext\":[-128,\"\"]}");
+    assert_round_trip("{\"$map\":[[1,\"one\"],[[2],{\"$bin\":\"Ag==\"}]]}");
+    assert_round_trip("{\"$map\":[[\"$bin\",\"not bin\"]]}");
+    assert_round_trip("{\"$bin\":\"AA==\",\"other\":1}");
+}
+
+static void test_bin_packs_as_bin(void **state)
+{
+    (void)state;
+    msgpack_sbuffer sb;
+    char err[128];
+    assert_int_equal(pack_text("{\"$bin\":\"aGk=\"}", &sb, err, sizeof err), 0);
+    assert_int_equal(sb.size, 4);
+    assert_memory_equal(sb.data, "\xc4\x02hi", 4);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+static void test_map_forms_from_msgpack(void **state)
+{
+    (void)state;
+    /* {1: "a"}, {"k": 1, "k": 2}, {"$bin": "x"} all need the pairs form */
+    static const struct {
+        const char *bytes;
+        size_t n;
+        const char *json;
+    } cases[] = {
+        {"\x81\x01\xa1" "a", 4, "{\"$map\":[[1,\"a\"]]}"},
+        {"\x82\xa1k\x01\xa1k\x02", 7, "{\"$map\":[[\"k\",1],[\"k\",2]]}"},
+        {"\x81\xa4$bin\xa1x", 8, "{\"$map\":[[\"$bin\",\"x\"]]}"},
+        {"\x81\xa4$foo\xa1x", 8, "{\"$foo\":\"x\"}"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *text = unpack_text(cases[i].bytes, cases[i].n);
+        assert_non_null(text);
+        assert_string_equal(text, cases[i].json);
+        free(text);
+    }
+}
+
+static void test_lossy_numbers(void **state)
+{
+    (void)state;
+    char *text = unpack_text("\xcf\xff\xff\xff\xff\xff\xff\xff\xff", 9); /* UINT64_MAX */
+    assert_non_null(text);
+    assert_non_null(strchr(text, 'e')); /* a real, 1.8446744073709552e+19 */
+    free(text);
+    text = unpack_text("\xcb\x7f\xf8\x00\x00\x00\x00\x00\x00", 9); /* NaN */
+    assert_string_equal(text, "null");
+    free(text);
+    text = unpack_text("\xca\x3f\xc0\x00\x00", 5); /* float32 1.5 */
+    assert_string_equal(text, "1.5");
+    free(text);
+}
+
+static void test_invalid_utf8_str_is_an_error(void **state)
+{
+    (void)state;
+    assert_null(unpack_text("\xa2\xc3\x28", 3));
+}
+
+static void test_malformed_tags_are_refused(void **state)
+{
+    (void)state;
+    static const char *const cases[] = {
+        "{\"$bin\":5}",          "{\"$bin\":\"abc\"}",       "{\"$bin\":\"a===\"}",
+        "{\"$bin\":\"!!!!\"}",   "{\"$ext\":[300,\"\"]}",     "{\"$ext\":[1]}",
+        "{\"$ext\":\"x\"}",      "{\"$map\":[[1]]}",          "{\"$map\":{}}",
+        "[{\"$bin\":null}]",
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        msgpack_sbuffer sb;
+        char err[128] = "";
+        assert_int_equal(pack_text(cases[i], &sb, err, sizeof err), -1);
+        assert_true(err[0] != '\0');
+        msgpack_sbuffer_destroy(&sb);
+    }
+}
+
+static void test_base64_vectors(void **state)
+{
+    (void)state;
+    static const char *const plain[] = {"", "f", "fo", "foo", "foob", "fooba", "foobar"};
+    static const char *const coded[] = {"",         "Zg==",     "Zm8=",    "Zm9v",
+                                        "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"};
+    for (size_t i = 0; i < 7; i++) {
+        char out[16];
+        unsigned char back[16];
+        arrpc_base64_encode((const unsigned char *)plain[i], strlen(plain[i]), out);
+        assert_string_equal(out, coded[i]);
+        long n = arrpc_base64_decode(coded[i], strlen(coded[i]), back);
+        assert_int_equal(n, (long)strlen(plain[i]));
+        assert_memory_equal(back, plain[i], (size_t)n);
+    }
+    unsigned char sink[8];
+    assert_int_equal(arrpc_base64_decode("Zg=", 3, sink), -1);
+    assert_int_equal(arrpc_base64_decode("Zg==Zg==", 8, sink), -1);
+    assert_int_equal(arrpc_base64_decode("Z\0==", 4, sink), -1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_plain_values_round_trip),
+        cmocka_unit_test(test_tagged_forms_round_trip),
+        cmocka_unit_test(test_bin_packs_as_bin),
+        cmocka_unit_test(test_map_forms_from_msgpack),
+        cmocka_unit_test(test_lossy_numbers),
+        cmocka_unit_test(test_invalid_utf8_str_is_an_error),
+        cmocka_unit_test(test_malformed_tags_are_refused),
+        cmocka_unit_test(test_base64_vectors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,145 @@
+/* bench.h -- arrpc-bench's shared types: the run's configuration, per-thread counters, connections.
+ *
+ * The program's shape: main.c reads options and starts threads; each thread (loop.c) runs one
+ * epoll loop over its share of the connections (conn.c); request.c builds the one request every
+ * connection sends, once; report.c prints the merged result. Nothing on the hot path allocates:
+ * the request bytes are prebuilt (P copies back to back, so a connection writes all the requests
+ * it may have in flight with one send), replies are framed in place in a per-connection buffer
+ * that only grows, and send times live in a per-connection ring of P slots. */
+#ifndef ARRPC_BENCH_H
+#define ARRPC_BENCH_H
+
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <msgpack.h>
+
+#include "hist.h"
+
+typedef enum { BENCH_PROTO_ARRPC, BENCH_PROTO_RESP } bench_proto;
+
+/* X(name, json key, meaning): the kinds of error the summary counts. */
+#define BENCH_ERRORS(X)                                                                            \
+    X(CONNECT, "connect", "could not connect")                                                     \
+    X(CLOSED, "closed", "connection closed or reset by the server")                                \
+    X(TIMEOUT, "timeout", "no reply within --timeout (the connection is reopened)")                \
+    X(PROTO, "proto", "reply is not valid MessagePack / RESP, or arrives unasked")                 \
+    X(VERIFY, "verify", "reply differs from its request (--verify)")                               \
+    X(RPC, "rpc", "arrpc.error.RpcException reply")                                                \
+    X(AUTH, "auth", "arrpc.error.AuthException reply")                                             \
+    X(RESP, "resp", "RESP error reply (-ERR ...)")                                                 \
+    X(IO, "io", "read or write failed")
+
+typedef enum {
+#define BENCH_ERR_ENUM(name, key, text) BENCH_ERR_##name,
+    BENCH_ERRORS(BENCH_ERR_ENUM)
+#undef BENCH_ERR_ENUM
+        BENCH_ERR_COUNT
+} bench_err;
+
+extern const char *const bench_err_key[BENCH_ERR_COUNT];
+extern const char *const bench_err_text[BENCH_ERR_COUNT];
+
+/* What the whole run shares, read-only once the threads start (times are CLOCK_MONOTONIC ns). */
+typedef struct bench_config {
+    char target[300]; /* "host:port" as given */
+    struct sockaddr_in addr;
+    bench_proto proto;
+    unsigned connections, pipeline, threads;
+    uint64_t requests;    /* -n: measured requests to send in all; 0 with -d */
+    uint64_t duration_ns; /* -d: length of the measured window; 0 with -n */
+    uint64_t warmup_ns, timeout_ns;
+    int verify, json, live, auth;
+    size_t payload_size; /* --size as asked (arrpc) */
+
+    uint8_t *request; /* one request as written on the wire */
+    size_t request_len;
+    uint8_t *batch; /* `pipeline` copies of request, back to back */
+    uint8_t *expect; /* the reply an echo gives: the packed payload, or "+PONG\r\n" */
+    size_t expect_len;
+    msgpack_object expect_obj; /* decoded expect, for --verify when bytes differ */
+    msgpack_zone *expect_zone;
+    size_t max_message; /* largest reply accepted */
+
+    uint64_t t_start, t_measure, t_end; /* t_end is 0 with -n */
+} bench_config;
+
+/* What one thread counted in the measured window. */
+typedef struct bench_stats {
+    uint64_t sent, replies, bytes_out, bytes_in;
+    uint64_t errors[BENCH_ERR_COUNT];
+    uint64_t last_reply; /* time of the last counted reply */
+    bench_hist hist;     /* latency of counted replies, ns */
+} bench_stats;
+
+typedef struct bench_thread bench_thread;
+
+enum { BENCH_CONN_IDLE, BENCH_CONN_CONNECTING, BENCH_CONN_OPEN };
+
+/* One connection: at most `pipeline` requests in flight, answered in order. */
+typedef struct bench_conn {
+    bench_thread *th;
+    int fd, state;
+    int want_out;        /* EPOLLOUT is armed: a write is pending */
+    uint64_t at;         /* IDLE: when to connect again; CONNECTING: when the connect began */
+    uint64_t *sent_at;   /* ring of pipeline slots: send time of each request in flight */
+    unsigned ring_head;  /* the oldest request in flight */
+    unsigned inflight;   /* requests queued or written, not yet answered */
+    size_t wpos, wend;   /* pending bytes cfg->batch[wpos, wend) */
+    uint8_t *in;         /* received bytes: [in_head, in_len) not yet consumed */
+    size_t in_cap, in_head, in_scan, in_len; /* in_scan: bytes already given to the framer */
+    struct arrpc__scan *scan;
+} bench_conn;
+
+struct bench_thread {
+    pthread_t tid;
+    unsigned index;
+    const bench_config *cfg;
+    atomic_int *stop; /* set by the main thread (SIGINT) */
+    int epfd;
+    bench_conn *conns;
+    unsigned nconns;
+    uint64_t budget; /* -n: measured requests this thread may still send */
+    bench_stats stats;
+    pthread_mutex_t lock;  /* guards published */
+    bench_stats published; /* a copy of stats a few times a second, for the live line */
+    atomic_int exited;     /* the thread's loop has ended */
+};
+
+/* The result of the run, merged across threads. */
+typedef struct bench_result {
+    bench_stats total;
+    double elapsed_s; /* the measured window */
+    double cpu_user_s, cpu_sys_s;
+    int interrupted;
+} bench_result;
+
+uint64_t bench_now_ns(void);
+
+/* request.c */
+int bench_request_build(bench_config *cfg, const char *secret_file, size_t total);
+void bench_request_free(bench_config *cfg);
+
+/* conn.c */
+int bench_conn_init(bench_conn *c, bench_thread *th);
+void bench_conn_free(bench_conn *c);
+void bench_conn_connect(bench_conn *c, uint64_t now);
+void bench_conn_event(bench_conn *c, uint32_t events);
+void bench_conn_tick(bench_conn *c, uint64_t now);
+int bench_conn_busy(const bench_conn *c);
+
+/* loop.c */
+void *bench_thread_main(void *arg);
+void bench_thread_snapshot(bench_thread *th, bench_stats *out);
+void bench_stats_merge(bench_stats *dst, const bench_stats *src);
+
+/* report.c */
+void bench_report_live(FILE *to, double elapsed_s, int warming, uint64_t qps, const bench_stats *s);
+void bench_report_text(FILE *to, const bench_config *cfg, const bench_result *r);
+void bench_report_json(FILE *to, const bench_config *cfg, const bench_result *r);
+
+#endif

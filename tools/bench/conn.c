@@ -1,0 +1,363 @@
+/* conn.c -- one benchmark connection: connect, write its pipelined requests, frame and judge replies.
+ *
+ * A connection that fails (refused, closed, reset, timed out, garbled) counts one error of its
+ * kind, drops the requests it had in flight and goes IDLE; the thread's tick reconnects it. It is
+ * never reconnected from inside its own event handler, so no stale event can meet a new socket. */
+#include <errno.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "../../core/scan.h"
+#include "arrpc.h"
+#include "bench.h"
+
+#define IN_MIN_CAP (64u * 1024u)                      /* bytes read at once, at least */
+#define RETRY_DELAY_NS (100ull * 1000 * 1000)          /* after a failed connect */
+#define CONNECT_TIMEOUT_NS (10ull * 1000 * 1000 * 1000) /* when --timeout is not given */
+#define ERROR_PREFIX "arrpc.error."
+#define AUTH_PREFIX "arrpc.error.AuthException"
+
+static int in_window(const bench_config *cfg, uint64_t t)
+{
+    return t >= cfg->t_measure && (cfg->t_end == 0 || t < cfg->t_end);
+}
+
+static void count_error(bench_conn *c, bench_err kind, uint64_t now)
+{
+    if (in_window(c->th->cfg, now))
+        c->th->stats.errors[kind]++;
+}
+
+int bench_conn_init(bench_conn *c, bench_thread *th)
+{
+    const bench_config *cfg = th->cfg;
+    memset(c, 0, sizeof *c);
+    c->th = th;
+    c->fd = -1;
+    c->sent_at = calloc(cfg->pipeline, sizeof *c->sent_at);
+    c->in_cap = IN_MIN_CAP;
+    c->in = malloc(c->in_cap);
+    if (cfg->proto == BENCH_PROTO_ARRPC)
+        c->scan = arrpc__scan_new(cfg->max_message, ARRPC_DEFAULT_MAX_DEPTH);
+    if (!c->sent_at || !c->in || (cfg->proto == BENCH_PROTO_ARRPC && !c->scan))
+        return ARRPC_ENOMEM;
+    return 0;
+}
+
+void bench_conn_free(bench_conn *c)
+{
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+    free(c->sent_at);
+    free(c->in);
+    arrpc__scan_free(c->scan);
+    c->sent_at = NULL;
+    c->in = NULL;
+    c->scan = NULL;
+}
+
+/* Forgets the socket and everything in flight; the tick connects again at `retry`. */
+static void conn_fail(bench_conn *c, bench_err kind, uint64_t now, uint64_t retry)
+{
+    count_error(c, kind, now);
+    if (c->fd >= 0)
+        close(c->fd); /* also removes it from the epoll set */
+    c->fd = -1;
+    c->state = BENCH_CONN_IDLE;
+    c->want_out = 0;
+    c->ring_head = c->inflight = 0;
+    c->wpos = c->wend = 0;
+    c->in_head = c->in_scan = c->in_len = 0;
+    if (c->scan)
+        arrpc__scan_reset(c->scan);
+    c->at = retry;
+}
+
+static int conn_watch(bench_conn *c, int op, uint32_t events)
+{
+    struct epoll_event ev = {.events = events, .data.ptr = c};
+    return epoll_ctl(c->th->epfd, op, c->fd, &ev);
+}
+
+static int conn_arm_out(bench_conn *c, int on, uint64_t now)
+{
+    if (c->want_out == on)
+        return 0;
+    c->want_out = on;
+    if (conn_watch(c, EPOLL_CTL_MOD, EPOLLIN | (on ? EPOLLOUT : 0)) == 0)
+        return 0;
+    conn_fail(c, BENCH_ERR_IO, now, now);
+    return -1;
+}
+
+static bench_err errno_kind(int err)
+{
+    return err == ECONNRESET || err == EPIPE || err == ECONNABORTED ? BENCH_ERR_CLOSED
+                                                                     : BENCH_ERR_IO;
+}
+
+/* Writes what is pending with one send; arms EPOLLOUT for the rest. -1 when the connection failed. */
+static int conn_write(bench_conn *c, uint64_t now)
+{
+    const bench_config *cfg = c->th->cfg;
+    ssize_t n = send(c->fd, cfg->batch + c->wpos, c->wend - c->wpos, MSG_NOSIGNAL);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EINTR)
+            return conn_arm_out(c, 1, now);
+        conn_fail(c, errno_kind(errno), now, now);
+        return -1;
+    }
+    if (in_window(cfg, now))
+        c->th->stats.bytes_out += (uint64_t)n;
+    c->wpos += (size_t)n;
+    if (c->wpos < c->wend)
+        return conn_arm_out(c, 1, now);
+    c->wpos = c->wend = 0;
+    return conn_arm_out(c, 0, now);
+}
+
+/* Queues as many requests as the pipeline has room for (and -n allows) and writes them at once. */
+static int conn_fill(bench_conn *c, uint64_t now)
+{
+    bench_thread *th = c->th;
+    const bench_config *cfg = th->cfg;
+    if (c->state != BENCH_CONN_OPEN || c->wend != 0 || (cfg->t_end && now >= cfg->t_end))
+        return 0;
+    uint64_t k = cfg->pipeline - c->inflight;
+    if (cfg->requests && now >= cfg->t_measure) {
+        if (k > th->budget)
+            k = th->budget;
+        th->budget -= k;
+    }
+    if (k == 0)
+        return 0;
+    for (unsigned i = 0; i < k; i++)
+        c->sent_at[(c->ring_head + c->inflight + i) % cfg->pipeline] = now;
+    c->inflight += (unsigned)k;
+    if (in_window(cfg, now))
+        th->stats.sent += k;
+    c->wpos = 0;
+    c->wend = (size_t)k * cfg->request_len;
+    return conn_write(c, now);
+}
+
+void bench_conn_connect(bench_conn *c, uint64_t now)
+{
+    const bench_config *cfg = c->th->cfg;
+    int one = 1;
+    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (c->fd < 0) {
+        conn_fail(c, BENCH_ERR_CONNECT, now, now + RETRY_DELAY_NS);
+        return;
+    }
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    int rc = connect(c->fd, (const struct sockaddr *)&cfg->addr, sizeof cfg->addr);
+    if (rc != 0 && errno != EINPROGRESS) {
+        conn_fail(c, BENCH_ERR_CONNECT, now, now + RETRY_DELAY_NS);
+        return;
+    }
+    c->state = rc == 0 ? BENCH_CONN_OPEN : BENCH_CONN_CONNECTING;
+    c->want_out = rc != 0;
+    c->at = now;
+    if (conn_watch(c, EPOLL_CTL_ADD, rc == 0 ? EPOLLIN : EPOLLOUT) != 0) {
+        conn_fail(c, BENCH_ERR_IO, now, now + RETRY_DELAY_NS);
+        return;
+    }
+    if (rc == 0)
+        conn_fill(c, now);
+}
+
+/* The error kind a reply stands for, or -1 for a good one. */
+static int judge_arrpc(const bench_config *cfg, const uint8_t *m, size_t n)
+{
+    size_t off = 0;
+    if (m[0] >= 0xa0 && m[0] <= 0xbf)
+        off = 1;
+    else if (m[0] == 0xd9 || m[0] == 0xda || m[0] == 0xdb)
+        off = m[0] == 0xd9 ? 2 : m[0] == 0xda ? 3 : 5;
+    if (off && n - off >= strlen(ERROR_PREFIX) &&
+        memcmp(m + off, ERROR_PREFIX, strlen(ERROR_PREFIX)) == 0)
+        return n - off >= strlen(AUTH_PREFIX) && memcmp(m + off, AUTH_PREFIX, strlen(AUTH_PREFIX)) == 0
+                   ? BENCH_ERR_AUTH
+                   : BENCH_ERR_RPC;
+    if (!cfg->verify || (n == cfg->expect_len && memcmp(m, cfg->expect, n) == 0))
+        return -1;
+    /* Other bytes may still encode the same object (another packer's choices): decode. */
+    msgpack_unpacked u;
+    size_t used = 0;
+    msgpack_unpacked_init(&u);
+    int same = msgpack_unpack_next(&u, (const char *)m, n, &used) == MSGPACK_UNPACK_SUCCESS &&
+               msgpack_object_equal(u.data, cfg->expect_obj);
+    msgpack_unpacked_destroy(&u);
+    return same ? -1 : BENCH_ERR_VERIFY;
+}
+
+static int judge_resp(const bench_config *cfg, const uint8_t *m, size_t n)
+{
+    if (m[0] == '-')
+        return BENCH_ERR_RESP;
+    if (m[0] != '+' || n < 3 || m[n - 2] != '\r')
+        return BENCH_ERR_PROTO;
+    if (cfg->verify && (n != cfg->expect_len || memcmp(m, cfg->expect, n) != 0))
+        return BENCH_ERR_VERIFY;
+    return -1;
+}
+
+/* One whole reply: it answers the oldest request in flight. -1 when the connection failed. */
+static int conn_reply(bench_conn *c, const uint8_t *m, size_t n, uint64_t now)
+{
+    bench_thread *th = c->th;
+    const bench_config *cfg = th->cfg;
+    if (c->inflight == 0) {
+        conn_fail(c, BENCH_ERR_PROTO, now, now);
+        return -1;
+    }
+    uint64_t sent = c->sent_at[c->ring_head];
+    c->ring_head = (c->ring_head + 1) % cfg->pipeline;
+    c->inflight--;
+    if (sent < cfg->t_measure || (cfg->t_end && now >= cfg->t_end))
+        return 0; /* asked in the warm-up, or answered after the end: not counted */
+    int kind = cfg->proto == BENCH_PROTO_ARRPC ? judge_arrpc(cfg, m, n) : judge_resp(cfg, m, n);
+    if (kind >= 0) {
+        th->stats.errors[kind]++;
+        return 0;
+    }
+    th->stats.replies++;
+    th->stats.last_reply = now;
+    bench_hist_record(&th->stats.hist, now - sent);
+    return 0;
+}
+
+/* The end of the next whole reply in in[in_scan, in_len): 1 and *end, 0 if none yet, <0 garbled. */
+static int conn_frame(bench_conn *c, size_t *end)
+{
+    size_t avail = c->in_len - c->in_scan;
+    if (c->scan) {
+        size_t used = 0;
+        int rc = arrpc__scan_feed(c->scan, c->in + c->in_scan, avail, &used);
+        c->in_scan += used;
+        *end = c->in_scan;
+        return rc;
+    }
+    const uint8_t *nl = memchr(c->in + c->in_scan, '\n', avail);
+    c->in_scan = nl ? (size_t)(nl - c->in) + 1 : c->in_len;
+    *end = c->in_scan;
+    return nl != NULL;
+}
+
+/* Keeps a partial reply at the front, growing the buffer when one reply fills it. */
+static int conn_make_room(bench_conn *c)
+{
+    if (c->in_head == c->in_len) {
+        c->in_head = c->in_scan = c->in_len = 0;
+        return 0;
+    }
+    if (c->in_head > 0 && c->in_cap - c->in_len < c->in_cap / 4) {
+        memmove(c->in, c->in + c->in_head, c->in_len - c->in_head);
+        c->in_len -= c->in_head;
+        c->in_scan -= c->in_head;
+        c->in_head = 0;
+    }
+    if (c->in_len < c->in_cap)
+        return 0;
+    uint8_t *in = realloc(c->in, c->in_cap * 2);
+    if (!in)
+        return ARRPC_ENOMEM;
+    c->in = in;
+    c->in_cap *= 2;
+    return 0;
+}
+
+/* One read, then every whole reply in the buffer; *now_out is when the read returned. -1 when
+ * the connection failed. */
+static int conn_read(bench_conn *c, uint64_t *now_out)
+{
+    ssize_t n = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
+    uint64_t now = *now_out = bench_now_ns();
+    if (n <= 0) {
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return 0;
+        conn_fail(c, n == 0 ? BENCH_ERR_CLOSED : errno_kind(errno), now, now);
+        return -1;
+    }
+    if (in_window(c->th->cfg, now))
+        c->th->stats.bytes_in += (uint64_t)n;
+    c->in_len += (size_t)n;
+    size_t end;
+    int rc;
+    while (c->in_scan < c->in_len && (rc = conn_frame(c, &end)) != 0) {
+        if (rc < 0) {
+            conn_fail(c, BENCH_ERR_PROTO, now, now);
+            return -1;
+        }
+        if (conn_reply(c, c->in + c->in_head, end - c->in_head, now) != 0)
+            return -1;
+        c->in_head = end;
+    }
+    if (conn_make_room(c) != 0) {
+        conn_fail(c, BENCH_ERR_IO, now, now);
+        return -1;
+    }
+    return 0;
+}
+
+static void conn_connected(bench_conn *c, uint64_t now)
+{
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) {
+        conn_fail(c, BENCH_ERR_CONNECT, now, now + RETRY_DELAY_NS);
+        return;
+    }
+    c->state = BENCH_CONN_OPEN;
+    if (conn_arm_out(c, 0, now) == 0)
+        conn_fill(c, now);
+}
+
+void bench_conn_event(bench_conn *c, uint32_t events)
+{
+    if (c->state == BENCH_CONN_CONNECTING) {
+        conn_connected(c, bench_now_ns());
+        return;
+    }
+    if (c->state != BENCH_CONN_OPEN)
+        return;
+    uint64_t now = 0;
+    if ((events & (EPOLLIN | EPOLLERR | EPOLLHUP)) && conn_read(c, &now) != 0)
+        return;
+    if (now == 0)
+        now = bench_now_ns();
+    if ((events & EPOLLOUT) && c->wend != 0 && conn_write(c, now) != 0)
+        return;
+    conn_fill(c, now);
+}
+
+void bench_conn_tick(bench_conn *c, uint64_t now)
+{
+    const bench_config *cfg = c->th->cfg;
+    uint64_t limit = cfg->timeout_ns ? cfg->timeout_ns : CONNECT_TIMEOUT_NS;
+    switch (c->state) {
+    case BENCH_CONN_IDLE:
+        if (now >= c->at && (cfg->t_end == 0 || now < cfg->t_end))
+            bench_conn_connect(c, now);
+        break;
+    case BENCH_CONN_CONNECTING:
+        if (now - c->at > limit)
+            conn_fail(c, BENCH_ERR_CONNECT, now, now);
+        break;
+    default:
+        if (cfg->timeout_ns && c->inflight && now - c->sent_at[c->ring_head] > cfg->timeout_ns)
+            conn_fail(c, BENCH_ERR_TIMEOUT, now, now);
+        break;
+    }
+}
+
+int bench_conn_busy(const bench_conn *c)
+{
+    return c->state == BENCH_CONN_OPEN && c->inflight > 0;
+}

@@ -1,0 +1,391 @@
+/* main.c -- arrpc-bench, the load generator: options, threads, the live line, the summary. */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../../core/net.h"
+#include "arrpc.h"
+#include "bench.h"
+
+#define EXIT_USAGE 2
+#define DEFAULT_TARGET "127.0.0.1:8080"
+#define DEFAULT_DURATION_S 10.0
+#define DEFAULT_SIZE 16
+#define MAX_CONNECTIONS 100000ul
+#define MAX_PIPELINE 65536ul
+#define MAX_THREADS 256ul
+#define POLL_NS (100ull * 1000 * 1000) /* how often the main thread looks around */
+
+static volatile sig_atomic_t interrupted;
+
+static void on_interrupt(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+}
+
+static void usage(FILE *to)
+{
+    fprintf(to,
+            "usage: arrpc-bench [options] [HOST:PORT]\n"
+            "\n"
+            "Drives an arrpc server (or, with --proto resp, redis-server) with pipelined requests\n"
+            "on many connections and reports throughput, errors and latency percentiles.\n"
+            "\n"
+            "  HOST:PORT, --connect HOST:PORT   the server (default " DEFAULT_TARGET ")\n"
+            "  -c, --connections N     connections (default 16)\n"
+            "  -P, --pipeline N        requests in flight per connection (default 1)\n"
+            "  -t, --threads N         client threads, each with its own epoll loop (default 1)\n"
+            "  -d, --duration S        measure for S seconds (default 10; decimals allowed)\n"
+            "  -n, --requests N        measure N requests instead of a duration\n"
+            "  -w, --warmup S          run S seconds unmeasured first (default 0)\n"
+            "  -s, --size BYTES        payload: a str of BYTES bytes (default %d), which the\n"
+            "                          demo plugin echoes\n"
+            "      --total BYTES       size the payload so that the whole request, envelope\n"
+            "                          included, has BYTES bytes on the wire\n"
+            "      --auth-secret-file F  sign every request with the secret in F (the 0.5.0\n"
+            "                          envelope; signed once, the same bytes are resent)\n"
+            "      --verify            check every reply against its request (an echo)\n"
+            "      --timeout S         a request unanswered after S seconds counts as a\n"
+            "                          timeout and its connection is reopened (default: none)\n"
+            "      --proto arrpc|resp  resp sends RESP PING and expects +PONG (redis-server)\n"
+            "      --json              print the summary as one JSON object\n"
+            "  -q, --quiet             no live line (it is shown only on a terminal anyway)\n"
+            "  -h, --help, --version\n"
+            "\n"
+            "TLS is not supported yet (arrpc has no TLS yet); its options will come with it.\n"
+            "Exit status: 0 when some reply was counted, 1 when none was, 2 on bad usage.\n",
+            DEFAULT_SIZE);
+}
+
+static int parse_seconds(const char *opt, const char *arg, double min, uint64_t *ns)
+{
+    char *end = NULL;
+    errno = 0;
+    double s = strtod(arg, &end);
+    if (errno != 0 || end == arg || *end != '\0' || !isfinite(s) || s < min || s > 1e7) {
+        fprintf(stderr, "arrpc-bench: %s wants seconds, not '%s'\n", opt, arg);
+        return -1;
+    }
+    *ns = (uint64_t)(s * 1e9);
+    return 0;
+}
+
+static int parse_count(const char *opt, const char *arg, unsigned long min, unsigned long max,
+                       unsigned long *out)
+{
+    if (arrpc__parse_ulong(arg, min, max, out) == 0)
+        return 0;
+    fprintf(stderr, "arrpc-bench: %s wants a number from %lu to %lu, not '%s'\n", opt, min, max,
+            arg);
+    return -1;
+}
+
+static int resolve(bench_config *cfg, const char *spec)
+{
+    char host[256];
+    uint16_t port;
+    struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *res = NULL;
+    if (arrpc__net_split_hostport(spec, host, sizeof host, &port) != 0 || port == 0) {
+        fprintf(stderr, "arrpc-bench: the server must be HOST:PORT, not '%s'\n", spec);
+        return -1;
+    }
+    int gai = getaddrinfo(host, NULL, &hints, &res);
+    if (gai != 0) {
+        fprintf(stderr, "arrpc-bench: cannot resolve %s (IPv4 only): %s\n", host, gai_strerror(gai));
+        return -1;
+    }
+    memcpy(&cfg->addr, res->ai_addr, sizeof cfg->addr);
+    cfg->addr.sin_port = htons(port);
+    freeaddrinfo(res);
+    snprintf(cfg->target, sizeof cfg->target, "%s", spec);
+    return 0;
+}
+
+typedef struct {
+    const char *target, *secret_file;
+    unsigned long total;
+    int duration_set;
+} extra_options;
+
+enum { OPT_TOTAL = 256, OPT_AUTH, OPT_VERIFY, OPT_TIMEOUT, OPT_PROTO, OPT_JSON, OPT_CONNECT,
+       OPT_VERSION };
+
+static const struct option long_options[] = {
+    {"connect", required_argument, NULL, OPT_CONNECT},
+    {"connections", required_argument, NULL, 'c'},
+    {"pipeline", required_argument, NULL, 'P'},
+    {"threads", required_argument, NULL, 't'},
+    {"duration", required_argument, NULL, 'd'},
+    {"requests", required_argument, NULL, 'n'},
+    {"warmup", required_argument, NULL, 'w'},
+    {"size", required_argument, NULL, 's'},
+    {"total", required_argument, NULL, OPT_TOTAL},
+    {"auth-secret-file", required_argument, NULL, OPT_AUTH},
+    {"verify", no_argument, NULL, OPT_VERIFY},
+    {"timeout", required_argument, NULL, OPT_TIMEOUT},
+    {"proto", required_argument, NULL, OPT_PROTO},
+    {"json", no_argument, NULL, OPT_JSON},
+    {"quiet", no_argument, NULL, 'q'},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, OPT_VERSION},
+    {NULL, 0, NULL, 0},
+};
+
+/* One option into cfg or x. 0, -1 on a bad value, 1 when the program should exit 0. */
+static int apply_option(int opt, const char *arg, bench_config *cfg, extra_options *x)
+{
+    unsigned long v;
+    int rc = 0;
+    switch (opt) {
+    case OPT_CONNECT: x->target = arg; break;
+    case 'c': rc = parse_count("-c", arg, 1, MAX_CONNECTIONS, &v); cfg->connections = (unsigned)v; break;
+    case 'P': rc = parse_count("-P", arg, 1, MAX_PIPELINE, &v); cfg->pipeline = (unsigned)v; break;
+    case 't': rc = parse_count("--threads", arg, 1, MAX_THREADS, &v); cfg->threads = (unsigned)v; break;
+    case 'd': rc = parse_seconds("-d", arg, 0.001, &cfg->duration_ns); x->duration_set = 1; break;
+    case 'n': rc = parse_count("-n", arg, 1, ULONG_MAX, &v); cfg->requests = v; break;
+    case 'w': rc = parse_seconds("--warmup", arg, 0, &cfg->warmup_ns); break;
+    case 's': rc = parse_count("--size", arg, 0, ARRPC_MAX_MESSAGE_LIMIT / 4, &v); cfg->payload_size = v; break;
+    case OPT_TOTAL: rc = parse_count("--total", arg, 1, ARRPC_MAX_MESSAGE_LIMIT / 4, &x->total); break;
+    case OPT_AUTH: x->secret_file = arg; break;
+    case OPT_VERIFY: cfg->verify = 1; break;
+    case OPT_TIMEOUT: rc = parse_seconds("--timeout", arg, 0.001, &cfg->timeout_ns); break;
+    case OPT_JSON: cfg->json = 1; break;
+    case 'q': cfg->live = 0; break;
+    case 'h': usage(stdout); return 1;
+    case OPT_VERSION: printf("arrpc-bench %s\n", ARRPC_VERSION); return 1;
+    case OPT_PROTO:
+        if (strcmp(arg, "arrpc") == 0 || strcmp(arg, "resp") == 0)
+            cfg->proto = arg[0] == 'r' ? BENCH_PROTO_RESP : BENCH_PROTO_ARRPC;
+        else
+            rc = -1, fprintf(stderr, "arrpc-bench: --proto is arrpc or resp, not '%s'\n", arg);
+        break;
+    default: rc = -1; break;
+    }
+    return rc;
+}
+
+/* The options that make sense only together, and the defaults that depend on others. */
+static int check_options(bench_config *cfg, const extra_options *x)
+{
+    if (x->duration_set && cfg->requests) {
+        fprintf(stderr, "arrpc-bench: give -d or -n, not both\n");
+        return -1;
+    }
+    if (cfg->proto == BENCH_PROTO_RESP && (x->secret_file || x->total || cfg->payload_size != DEFAULT_SIZE)) {
+        fprintf(stderr, "arrpc-bench: --size, --total and --auth-secret-file are for --proto arrpc\n");
+        return -1;
+    }
+    if (!cfg->requests && !x->duration_set)
+        cfg->duration_ns = (uint64_t)(DEFAULT_DURATION_S * 1e9);
+    if (cfg->requests)
+        cfg->duration_ns = 0;
+    if (cfg->threads > cfg->connections)
+        cfg->threads = cfg->connections;
+    return 0;
+}
+
+static int parse_options(int argc, char **argv, bench_config *cfg, extra_options *x)
+{
+    int opt;
+    while ((opt = getopt_long(argc, argv, "c:P:t:d:n:w:s:qh", long_options, NULL)) != -1) {
+        int rc = apply_option(opt, optarg, cfg, x);
+        if (rc != 0)
+            return rc > 0 ? 1 : -1;
+    }
+    if (optind < argc)
+        x->target = argv[optind++];
+    if (optind < argc) {
+        fprintf(stderr, "arrpc-bench: unexpected argument '%s'\n", argv[optind]);
+        return -1;
+    }
+    return check_options(cfg, x);
+}
+
+/* Connections are dealt round-robin; so is the -n budget. */
+static bench_thread *threads_new(const bench_config *cfg, atomic_int *stop)
+{
+    bench_thread *ths = calloc(cfg->threads, sizeof *ths);
+    if (!ths)
+        return NULL;
+    for (unsigned t = 0; t < cfg->threads; t++) {
+        bench_thread *th = &ths[t];
+        th->index = t;
+        th->cfg = cfg;
+        th->stop = stop;
+        th->nconns = cfg->connections / cfg->threads + (t < cfg->connections % cfg->threads);
+        th->budget = cfg->requests / cfg->threads + (t < cfg->requests % cfg->threads);
+        th->epfd = epoll_create1(EPOLL_CLOEXEC);
+        th->conns = calloc(th->nconns, sizeof *th->conns);
+        pthread_mutex_init(&th->lock, NULL);
+        bench_hist_reset(&th->stats.hist);
+        bench_hist_reset(&th->published.hist);
+        if (th->epfd < 0 || !th->conns)
+            return ths;
+        for (unsigned i = 0; i < th->nconns; i++)
+            if (bench_conn_init(&th->conns[i], th) != 0)
+                return ths;
+    }
+    return ths;
+}
+
+static int threads_ready(const bench_config *cfg, const bench_thread *ths)
+{
+    for (unsigned t = 0; t < cfg->threads; t++) {
+        if (ths[t].epfd < 0 || !ths[t].conns)
+            return 0;
+        for (unsigned i = 0; i < ths[t].nconns; i++)
+            if (!ths[t].conns[i].in)
+                return 0;
+    }
+    return 1;
+}
+
+static void threads_free(const bench_config *cfg, bench_thread *ths)
+{
+    for (unsigned t = 0; ths && t < cfg->threads; t++) {
+        for (unsigned i = 0; ths[t].conns && i < ths[t].nconns; i++)
+            bench_conn_free(&ths[t].conns[i]);
+        free(ths[t].conns);
+        if (ths[t].epfd >= 0)
+            close(ths[t].epfd);
+        pthread_mutex_destroy(&ths[t].lock);
+    }
+    free(ths);
+}
+
+static double cpu_seconds(const struct timeval *tv)
+{
+    return (double)tv->tv_sec + (double)tv->tv_usec / 1e6;
+}
+
+static void sleep_until(uint64_t t)
+{
+    uint64_t now = bench_now_ns();
+    if (t <= now)
+        return;
+    struct timespec ts = {(time_t)((t - now) / 1000000000ull), (long)((t - now) % 1000000000ull)};
+    nanosleep(&ts, NULL);
+}
+
+static void live_line(const bench_config *cfg, bench_thread *ths, uint64_t now, uint64_t *last)
+{
+    bench_stats s;
+    memset(&s, 0, sizeof s);
+    bench_hist_reset(&s.hist);
+    for (unsigned t = 0; t < cfg->threads; t++)
+        bench_thread_snapshot(&ths[t], &s);
+    int warming = now < cfg->t_measure;
+    bench_report_live(stderr, (double)(now - cfg->t_start) / 1e9, warming,
+                      warming ? 0 : s.replies - *last, &s);
+    *last = s.replies;
+}
+
+/* -d: the window is over; -n: every thread has sent its share and heard every answer. */
+static int all_done(const bench_config *cfg, bench_thread *ths, uint64_t now)
+{
+    if (cfg->t_end)
+        return now >= cfg->t_end;
+    for (unsigned t = 0; t < cfg->threads; t++)
+        if (!atomic_load(&ths[t].exited))
+            return 0;
+    return 1;
+}
+
+/* Runs the threads; the main thread watches the clock, the live line and SIGINT. */
+static int run(bench_config *cfg, bench_thread *ths, bench_result *r)
+{
+    atomic_int *stop = ths[0].stop;
+    struct rusage ru0 = {0}, ru1;
+    int have_ru0 = 0;
+    uint64_t last_replies = 0, next_live;
+    cfg->t_start = bench_now_ns();
+    cfg->t_measure = cfg->t_start + cfg->warmup_ns;
+    cfg->t_end = cfg->duration_ns ? cfg->t_measure + cfg->duration_ns : 0;
+    next_live = cfg->t_start + 1000000000ull;
+    unsigned started = 0;
+    for (; started < cfg->threads; started++)
+        if (pthread_create(&ths[started].tid, NULL, bench_thread_main, &ths[started]) != 0)
+            break;
+    if (started < cfg->threads) {
+        fprintf(stderr, "arrpc-bench: cannot start thread %u\n", started);
+        atomic_store(stop, 1);
+    }
+    uint64_t now = bench_now_ns();
+    while (started == cfg->threads && !all_done(cfg, ths, now) && !interrupted) {
+        uint64_t next = now + POLL_NS;
+        if (!have_ru0 && cfg->t_measure < next)
+            next = cfg->t_measure;
+        sleep_until(next);
+        now = bench_now_ns();
+        if (!have_ru0 && now >= cfg->t_measure)
+            have_ru0 = getrusage(RUSAGE_SELF, &ru0) == 0;
+        if (cfg->live && now >= next_live) {
+            live_line(cfg, ths, now, &last_replies);
+            next_live += 1000000000ull;
+        }
+    }
+    if (interrupted)
+        atomic_store(stop, 1);
+    for (unsigned t = 0; t < started; t++)
+        pthread_join(ths[t].tid, NULL);
+    uint64_t end = bench_now_ns();
+    getrusage(RUSAGE_SELF, &ru1);
+    if (cfg->live)
+        fprintf(stderr, "\r\033[K");
+    memset(r, 0, sizeof *r);
+    bench_hist_reset(&r->total.hist);
+    for (unsigned t = 0; t < cfg->threads; t++)
+        bench_stats_merge(&r->total, &ths[t].stats);
+    r->interrupted = interrupted;
+    if (cfg->t_end && end > cfg->t_end)
+        end = cfg->t_end;
+    if (!cfg->t_end && r->total.last_reply)
+        end = r->total.last_reply;
+    r->elapsed_s = end > cfg->t_measure ? (double)(end - cfg->t_measure) / 1e9 : 0.0;
+    r->cpu_user_s = cpu_seconds(&ru1.ru_utime) - (have_ru0 ? cpu_seconds(&ru0.ru_utime) : 0);
+    r->cpu_sys_s = cpu_seconds(&ru1.ru_stime) - (have_ru0 ? cpu_seconds(&ru0.ru_stime) : 0);
+    return started == cfg->threads ? 0 : -1;
+}
+
+int main(int argc, char **argv)
+{
+    static bench_config cfg = {.connections = 16, .pipeline = 1, .threads = 1, .live = 1,
+                               .payload_size = DEFAULT_SIZE};
+    extra_options x = {.target = DEFAULT_TARGET};
+    static atomic_int stop;
+    int rc = parse_options(argc, argv, &cfg, &x);
+    if (rc != 0)
+        return rc > 0 ? 0 : EXIT_USAGE;
+    if (resolve(&cfg, x.target) != 0 || bench_request_build(&cfg, x.secret_file, x.total) != 0)
+        return EXIT_USAGE;
+    cfg.live = cfg.live && isatty(STDERR_FILENO);
+    struct sigaction sa = {.sa_handler = on_interrupt};
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    bench_thread *ths = threads_new(&cfg, &stop);
+    if (!ths || !threads_ready(&cfg, ths)) {
+        fprintf(stderr, "arrpc-bench: out of memory or descriptors for %u connections\n",
+                cfg.connections);
+        threads_free(&cfg, ths);
+        return 1;
+    }
+    bench_result r;
+    rc = run(&cfg, ths, &r);
+    if (cfg.json)
+        bench_report_json(stdout, &cfg, &r);
+    else
+        bench_report_text(stdout, &cfg, &r);
+    threads_free(&cfg, ths);
+    bench_request_free(&cfg);
+    return rc == 0 && r.total.replies > 0 ? 0 : 1;
+}

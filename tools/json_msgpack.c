@@ -1,0 +1,336 @@
+/* json_msgpack.c -- JSON <-> MessagePack with jansson; the tagged forms are in json_msgpack.h. */
+#include "json_msgpack.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char b64_digits[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* ---- base64 ------------------------------------------------------------------------------- */
+
+void arrpc_base64_encode(const unsigned char *p, size_t n, char *out)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)p[i] << 16;
+        if (i + 1 < n)
+            v |= (uint32_t)p[i + 1] << 8;
+        if (i + 2 < n)
+            v |= p[i + 2];
+        out[o++] = b64_digits[(v >> 18) & 63];
+        out[o++] = b64_digits[(v >> 12) & 63];
+        out[o++] = i + 1 < n ? b64_digits[(v >> 6) & 63] : '=';
+        out[o++] = i + 2 < n ? b64_digits[v & 63] : '=';
+    }
+    out[o] = '\0';
+}
+
+static int b64_value(char c)
+{
+    const char *at = c ? strchr(b64_digits, c) : NULL;
+    return at ? (int)(at - b64_digits) : -1;
+}
+
+long arrpc_base64_decode(const char *s, size_t len, unsigned char *out)
+{
+    size_t o = 0;
+    if (len % 4 != 0)
+        return -1;
+    for (size_t i = 0; i < len; i += 4) {
+        int last = i + 4 == len;
+        int pad = (s[i + 3] == '=') + (s[i + 2] == '=' && s[i + 3] == '=');
+        if (pad && !last)
+            return -1;
+        uint32_t v = 0;
+        for (int k = 0; k < 4 - pad; k++) {
+            int d = b64_value(s[i + (size_t)k]);
+            if (d < 0)
+                return -1;
+            v |= (uint32_t)d << (18 - 6 * k);
+        }
+        out[o++] = (unsigned char)(v >> 16);
+        if (pad < 2)
+            out[o++] = (unsigned char)(v >> 8);
+        if (pad < 1)
+            out[o++] = (unsigned char)v;
+    }
+    return (long)o;
+}
+
+/* ---- JSON to MessagePack ------------------------------------------------------------------ */
+
+/* Decodes a base64 JSON string into a new buffer. */
+static unsigned char *decode_b64(json_t *s, size_t *n, char *err, size_t errlen)
+{
+    size_t len = json_string_length(s);
+    unsigned char *bytes = malloc(len / 4 * 3 + 1);
+    long got = bytes ? arrpc_base64_decode(json_string_value(s), len, bytes) : -1;
+    if (got < 0) {
+        free(bytes);
+        fail(err, errlen, "invalid base64");
+        return NULL;
+    }
+    *n = (size_t)got;
+    return bytes;
+}
+
+static int pack_bin(json_t *v, msgpack_packer *pk, char *err, size_t errlen)
+{
+    size_t n;
+    unsigned char *bytes;
+    if (!json_is_string(v))
+        return fail(err, errlen, "%s wants a base64 string", ARRPC_JSON_TAG_BIN);
+    if (!(bytes = decode_b64(v, &n, err, errlen)))
+        return -1;
+    int rc = msgpack_pack_bin_with_body(pk, bytes, n);
+    free(bytes);
+    return rc ? fail(err, errlen, "out of memory") : 0;
+}
+
+static int pack_ext(json_t *v, msgpack_packer *pk, char *err, size_t errlen)
+{
+    json_t *type = json_array_get(v, 0), *body = json_array_get(v, 1);
+    size_t n;
+    unsigned char *bytes;
+    if (json_array_size(v) != 2 || !json_is_integer(type) || json_integer_value(type) < -128 ||
+        json_integer_value(type) > 127 || !json_is_string(body))
+        return fail(err, errlen, "%s wants [type -128..127, base64 string]", ARRPC_JSON_TAG_EXT);
+    if (!(bytes = decode_b64(body, &n, err, errlen)))
+        return -1;
+    int rc = msgpack_pack_ext(pk, n, (int8_t)json_integer_value(type)) ||
+             msgpack_pack_ext_body(pk, bytes, n);
+    free(bytes);
+    return rc ? fail(err, errlen, "out of memory") : 0;
+}
+
+static int pack_pairs(json_t *v, msgpack_packer *pk, char *err, size_t errlen)
+{
+    size_t i;
+    json_t *pair;
+    if (!json_is_array(v))
+        return fail(err, errlen, "%s wants an array of [key, value] pairs", ARRPC_JSON_TAG_MAP);
+    json_array_foreach(v, i, pair) {
+        if (!json_is_array(pair) || json_array_size(pair) != 2)
+            return fail(err, errlen, "%s entry %zu is not a [key, value] pair", ARRPC_JSON_TAG_MAP,
+                        i);
+    }
+    if (msgpack_pack_map(pk, json_array_size(v)))
+        return fail(err, errlen, "out of memory");
+    json_array_foreach(v, i, pair) {
+        if (arrpc_json_to_msgpack(json_array_get(pair, 0), pk, err, errlen) != 0 ||
+            arrpc_json_to_msgpack(json_array_get(pair, 1), pk, err, errlen) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+typedef int (*tag_packer)(json_t *v, msgpack_packer *pk, char *err, size_t errlen);
+
+static const struct {
+    const char *tag;
+    tag_packer pack;
+} tags[] = {
+    {ARRPC_JSON_TAG_BIN, pack_bin},
+    {ARRPC_JSON_TAG_EXT, pack_ext},
+    {ARRPC_JSON_TAG_MAP, pack_pairs},
+};
+
+/* The index in tags[] of a one-key object's key, or -1. */
+static int tag_index(const char *key, size_t len)
+{
+    for (size_t i = 0; i < sizeof tags / sizeof tags[0]; i++) {
+        if (strlen(tags[i].tag) == len && memcmp(tags[i].tag, key, len) == 0)
+            return (int)i;
+    }
+    return -1;
+}
+
+static int pack_object(json_t *v, msgpack_packer *pk, char *err, size_t errlen)
+{
+    void *it = json_object_iter(v);
+    if (json_object_size(v) == 1) {
+        int t = tag_index(json_object_iter_key(it), json_object_iter_key_len(it));
+        if (t >= 0)
+            return tags[t].pack(json_object_iter_value(it), pk, err, errlen);
+    }
+    if (msgpack_pack_map(pk, json_object_size(v)))
+        return fail(err, errlen, "out of memory");
+    for (; it; it = json_object_iter_next(v, it)) {
+        size_t klen = json_object_iter_key_len(it);
+        if (msgpack_pack_str_with_body(pk, json_object_iter_key(it), klen))
+            return fail(err, errlen, "out of memory");
+        if (arrpc_json_to_msgpack(json_object_iter_value(it), pk, err, errlen) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int pack_array(json_t *v, msgpack_packer *pk, char *err, size_t errlen)
+{
+    size_t i;
+    json_t *item;
+    if (msgpack_pack_array(pk, json_array_size(v)))
+        return fail(err, errlen, "out of memory");
+    json_array_foreach(v, i, item) {
+        if (arrpc_json_to_msgpack(item, pk, err, errlen) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+int arrpc_json_to_msgpack(json_t *v, msgpack_packer *pk, char *err, size_t errlen)
+{
+    int rc;
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: return pack_object(v, pk, err, errlen);
+    case JSON_ARRAY: return pack_array(v, pk, err, errlen);
+    case JSON_STRING:
+        rc = msgpack_pack_str_with_body(pk, json_string_value(v), json_string_length(v));
+        break;
+    case JSON_INTEGER: rc = msgpack_pack_int64(pk, json_integer_value(v)); break;
+    case JSON_REAL: rc = msgpack_pack_double(pk, json_real_value(v)); break;
+    case JSON_TRUE: rc = msgpack_pack_true(pk); break;
+    case JSON_FALSE: rc = msgpack_pack_false(pk); break;
+    default: rc = msgpack_pack_nil(pk); break;
+    }
+    return rc ? fail(err, errlen, "out of memory") : 0;
+}
+
+/* ---- MessagePack to JSON ------------------------------------------------------------------ */
+
+static json_t *tagged(const char *tag, json_t *value)
+{
+    json_t *o = value ? json_object() : NULL;
+    if (o && json_object_set_new(o, tag, value) == 0)
+        return o;
+    json_decref(o);
+    json_decref(value);
+    return NULL;
+}
+
+static json_t *b64_string(const char *p, size_t n)
+{
+    char *text = malloc(n / 3 * 4 + 5);
+    if (!text)
+        return NULL;
+    arrpc_base64_encode((const unsigned char *)p, n, text);
+    json_t *s = json_string(text);
+    free(text);
+    return s;
+}
+
+static json_t *from_ext(const msgpack_object_ext *e)
+{
+    json_t *pair = json_pack("[io]", (int)e->type, b64_string(e->ptr, e->size));
+    return tagged(ARRPC_JSON_TAG_EXT, pair);
+}
+
+static json_t *from_array(const msgpack_object_array *a, char *err, size_t errlen)
+{
+    json_t *arr = json_array();
+    for (uint32_t i = 0; arr && i < a->size; i++) {
+        json_t *item = arrpc_json_from_msgpack(&a->ptr[i], err, errlen);
+        if (!item || json_array_append_new(arr, item) != 0) {
+            json_decref(arr);
+            return NULL;
+        }
+    }
+    return arr;
+}
+
+/* The map as [[key, value], ...] under "$map". */
+static json_t *from_map_pairs(const msgpack_object_map *m, char *err, size_t errlen)
+{
+    json_t *pairs = json_array();
+    for (uint32_t i = 0; pairs && i < m->size; i++) {
+        json_t *k = arrpc_json_from_msgpack(&m->ptr[i].key, err, errlen);
+        json_t *v = k ? arrpc_json_from_msgpack(&m->ptr[i].val, err, errlen) : NULL;
+        if (!v || json_array_append_new(pairs, json_pack("[oo]", k, v)) != 0) {
+            json_decref(k);
+            json_decref(pairs);
+            return NULL;
+        }
+    }
+    return tagged(ARRPC_JSON_TAG_MAP, pairs);
+}
+
+static int keys_plain(const msgpack_object_map *m)
+{
+    for (uint32_t i = 0; i < m->size; i++) {
+        if (m->ptr[i].key.type != MSGPACK_OBJECT_STR)
+            return 0;
+    }
+    return !(m->size == 1 &&
+             tag_index(m->ptr[0].key.via.str.ptr, m->ptr[0].key.via.str.size) >= 0);
+}
+
+/* A JSON object when that loses nothing: str keys, none repeated, not mistakable for a tag. */
+static json_t *from_map(const msgpack_object_map *m, char *err, size_t errlen)
+{
+    if (!keys_plain(m))
+        return from_map_pairs(m, err, errlen);
+    json_t *obj = json_object();
+    for (uint32_t i = 0; obj && i < m->size; i++) {
+        const msgpack_object_str *k = &m->ptr[i].key.via.str;
+        json_t *v = arrpc_json_from_msgpack(&m->ptr[i].val, err, errlen);
+        if (!v || json_object_setn_new(obj, k->size ? k->ptr : "", k->size, v) != 0) {
+            json_decref(obj);
+            if (v) /* setn_new freed v: the key was not UTF-8, which the pairs form reports */
+                return from_map_pairs(m, err, errlen);
+            return NULL;
+        }
+    }
+    if (obj && json_object_size(obj) != m->size) { /* a key repeated */
+        json_decref(obj);
+        return from_map_pairs(m, err, errlen);
+    }
+    return obj;
+}
+
+static json_t *from_str(const msgpack_object_str *s, char *err, size_t errlen)
+{
+    json_t *j = json_stringn(s->size ? s->ptr : "", s->size); /* msgpack-c: ptr may be NULL */
+    if (!j)
+        fail(err, errlen, "a str of %u bytes is not valid UTF-8", s->size);
+    return j;
+}
+
+json_t *arrpc_json_from_msgpack(const msgpack_object *o, char *err, size_t errlen)
+{
+    snprintf(err, errlen, "out of memory");
+    switch (o->type) {
+    case MSGPACK_OBJECT_NIL: return json_null();
+    case MSGPACK_OBJECT_BOOLEAN: return json_boolean(o->via.boolean);
+    case MSGPACK_OBJECT_POSITIVE_INTEGER:
+        if (o->via.u64 > INT64_MAX)
+            return json_real((double)o->via.u64);
+        return json_integer((json_int_t)o->via.u64);
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER: return json_integer((json_int_t)o->via.i64);
+    case MSGPACK_OBJECT_FLOAT32:
+    case MSGPACK_OBJECT_FLOAT64: return isfinite(o->via.f64) ? json_real(o->via.f64) : json_null();
+    case MSGPACK_OBJECT_STR: return from_str(&o->via.str, err, errlen);
+    case MSGPACK_OBJECT_BIN:
+        return tagged(ARRPC_JSON_TAG_BIN, b64_string(o->via.bin.ptr, o->via.bin.size));
+    case MSGPACK_OBJECT_EXT: return from_ext(&o->via.ext);
+    case MSGPACK_OBJECT_ARRAY: return from_array(&o->via.array, err, errlen);
+    case MSGPACK_OBJECT_MAP: return from_map(&o->via.map, err, errlen);
+    }
+    fail(err, errlen, "unknown MessagePack type %d", (int)o->type);
+    return NULL;
+}

@@ -1,0 +1,35 @@
+/* control.h -- the messages between the master and a worker, and between two workers handing
+ * over a connection. Both travel on SOCK_SEQPACKET socket pairs, descriptors with SCM_RIGHTS. */
+#ifndef ARRPC_WORKERS_CONTROL_H
+#define ARRPC_WORKERS_CONTROL_H
+
+#include <stdint.h>
+
+typedef enum {
+    ARRPC_CTL_READY = 1,   /* worker -> master: accepting; arg: 0 */
+    ARRPC_CTL_STOP,        /* master -> worker: drain and exit */
+    ARRPC_CTL_RETIRE,      /* master -> worker: stop accepting, hand every connection over the
+                              attached socket (or drain when none is attached), then exit */
+    ARRPC_CTL_ADOPT,       /* master -> worker: take connections arriving on the attached socket */
+    ARRPC_CTL_LISTEN_ADD,  /* master -> worker: also accept on the attached socket; arg: slot */
+    ARRPC_CTL_LISTEN_DROP, /* master -> worker: stop accepting on slot arg's socket */
+} arrpc__ctl_type;
+
+typedef struct arrpc__ctl_msg {
+    uint32_t type;
+    uint32_t arg;
+} arrpc__ctl_msg;
+
+/* A connection handed over: this header, then `inline_len` bytes already read of the next
+ * request; the connection's descriptor is attached, and when the bytes did not fit inline
+ * (pending_len > inline_len) a memfd holding all pending_len bytes is attached too. */
+#define ARRPC_HANDOFF_INLINE_MAX (32u * 1024u)
+#define ARRPC_HANDOFF_MAGIC 0x68616e64u /* "hand" */
+
+typedef struct arrpc__handoff_header {
+    uint32_t magic;
+    uint32_t inline_len;
+    uint64_t pending_len;
+} arrpc__handoff_header;
+
+#endif

@@ -1,0 +1,134 @@
+/* handoff.c -- giving a connection to another worker and taking one in (SCM_RIGHTS).
+ *
+ * A retiring worker sends each plain-TCP connection at a request boundary: every reply written,
+ * nothing read left unanswered but the start of the next request, whose bytes travel with the
+ * descriptor (inline when small, in a memfd when not). The receiving worker continues the stream
+ * where the sender stopped; the client sees nothing. */
+#include <errno.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "../core/fdpass.h"
+#include "../core/log.h"
+#include "control.h"
+#include "loop.h"
+
+/* A memfd holding the pending bytes, for a partial request too large to travel inline. */
+static int pending_memfd(const uint8_t *p, size_t n)
+{
+    int fd = memfd_create("arrpc-handoff", MFD_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    size_t done = 0;
+    while (done < n) {
+        ssize_t w = write(fd, p + done, n - done);
+        if (w <= 0) {
+            close(fd);
+            return -1;
+        }
+        done += (size_t)w;
+    }
+    return fd;
+}
+
+int arrpc__handoff_send(arrpc__loop *loop, arrpc__conn *c)
+{
+    uint8_t msg[sizeof(arrpc__handoff_header) + ARRPC_HANDOFF_INLINE_MAX];
+    size_t pending = arrpc__buf_used(&c->in);
+    const uint8_t *bytes = c->in.data + c->in.head;
+    arrpc__handoff_header h = {.magic = ARRPC_HANDOFF_MAGIC, .pending_len = pending};
+    int fds[2] = {c->fd, -1}, nfds = 1;
+    if (pending <= ARRPC_HANDOFF_INLINE_MAX) {
+        h.inline_len = (uint32_t)pending;
+        if (pending)
+            memcpy(msg + sizeof h, bytes, pending);
+    } else if ((fds[1] = pending_memfd(bytes, pending)) >= 0) {
+        nfds = 2;
+    } else {
+        return ARRPC_ESYS;
+    }
+    memcpy(msg, &h, sizeof h);
+    int rc = arrpc__fd_send(loop->handoff_out, msg, sizeof h + h.inline_len, fds, nfds);
+    if (fds[1] >= 0)
+        close(fds[1]);
+    if (rc != 0) { /* EAGAIN: the receiver is behind; the next iteration tries again */
+        if (errno != EAGAIN)
+            arrpc__log("hand-over of %s failed (%s); serving it until the drain ends", c->peer,
+                       strerror(errno));
+        return rc;
+    }
+    ARRPC_DEBUG(loop->cfg->debug, "handed over %s with %zu pending bytes", c->peer, pending);
+    /* Our descriptor is a second reference to the socket: closing it closes nothing. */
+    c->flags |= CONN_CLOSE;
+    return 0;
+}
+
+/* Reads the pending bytes of a handed-over connection from its memfd into its input buffer. */
+static int load_memfd(arrpc__conn *c, int memfd, uint64_t len)
+{
+    if (len > c->in.cap && arrpc__buf_reserve(&c->in, len) != 0)
+        return ARRPC_ENOMEM;
+    ssize_t n = pread(memfd, c->in.data, len, 0);
+    if (n != (ssize_t)len)
+        return ARRPC_ESYS;
+    c->in.len = len;
+    return 0;
+}
+
+/* Gives a handed-over connection its place in this worker, with the bytes it brought. */
+static void take_in(arrpc__loop *loop, const uint8_t *msg, size_t n, int *fds, int nfds)
+{
+    arrpc__handoff_header h;
+    memcpy(&h, msg, sizeof h);
+    int ok = h.magic == ARRPC_HANDOFF_MAGIC && n == sizeof h + h.inline_len &&
+             h.pending_len <= loop->cfg->max_message + ARRPC_READ_CHUNK &&
+             (h.inline_len == h.pending_len || nfds == 2);
+    arrpc__conn *c = ok ? arrpc__conn_open(loop, fds[0]) : NULL;
+    int rc = c ? 0 : ARRPC_EPROTO;
+    if (c && h.inline_len)
+        rc = arrpc__buf_append(&c->in, msg + sizeof h, h.inline_len);
+    else if (c && h.pending_len)
+        rc = load_memfd(c, fds[1], h.pending_len);
+    if (nfds == 2)
+        close(fds[1]);
+    if (!c) {
+        arrpc__log("refused a handed-over connection: bad message or out of memory");
+        close(fds[0]);
+        return;
+    }
+    if (rc != 0) {
+        c->flags |= CONN_CLOSE;
+        return;
+    }
+    arrpc__conn_answer_buffered(loop, c); /* feeds the scanner from the first pending byte */
+    arrpc__conn_queue_flush(loop, c);
+}
+
+void arrpc__handoff_receive(arrpc__loop *loop, arrpc__loop_source *src)
+{
+    uint8_t *msg = loop->scratch; /* ARRPC_READ_CHUNK bytes, more than a hand-over message */
+    _Static_assert(sizeof(arrpc__handoff_header) + ARRPC_HANDOFF_INLINE_MAX <= ARRPC_READ_CHUNK,
+                   "a hand-over message must fit the scratch buffer");
+    for (;;) {
+        int fds[ARRPC_FDPASS_MAX], nfds = 0;
+        ssize_t n = arrpc__fd_recv(src->fd, msg, ARRPC_READ_CHUNK, fds, &nfds);
+        if (n < 0 && errno == EAGAIN)
+            return;
+        if (n <= 0) { /* the sender finished (EOF) or the socket broke: forget it */
+            for (int i = 0; i < nfds; i++)
+                close(fds[i]);
+            epoll_ctl(loop->epfd, EPOLL_CTL_DEL, src->fd, NULL);
+            close(src->fd);
+            src->kind = 0;
+            return;
+        }
+        if (nfds < 1 || nfds > 2 || (size_t)n < sizeof(arrpc__handoff_header)) {
+            for (int i = 0; i < nfds; i++)
+                close(fds[i]);
+            continue;
+        }
+        take_in(loop, msg, (size_t)n, fds, nfds);
+    }
+}
