@@ -4,12 +4,20 @@
  *   {"fail": "msg"}  fails the call with "msg" (the client gets an RpcException)
  *   {"sleep": s}     sleeps s seconds (integer or float), then answers "slept"
  *   {"crash": true}  kills its process with SIGSEGV
+ *   {"version": _}   answers ARRPC_DEMO_VERSION (tests swap builds to see a reload take effect)
+ *   {"pid": _}       answers the worker's process id
  *   anything else    is echoed back whole */
 #include <signal.h>
 #include <string.h>
 #include <time.h>
 
+#include <unistd.h>
+
 #include <arrpc.h>
+
+#ifndef ARRPC_DEMO_VERSION
+#define ARRPC_DEMO_VERSION "demo-1"
+#endif
 
 /* The value of a one-entry map {key: value} with the given key, or NULL. */
 static const msgpack_object *only_entry(const msgpack_object *req, const char *key)
@@ -52,6 +60,10 @@ ARRPC_API int arrpc_handler(arrpc_call *call, const msgpack_object *req, msgpack
         }
         return msgpack_pack_str_with_body(res, "slept", 5);
     }
+    if (only_entry(req, "version"))
+        return msgpack_pack_str_with_body(res, ARRPC_DEMO_VERSION, strlen(ARRPC_DEMO_VERSION));
+    if (only_entry(req, "pid"))
+        return msgpack_pack_int64(res, (int64_t)getpid());
     if ((v = only_entry(req, "crash")) && v->type == MSGPACK_OBJECT_BOOLEAN && v->via.boolean) {
         signal(SIGSEGV, SIG_DFL);
         raise(SIGSEGV);
