@@ -58,6 +58,16 @@ int arrpc__net_listen(const char *host, uint16_t port, int reuseport, char *err,
     return fd;
 }
 
+int arrpc__net_listen_group(const char *host, uint16_t port, char *err, size_t errlen)
+{
+    int probe = arrpc__net_listen(host, port, 0, err, errlen);
+    if (probe < 0)
+        return probe;
+    port = arrpc__net_local_port(probe);
+    close(probe);
+    return arrpc__net_listen(host, port, 1, err, errlen);
+}
+
 int arrpc__net_listen_like(int fd)
 {
     struct sockaddr_storage ss;

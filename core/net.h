@@ -12,6 +12,12 @@
  * when asked). Returns the fd, or ARRPC_ESYS / ARRPC_EINVAL with the reason in err. */
 int arrpc__net_listen(const char *host, uint16_t port, int reuseport, char *err, size_t errlen);
 
+/* The first socket of a SO_REUSEPORT group on host:port. The address is claimed without
+ * SO_REUSEPORT first, because with it we could silently join the group of another server that
+ * already listens there (as the same user) and share its traffic; that claim fails instead,
+ * and picks the port when port is 0. */
+int arrpc__net_listen_group(const char *host, uint16_t port, char *err, size_t errlen);
+
 /* Another listening socket on the same address as listening socket `fd`, which must have
  * SO_REUSEPORT (the kernel then spreads connections over both). Returns the fd or ARRPC_ESYS. */
 int arrpc__net_listen_like(int fd);

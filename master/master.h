@@ -32,6 +32,7 @@ typedef struct arrpc__master_config {
     const char *pid_file;          /* NULL: none */
     int ready_fd;                  /* written once when every worker first accepts; -1: none */
     int stop_fd;                   /* readable: graceful stop (arrpc_server_stop); -1: none */
+    int bound_fd;                  /* slot 0's socket, already bound (the master owns it); -1 */
 } arrpc__master_config;
 
 typedef enum { ROW_FREE, ROW_STARTING, ROW_READY, ROW_RETIRING } row_state;

@@ -38,6 +38,7 @@ struct arrpc_server {
     char plugin_spec[SERVER_PATH_MAX];
     char secret_file[SERVER_PATH_MAX];
     char pid_file[SERVER_PATH_MAX];
+    char tls_cert[SERVER_PATH_MAX], tls_key[SERVER_PATH_MAX], tls_client_ca[SERVER_PATH_MAX];
     unsigned workers;          /* 0: serve in this process */
     unsigned handler_timeout_ms;
     pid_t master_pid;          /* background pre-fork server: the master is our child */
@@ -85,6 +86,7 @@ arrpc_server *arrpc_server_new(const char *host, uint16_t port, arrpc_handler_fn
         .max_connections = ARRPC_DEFAULT_MAX_CONNECTIONS,
         .drain_timeout_ms = ARRPC_DEFAULT_DRAIN_TIMEOUT_MS,
         .idle_timeout_ms = ARRPC_DEFAULT_IDLE_TIMEOUT_MS,
+        .tls_handshake_timeout_ms = ARRPC_DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS,
     };
     return srv;
 }
@@ -227,9 +229,41 @@ int arrpc_server_set_pid_file(arrpc_server *srv, const char *path)
     return set_path(srv, srv ? srv->pid_file : NULL, path, "pid file");
 }
 
+int arrpc_server_set_tls(arrpc_server *srv, const char *cert, const char *key,
+                         const char *client_ca)
+{
+    int rc = settable(srv);
+    if (rc == 0 && cert && !key)
+        rc = set_err(srv, ARRPC_EINVAL, "a TLS certificate needs its key");
+    if (rc == 0)
+        rc = set_path(srv, srv->tls_cert, cert, "TLS certificate path");
+    if (rc == 0)
+        rc = set_path(srv, srv->tls_key, cert ? key : NULL, "TLS key path");
+    if (rc == 0)
+        rc = set_path(srv, srv->tls_client_ca, cert ? client_ca : NULL, "TLS client CA path");
+    if (rc != 0)
+        return rc;
+    srv->cfg.tls_cert = srv->tls_cert[0] ? srv->tls_cert : NULL;
+    srv->cfg.tls_key = srv->tls_key[0] ? srv->tls_key : NULL;
+    srv->cfg.tls_client_ca = srv->tls_client_ca[0] ? srv->tls_client_ca : NULL;
+    return 0;
+}
+
+int arrpc_server_set_tls_handshake_timeout(arrpc_server *srv, unsigned ms)
+{
+    int rc = settable(srv);
+    if (rc == 0 && ms == 0)
+        rc = set_err(srv, ARRPC_EINVAL, "the TLS handshake timeout must be at least 1 ms");
+    if (rc == 0)
+        srv->cfg.tls_handshake_timeout_ms = ms;
+    return rc;
+}
+
 int arrpc_server_set_workers(arrpc_server *srv, unsigned count)
 {
     int rc = settable(srv);
+    if (rc == 0 && srv->state == SERVER_BOUND) /* the socket was bound for the other model */
+        rc = set_err(srv, ARRPC_ESTATE, "set the workers before binding");
     if (rc == 0 && count > ARRPC_MAX_WORKERS)
         rc = set_err(srv, ARRPC_EINVAL, "at most %u workers", ARRPC_MAX_WORKERS);
     if (rc == 0)
@@ -258,7 +292,9 @@ int arrpc_server_bind(arrpc_server *srv)
         return ARRPC_EINVAL;
     if (srv->state != SERVER_NEW)
         return srv->state == SERVER_BOUND ? 0 : set_err(srv, ARRPC_ESTATE, "already running");
-    int fd = arrpc__net_listen(srv->host, srv->port, 0, srv->err, sizeof srv->err);
+    /* With workers, this is the first socket of the SO_REUSEPORT group the master completes. */
+    int fd = srv->workers ? arrpc__net_listen_group(srv->host, srv->port, srv->err, sizeof srv->err)
+                          : arrpc__net_listen(srv->host, srv->port, 0, srv->err, sizeof srv->err);
     if (fd < 0)
         return fd;
     srv->listen_fd = fd;
@@ -269,7 +305,7 @@ int arrpc_server_bind(arrpc_server *srv)
 /* workers = 0: this process runs the one worker loop itself. */
 static int run_in_process(arrpc_server *srv)
 {
-    int rc = arrpc_server_bind(srv);
+    int rc = srv->listen_fd >= 0 ? 0 : arrpc_server_bind(srv);
     if (rc == 0 && srv->plugin_spec[0] && !srv->plugin.fn) {
         rc = arrpc__handler_load(srv->plugin_spec, &srv->plugin, srv->err, sizeof srv->err);
         srv->cfg.handler = srv->plugin.fn;
@@ -300,7 +336,9 @@ static int run_master(arrpc_server *srv, int ready_fd)
         .pid_file = srv->pid_file[0] ? srv->pid_file : NULL,
         .ready_fd = ready_fd,
         .stop_fd = srv->stop_fd,
+        .bound_fd = srv->listen_fd,
     };
+    srv->listen_fd = -1; /* the master owns it now */
     srv->state = SERVER_RUNNING;
     int status = arrpc__master_run(&mc);
     srv->state = SERVER_DONE;
@@ -340,6 +378,10 @@ static int start_master_child(arrpc_server *srv)
         close(pipefd[0]);
         return set_err(srv, ARRPC_ESYS, "fork: %s", strerror(errno));
     }
+    if (srv->listen_fd >= 0) { /* the master child has it: after a stop, the port is free */
+        close(srv->listen_fd);
+        srv->listen_fd = -1;
+    }
     srv->master_pid = pid;
     short revents = 0;
     char ok = 0;
@@ -368,8 +410,11 @@ int arrpc_server_start(arrpc_server *srv)
         return start_master_child(srv);
     if ((rc = arrpc_server_bind(srv)) != 0)
         return rc;
-    if (pthread_create(&srv->thread, NULL, in_process_thread, srv) != 0)
+    srv->state = SERVER_RUNNING; /* from now on settings are refused, before the thread runs */
+    if (pthread_create(&srv->thread, NULL, in_process_thread, srv) != 0) {
+        srv->state = SERVER_BOUND;
         return set_err(srv, ARRPC_ESYS, "cannot start the server thread");
+    }
     srv->has_thread = 1;
     return 0;
 }

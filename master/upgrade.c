@@ -53,19 +53,6 @@ static void assign_slots(arrpc__master *m, unsigned workers)
     m->cfg->workers = workers;
 }
 
-/* SO_REUSEPORT would let us join the group of another server that already listens on the port
- * (as the same user), silently sharing its traffic. So the address is first claimed without it:
- * that fails if anyone listens there, and picks the port when asked for port 0. */
-static int listen_exclusive_then_shared(arrpc__master *m, char *err, size_t errlen)
-{
-    int probe = arrpc__net_listen(m->cfg->host, m->cfg->port, 0, err, errlen);
-    if (probe < 0)
-        return probe;
-    m->cfg->port = arrpc__net_local_port(probe);
-    close(probe);
-    return arrpc__net_listen(m->cfg->host, m->cfg->port, 1, err, errlen);
-}
-
 int arrpc__slot_bind(arrpc__master *m)
 {
     char err[256];
@@ -76,8 +63,12 @@ int arrpc__slot_bind(arrpc__master *m)
     }
     /* The first socket decides the address (a free port when asked for port 0, or systemd's
      * socket); every later one joins its SO_REUSEPORT group. */
-    if (m->nslots == 0)
-        fd = listen_exclusive_then_shared(m, err, sizeof err);
+    if (m->nslots == 0 && m->cfg->bound_fd >= 0) { /* bound by arrpc_server_bind */
+        fd = m->cfg->bound_fd;
+        m->cfg->bound_fd = -1;
+    } else if (m->nslots == 0) {
+        fd = arrpc__net_listen_group(m->cfg->host, m->cfg->port, err, sizeof err);
+    }
     else if ((fd = arrpc__net_listen_like(m->slot[0].listen_fd)) < 0)
         snprintf(err, sizeof err, "cannot add a listening socket: %s", strerror(errno));
     if (fd < 0) {

@@ -1,0 +1,94 @@
+/* test_server_api.c -- the library's server life cycle: background start in-process and
+ * pre-fork, a call through the C client, a draining stop. Real sockets on 127.0.0.1. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "arrpc.h"
+
+static int answer_42(arrpc_call *call, const msgpack_object *req, msgpack_packer *res, void *ud)
+{
+    (void)call, (void)req, (void)ud;
+    return msgpack_pack_int(res, 42);
+}
+
+/* One call through the client; returns the integer answered, or -1. */
+static long call_once(uint16_t port)
+{
+    static const uint8_t request[] = {0xc0}; /* nil */
+    arrpc_client *cli = arrpc_client_new("127.0.0.1", port);
+    arrpc_client_set_timeout(cli, 5000);
+    arrpc_client_set_con_max_retries(cli, 1);
+    arrpc_response *res = NULL;
+    long value = -1;
+    if (arrpc_client_send(cli, request, sizeof request, &res) == 0 &&
+        arrpc_response_object(res)->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+        value = (long)arrpc_response_object(res)->via.u64;
+    arrpc_response_free(res);
+    arrpc_client_free(cli);
+    return value;
+}
+
+static void run_in_background(unsigned workers)
+{
+    arrpc_server *srv = arrpc_server_new("127.0.0.1", 0, answer_42, NULL);
+    assert_non_null(srv);
+    assert_int_equal(arrpc_server_set_workers(srv, workers), 0);
+    assert_int_equal(arrpc_server_bind(srv), 0);
+    uint16_t port = arrpc_server_port(srv);
+    assert_true(port > 0);
+    assert_int_equal(arrpc_server_start(srv), 0); /* returns once it accepts */
+    assert_int_equal(call_once(port), 42);
+    assert_int_equal(arrpc_server_start(srv), ARRPC_ESTATE);
+    arrpc_server_stop(srv);
+    assert_int_equal(arrpc_server_wait(srv), 0);
+    assert_int_equal(call_once(port), -1); /* stopped: nobody accepts */
+    arrpc_server_free(srv);
+}
+
+static void test_background_in_process(void **state)
+{
+    (void)state;
+    run_in_background(0);
+}
+
+static void test_background_prefork(void **state)
+{
+    (void)state;
+    run_in_background(2);
+}
+
+static void test_run_without_handler_fails(void **state)
+{
+    (void)state;
+    arrpc_server *srv = arrpc_server_new("127.0.0.1", 0, NULL, NULL);
+    assert_int_equal(arrpc_server_run(srv), ARRPC_EINVAL);
+    assert_non_null(strstr(arrpc_server_errstr(srv), "handler"));
+    arrpc_server_free(srv);
+}
+
+static void test_settings_refused_while_running(void **state)
+{
+    (void)state;
+    arrpc_server *srv = arrpc_server_new("127.0.0.1", 0, answer_42, NULL);
+    assert_int_equal(arrpc_server_start(srv), 0);
+    assert_int_equal(arrpc_server_set_max_message(srv, 1024), ARRPC_ESTATE);
+    arrpc_server_stop(srv);
+    assert_int_equal(arrpc_server_wait(srv), 0);
+    arrpc_server_free(srv);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_background_in_process),
+        cmocka_unit_test(test_background_prefork),
+        cmocka_unit_test(test_run_without_handler_fails),
+        cmocka_unit_test(test_settings_refused_while_running),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
