@@ -57,6 +57,7 @@ void arrpc__reload_start(arrpc__master *m)
     m->reload.generation = gen;
     m->reload.deadline_ms = m->now_ms + ARRPC_RELOAD_START_TIMEOUT_MS;
     arrpc__log("master: reload: starting generation %u", gen);
+    arrpc__notify("RELOADING=1");
     for (uint32_t s = 0; s < m->nslots && m->reload.active; s++)
         if (m->slot[s].active && arrpc__spawn_worker(m, s, gen) != 0)
             arrpc__reload_on_failure(m, "cannot start a new worker");
@@ -77,6 +78,7 @@ static int generation_ready(const arrpc__master *m, uint32_t gen)
 static void reload_finished(arrpc__master *m)
 {
     m->reload.active = 0;
+    arrpc__notify("READY=1");
     if (m->reload.pending) { /* a SIGHUP came meanwhile: files may have changed again */
         m->reload.pending = 0;
         arrpc__reload_start(m);

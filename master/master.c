@@ -105,6 +105,7 @@ static void on_ready(arrpc__master *m, int r)
             (void)ignored;
         }
         arrpc__upgrade_tell_ready(m);
+        arrpc__notify("READY=1"); /* after an upgrade this also makes us systemd's main pid */
     }
 }
 
@@ -245,6 +246,7 @@ static void on_stop_request(arrpc__master *m)
     m->stopping = 1;
     m->stop_deadline_ms = m->now_ms + m->cfg->worker.drain_timeout_ms + ARRPC_ABORT_GRACE_MS;
     arrpc__log("master: stopping gracefully");
+    arrpc__notify("STOPPING=1");
     for (unsigned r = 0; r < ARRPC_SHM_RECORDS; r++)
         if (m->row[r].state != ROW_FREE)
             arrpc__master_send(m, (int)r, ARRPC_CTL_STOP, 0, -1);

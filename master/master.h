@@ -115,6 +115,8 @@ void arrpc__upgrade_on_message(arrpc__master *m);
 void arrpc__upgrade_tell_ready(arrpc__master *m);
 int arrpc__pidfile_write(const char *path);
 void arrpc__pidfile_remove(const arrpc__master *m);
+/* notify.c: "READY=1", "RELOADING=1", "STOPPING=1" to systemd, with MAINPID=<this pid>. */
+void arrpc__notify(const char *state);
 /* master.c */
 int arrpc__master_send(arrpc__master *m, int row, uint32_t type, uint32_t arg, int fd);
 int arrpc__master_read_secret(arrpc__master *m);

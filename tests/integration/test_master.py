@@ -342,5 +342,46 @@ class StopTest(MasterCase):
         self.assertTrue(c.closed_by_server(timeout=5))
 
 
+class SystemdTest(MasterCase):
+    def test_socket_activation_and_notify(self):
+        """LISTEN_FDS gives the socket (as systemd does); NOTIFY_SOCKET hears READY and reloads."""
+        tmp = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, tmp)
+        notify_path = os.path.join(tmp, "notify")
+        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        notify.bind(notify_path)
+        notify.settimeout(WAIT_S)
+        self.addCleanup(notify.close)
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # ReusePort=yes
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(128)
+        port = listener.getsockname()[1]
+
+        def as_systemd():
+            os.dup2(listener.fileno(), 3)
+            os.environ.update(LISTEN_FDS="1", LISTEN_PID=str(os.getpid()),
+                              NOTIFY_SOCKET=notify_path)
+        proc = subprocess.Popen([harness.ARRPCD, "--listen", "127.0.0.1:1", "--workers", "2",
+                                 "--handler", harness.DEMO_PLUGIN], preexec_fn=as_systemd,
+                                # fds are closed after preexec_fn runs: keep 3 open
+                                pass_fds=(3, listener.fileno()), stderr=subprocess.DEVNULL)
+        self.addCleanup(lambda: (kill_quietly(proc.pid), proc.wait()))
+        listener.close()  # arrpcd holds it now
+        ready = notify.recv(256).decode()
+        self.assertIn("READY=1", ready)
+        self.assertIn("MAINPID=%d" % proc.pid, ready)
+        self.assertEqual(len(children(proc.pid)), 2)
+        with harness.Conn(port) as c:
+            self.assertEqual(c.call("activated"), "activated")
+            proc.send_signal(signal.SIGHUP)
+            self.assertIn("RELOADING=1", notify.recv(256).decode())
+            self.assertIn("READY=1", notify.recv(256).decode())
+            self.assertEqual(c.call("reloaded"), "reloaded")
+        proc.send_signal(signal.SIGTERM)
+        self.assertIn("STOPPING=1", notify.recv(256).decode())
+        self.assertEqual(proc.wait(timeout=WAIT_S), 0)
+
+
 if __name__ == "__main__":
     harness.main()
