@@ -1,9 +1,12 @@
 # Makefile -- thin wrapper over CMake for the README's two commands. `make help` lists targets.
 BUILD ?= build
+ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
 JOBS ?= $(shell nproc)
 PORT ?= 8080
+FUZZ_SECONDS ?= 15
 
-.PHONY: all build run test clean help
+.PHONY: all build run test check test-valgrind test-asan test-fuzz clean help
 
 all: build
 
@@ -17,12 +20,38 @@ run: build
 	@echo "call it:  $(BUILD)/bin/arrpc-call --port $(PORT) '{\"echo\": \"hello\"}'"
 	exec $(BUILD)/bin/arrpcd --listen 127.0.0.1:$(PORT) --handler $(BUILD)/lib/arrpc-demo.so
 
-# Every test; ctest's exit status fails the target (and CI) when any test fails.
-test: build
+# Every test, in turn; the first failure stops it and fails the target (and CI): the suite with
+# the valgrind pass over the unit tests, the suite again under ASan + UBSan, the fuzz smoke runs.
+test:
+	$(MAKE) check
+	$(MAKE) test-asan
+	$(MAKE) test-fuzz
+
+# The suite: unit, integration, and valgrind memcheck over the unit tests (label valgrind).
+check: build
 	cd $(BUILD) && ctest --output-on-failure --timeout 600 -j 2
 
+test-valgrind: build
+	cd $(BUILD) && ctest --output-on-failure --timeout 600 -j 2 -L valgrind
+
+# Everything built with -fsanitize=address,undefined (arrpcd and its workers too); any report
+# fails the test it came from, or the last test (sanitizer_logs_empty).
+test-asan:
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DARRPC_SANITIZE=address,undefined
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+	cd $(ASAN_BUILD) && ctest --output-on-failure --timeout 600 -j 2
+
+# The libFuzzer harnesses (clang), each run FUZZ_SECONDS over its seed corpus (tests/fuzz/).
+test-fuzz:
+	cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
+	    -DARRPC_FUZZ=ON -DARRPC_TESTS=OFF -DARRPC_FUZZ_SECONDS=$(FUZZ_SECONDS)
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzzers
+	cd $(FUZZ_BUILD) && ctest --output-on-failure -j 2 -L fuzz
+
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
 
 help:
 	@echo "make build | run (PORT=8080) | test | clean"
+	@echo "  test = check (suite + valgrind) + test-asan (ASan/UBSan suite) + test-fuzz (smoke)"
+	@echo "  make test-valgrind | test-fuzz FUZZ_SECONDS=300 | docs/testing.md"

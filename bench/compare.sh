@@ -151,7 +151,17 @@ if wanted arrpcd-tls; then
     elif ! "$BENCH" --help | grep -q -- '--tls'; then
         note "arrpcd has TLS options but arrpc-bench has none yet: the TLS variant is skipped"
     else
-        note "TLS variant: not wired into compare.sh yet (certificate set-up); skipped"
+        # A throwaway CA and a server certificate for 127.0.0.1, made with the openssl CLI.
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+            -subj /CN=compare-sh-ca -keyout "$OUT/ca.key" -out "$OUT/ca.crt" >/dev/null 2>&1 &&
+            openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost \
+                -keyout "$OUT/server.key" -out "$OUT/server.csr" >/dev/null 2>&1 &&
+            printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >"$OUT/server.ext" &&
+            openssl x509 -req -in "$OUT/server.csr" -CA "$OUT/ca.crt" -CAkey "$OUT/ca.key" \
+                -set_serial 1 -days 2 -extfile "$OUT/server.ext" -out "$OUT/server.crt" >/dev/null 2>&1 ||
+            die "openssl could not make the TLS variant's certificates (apt-get install openssl)"
+        start_arrpcd arrpcd-tls "$ARRPC_EXTRA --tls-cafile $OUT/ca.crt" "${ONE_WORKER[@]}" \
+            --tls-cert "$OUT/server.crt" --tls-key "$OUT/server.key"
     fi
 fi
 if wanted arrpcd-metrics; then

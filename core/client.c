@@ -4,7 +4,9 @@
  * was idle is replaced before the next send (the request was never written, so nothing can run
  * twice); a connection that fails with a request in flight is an error for that send, and the
  * connection is dropped, as it is after a timeout, so a late reply can never be taken for the
- * reply to the next request. */
+ * reply to the next request. One exception, for TLS: a server that ends an idle connection sends
+ * close_notify first, and when that comes before any reply to a request we just wrote on the kept
+ * connection, the server never read the request, so it is sent again on a new connection. */
 #include <errno.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -41,6 +43,7 @@ arrpc_client *arrpc_client_new(const char *host, uint16_t port)
     cli->max_message = ARRPC_DEFAULT_MAX_MESSAGE;
     cli->max_depth = ARRPC_CLIENT_MAX_DEPTH;
     cli->fd = -1;
+    arrpc__transport_tcp(&cli->io, -1);
     cli->scan = arrpc__scan_new(cli->max_message, cli->max_depth);
     if (!cli->host || !cli->scan) {
         arrpc_client_free(cli);
@@ -54,9 +57,10 @@ void arrpc__client_disconnect(arrpc_client *cli)
     if (cli->fd >= 0) {
         ARRPC_DEBUG(cli->debug, "client: closing the connection to %s:%u", cli->host,
                     (unsigned)cli->port);
-        close(cli->fd);
+        cli->io.ops->close(&cli->io); /* and the fd */
     }
     cli->fd = -1;
+    arrpc__transport_tcp(&cli->io, -1);
     arrpc__buf_free(&cli->in);
     arrpc__buf_free(&cli->out);
     cli->scanned = 0;
@@ -75,6 +79,7 @@ void arrpc_client_free(arrpc_client *cli)
         return;
     arrpc__client_disconnect(cli);
     arrpc__scan_free(cli->scan);
+    arrpc__client_tls_free(cli);
     if (cli->secret)
         memset(cli->secret, 0, cli->secret_len);
     free(cli->secret);
@@ -177,19 +182,36 @@ static void sleep_ms(uint64_t ms)
     }
 }
 
+/* The TLS handshake's deadline: the connect timeout's, else the call timeout's, else a default. */
+static uint64_t handshake_deadline(const arrpc_client *cli)
+{
+    unsigned ms = cli->connect_timeout_ms ? cli->connect_timeout_ms
+                  : cli->timeout_ms       ? cli->timeout_ms
+                                          : ARRPC_DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS;
+    return arrpc__clock_ms() + ms;
+}
+
 /* As 0.5.0: `tries` attempts, sleeping step, 2 step, 3 step ... between them, none after the
- * last. */
+ * last. A TLS refusal (certificate, policy) ends the tries at once. */
 static int connect_with_backoff(arrpc_client *cli)
 {
-    char why[256] = "";
+    char why[512] = "";
     for (unsigned attempt = 1;; attempt++) {
         int fd = arrpc__net_connect(cli->host, cli->port, cli->connect_timeout_ms, why,
                                     sizeof why);
         if (fd >= 0) {
-            ARRPC_DEBUG(cli->debug, "client: connected to %s:%u on attempt %u", cli->host,
-                        (unsigned)cli->port, attempt);
             cli->fd = fd;
-            return 0;
+            int rc = arrpc__client_tls_start(cli, fd, handshake_deadline(cli), why, sizeof why);
+            if (rc == 0) {
+                ARRPC_DEBUG(cli->debug, "client: connected to %s:%u on attempt %u", cli->host,
+                            (unsigned)cli->port, attempt);
+                cli->fresh = 1;
+                return 0;
+            }
+            arrpc__client_disconnect(cli);
+            if (rc == ARRPC_ETLS) /* a certificate or policy refusal: trying again will not help */
+                return arrpc__client_fail(cli, ARRPC_ETLS, "TLS with %s:%u failed: %s",
+                                          cli->host, (unsigned)cli->port, why);
         }
         ARRPC_DEBUG(cli->debug, "client: attempt %u: %s", attempt, why);
         if (attempt >= cli->tries)
@@ -206,7 +228,8 @@ static int connect_with_backoff(arrpc_client *cli)
 static int idle_connection_usable(const arrpc_client *cli)
 {
     struct pollfd p = {.fd = cli->fd, .events = POLLIN};
-    return arrpc__buf_used(&cli->in) == 0 && poll(&p, 1, 0) == 0;
+    return arrpc__buf_used(&cli->in) == 0 && !cli->io.ops->has_pending(&cli->io) &&
+           poll(&p, 1, 0) == 0;
 }
 
 static int ensure_connected(arrpc_client *cli)
@@ -269,13 +292,27 @@ int arrpc_client_send_batch(arrpc_client *cli, const void *const *requests, cons
     int rc = check_requests(cli, requests, lens, count);
     if (rc != 0 || count == 0)
         return rc;
+    cli->fresh = 0;
     if ((rc = ensure_connected(cli)) != 0)
         return rc;
     size_t got = 0;
-    rc = queue_requests(cli, requests, lens, count);
     uint64_t deadline = cli->timeout_ms ? arrpc__clock_ms() + cli->timeout_ms : 0;
+    rc = queue_requests(cli, requests, lens, count);
     if (rc == 0)
         rc = arrpc__client_exchange(cli, count, deadline, out, &got);
+    if (rc == ARRPC_ECLOSED && !cli->fresh && got == 0 && cli->io.peer_closed_cleanly &&
+        arrpc__buf_used(&cli->in) == 0) {
+        ARRPC_DEBUG(cli->debug, "client: the server ended the kept TLS connection before "
+                                "reading the request: sending it on a new connection");
+        arrpc__client_disconnect(cli);
+        rc = ensure_connected(cli);
+        if (rc == 0)
+            rc = queue_requests(cli, requests, lens, count);
+        if (rc == 0)
+            rc = arrpc__client_exchange(cli, count, deadline, out, &got);
+    }
+    if (rc == 0)
+        arrpc__client_tls_keep_session(cli);
     /* After a failure nothing on this connection can be matched to a request any more; bytes
      * after the last reply mean the same. */
     if (rc != 0 || arrpc__buf_used(&cli->in) > 0)

@@ -9,6 +9,8 @@
 #include "arrpc.h"
 #include "buf.h"
 #include "scan.h"
+#include "tls.h"
+#include "transport.h"
 
 #define ARRPC_CLIENT_ERRSTR_MAX 4352u /* a server message of 4096 bytes and our own context */
 #define ARRPC_DEFAULT_RETRY_BACKOFF_MS 1000u
@@ -30,6 +32,15 @@ struct arrpc_client {
     uint8_t *secret; /* NULL: requests go unsigned */
     size_t secret_len;
     int fd;             /* -1 while not connected */
+    arrpc__transport io; /* the stream over fd, TCP or TLS; every read and write goes through it */
+    int fresh;          /* connected during the current call */
+    struct {
+        char *cafile, *cert, *key, *name; /* cafile NULL: plain TCP; name NULL: the host */
+        int self_signed;
+        arrpc__tls_ctx *ctx;   /* made from the files at the first connect */
+        void *session;         /* the last connection's session, resumed by the next one */
+        int session_saved;     /* taken from the current connection already */
+    } tls;
     arrpc__scan *scan;  /* frames replies; also checks requests before they are sent */
     arrpc__buf in;      /* bytes read and not yet cut into replies */
     size_t scanned;     /* bytes of in already fed to the scanner */
@@ -43,10 +54,23 @@ int arrpc__client_fail(arrpc_client *cli, int code, const char *fmt, ...)
 /* Forgets the connection and everything queued or half read on it. */
 void arrpc__client_disconnect(arrpc_client *cli);
 
+/* client_tls.c: TLS over the freshly connected fd (which cli->io then owns), handshake done by
+ * deadline_ms. 0; ARRPC_ETLS for a certificate or policy failure (not worth retrying);
+ * ARRPC_ECONNECT when the connection broke or timed out (worth another try). Reason in why. */
+int arrpc__client_tls_start(arrpc_client *cli, int fd, uint64_t deadline_ms, char *why,
+                            size_t whylen);
+/* After a successful exchange: keep the connection's session for the next reconnect. */
+void arrpc__client_tls_keep_session(arrpc_client *cli);
+void arrpc__client_tls_free(arrpc_client *cli);
+
 /* Writes cli->out and reads `count` replies into out[], until deadline_ms (0: none). Every reply
  * is a new response the caller owns. On error the responses read so far are in out[0, *got). */
 int arrpc__client_exchange(arrpc_client *cli, size_t count, uint64_t deadline_ms,
                            arrpc_response **out, size_t *got);
+
+/* Cuts every whole reply at the front of cli->in (bytes already read) into out[*got ...], up to
+ * count replies; 0 also when the next reply is not whole yet, or an error (invalid reply). */
+int arrpc__client_cut_replies(arrpc_client *cli, size_t count, arrpc_response **out, size_t *got);
 
 /* A response from the n bytes of one whole reply (copied), decoded. 0, ARRPC_ENOMEM or
  * ARRPC_EPROTO. */

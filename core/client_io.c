@@ -14,10 +14,9 @@
 
 #define READ_CHUNK (64u * 1024u) /* bytes asked of one recv() */
 
-/* Cuts every whole reply at the front of cli->in into out[*got ...], up to count replies. The
- * scanner bounds a reply to max_message bytes, so cli->in never holds more than that plus one
- * read's worth. */
-static int cut_replies(arrpc_client *cli, size_t count, arrpc_response **out, size_t *got)
+/* The scanner bounds a reply to max_message bytes, so cli->in never holds more than that plus
+ * one read's worth. No I/O: tests/fuzz/fuzz_client_reply.c drives it without a socket. */
+int arrpc__client_cut_replies(arrpc_client *cli, size_t count, arrpc_response **out, size_t *got)
 {
     while (*got < count && cli->scanned < arrpc__buf_used(&cli->in)) {
         const uint8_t *p = cli->in.data + cli->in.head;
@@ -42,19 +41,27 @@ static int cut_replies(arrpc_client *cli, size_t count, arrpc_response **out, si
     return 0;
 }
 
-/* Reads what the socket has. 0 also when it had nothing after all (EAGAIN). */
-static int fill(arrpc_client *cli, size_t missing)
+/* Reads what the socket has. 0 also when it had nothing after all (EAGAIN); *more: bytes came
+ * and TLS holds more above the socket (poll would not see them). */
+static int fill(arrpc_client *cli, size_t missing, int *more)
 {
+    *more = 0;
     if (arrpc__buf_reserve(&cli->in, READ_CHUNK) != 0)
         return arrpc__client_fail(cli, ARRPC_ENOMEM, "no memory for a reply");
-    ssize_t n = recv(cli->fd, cli->in.data + cli->in.len, cli->in.cap - cli->in.len,
-                     MSG_DONTWAIT);
+    ssize_t n = cli->io.ops->read(&cli->io, cli->in.data + cli->in.len,
+                                  cli->in.cap - cli->in.len);
     if (n > 0) {
         cli->in.len += (size_t)n;
+        *more = cli->io.ops->has_pending(&cli->io);
         return 0;
     }
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
         return 0;
+    if (n < 0 && cli->io.tls_err) {
+        char why[256];
+        return arrpc__client_fail(cli, ARRPC_ETLS, "TLS with the server failed: %s",
+                                  arrpc__tls_last_error(&cli->io, why, sizeof why));
+    }
     /* The request may have run: resending it could run it twice, so this is the caller's call. */
     if (n == 0 || errno == ECONNRESET)
         return arrpc__client_fail(cli, ARRPC_ECLOSED,
@@ -65,14 +72,19 @@ static int fill(arrpc_client *cli, size_t missing)
 
 static int flush(arrpc_client *cli)
 {
-    ssize_t n = send(cli->fd, cli->out.data + cli->out.head, arrpc__buf_used(&cli->out),
-                     MSG_DONTWAIT | MSG_NOSIGNAL);
+    ssize_t n = cli->io.ops->write(&cli->io, cli->out.data + cli->out.head,
+                                   arrpc__buf_used(&cli->out));
     if (n >= 0) {
         arrpc__buf_consume(&cli->out, (size_t)n);
         return 0;
     }
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
         return 0;
+    if (cli->io.tls_err) {
+        char why[256];
+        return arrpc__client_fail(cli, ARRPC_ETLS, "TLS with the server failed: %s",
+                                  arrpc__tls_last_error(&cli->io, why, sizeof why));
+    }
     if (errno == EPIPE || errno == ECONNRESET)
         return arrpc__client_fail(cli, ARRPC_ECLOSED,
                                   "the server closed the connection while a request was sent");
@@ -82,11 +94,12 @@ static int flush(arrpc_client *cli)
 int arrpc__client_exchange(arrpc_client *cli, size_t count, uint64_t deadline_ms,
                            arrpc_response **out, size_t *got)
 {
-    int rc = 0;
+    int rc = 0, more = 0;
     *got = 0;
     while (rc == 0 && *got < count) {
-        short want = POLLIN | (arrpc__buf_used(&cli->out) ? POLLOUT : 0), rev = 0;
-        int ready = arrpc__net_wait(cli->fd, want, deadline_ms, &rev);
+        short want = POLLIN | (arrpc__buf_used(&cli->out) ? POLLOUT : 0), rev = POLLIN;
+        /* TLS may hold bytes above the socket, which poll cannot see: read them first. */
+        int ready = more ? 1 : arrpc__net_wait(cli->fd, want, deadline_ms, &rev);
         if (ready == 0)
             return arrpc__client_fail(cli, ARRPC_ETIMEOUT, "no reply within %u ms (%zu of %zu)",
                                       cli->timeout_ms, *got, count);
@@ -95,9 +108,9 @@ int arrpc__client_exchange(arrpc_client *cli, size_t count, uint64_t deadline_ms
         if ((rev & POLLOUT) && arrpc__buf_used(&cli->out))
             rc = flush(cli);
         if (rc == 0 && (rev & (POLLIN | POLLHUP | POLLERR)))
-            rc = fill(cli, count - *got);
+            rc = fill(cli, count - *got, &more);
         if (rc == 0)
-            rc = cut_replies(cli, count, out, got);
+            rc = arrpc__client_cut_replies(cli, count, out, got);
     }
     return rc;
 }

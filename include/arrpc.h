@@ -41,7 +41,8 @@ extern "C" {
     X(EIO, -11, "input/output error")                                                              \
     X(ELOAD, -12, "cannot load the handler")                                                       \
     X(ESTATE, -13, "operation not allowed in the current state")                                   \
-    X(ESYS, -14, "system call failed")
+    X(ESYS, -14, "system call failed")                                                             \
+    X(ETLS, -15, "TLS handshake or certificate verification failed")
 
 typedef enum {
 #define ARRPC_ERR_ENUM(name, value, text) ARRPC_##name = value,
@@ -67,6 +68,7 @@ ARRPC_API const char *arrpc_errname(int err);
 #define ARRPC_MAX_WORKERS 128u                       /* worker processes (and listening sockets) */
 #define ARRPC_DEFAULT_HANDLER_TIMEOUT_MS 30000u       /* pre-fork: a stuck worker is replaced */
 #define ARRPC_DEFAULT_IDLE_TIMEOUT_MS 0u                /* 0: idle connections are kept forever */
+#define ARRPC_DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS 10000u   /* a TLS handshake must finish by then */
 
 /* ---- server ------------------------------------------------------------------------------- */
 
@@ -107,6 +109,19 @@ ARRPC_API int arrpc_server_set_handler_plugin(arrpc_server *srv, const char *spe
 /* A secret read from a file (one trailing newline ignored), re-read on every reload (SIGHUP). */
 ARRPC_API int arrpc_server_set_auth_secret_file(arrpc_server *srv, const char *path);
 
+/* TLS (wolfSSL; TLS 1.2 and 1.3, AEAD cipher suites only). cert: a PEM certificate chain, key:
+ * its PEM private key; client_ca: NULL, or PEM CA certificates, and then every client must present
+ * a certificate they signed (mutual TLS). Each worker reads the files when it starts, so SIGHUP
+ * serves the files on disk then; a file that cannot be used makes the start (or the reload) fail.
+ * A NULL cert turns TLS off. Connections over TLS are never handed to another worker on reload:
+ * they stay with the old one until they close, or until the drain timeout, after which each is
+ * closed at its next idle moment (close_notify; arrpc's client then reconnects by itself). */
+ARRPC_API int arrpc_server_set_tls(arrpc_server *srv, const char *cert, const char *key,
+                                   const char *client_ca);
+/* A TLS handshake not finished this long after the connection was accepted is closed. Default
+ * ARRPC_DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS; at least 1. */
+ARRPC_API int arrpc_server_set_tls_handshake_timeout(arrpc_server *srv, unsigned ms);
+
 /* Process model. 0 workers (the default): the calling process serves, in one epoll loop.
  * N >= 1: a pre-fork master supervises N worker processes that share the port with
  * SO_REUSEPORT, and answers SIGHUP (reload), SIGUSR2 (binary upgrade), SIGTERM/SIGINT
@@ -116,6 +131,13 @@ ARRPC_API int arrpc_server_set_workers(arrpc_server *srv, unsigned count);
 /* Pre-fork only: a worker busy in one handler call longer than this is killed and replaced
  * (SIGABRT, then SIGKILL). 0 disables; default ARRPC_DEFAULT_HANDLER_TIMEOUT_MS. */
 ARRPC_API int arrpc_server_set_handler_timeout(arrpc_server *srv, unsigned ms);
+/* Pre-fork only: the master serves Prometheus metrics (the arrpc 0.5.0 names and labels, plus
+ * a latency histogram and the master's own) at http://host:port/metrics, and /healthz and
+ * /readyz for orchestrators. NULL host: off (the default). The original's port was 9095. */
+ARRPC_API int arrpc_server_set_metrics(arrpc_server *srv, const char *host, uint16_t port);
+/* Pre-fork only: on SIGTERM, /readyz fails at once but requests are served this long before the
+ * drain starts (Kubernetes removes endpoints while it signals). Needs metrics. Default 0. */
+ARRPC_API int arrpc_server_set_pre_drain(arrpc_server *srv, unsigned ms);
 /* Pre-fork only: the master's pid, written atomically, removed at exit; renamed PATH.oldbin
  * during a binary upgrade. */
 ARRPC_API int arrpc_server_set_pid_file(arrpc_server *srv, const char *path);
@@ -164,6 +186,20 @@ ARRPC_API int arrpc_client_set_max_message(arrpc_client *cli, size_t bytes); /* 
 /* At most 32 (msgpack-c's decoder depth), which is also the default. */
 ARRPC_API int arrpc_client_set_max_depth(arrpc_client *cli, unsigned depth);
 ARRPC_API int arrpc_client_set_debug(arrpc_client *cli, int on);
+
+/* TLS to the server (TLS 1.2 and 1.3, AEAD suites only). cafile: PEM CA certificates the
+ * server's certificate must be signed by, and then its name must match the name set with
+ * arrpc_client_set_tls_server_name (default: the host given to arrpc_client_new). self_signed:
+ * cafile is the server's own certificate and no name is checked (arrpc 0.5.0's tls_self_signed).
+ * NULL cafile turns TLS off. One TLS session is kept across sends, and resumed when the client
+ * reconnects. A handshake or certificate failure is ARRPC_ETLS with the reason in
+ * arrpc_client_errstr, and is not retried. */
+ARRPC_API int arrpc_client_set_tls(arrpc_client *cli, const char *cafile, int self_signed);
+/* The client's own certificate chain and key (PEM files) for servers that ask for one. */
+ARRPC_API int arrpc_client_set_tls_client_cert(arrpc_client *cli, const char *cert,
+                                               const char *key);
+/* The name the server's certificate must carry (DNS name or IP address); also sent as SNI. */
+ARRPC_API int arrpc_client_set_tls_server_name(arrpc_client *cli, const char *name);
 
 /* Sends one packed request (`len` bytes holding exactly one MessagePack object) and waits for
  * its reply. On 0, *out holds the reply (free it with arrpc_response_free); otherwise *out is

@@ -99,6 +99,7 @@ void arrpc__reload_on_ready(arrpc__master *m)
     }
     arrpc__log("master: reload: generation %u serving, generation %u handing over", gen,
                m->generation);
+    atomic_fetch_add(&m->shm->area[m->area].reloads, 1);
     m->generation = gen;
     reload_finished(m);
 }

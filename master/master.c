@@ -19,6 +19,7 @@
 #define EV_TAG(kind, index) (((uint64_t)(kind) << 32) | (uint32_t)(index))
 
 static void on_stop_request(arrpc__master *m);
+static void start_stop(arrpc__master *m);
 static void stop_now(arrpc__master *m);
 
 static uint64_t now_ms(void)
@@ -144,6 +145,23 @@ static void describe_exit(int status, char *out, size_t len)
         snprintf(out, len, "exit status %d", WEXITSTATUS(status));
 }
 
+static void count_restart(arrpc__master *m, const arrpc__worker_row *row, int status,
+                          int start_failed, int expected)
+{
+    arrpc__restart_cause cause;
+    if (row->kill_at_ms)
+        cause = ARRPC_CAUSE_TIMEOUT;
+    else if (start_failed && !expected)
+        cause = ARRPC_CAUSE_START_FAILURE;
+    else if (!expected)
+        cause = ARRPC_CAUSE_CRASH;
+    else if (row->state == ROW_RETIRING && row->generation < m->generation && status == 0)
+        cause = ARRPC_CAUSE_RELOAD;
+    else
+        return; /* a planned stop or a scale-down is not a restart */
+    atomic_fetch_add(&m->shm->area[m->area].restarts[cause], 1);
+}
+
 static void on_worker_exit(arrpc__master *m, int r, int status)
 {
     arrpc__worker_row row = m->row[r];
@@ -151,10 +169,10 @@ static void on_worker_exit(arrpc__master *m, int r, int status)
     describe_exit(status, how, sizeof how);
     close(row.ctl_fd);
     m->row[r] = (arrpc__worker_row){.ctl_fd = -1};
-    atomic_store(&m->shm->worker[r].state, ARRPC_WORKER_FREE);
-    atomic_store(&m->shm->worker[r].busy_since_ms, 0);
+    arrpc__shm_fold(m->shm, m->area, (unsigned)r); /* its counts live on in our area */
     int start_failed = row.state == ROW_STARTING;
     int expected = row.state == ROW_RETIRING || m->stopping;
+    count_restart(m, &row, status, start_failed, expected);
     if (!expected || status != 0)
         arrpc__log("master: worker %d (slot %u, generation %u) %s%s", (int)row.pid, row.slot,
                    row.generation, how, start_failed ? " before it was ready" : "");
@@ -238,8 +256,22 @@ static void read_signals(arrpc__master *m)
         on_signal(m, (int)si.ssi_signo);
 }
 
-/* Graceful stop: every worker drains (answers what it read, closes idle connections). */
+/* SIGTERM with --pre-drain: fail /readyz but keep serving, so that a load balancer (or
+ * Kubernetes, which signals while endpoints are still being removed) stops sending first. */
 static void on_stop_request(arrpc__master *m)
+{
+    if (m->stopping || m->predrain_until_ms)
+        return;
+    if (m->cfg->predrain_ms && m->http) {
+        m->predrain_until_ms = m->now_ms + m->cfg->predrain_ms;
+        arrpc__log("master: not ready; draining in %u ms", m->cfg->predrain_ms);
+        return;
+    }
+    start_stop(m);
+}
+
+/* Graceful stop: every worker drains (answers what it read, closes idle connections). */
+static void start_stop(arrpc__master *m)
 {
     if (m->stopping)
         return;
@@ -299,6 +331,9 @@ static void run_timers(arrpc__master *m)
         }
     }
     arrpc__reload_check_deadline(m);
+    if (m->predrain_until_ms && m->now_ms >= m->predrain_until_ms)
+        start_stop(m);
+    arrpc__http_run(m->http); /* its connection timeouts, even when nothing arrives */
     if (m->stopping && m->now_ms >= m->stop_deadline_ms)
         for (unsigned r = 0; r < ARRPC_SHM_RECORDS; r++)
             if (m->row[r].state != ROW_FREE)
@@ -319,6 +354,7 @@ static void on_event(arrpc__master *m, uint64_t tag)
     }
     case EV_ROW: on_row_message(m, (int)index); break;
     case EV_UPGRADE: arrpc__upgrade_on_message(m); break;
+    case EV_HTTP: arrpc__http_run(m->http); break;
     }
 }
 
@@ -340,9 +376,18 @@ static int master_init(arrpc__master *m)
     signal(SIGPIPE, SIG_IGN);
     if (sigprocmask(SIG_BLOCK, &set, NULL) != 0)
         return ARRPC_ESYS;
-    m->shm = arrpc__shm_create(&m->shm_fd);
-    if (!m->shm)
-        return ARRPC_ESYS;
+    int inherited_shm = -1;
+    arrpc__upgrade_inherit_extras(m, &inherited_shm, &m->metrics_fd);
+    if (inherited_shm >= 0 && (m->shm = arrpc__shm_attach(inherited_shm))) {
+        m->shm_fd = inherited_shm; /* counters continue where the old master's left off */
+        m->area = 1 - atomic_load(&m->shm->area_in_use);
+    } else {
+        if (inherited_shm >= 0)
+            close(inherited_shm);
+        if (!(m->shm = arrpc__shm_create(&m->shm_fd)))
+            return ARRPC_ESYS;
+    }
+    atomic_store(&m->shm->area_in_use, m->area);
     m->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
     m->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (m->sigfd < 0 || m->epfd < 0 || arrpc__master_watch(m, m->sigfd, EV_SIGNAL, 0) != 0)
@@ -352,8 +397,36 @@ static int master_init(arrpc__master *m)
     return 0;
 }
 
+/* The exporter: on the socket an old master handed over, or a new one. */
+static int start_http(arrpc__master *m)
+{
+    char err[256];
+    if (!m->cfg->metrics_host) {
+        if (m->metrics_fd >= 0)
+            close(m->metrics_fd);
+        m->metrics_fd = -1;
+        return 0;
+    }
+    if (m->metrics_fd < 0)
+        m->metrics_fd = arrpc__net_listen(m->cfg->metrics_host, m->cfg->metrics_port, 0, err,
+                                          sizeof err);
+    if (m->metrics_fd < 0) {
+        arrpc__log("master: metrics: %s", err);
+        return ARRPC_ESYS;
+    }
+    m->http = arrpc__http_start(m, m->metrics_fd);
+    if (!m->http || arrpc__master_watch(m, arrpc__http_epoll_fd(m->http), EV_HTTP, 0) != 0) {
+        arrpc__log("master: cannot start the metrics exporter");
+        return ARRPC_ESYS;
+    }
+    arrpc__log("master: metrics on http://%s:%u/metrics", m->cfg->metrics_host,
+               (unsigned)arrpc__net_local_port(m->metrics_fd));
+    return 0;
+}
+
 static void master_destroy(arrpc__master *m)
 {
+    arrpc__http_stop(m->http); /* closes the metrics socket too */
     for (uint32_t s = 0; s < m->nslots; s++)
         close(m->slot[s].listen_fd);
     if (m->sigfd >= 0)
@@ -389,12 +462,13 @@ int arrpc__master_run(arrpc__master_config *cfg)
         return 1;
     m->cfg = cfg;
     m->sigfd = m->epfd = m->shm_fd = m->upgrade_fd = m->inherited_upgrade_fd = -1;
+    m->metrics_fd = -1;
     m->now_ms = now_ms();
     for (unsigned r = 0; r < ARRPC_SHM_RECORDS; r++)
         m->row[r].ctl_fd = -1;
     int status = 1;
     if (master_init(m) != 0 || arrpc__master_read_secret(m) != 0 ||
-        arrpc__sockets_inherit(m) != 0) {
+        arrpc__sockets_inherit(m) != 0 || start_http(m) != 0) {
         arrpc__log("master: cannot start: %s", strerror(errno));
         goto out;
     }

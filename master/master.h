@@ -33,6 +33,9 @@ typedef struct arrpc__master_config {
     int ready_fd;                  /* written once when every worker first accepts; -1: none */
     int stop_fd;                   /* readable: graceful stop (arrpc_server_stop); -1: none */
     int bound_fd;                  /* slot 0's socket, already bound (the master owns it); -1 */
+    const char *metrics_host;      /* NULL: no HTTP exporter */
+    uint16_t metrics_port;
+    unsigned predrain_ms;          /* on SIGTERM, /readyz fails this long before draining */
 } arrpc__master_config;
 
 typedef enum { ROW_FREE, ROW_STARTING, ROW_READY, ROW_RETIRING } row_state;
@@ -59,8 +62,15 @@ typedef struct arrpc__slot {
     uint64_t respawn_at_ms; /* 0: no respawn pending */
 } arrpc__slot;
 
+typedef struct arrpc__http arrpc__http;
+
 typedef struct arrpc__master {
     arrpc__master_config *cfg;
+    arrpc__http *http;   /* the metrics exporter; NULL when off */
+    int metrics_fd;      /* its listening socket */
+    unsigned area;       /* the shared-memory area this master writes */
+    uint64_t predrain_until_ms; /* SIGTERM came: not ready, still serving until then */
+    pid_t old_master;    /* after an upgrade: the master we replaced, until it exits */
     arrpc__shm *shm;
     int shm_fd;
     int epfd;
@@ -90,7 +100,7 @@ typedef struct arrpc__master {
 
 /* What an epoll event of the master's loop belongs to: the kind in the high half of data.u64,
  * a row index in the low half. */
-enum { EV_SIGNAL = 1, EV_STOP, EV_ROW, EV_UPGRADE };
+enum { EV_SIGNAL = 1, EV_STOP, EV_ROW, EV_UPGRADE, EV_HTTP };
 int arrpc__master_watch(arrpc__master *m, int fd, uint32_t kind, uint32_t index);
 
 /* Runs the master until a stop; returns the exit status for the process. */
@@ -117,6 +127,13 @@ int arrpc__pidfile_write(const char *path);
 void arrpc__pidfile_remove(const arrpc__master *m);
 /* notify.c: "READY=1", "RELOADING=1", "STOPPING=1" to systemd, with MAINPID=<this pid>. */
 void arrpc__notify(const char *state);
+/* http.c: the exporter, polled from the master's loop. */
+arrpc__http *arrpc__http_start(arrpc__master *m, int listen_fd);
+int arrpc__http_epoll_fd(const arrpc__http *h);
+void arrpc__http_run(arrpc__http *h);
+void arrpc__http_stop(arrpc__http *h);
+/* upgrade.c: the segment and metrics socket an old master handed over, if any. */
+void arrpc__upgrade_inherit_extras(arrpc__master *m, int *shm_fd, int *metrics_fd);
 /* master.c */
 int arrpc__master_send(arrpc__master *m, int row, uint32_t type, uint32_t arg, int fd);
 int arrpc__master_read_secret(arrpc__master *m);

@@ -15,6 +15,7 @@
 
 #include "../core/auth.h"
 #include "../core/net.h"
+#include "../core/tls.h"
 #include "../workers/handler.h"
 #include "../workers/worker.h"
 #include "arrpc.h"
@@ -39,7 +40,11 @@ struct arrpc_server {
     char secret_file[SERVER_PATH_MAX];
     char pid_file[SERVER_PATH_MAX];
     char tls_cert[SERVER_PATH_MAX], tls_key[SERVER_PATH_MAX], tls_client_ca[SERVER_PATH_MAX];
+    uint8_t tls_ticket_key[ARRPC_TLS_TICKET_KEY_SIZE]; /* same in every worker: resumption */
     unsigned workers;          /* 0: serve in this process */
+    char metrics_host[SERVER_HOST_MAX];
+    uint16_t metrics_port;
+    unsigned predrain_ms;
     unsigned handler_timeout_ms;
     pid_t master_pid;          /* background pre-fork server: the master is our child */
     pthread_t thread;          /* background in-process server */
@@ -104,6 +109,7 @@ void arrpc_server_free(arrpc_server *srv)
     close(srv->stop_fd);
     arrpc__handler_unload(&srv->plugin);
     free(srv->secret);
+    explicit_bzero(srv->tls_ticket_key, sizeof srv->tls_ticket_key);
     free(srv);
 }
 
@@ -243,6 +249,11 @@ int arrpc_server_set_tls(arrpc_server *srv, const char *cert, const char *key,
         rc = set_path(srv, srv->tls_client_ca, cert ? client_ca : NULL, "TLS client CA path");
     if (rc != 0)
         return rc;
+    if (cert && !srv->cfg.tls_ticket_key) {
+        if (arrpc__tls_ticket_key_new(srv->tls_ticket_key) != 0)
+            return set_err(srv, ARRPC_ESYS, "no random bytes for the TLS ticket key");
+        srv->cfg.tls_ticket_key = srv->tls_ticket_key;
+    }
     srv->cfg.tls_cert = srv->tls_cert[0] ? srv->tls_cert : NULL;
     srv->cfg.tls_key = srv->tls_key[0] ? srv->tls_key : NULL;
     srv->cfg.tls_client_ca = srv->tls_client_ca[0] ? srv->tls_client_ca : NULL;
@@ -268,6 +279,26 @@ int arrpc_server_set_workers(arrpc_server *srv, unsigned count)
         rc = set_err(srv, ARRPC_EINVAL, "at most %u workers", ARRPC_MAX_WORKERS);
     if (rc == 0)
         srv->workers = count;
+    return rc;
+}
+
+int arrpc_server_set_metrics(arrpc_server *srv, const char *host, uint16_t port)
+{
+    int rc = settable(srv);
+    if (rc == 0 && host && strlen(host) >= SERVER_HOST_MAX)
+        rc = set_err(srv, ARRPC_EINVAL, "metrics host too long");
+    if (rc == 0) {
+        snprintf(srv->metrics_host, sizeof srv->metrics_host, "%s", host ? host : "");
+        srv->metrics_port = port;
+    }
+    return rc;
+}
+
+int arrpc_server_set_pre_drain(arrpc_server *srv, unsigned ms)
+{
+    int rc = settable(srv);
+    if (rc == 0)
+        srv->predrain_ms = ms;
     return rc;
 }
 
@@ -337,7 +368,15 @@ static int run_master(arrpc_server *srv, int ready_fd)
         .ready_fd = ready_fd,
         .stop_fd = srv->stop_fd,
         .bound_fd = srv->listen_fd,
+        .metrics_host = srv->metrics_host[0] ? srv->metrics_host : NULL,
+        .metrics_port = srv->metrics_port,
+        .predrain_ms = srv->predrain_ms,
     };
+    char name[ARRPC_HANDLER_NAME_MAX];
+    if (srv->plugin_spec[0]) { /* the workers load it; the exporter names it all the same */
+        arrpc__handler_name_of(srv->plugin_spec, name, sizeof name);
+        mc.worker.handler_name = name;
+    }
     srv->listen_fd = -1; /* the master owns it now */
     srv->state = SERVER_RUNNING;
     int status = arrpc__master_run(&mc);

@@ -12,6 +12,10 @@
 
 #include "../core/log.h"
 
+#ifdef ARRPC_LEAK_CHECK
+#include <sanitizer/lsan_interface.h>
+#endif
+
 static int worker_stop_fd = -1;
 
 static void on_worker_stop_signal(int sig)
@@ -55,6 +59,10 @@ static void close_master_fds(arrpc__master *m, int keep_row)
     for (unsigned r = 0; r < ARRPC_SHM_RECORDS; r++)
         if ((int)r != keep_row && m->row[r].ctl_fd >= 0)
             close(m->row[r].ctl_fd);
+    if (m->http) /* libmicrohttpd is the master's: its descriptors, never its calls */
+        close(arrpc__http_epoll_fd(m->http));
+    if (m->metrics_fd >= 0)
+        close(m->metrics_fd);
 }
 
 /* Its own slot's socket first, then those of inactive slots it adopted. */
@@ -104,6 +112,9 @@ static void worker_main(arrpc__master *m, int r, int ctl_fd, pid_t master_pid)
         arrpc__log("worker: %s", worker_stop_fd < 0 ? strerror(errno) : err);
         _exit(ARRPC_EXIT_START_FAILED);
     }
+#ifdef ARRPC_LEAK_CHECK
+    __lsan_do_leak_check(); /* _exit skips LeakSanitizer; what a finished worker leaked is real */
+#endif
     _exit(0);
 }
 
@@ -124,6 +135,7 @@ int arrpc__spawn_worker(arrpc__master *m, uint32_t slot, uint32_t generation)
         return ARRPC_ESYS;
     }
     arrpc__shm_worker *record = &m->shm->worker[r];
+    arrpc__metrics_reset(&record->metrics); /* folded when its last writer exited */
     atomic_store(&record->state, ARRPC_WORKER_STARTING);
     atomic_store(&record->pid, 0);
     atomic_store(&record->busy_since_ms, 0);

@@ -18,6 +18,8 @@
 
 #define LISTEN_FDS_START 3 /* sd_listen_fds(3): passed sockets start at descriptor 3 */
 #define UPGRADE_WORKERS_ENV "ARRPC_UPGRADE_WORKERS"
+#define UPGRADE_SHM_ENV "ARRPC_UPGRADE_SHM_FD"         /* the counters' segment */
+#define UPGRADE_METRICS_ENV "ARRPC_UPGRADE_METRICS_FD" /* the exporter's listening socket */
 #define CMDLINE_MAX 65536
 #define ARGS_MAX 256
 
@@ -29,6 +31,26 @@ static unsigned long env_number(const char *name)
     unsigned long v = 0;
     const char *s = getenv(name);
     return s && arrpc__parse_ulong(s, 0, 1u << 30, &v) == 0 ? v : 0;
+}
+
+/* A descriptor named by an environment variable, if set, made close-on-exec again. */
+static int fd_from_env(const char *name)
+{
+    if (!getenv(name))
+        return -1;
+    int fd = (int)env_number(name);
+    unsetenv(name);
+    return fcntl(fd, F_SETFD, FD_CLOEXEC) == 0 ? fd : -1;
+}
+
+void arrpc__upgrade_inherit_extras(arrpc__master *m, int *shm_fd, int *metrics_fd)
+{
+    unsigned long for_pid = env_number("LISTEN_PID");
+    if (for_pid != (unsigned long)getpid() || !getenv(ARRPC_UPGRADE_ENV))
+        return;
+    *shm_fd = fd_from_env(UPGRADE_SHM_ENV);
+    *metrics_fd = fd_from_env(UPGRADE_METRICS_ENV);
+    m->old_master = getppid(); /* no upgrade of ours until it has gone */
 }
 
 static int adopt_fd(arrpc__master *m, int fd)
@@ -174,16 +196,30 @@ static int read_cmdline(char *buf, size_t cap, char **argv)
     return argc;
 }
 
-/* In the child: put the sockets at 3.., the channel after them, and exec ourselves. */
+static void setenv_number(const char *name, long value)
+{
+    char text[32];
+    snprintf(text, sizeof text, "%ld", value);
+    setenv(name, text, 1);
+}
+
+/* In the child: put the sockets at 3.., then the channel, the counters' segment and the
+ * metrics socket, and exec ourselves. */
 static void exec_new_master(arrpc__master *m, int channel, char **argv)
 {
-    int count = (int)m->nslots + 1, high[ARRPC_MAX_WORKERS + 1];
+    int extra[3] = {channel, m->shm_fd, m->metrics_fd};
+    int count = (int)m->nslots + 3, high[ARRPC_MAX_WORKERS + 3];
     for (int i = 0; i < count; i++) { /* first out of the way, so dup2 below cannot clobber */
-        int fd = i < (int)m->nslots ? m->slot[i].listen_fd : channel;
-        high[i] = fcntl(fd, F_DUPFD_CLOEXEC, 1024);
+        int fd = i < (int)m->nslots ? m->slot[i].listen_fd : extra[i - (int)m->nslots];
+        high[i] = fd >= 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 1024) : -1;
     }
     for (int i = 0; i < count; i++)
-        dup2(high[i], LISTEN_FDS_START + i); /* dup2 clears close-on-exec: these survive exec */
+        if (high[i] >= 0)
+            dup2(high[i], LISTEN_FDS_START + i); /* dup2 clears close-on-exec: these survive */
+    int after = LISTEN_FDS_START + (int)m->nslots;
+    setenv_number(UPGRADE_SHM_ENV, after + 1);
+    if (m->metrics_fd >= 0)
+        setenv_number(UPGRADE_METRICS_ENV, after + 2);
     char value[32];
     snprintf(value, sizeof value, "%u", m->nslots);
     setenv(ARRPC_LISTEN_FDS_ENV, value, 1);
@@ -205,6 +241,12 @@ void arrpc__upgrade_start(arrpc__master *m)
     static char cmdline[CMDLINE_MAX];
     char *argv[ARGS_MAX];
     int sv[2];
+    if (m->old_master && kill(m->old_master, 0) == 0 && getppid() == m->old_master) {
+        /* Two masters must never write one counter area: wait until the last one is gone. */
+        arrpc__log("master: SIGUSR2 ignored: the previous master %d is still handing over",
+                   (int)m->old_master);
+        return;
+    }
     if (m->upgrade_pid || m->reload.active || m->inherited_upgrade_fd >= 0) {
         arrpc__log("master: SIGUSR2 ignored: an upgrade or reload is in progress");
         return;

@@ -1,9 +1,57 @@
 /* segment.c -- creating, attaching and stamping the shared segment (see segment.h). */
 #include "segment.h"
 
+#include <string.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
+
+const char *const arrpc__cause_label[ARRPC_CAUSE_COUNT] = {
+#define ARRPC_CAUSE_LABEL(name, label) label,
+    ARRPC_RESTART_CAUSES(ARRPC_CAUSE_LABEL)
+#undef ARRPC_CAUSE_LABEL
+};
+
+#define SUM_TRIES 8 /* a scrape retries while folds keep happening, then takes what it has */
+
+void arrpc__shm_fold(arrpc__shm *shm, unsigned area, unsigned record)
+{
+    arrpc__shm_worker *w = &shm->worker[record];
+    atomic_fetch_add(&shm->fold_seq, 1); /* odd: a fold in progress */
+    arrpc__metrics_add(&shm->area[area].retired, &w->metrics);
+    atomic_store(&w->state, ARRPC_WORKER_FREE);
+    arrpc__metrics_reset(&w->metrics);
+    atomic_store(&w->busy_since_ms, 0);
+    atomic_fetch_add(&shm->fold_seq, 1);
+}
+
+static uint32_t sum_once(const arrpc__shm *shm, arrpc__metrics *sum)
+{
+    uint32_t connections = 0;
+    arrpc__metrics_reset(sum);
+    for (unsigned a = 0; a < 2; a++)
+        arrpc__metrics_add(sum, &shm->area[a].retired);
+    for (unsigned r = 0; r < ARRPC_SHM_RECORDS; r++) {
+        const arrpc__shm_worker *w = &shm->worker[r];
+        if (atomic_load(&w->state) == ARRPC_WORKER_FREE)
+            continue;
+        arrpc__metrics_add(sum, &w->metrics);
+        connections += atomic_load_explicit(&w->metrics.connections, memory_order_relaxed);
+    }
+    return connections;
+}
+
+uint32_t arrpc__shm_sum(const arrpc__shm *shm, arrpc__metrics *sum)
+{
+    uint32_t connections = 0;
+    for (int i = 0; i < SUM_TRIES; i++) {
+        uint64_t before = atomic_load(&shm->fold_seq);
+        connections = sum_once(shm, sum);
+        if (before % 2 == 0 && atomic_load(&shm->fold_seq) == before)
+            break;
+    }
+    return connections;
+}
 
 arrpc__shm *arrpc__shm_create(int *fd)
 {

@@ -12,9 +12,10 @@
 #include <stdint.h>
 
 #include "arrpc.h" /* ARRPC_MAX_WORKERS */
+#include "metrics.h"
 
 #define ARRPC_SHM_MAGIC 0x61727270u /* "arrp" */
-#define ARRPC_SHM_VERSION 1u
+#define ARRPC_SHM_VERSION 2u
 #define ARRPC_CACHE_LINE 64
 /* Records: during a reload a slot has a worker of the old and one of the new generation. */
 #define ARRPC_SHM_RECORDS (2u * ARRPC_MAX_WORKERS)
@@ -35,14 +36,44 @@ typedef struct arrpc__shm_worker {
     uint32_t generation;
     /* CLOCK_MONOTONIC milliseconds when the running handler call started; 0 between calls. */
     _Atomic uint64_t busy_since_ms;
+    _Alignas(ARRPC_CACHE_LINE) arrpc__metrics metrics; /* the worker's counters */
 } arrpc__shm_worker;
+
+/* X(name, label): why a worker was replaced (arrpc_server_worker_restarts_total{cause}). */
+#define ARRPC_RESTART_CAUSES(X)                                                                   \
+    X(CRASH, "crash")                                                                              \
+    X(TIMEOUT, "timeout")                                                                          \
+    X(START_FAILURE, "start_failure")                                                              \
+    X(RELOAD, "reload")
+
+typedef enum {
+#define ARRPC_CAUSE_ENUM(name, label) ARRPC_CAUSE_##name,
+    ARRPC_RESTART_CAUSES(ARRPC_CAUSE_ENUM)
+#undef ARRPC_CAUSE_ENUM
+        ARRPC_CAUSE_COUNT
+} arrpc__restart_cause;
+
+extern const char *const arrpc__cause_label[ARRPC_CAUSE_COUNT];
+
+/* What one master adds up: the counts of its workers that have exited, and its own events.
+ * Written only by that master. A binary upgrade hands the segment to the next master, which
+ * writes the other area, so two masters never write the same one. */
+typedef struct arrpc__shm_master {
+    _Alignas(ARRPC_CACHE_LINE) _Atomic uint64_t restarts[ARRPC_CAUSE_COUNT];
+    _Atomic uint64_t reloads;
+    arrpc__metrics retired;
+} arrpc__shm_master;
 
 typedef struct arrpc__shm {
     uint32_t magic;
     uint32_t version;
     uint32_t records;
-    uint32_t reserved;
+    _Atomic uint32_t area_in_use; /* the area the newest master writes */
+    /* Odd while a master folds a worker's counts into its area: a reader that sees it change
+     * reads again, so a fold is never counted twice or not at all. */
+    _Atomic uint64_t fold_seq;
     arrpc__shm_worker worker[ARRPC_SHM_RECORDS];
+    arrpc__shm_master area[2];
 } arrpc__shm;
 
 /* Creates a zeroed segment in a memfd (close-on-exec). Returns the mapping and sets *fd, or NULL. */
@@ -50,6 +81,12 @@ arrpc__shm *arrpc__shm_create(int *fd);
 /* Maps a segment handed over by fd (binary upgrade); NULL when it is not a compatible segment. */
 arrpc__shm *arrpc__shm_attach(int fd);
 void arrpc__shm_unmap(arrpc__shm *shm);
+
+/* Moves an exited worker's counts into `area` and frees its record for reuse. */
+void arrpc__shm_fold(arrpc__shm *shm, unsigned area, unsigned record);
+/* Everything counted so far, into `sum` (zeroed first): both areas and every live worker.
+ * Returns the open connections of live workers (dead workers' gauges count as zero). */
+uint32_t arrpc__shm_sum(const arrpc__shm *shm, arrpc__metrics *sum);
 
 /* Stamps the start and end of a handler call. Cheap: a coarse clock and a relaxed store. */
 void arrpc__shm_busy_begin(arrpc__shm_worker *w);

@@ -21,6 +21,7 @@ enum {
     EXIT_TIMEOUT = 5,
     EXIT_RPC = 6,
     EXIT_OTHER = 7, /* protocol violations and everything else */
+    EXIT_TLS = 8,   /* TLS handshake or certificate verification failed */
 };
 
 #define JSON_FLAGS_IN (JSON_DECODE_ANY | JSON_ALLOW_NUL)
@@ -31,6 +32,8 @@ typedef struct {
     unsigned long port, retries;
     unsigned timeout_ms, connect_timeout_ms, backoff_ms;
     const char *secret_file;
+    const char *tls_cafile, *tls_cert, *tls_key, *tls_server_name;
+    int tls_self_signed;
     const char *json; /* the request; NULL: read stdin */
     int lines, debug;
 } call_options;
@@ -60,6 +63,11 @@ static void usage(FILE *to)
             "                          (default: never)\n"
             "  --retries N             connect tries (default %u), 1 s, 2 s ... apart\n"
             "  --retry-backoff S       the step between connect tries (default 1)\n"
+            "  --tls-cafile F          speak TLS; the server's certificate must be signed by a\n"
+            "                          CA in F (PEM) and carry the host's name\n"
+            "  --tls-self-signed       F is the server's own certificate: no name check\n"
+            "  --tls-server-name N     the name the certificate must carry (default: --host)\n"
+            "  --tls-cert F, --tls-key F  our certificate and key, for mutual TLS\n"
             "  --lines                 read one JSON request per line from stdin, send them all\n"
             "                          pipelined, print one reply per line in order (blank lines\n"
             "                          are skipped; error replies are printed as their strings)\n"
@@ -72,7 +80,7 @@ static void usage(FILE *to)
             "\n"
             "Exit status: 0 ok, 2 usage or invalid JSON, 3 cannot connect, 4 authentication\n"
             "failed, 5 timed out, 6 the remote procedure failed (its message on stderr),\n"
-            "7 protocol or other error.\n",
+            "7 protocol or other error, 8 TLS handshake or certificate failure.\n",
             ARRPC_DEFAULT_CON_MAX_RETRIES);
 }
 
@@ -112,6 +120,11 @@ static int parse_args(int argc, char **argv, call_options *o)
         {"retries", required_argument, 0, 'r'},
         {"retry-backoff", required_argument, 0, 'b'},
         {"lines", no_argument, 0, 'l'},
+        {"tls-cafile", required_argument, 0, 'A'},
+        {"tls-self-signed", no_argument, 0, 'S'},
+        {"tls-server-name", required_argument, 0, 'N'},
+        {"tls-cert", required_argument, 0, 'C'},
+        {"tls-key", required_argument, 0, 'K'},
         {"debug", no_argument, 0, 'D'},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},
@@ -128,6 +141,11 @@ static int parse_args(int argc, char **argv, call_options *o)
         case 'r': bad |= parse_count("--retries", optarg, 1, 1000, &o->retries); break;
         case 'b': bad |= parse_seconds("--retry-backoff", optarg, &o->backoff_ms); break;
         case 'l': o->lines = 1; break;
+        case 'A': o->tls_cafile = optarg; break;
+        case 'S': o->tls_self_signed = 1; break;
+        case 'N': o->tls_server_name = optarg; break;
+        case 'C': o->tls_cert = optarg; break;
+        case 'K': o->tls_key = optarg; break;
         case 'D': o->debug = 1; break;
         case 'h': usage(stdout); exit(EXIT_OK);
         case 'V': printf("arrpc-call %s\n", ARRPC_VERSION); exit(EXIT_OK);
@@ -136,6 +154,14 @@ static int parse_args(int argc, char **argv, call_options *o)
     }
     if (optind < argc)
         o->json = argv[optind++];
+    if ((o->tls_self_signed || o->tls_cert || o->tls_server_name) && !o->tls_cafile) {
+        fprintf(stderr, "arrpc-call: TLS options need --tls-cafile\n");
+        bad = 1;
+    }
+    if (!o->tls_cert != !o->tls_key) {
+        fprintf(stderr, "arrpc-call: --tls-cert and --tls-key go together\n");
+        bad = 1;
+    }
     if (optind < argc || (o->lines && o->json)) {
         fprintf(stderr, "arrpc-call: one JSON argument at most, and none with --lines\n");
         bad = 1;
@@ -290,6 +316,7 @@ static int exit_code(int err)
     case ARRPC_ETIMEOUT: return EXIT_TIMEOUT;
     case ARRPC_ERPC: return EXIT_RPC;
     case ARRPC_EINVAL: return EXIT_USAGE;
+    case ARRPC_ETLS: return EXIT_TLS;
     default: return EXIT_OTHER;
     }
 }
@@ -340,7 +367,10 @@ static arrpc_client *make_client(const call_options *o)
         arrpc_client_set_con_max_retries(cli, (unsigned)o->retries) ||
         arrpc_client_set_retry_backoff(cli, o->backoff_ms) ||
         arrpc_client_set_debug(cli, o->debug) ||
-        (secret_len && arrpc_client_set_auth_secret(cli, secret, secret_len))) {
+        (secret_len && arrpc_client_set_auth_secret(cli, secret, secret_len)) ||
+        (o->tls_cafile && arrpc_client_set_tls(cli, o->tls_cafile, o->tls_self_signed)) ||
+        (o->tls_cert && arrpc_client_set_tls_client_cert(cli, o->tls_cert, o->tls_key)) ||
+        (o->tls_server_name && arrpc_client_set_tls_server_name(cli, o->tls_server_name))) {
         fprintf(stderr, "arrpc-call: cannot set up the client\n");
         arrpc_client_free(cli);
         return NULL;

@@ -20,8 +20,12 @@ typedef struct {
     const char *handler;
     const char *secret_file;
     const char *pid_file;
+    const char *tls_cert, *tls_key, *tls_client_ca;
+    unsigned long tls_handshake_timeout_s;
     unsigned long max_message, max_depth, max_connections, idle_timeout_s, drain_timeout_s;
-    unsigned long workers, handler_timeout_s;
+    unsigned long workers, handler_timeout_s, predrain_s;
+    char metrics_host[256];
+    uint16_t metrics_port;
     int debug;
 } arrpcd_options;
 
@@ -51,6 +55,10 @@ static void usage(FILE *to)
             "  --handler-timeout S       replace a worker stuck this long in one handler call\n"
             "                            (default %u, 0 = off)\n"
             "  --pid-file F              write the master's pid to F\n"
+            "  --metrics-listen HOST:PORT  serve /metrics, /healthz, /readyz over HTTP\n"
+            "                            (off by default; arrpc 0.5.0 used port 9095)\n"
+            "  --pre-drain S             on SIGTERM, fail /readyz but keep serving S seconds\n"
+            "                            before draining (default 0)\n"
             "  --auth-secret-file F      require requests signed with the secret in F\n"
             "                            (one trailing newline is ignored; re-read on SIGHUP)\n"
             "  --max-message BYTES       largest request or reply (default %u)\n"
@@ -59,13 +67,20 @@ static void usage(FILE *to)
             "  --idle-timeout S          close connections idle this long (default 0: never)\n"
             "  --drain-timeout S         on SIGTERM/SIGINT, wait this long for busy connections\n"
             "                            (default %u)\n"
+            "  --tls-cert F              serve TLS with the PEM certificate chain in F\n"
+            "  --tls-key F               the PEM private key of --tls-cert (required with it)\n"
+            "  --tls-client-ca F         mutual TLS: clients must present a certificate signed\n"
+            "                            by a CA in F (PEM)\n"
+            "  --tls-handshake-timeout S close TLS handshakes not done in S seconds (default %u)\n"
+            "                            TLS files are re-read on SIGHUP; TLS 1.2/1.3, AEAD only\n"
             "  --debug                   log every connection and request\n"
             "  --help, --version\n"
             "\n"
             "Signals to the master: HUP reload, USR2 binary upgrade, TERM/INT graceful stop,\n"
             "QUIT immediate stop, TTIN/TTOU one worker more/fewer (docs/operations.md).\n",
             ARRPC_DEFAULT_HANDLER_TIMEOUT_MS / 1000, ARRPC_DEFAULT_MAX_MESSAGE, ARRPC_DEFAULT_MAX_DEPTH, ARRPC_MAX_DEPTH_LIMIT,
-            ARRPC_DEFAULT_MAX_CONNECTIONS, ARRPC_DEFAULT_DRAIN_TIMEOUT_MS / 1000);
+            ARRPC_DEFAULT_MAX_CONNECTIONS, ARRPC_DEFAULT_DRAIN_TIMEOUT_MS / 1000,
+            ARRPC_DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS / 1000);
 }
 
 static int parse_number(const char *opt, const char *arg, unsigned long min, unsigned long max,
@@ -87,6 +102,10 @@ static int parse_args(int argc, char **argv, arrpcd_options *o)
         {"idle-timeout", required_argument, 0, 'i'}, {"drain-timeout", required_argument, 0, 't'},
         {"workers", required_argument, 0, 'w'},     {"handler-timeout", required_argument, 0, 'T'},
         {"pid-file", required_argument, 0, 'p'},
+        {"metrics-listen", required_argument, 0, 'M'}, {"pre-drain", required_argument, 0, 'R'},
+        {"tls-cert", required_argument, 0, 'C'},    {"tls-key", required_argument, 0, 'K'},
+        {"tls-client-ca", required_argument, 0, 'A'},
+        {"tls-handshake-timeout", required_argument, 0, 'S'},
         {"debug", no_argument, 0, 'D'},              {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},            {0, 0, 0, 0},
     };
@@ -109,6 +128,18 @@ static int parse_args(int argc, char **argv, arrpcd_options *o)
         case 'w': bad |= parse_number("--workers", optarg, 0, ARRPC_MAX_WORKERS, &o->workers); break;
         case 'T': bad |= parse_number("--handler-timeout", optarg, 0, IDLE_TIMEOUT_MAX_S, &o->handler_timeout_s); break;
         case 'p': o->pid_file = optarg; break;
+        case 'M':
+            if (arrpc__net_split_hostport(optarg, o->metrics_host, sizeof o->metrics_host,
+                                          &o->metrics_port) != 0) {
+                fprintf(stderr, "arrpcd: --metrics-listen wants HOST:PORT, not '%s'\n", optarg);
+                bad = 1;
+            }
+            break;
+        case 'R': bad |= parse_number("--pre-drain", optarg, 0, 3600, &o->predrain_s); break;
+        case 'C': o->tls_cert = optarg; break;
+        case 'K': o->tls_key = optarg; break;
+        case 'A': o->tls_client_ca = optarg; break;
+        case 'S': bad |= parse_number("--tls-handshake-timeout", optarg, 1, 3600, &o->tls_handshake_timeout_s); break;
         case 'D': o->debug = 1; break;
         case 'h': usage(stdout); exit(0);
         case 'V': printf("arrpcd %s\n", ARRPC_VERSION); exit(0);
@@ -117,6 +148,10 @@ static int parse_args(int argc, char **argv, arrpcd_options *o)
     }
     if (optind < argc) {
         fprintf(stderr, "arrpcd: unexpected argument '%s'\n", argv[optind]);
+        bad = 1;
+    }
+    if (!o->tls_cert != !o->tls_key || (o->tls_client_ca && !o->tls_cert)) {
+        fprintf(stderr, "arrpcd: --tls-cert and --tls-key go together; --tls-client-ca needs both\n");
         bad = 1;
     }
     if (!o->handler) {
@@ -130,6 +165,9 @@ static int configure(arrpc_server *srv, const arrpcd_options *o)
 {
     int rc = arrpc_server_set_handler_plugin(srv, o->handler) ||
              arrpc_server_set_workers(srv, (unsigned)o->workers) ||
+             (o->metrics_host[0] &&
+              arrpc_server_set_metrics(srv, o->metrics_host, o->metrics_port)) ||
+             arrpc_server_set_pre_drain(srv, (unsigned)o->predrain_s * 1000u) ||
              arrpc_server_set_handler_timeout(srv, (unsigned)o->handler_timeout_s * 1000u) ||
              arrpc_server_set_max_message(srv, o->max_message) ||
              arrpc_server_set_max_depth(srv, (unsigned)o->max_depth) ||
@@ -138,7 +176,9 @@ static int configure(arrpc_server *srv, const arrpcd_options *o)
              arrpc_server_set_drain_timeout(srv, (unsigned)o->drain_timeout_s * 1000u) ||
              arrpc_server_set_debug(srv, o->debug) ||
              (o->secret_file && arrpc_server_set_auth_secret_file(srv, o->secret_file)) ||
-             (o->pid_file && arrpc_server_set_pid_file(srv, o->pid_file));
+             (o->pid_file && arrpc_server_set_pid_file(srv, o->pid_file)) ||
+             (o->tls_cert && arrpc_server_set_tls(srv, o->tls_cert, o->tls_key, o->tls_client_ca)) ||
+             arrpc_server_set_tls_handshake_timeout(srv, (unsigned)o->tls_handshake_timeout_s * 1000u);
     if (rc)
         fprintf(stderr, "arrpcd: %s\n", arrpc_server_errstr(srv));
     return rc ? -1 : 0;
@@ -162,6 +202,7 @@ int main(int argc, char **argv)
         .idle_timeout_s = ARRPC_DEFAULT_IDLE_TIMEOUT_MS / 1000,
         .drain_timeout_s = ARRPC_DEFAULT_DRAIN_TIMEOUT_MS / 1000,
         .handler_timeout_s = ARRPC_DEFAULT_HANDLER_TIMEOUT_MS / 1000,
+        .tls_handshake_timeout_s = ARRPC_DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS / 1000,
     };
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     o.workers = cpus > 0 ? (unsigned long)cpus : 1;

@@ -280,25 +280,29 @@ static int keys_plain(const msgpack_object_map *m)
              tag_index(m->ptr[0].key.via.str.ptr, m->ptr[0].key.via.str.size) >= 0);
 }
 
-/* A JSON object when that loses nothing: str keys, none repeated, not mistakable for a tag. */
+/* A JSON object when that loses nothing: str keys, none repeated, not mistakable for a tag. The
+ * keys are checked (set to null) before any value is converted: converting the values and then
+ * falling back to the pairs form converted nested maps twice per level, 2^depth times in all. */
 static json_t *from_map(const msgpack_object_map *m, char *err, size_t errlen)
 {
-    if (!keys_plain(m))
+    json_t *obj = keys_plain(m) ? json_object() : NULL;
+    uint32_t i;
+    for (i = 0; obj && i < m->size; i++) {
+        const msgpack_object_str *k = &m->ptr[i].key.via.str;
+        if (json_object_setn_new(obj, k->size ? k->ptr : "", k->size, json_null()) != 0)
+            break; /* the key is not UTF-8, which the pairs form reports */
+    }
+    if (!obj || i < m->size || json_object_size(obj) != m->size) { /* or a key repeated */
+        json_decref(obj);
         return from_map_pairs(m, err, errlen);
-    json_t *obj = json_object();
-    for (uint32_t i = 0; obj && i < m->size; i++) {
+    }
+    for (i = 0; i < m->size; i++) {
         const msgpack_object_str *k = &m->ptr[i].key.via.str;
         json_t *v = arrpc_json_from_msgpack(&m->ptr[i].val, err, errlen);
         if (!v || json_object_setn_new(obj, k->size ? k->ptr : "", k->size, v) != 0) {
             json_decref(obj);
-            if (v) /* setn_new freed v: the key was not UTF-8, which the pairs form reports */
-                return from_map_pairs(m, err, errlen);
             return NULL;
         }
-    }
-    if (obj && json_object_size(obj) != m->size) { /* a key repeated */
-        json_decref(obj);
-        return from_map_pairs(m, err, errlen);
     }
     return obj;
 }

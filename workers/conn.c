@@ -8,6 +8,7 @@
 
 #include "../core/log.h"
 #include "loop.h"
+#include "stats.h"
 
 static const char *outcome_name[] = {
     [ARRPC_OUTCOME_OK] = "ok",
@@ -26,6 +27,10 @@ arrpc__conn *arrpc__conn_open(arrpc__loop *loop, int fd)
     c->kind = LOOP_CONN;
     c->fd = fd;
     c->events = EPOLLIN;
+    if (!loop->tls)
+        arrpc__transport_tcp(&c->io, fd);
+    else if (arrpc__transport_tls_server(&c->io, fd, loop->tls) != 0)
+        c->flags |= CONN_CLOSE; /* no memory for its TLS state: reaped at once */
     struct epoll_event ev = {.events = c->events, .data.ptr = c};
     if (!c->scan || epoll_ctl(loop->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
         arrpc__scan_free(c->scan);
@@ -33,7 +38,13 @@ arrpc__conn *arrpc__conn_open(arrpc__loop *loop, int fd)
         return NULL;
     }
     arrpc__net_peer_name(fd, c->peer, sizeof c->peer);
+    arrpc__stats_open(loop, c);
     c->last_active_ms = loop->now_ms;
+    if (loop->tls) { /* the client speaks first; the deadline keeps a silent one from staying */
+        c->flags |= CONN_HANDSHAKE;
+        c->handshake_until_ms = loop->now_ms + loop->cfg->tls_handshake_timeout_ms;
+        loop->nhandshaking++;
+    }
     c->next = loop->conns;
     if (loop->conns)
         loop->conns->prev = c;
@@ -53,9 +64,12 @@ void arrpc__conn_free(arrpc__loop *loop, arrpc__conn *c)
     if (c->next)
         c->next->prev = c->prev;
     loop->nconns--;
+    arrpc__stats_close(loop, c);
     if (c->flags & CONN_LINGER)
         loop->nlingering--;
-    close(c->fd); /* also removes it from the epoll set */
+    if (c->flags & CONN_HANDSHAKE)
+        loop->nhandshaking--;
+    c->io.ops->close(&c->io); /* closing the fd also removes it from the epoll set */
     arrpc__buf_free(&c->in);
     arrpc__buf_free(&c->out);
     arrpc__scan_free(c->scan);
@@ -88,10 +102,17 @@ static void update_interest(arrpc__loop *loop, arrpc__conn *c, int want_write)
 {
     uint32_t ev = 0;
     int paused = arrpc__buf_used(&c->out) >= ARRPC_OUTPUT_HIGH_WATER;
-    if (c->flags & CONN_LINGER)
+    /* A retiring worker reads no more from connections it hands over: what it has read, it
+     * answers. TLS connections cannot move, so it keeps serving them. */
+    int moving = loop->retiring && c->io.ops->can_hand_over;
+    if (c->flags & CONN_HANDSHAKE)
+        ev = c->io.want == ARRPC_WANT_WRITE ? EPOLLOUT : EPOLLIN;
+    else if (c->flags & CONN_LINGER)
         ev |= EPOLLIN;
-    else if (!(c->flags & (CONN_EOF | CONN_DOOMED | CONN_CLOSE)) && !paused && !loop->retiring)
-        ev |= EPOLLIN; /* a retiring worker reads no more: what it has read, it answers */
+    else if (!(c->flags & (CONN_EOF | CONN_DOOMED | CONN_CLOSE)) && !paused && !moving)
+        ev |= EPOLLIN;
+    if (c->io.want == ARRPC_WANT_READ && arrpc__buf_used(&c->out) && !(c->flags & CONN_LINGER))
+        ev |= EPOLLIN; /* a TLS write waiting for the peer's bytes (a key update) */
     if (want_write)
         ev |= EPOLLOUT;
     if (ev == c->events || (c->flags & CONN_CLOSE))
@@ -119,15 +140,18 @@ static size_t answer_requests(arrpc__loop *loop, arrpc__conn *c, const uint8_t *
         if (rc < 0) {
             arrpc__log("closing connection from %s: %s", c->peer, arrpc__scan_error(c->scan));
             arrpc__dispatch_rpc_error(&c->out, arrpc__scan_error(c->scan));
+            arrpc__stats_stream_error(loop, c, rc);
             c->flags |= CONN_DOOMED;
             break;
         }
         arrpc__outcome outcome;
+        uint64_t started = arrpc__stats_clock_ns();
         if (arrpc__dispatch(loop->dispatcher, p + done, c->scanned, &c->out, &outcome) != 0) {
             arrpc__log("closing connection from %s: out of memory", c->peer);
             mark_close(c);
             break;
         }
+        arrpc__stats_request(loop, c, outcome, c->scanned, arrpc__stats_clock_ns() - started);
         ARRPC_DEBUG(loop->cfg->debug, "request from %s: %zu bytes, %s", c->peer, c->scanned,
                     outcome_name[outcome]);
         done += c->scanned;
@@ -154,7 +178,7 @@ static ssize_t read_some(arrpc__loop *loop, arrpc__conn *c)
 {
     ssize_t n;
     if (arrpc__buf_used(&c->in) == 0) {
-        n = recv(c->fd, loop->scratch, ARRPC_READ_CHUNK, 0);
+        n = c->io.ops->read(&c->io, loop->scratch, ARRPC_READ_CHUNK);
         if (n <= 0)
             return n;
         size_t done = answer_requests(loop, c, loop->scratch, (size_t)n);
@@ -167,7 +191,7 @@ static ssize_t read_some(arrpc__loop *loop, arrpc__conn *c)
         mark_close(c);
         return -1;
     }
-    n = recv(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len, 0);
+    n = c->io.ops->read(&c->io, c->in.data + c->in.len, c->in.cap - c->in.len);
     if (n > 0) {
         c->in.len += (size_t)n;
         arrpc__conn_answer_buffered(loop, c);
@@ -175,20 +199,39 @@ static ssize_t read_some(arrpc__loop *loop, arrpc__conn *c)
     return n;
 }
 
+/* Whether to read again at once: TLS may hold decrypted (or undecrypted) bytes above the socket,
+ * which no epoll event would announce. Not after a read that found nothing: what is held then is
+ * part of a record, and only the socket can complete it. */
+static int more_buffered(const arrpc__loop *loop, const arrpc__conn *c)
+{
+    return c->io.want != ARRPC_WANT_READ &&
+           !(c->flags & (CONN_EOF | CONN_DOOMED | CONN_CLOSE | CONN_LINGER | CONN_HANDSHAKE)) &&
+           arrpc__buf_used(&c->out) < ARRPC_OUTPUT_HIGH_WATER &&
+           !(loop->retiring && c->io.ops->can_hand_over) && c->io.ops->has_pending(&c->io);
+}
+
 static void on_readable(arrpc__loop *loop, arrpc__conn *c)
 {
     if (c->flags & CONN_LINGER) { /* discard until the peer closes, so our error reply lands */
-        ssize_t n = recv(c->fd, loop->scratch, ARRPC_READ_CHUNK, 0);
+        ssize_t n = recv(c->fd, loop->scratch, ARRPC_READ_CHUNK, 0); /* raw: TLS is over */
         if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
             mark_close(c);
         return;
     }
-    ssize_t n = read_some(loop, c);
+    ssize_t n;
+    do
+        n = read_some(loop, c);
+    while (n > 0 && more_buffered(loop, c));
+    if (n < 0 && errno == EAGAIN && c->io.want == ARRPC_WANT_WRITE)
+        update_interest(loop, c, 1); /* a TLS read that must write first */
     if (n == 0) {
         c->flags |= CONN_EOF;
         if (arrpc__buf_used(&c->in) > 0)
             ARRPC_DEBUG(loop->cfg->debug, "connection from %s ended inside a request", c->peer);
     } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+        char why[256];
+        ARRPC_DEBUG(loop->cfg->debug, "connection from %s failed: %s %s", c->peer,
+                    strerror(errno), arrpc__tls_last_error(&c->io, why, sizeof why));
         mark_close(c);
         return;
     }
@@ -198,19 +241,24 @@ static void on_readable(arrpc__loop *loop, arrpc__conn *c)
 
 /* After an error reply is written: shut our side and wait a little for the peer's EOF, because
  * closing with unread input would send a reset that can destroy the reply in flight. */
-static void start_linger(arrpc__loop *loop, arrpc__conn *c)
+static void linger(arrpc__loop *loop, arrpc__conn *c)
 {
-    shutdown(c->fd, SHUT_WR);
     c->flags = (c->flags & ~CONN_DOOMED) | CONN_LINGER;
     c->linger_until_ms = loop->now_ms + ARRPC_LINGER_MS;
     loop->nlingering++;
+}
+
+static void start_linger(arrpc__loop *loop, arrpc__conn *c)
+{
+    c->io.ops->shutdown(&c->io); /* TLS: close_notify first */
+    linger(loop, c);
 }
 
 void arrpc__conn_flush(arrpc__loop *loop, arrpc__conn *c)
 {
     c->flags &= ~CONN_QUEUED;
     while (arrpc__buf_used(&c->out) > 0 && !(c->flags & CONN_CLOSE)) {
-        ssize_t n = send(c->fd, c->out.data + c->out.head, arrpc__buf_used(&c->out), MSG_NOSIGNAL);
+        ssize_t n = c->io.ops->write(&c->io, c->out.data + c->out.head, arrpc__buf_used(&c->out));
         if (n > 0) {
             arrpc__buf_consume(&c->out, (size_t)n);
             c->last_active_ms = loop->now_ms; /* idle time counts from the last reply, too */
@@ -220,11 +268,15 @@ void arrpc__conn_flush(arrpc__loop *loop, arrpc__conn *c)
             continue;
         }
         if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-            update_interest(loop, c, errno == EAGAIN);
-            if (errno == EAGAIN)
+            int again = errno == EAGAIN;
+            update_interest(loop, c, again && c->io.want == ARRPC_WANT_WRITE);
+            if (again)
                 return;
             continue;
         }
+        char why[256];
+        ARRPC_DEBUG(loop->cfg->debug, "writing to %s failed: %s %s", c->peer, strerror(errno),
+                    arrpc__tls_last_error(&c->io, why, sizeof why));
         mark_close(c);
         return;
     }
@@ -235,10 +287,55 @@ void arrpc__conn_flush(arrpc__loop *loop, arrpc__conn *c)
     else if ((c->flags & CONN_EOF) && arrpc__buf_used(&c->out) == 0)
         mark_close(c); /* the peer sent everything and has all its replies */
     update_interest(loop, c, 0);
+    if (more_buffered(loop, c)) /* reading resumed after backpressure: TLS may hold bytes */
+        on_readable(loop, c);
+}
+
+void arrpc__conn_close_gracefully(arrpc__loop *loop, arrpc__conn *c)
+{
+    if (c->flags & (CONN_LINGER | CONN_CLOSE))
+        return;
+    start_linger(loop, c);
+    update_interest(loop, c, 0);
+}
+
+/* One step of the TLS handshake; on success the connection serves like any other. */
+static void continue_handshake(arrpc__loop *loop, arrpc__conn *c)
+{
+    char why[256];
+    int rc = c->io.ops->handshake(&c->io, why, sizeof why);
+    if (rc == 0) {
+        update_interest(loop, c, 0);
+        return;
+    }
+    c->flags &= ~CONN_HANDSHAKE;
+    loop->nhandshaking--;
+    if (rc < 0) {
+        ARRPC_DEBUG(loop->cfg->debug, "TLS handshake with %s failed: %s", c->peer, why);
+        /* wolfSSL has written its alert; closing now with the client's next bytes unread would
+         * reset the connection and could destroy the alert: end our side, wait for its EOF. */
+        shutdown(c->fd, SHUT_WR);
+        linger(loop, c);
+        update_interest(loop, c, 0);
+        return;
+    }
+    c->last_active_ms = loop->now_ms;
+    if (loop->cfg->debug) {
+        char desc[128];
+        arrpc__log("TLS with %s: %s", c->peer, arrpc__tls_describe(&c->io, desc, sizeof desc));
+    }
+    update_interest(loop, c, 0);
+    if (c->io.ops->has_pending(&c->io)) /* the first request came with the client's Finished */
+        on_readable(loop, c);
 }
 
 void arrpc__conn_on_event(arrpc__loop *loop, arrpc__conn *c, uint32_t events)
 {
+    if (c->flags & CONN_HANDSHAKE) {
+        if (!(c->flags & CONN_CLOSE))
+            continue_handshake(loop, c);
+        return;
+    }
     if (events & EPOLLIN)
         on_readable(loop, c);
     else if (events & (EPOLLERR | EPOLLHUP))

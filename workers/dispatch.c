@@ -21,7 +21,13 @@ struct arrpc__dispatcher {
     const arrpc__worker_config *cfg;
     msgpack_zone zone;  /* the arena decoded requests live in, cleared after each request */
     arrpc__scan *check; /* validates signed data and handler replies */
+    int last_signed;
 };
+
+int arrpc__dispatcher_last_signed(const arrpc__dispatcher *d)
+{
+    return d->last_signed;
+}
 
 /* Shortens a string cut at `len` bytes to the last whole UTF-8 character, so that a client
  * decoding str as UTF-8 (arrpc 0.5.0 does) can read a truncated message. */
@@ -162,6 +168,7 @@ static arrpc__outcome dispatch_decoded(arrpc__dispatcher *d, const msgpack_objec
         append_error(out, ARRPC_RPC_ERROR_PREFIX, why);
         return ARRPC_OUTCOME_INVALID;
     }
+    d->last_signed = 1;
     return call_handler(d, &inner, 1, out);
 }
 
@@ -170,6 +177,7 @@ int arrpc__dispatch(arrpc__dispatcher *d, const uint8_t *msg, size_t n, arrpc__b
 {
     msgpack_object obj;
     size_t before = arrpc__buf_used(out);
+    d->last_signed = 0;
     if (decode(d, msg, n, &obj) != 0) {
         append_error(out, ARRPC_RPC_ERROR_PREFIX, "invalid MessagePack");
         *outcome = ARRPC_OUTCOME_INVALID;

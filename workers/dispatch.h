@@ -24,6 +24,8 @@ typedef enum {
 } arrpc__outcome;
 
 arrpc__dispatcher *arrpc__dispatcher_new(const arrpc__worker_config *cfg);
+/* Whether the last request dispatched came in a verified signature envelope (for metrics). */
+int arrpc__dispatcher_last_signed(const arrpc__dispatcher *d);
 void arrpc__dispatcher_free(arrpc__dispatcher *d);
 
 /* Answers the n bytes at msg, which the scanner found to be one whole message, by appending

@@ -57,6 +57,15 @@ static int load_plugin(const char *spec, arrpc__handler *out, char *err, size_t 
     return 0;
 }
 
+void arrpc__handler_name_of(const char *spec, char *out, size_t len)
+{
+    const char *colon = strrchr(spec, ':');
+    if (!is_path(spec))
+        snprintf(out, len, "%s", spec);
+    else
+        snprintf(out, len, "%s", colon && colon[1] ? colon + 1 : ARRPC_PLUGIN_DEFAULT_SYMBOL);
+}
+
 int arrpc__handler_load(const char *spec, arrpc__handler *out, char *err, size_t errlen)
 {
     if (is_path(spec))

@@ -20,6 +20,8 @@ typedef struct arrpc__handler {
  * a path. 0, or ARRPC_ELOAD with the reason in err. */
 int arrpc__handler_load(const char *spec, arrpc__handler *out, char *err, size_t errlen);
 void arrpc__handler_unload(arrpc__handler *h);
+/* The name a spec's handler will have (what metrics call it), without loading it. */
+void arrpc__handler_name_of(const char *spec, char *out, size_t len);
 
 /* The built-in echo: answers every request with the request itself. */
 int arrpc__handler_echo(arrpc_call *call, const msgpack_object *request, msgpack_packer *response,

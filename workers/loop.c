@@ -15,6 +15,7 @@
 #include "../shm/segment.h"
 #include "control.h"
 #include "loop.h"
+#include "stats.h"
 
 #define LOOP_EVENTS 256
 #define REJECT_LOG_INTERVAL_MS 1000u /* at most one "too many connections" line per second */
@@ -51,6 +52,7 @@ static void accept_some(arrpc__loop *loop, int listen_fd)
             return;
         }
         if (loop->nconns >= loop->cfg->max_connections) {
+            arrpc__stats_rejected(loop, fd);
             reject(loop, fd);
             continue;
         }
@@ -93,13 +95,30 @@ static void on_stop(arrpc__loop *loop)
  * written, and the stream in a state the next worker can continue. */
 static int ready_for_handoff(const arrpc__conn *c)
 {
-    return arrpc__buf_used(&c->out) == 0 && c->scanned == arrpc__buf_used(&c->in) &&
+    return c->io.ops->can_hand_over && /* TLS keys live in this process: never handed over */
+           arrpc__buf_used(&c->out) == 0 && c->scanned == arrpc__buf_used(&c->in) &&
            !(c->flags & (CONN_EOF | CONN_DOOMED | CONN_LINGER | CONN_CLOSE));
 }
 
-/* Closes what timed out: lingering closes, idle connections, and everything once a drain is
- * over its deadline. A draining worker closes each connection as soon as it is idle; a retiring
- * one hands it over instead. */
+/* A retiring worker keeps its TLS connections until their clients close them; once the drain
+ * deadline has passed it closes each at its next idle moment (close_notify: a client of ours then
+ * knows no request was lost), and any still busy at twice the deadline. True when it acted. */
+static int expire_kept_tls(arrpc__loop *loop, arrpc__conn *c, int idle)
+{
+    if (!loop->retiring || loop->draining || c->io.ops->can_hand_over ||
+        (c->flags & (CONN_HANDSHAKE | CONN_LINGER)))
+        return 0;
+    uint64_t deadline = loop->drain_until_ms, hard = deadline + loop->cfg->drain_timeout_ms;
+    if (loop->now_ms >= deadline && idle)
+        arrpc__conn_close_gracefully(loop, c);
+    else if (loop->now_ms >= hard)
+        c->flags |= CONN_CLOSE;
+    return 1;
+}
+
+/* Closes what timed out: lingering closes, idle connections, handshakes past their deadline, and
+ * everything once a drain is over its deadline. A draining worker closes each connection as soon
+ * as it is idle; a retiring one hands it over instead (TLS ones: expire_kept_tls). */
 static void expire(arrpc__loop *loop)
 {
     unsigned idle_ms = loop->cfg->idle_timeout_ms;
@@ -108,7 +127,14 @@ static void expire(arrpc__loop *loop)
         if (loop->retiring && loop->handoff_out >= 0 && ready_for_handoff(c) &&
             arrpc__handoff_send(loop, c) == 0)
             continue; /* the connection now belongs to the other worker; CONN_CLOSE is set */
+        if ((c->flags & CONN_HANDSHAKE) &&
+            (loop->now_ms >= c->handshake_until_ms || loop->draining)) {
+            c->flags |= CONN_CLOSE; /* too slow, or this worker is stopping */
+            continue;
+        }
         int idle = arrpc__conn_idle(c);
+        if (loop->handoff_out >= 0 && expire_kept_tls(loop, c, idle))
+            continue;
         if (drain_over || ((loop->draining || loop->retiring) && idle && loop->handoff_out < 0) ||
             ((c->flags & CONN_LINGER) && loop->now_ms >= c->linger_until_ms) ||
             (idle_ms && idle && loop->now_ms - c->last_active_ms >= idle_ms))
@@ -139,7 +165,8 @@ static void reap(arrpc__loop *loop)
 
 static int timer_wait_ms(const arrpc__loop *loop)
 {
-    if (loop->draining || loop->retiring || loop->nlingering || loop->cfg->idle_timeout_ms)
+    if (loop->draining || loop->retiring || loop->nlingering || loop->nhandshaking ||
+        loop->cfg->idle_timeout_ms)
         return ARRPC_TIMER_TICK_MS;
     return -1;
 }
@@ -184,6 +211,13 @@ static int loop_init(arrpc__loop *loop, const arrpc__worker_io *io, char *err, s
     loop->handoff_out = -1;
     loop->accepting = 1;
     int rc = (loop->epfd < 0 || !loop->scratch || !loop->dispatcher) ? ARRPC_ESYS : 0;
+    if (rc == 0 && loop->cfg->tls_cert) { /* read here, in the worker: a reload reads them anew */
+        loop->tls = arrpc__tls_server_ctx(loop->cfg->tls_cert, loop->cfg->tls_key,
+                                          loop->cfg->tls_client_ca, loop->cfg->tls_ticket_key,
+                                          err, errlen);
+        if (!loop->tls)
+            return ARRPC_ETLS;
+    }
     for (unsigned i = 0; rc == 0 && i < io->nlisten && i < ARRPC_WORKER_LISTENERS_MAX; i++) {
         loop->listeners[i] = (arrpc__loop_source){
             .kind = LOOP_LISTENER, .fd = io->listen_fds[i],
@@ -210,6 +244,7 @@ static void loop_destroy(arrpc__loop *loop)
     if (loop->handoff_out >= 0)
         close(loop->handoff_out);
     arrpc__dispatcher_free(loop->dispatcher);
+    arrpc__tls_ctx_free(loop->tls);
     free(loop->scratch);
     if (loop->epfd >= 0)
         close(loop->epfd);

@@ -7,6 +7,8 @@
 #include "../core/buf.h"
 #include "../core/net.h"
 #include "../core/scan.h"
+#include "../core/tls.h"
+#include "../core/transport.h"
 #include "dispatch.h"
 #include "worker.h"
 
@@ -16,6 +18,7 @@ enum {
     CONN_CLOSE = 1 << 2,   /* close at the end of this loop iteration */
     CONN_LINGER = 1 << 3,  /* write side shut after an error: discard input until EOF */
     CONN_QUEUED = 1 << 4,  /* on the loop's flush list */
+    CONN_HANDSHAKE = 1 << 5, /* TLS handshake under way: no data yet, a deadline runs */
 };
 
 /* What an epoll event's data points at: every such object starts with its kind. */
@@ -38,6 +41,7 @@ typedef struct arrpc__loop_source {
 typedef struct arrpc__conn {
     arrpc__loop_kind kind; /* LOOP_CONN; first, see arrpc__loop_source */
     int fd;
+    arrpc__transport io;   /* the stream over fd: TCP or TLS */
     unsigned flags;
     uint32_t events;       /* what epoll watches for it now */
     arrpc__buf in;         /* bytes read but not yet answered: at most one partial message... */
@@ -46,9 +50,11 @@ typedef struct arrpc__conn {
     arrpc__scan *scan;
     uint64_t last_active_ms;
     uint64_t linger_until_ms;
+    uint64_t handshake_until_ms;
     struct arrpc__conn *prev, *next; /* every connection of the loop */
     struct arrpc__conn *next_flush;  /* connections with replies to write this iteration */
     char peer[ARRPC_ADDR_MAX];
+    uint32_t metrics_row;  /* its remote address's row in the worker's metrics block */
 } arrpc__conn;
 
 typedef struct arrpc__loop {
@@ -70,6 +76,8 @@ typedef struct arrpc__loop {
     arrpc__conn *conns;
     unsigned nconns;
     unsigned nlingering;
+    unsigned nhandshaking;
+    arrpc__tls_ctx *tls;   /* made by this worker from the files; NULL: plain TCP */
     arrpc__conn *flush_list;
     uint8_t *scratch;      /* one read buffer for every connection with no partial message */
     uint64_t now_ms;       /* monotonic, refreshed once per iteration */
@@ -100,6 +108,8 @@ void arrpc__conn_on_event(arrpc__loop *loop, arrpc__conn *c, uint32_t events);
 void arrpc__conn_flush(arrpc__loop *loop, arrpc__conn *c);
 /* True when nothing is unanswered or unwritten: the connection may close at a request boundary. */
 int arrpc__conn_idle(const arrpc__conn *c);
+/* Ends a TLS connection at a request boundary: close_notify, then the linger for its EOF. */
+void arrpc__conn_close_gracefully(arrpc__loop *loop, arrpc__conn *c);
 void arrpc__conn_free(arrpc__loop *loop, arrpc__conn *c);
 
 #endif

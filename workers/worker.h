@@ -25,6 +25,11 @@ typedef struct arrpc__worker_config {
     unsigned max_connections;
     unsigned drain_timeout_ms;
     unsigned idle_timeout_ms; /* 0: none */
+    /* TLS: certificate chain and key files, read by each worker when it starts (so a reload
+     * serves the files on disk); client_ca: mutual TLS. NULL cert: plain TCP. */
+    const char *tls_cert, *tls_key, *tls_client_ca;
+    unsigned tls_handshake_timeout_ms;
+    const uint8_t *tls_ticket_key; /* one per server, inherited by every worker it forks */
     int debug;
     struct arrpc__shm_worker *record; /* this worker's shared-memory record; NULL without a master */
 } arrpc__worker_config;

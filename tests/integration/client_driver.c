@@ -1,7 +1,9 @@
 /* client_driver.c -- the C client under test, driven line by line from Python over stdin/stdout.
  *
  *   client_driver --port P [--host H] [--timeout MS] [--connect-timeout MS] [--retries N]
- *                 [--backoff MS] [--secret-hex HEX] [--max-message BYTES]
+ *                 [--backoff MS] [--secret-hex HEX] [--max-message BYTES] [--debug]
+ *                 [--tls-cafile F [--tls-self-signed] [--tls-server-name N]
+ *                  [--tls-cert F --tls-key F]]
  *
  * Commands, one per line; each answers one line (batch: a line per reply after the first):
  *   send HEX          ok <reply bytes HEX> <decoded object packed again HEX> | err NAME TEXT
@@ -114,12 +116,16 @@ static arrpc_client *make_client(int argc, char **argv)
         {"timeout", required_argument, 0, 't'},    {"connect-timeout", required_argument, 0, 'c'},
         {"retries", required_argument, 0, 'r'},    {"backoff", required_argument, 0, 'b'},
         {"secret-hex", required_argument, 0, 's'}, {"max-message", required_argument, 0, 'm'},
+        {"tls-cafile", required_argument, 0, 'A'}, {"tls-self-signed", no_argument, 0, 'S'},
+        {"tls-server-name", required_argument, 0, 'N'}, {"tls-cert", required_argument, 0, 'C'},
+        {"tls-key", required_argument, 0, 'K'},   {"debug", no_argument, 0, 'D'},
         {0, 0, 0, 0},
     };
     const char *host = "127.0.0.1";
     unsigned long port = 0, timeout = 0, ctimeout = 0, retries = 5, backoff = 1000, maxmsg = 0;
     char *secret = NULL;
-    int opt;
+    const char *cafile = NULL, *name = NULL, *cert = NULL, *key = NULL;
+    int opt, self_signed = 0, debug = 0;
     while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (opt) {
         case 'H': host = optarg; break;
@@ -130,6 +136,12 @@ static arrpc_client *make_client(int argc, char **argv)
         case 'b': backoff = strtoul(optarg, NULL, 10); break;
         case 's': secret = optarg; break;
         case 'm': maxmsg = strtoul(optarg, NULL, 10); break;
+        case 'A': cafile = optarg; break;
+        case 'S': self_signed = 1; break;
+        case 'N': name = optarg; break;
+        case 'C': cert = optarg; break;
+        case 'K': key = optarg; break;
+        case 'D': debug = 1; break;
         default: return NULL;
         }
     }
@@ -140,7 +152,10 @@ static arrpc_client *make_client(int argc, char **argv)
         arrpc_client_set_con_max_retries(cli, (unsigned)retries) ||
         arrpc_client_set_retry_backoff(cli, (unsigned)backoff) ||
         (maxmsg && arrpc_client_set_max_message(cli, maxmsg)) ||
-        (slen > 0 && arrpc_client_set_auth_secret(cli, secret, (size_t)slen))) {
+        (slen > 0 && arrpc_client_set_auth_secret(cli, secret, (size_t)slen)) ||
+        (cafile && arrpc_client_set_tls(cli, cafile, self_signed)) ||
+        (cert && arrpc_client_set_tls_client_cert(cli, cert, key)) ||
+        (name && arrpc_client_set_tls_server_name(cli, name)) || arrpc_client_set_debug(cli, debug)) {
         arrpc_client_free(cli);
         return NULL;
     }

@@ -3,14 +3,21 @@ Python client does, and stop everything by PID.
 
 Run with /usr/bin/python3 (Debian's python3-msgpack). ctest sets ARRPC_BIN_DIR and ARRPC_LIB_DIR;
 by hand, they default to build/bin and build/lib next to this checkout.
+
+Transports: one table of cases, two transports. ARRPC_TRANSPORT=tls (ctest registers a second run,
+integration_<file>_tls, of every file that declares TRANSPORTS = ("tcp", "tls")) makes Server
+serve TLS with certificates made by the openssl CLI in a temporary directory (Pki), and makes
+Conn, Server.connect and Server.client_args speak TLS to it; the cases themselves do not change.
 """
 import atexit
 import hashlib
 import hmac
 import os
 import re
+import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -32,13 +39,145 @@ RPC_PREFIX = "arrpc.error.RpcException: "
 START_TIMEOUT = 10.0  # seconds for arrpcd to print its listening line
 STOP_TIMEOUT = 10.0   # seconds for a graceful stop before SIGKILL
 IO_TIMEOUT = 30.0     # seconds any single socket operation may take
+TRANSPORT = os.environ.get("ARRPC_TRANSPORT", "tcp")  # "tcp" or "tls": see the docstring
+OPENSSL_TIMEOUT = 30.0
+
+
+def openssl(*args, cwd=None):
+    """Runs the openssl CLI; raises with its output when it fails."""
+    proc = subprocess.run(["openssl"] + list(args), cwd=cwd, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, timeout=OPENSSL_TIMEOUT)
+    if proc.returncode != 0:
+        raise RuntimeError("openssl %s failed:\n%s" % (" ".join(args), proc.stdout.decode()))
+    return proc.stdout.decode(errors="replace")
+
+
+class Pki:
+    """A throwaway CA and certificates (P-256 keys) in a temporary directory, removed at exit.
+    Never committed: every run makes its own."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="arrpc-pki-")
+        atexit.register(shutil.rmtree, self.dir, True)
+        self.ca = self.make_ca("ca")
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def _key(self, name):
+        openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+                "-out", self.path(name + ".key"))
+        return self.path(name + ".key")
+
+    def make_ca(self, name):
+        """A self-signed CA: (cert path, key path)."""
+        key = self._key(name)
+        openssl("req", "-x509", "-new", "-key", key, "-out", self.path(name + ".crt"),
+                "-days", "30", "-subj", "/CN=arrpc test " + name)
+        return self.path(name + ".crt"), key
+
+    def make_cert(self, name, ca=None, names=("localhost", "127.0.0.1"), client=False,
+                  expired=False, serial=None):
+        """A certificate signed by ca (default: the main CA) for the given DNS names and IP
+        addresses: (cert path, key path). expired: valid for a day, a year ago."""
+        ca_cert, ca_key = ca or self.ca
+        key = self._key(name)
+        csr = self.path(name + ".csr")
+        openssl("req", "-new", "-key", key, "-out", csr, "-subj", "/CN=" + name)
+        ext = self.path(name + ".ext")
+        alt = ",".join(("IP:" if re.match(r"^[0-9.]+$|:", n) else "DNS:") + n for n in names)
+        with open(ext, "w") as f:
+            f.write("basicConstraints=CA:FALSE\n")
+            f.write("extendedKeyUsage=%s\n" % ("clientAuth" if client else "serverAuth"))
+            if names:
+                f.write("subjectAltName=%s\n" % alt)
+        cert = self.path(name + ".crt")
+        serial_args = ["-set_serial", str(serial)] if serial else ["-set_serial",
+                                                                     str(int.from_bytes(os.urandom(8), "big"))]
+        if expired:  # OpenSSL 3.0's x509 has no -not_after: `openssl ca` takes explicit dates
+            self._sign_with_dates(csr, cert, ext, ca_cert, ca_key, serial_args[1])
+        else:
+            openssl("x509", "-req", "-in", csr, "-CA", ca_cert, "-CAkey", ca_key, "-out", cert,
+                    "-days", "30", "-extfile", ext, *serial_args)
+        return cert, key
+
+    def _sign_with_dates(self, csr, cert, ext, ca_cert, ca_key, serial):
+        db = self.path("ca-db")
+        os.makedirs(db, exist_ok=True)
+        open(os.path.join(db, "index.txt"), "w").close()
+        with open(os.path.join(db, "serial"), "w") as f:
+            f.write("%x\n" % int(serial) if int(serial) > 15 else "10\n")
+        conf = os.path.join(db, "ca.cnf")
+        with open(conf, "w") as f:
+            f.write("[ca]\ndefault_ca=d\n[d]\ndatabase=%s/index.txt\nserial=%s/serial\n"
+                    "new_certs_dir=%s\ndefault_md=sha256\npolicy=p\nunique_subject=no\n"
+                    "[p]\ncommonName=supplied\n" % (db, db, db))
+        openssl("ca", "-batch", "-config", conf, "-cert", ca_cert, "-keyfile", ca_key,
+                "-in", csr, "-out", cert, "-startdate", "20000101000000Z",
+                "-enddate", "20000102000000Z", "-extfile", ext, "-notext")
+
+    def serial(self, cert):
+        """The serial number of a certificate file, as an int."""
+        out = openssl("x509", "-in", cert, "-noout", "-serial")
+        return int(out.strip().split("=", 1)[1], 16)
+
+
+_pki = None
+
+
+def pki():
+    """The process's Pki, made on first use."""
+    global _pki
+    if _pki is None:
+        _pki = Pki()
+        _pki.server = _pki.make_cert("server")
+    return _pki
+
+
+class Tls:
+    """What a TLS server is started with, and how a client of it is configured."""
+
+    def __init__(self, cert=None, key=None, client_ca=None, cafile=None, server_name="localhost",
+                 client_cert=None):
+        p = pki()
+        self.cert, self.key = (cert, key) if cert else p.server
+        self.client_ca = client_ca
+        self.cafile = cafile or p.ca[0]
+        self.server_name = server_name
+        self.client_cert = client_cert  # (cert, key) our clients present; None: none
+
+    def server_args(self):
+        args = ["--tls-cert", self.cert, "--tls-key", self.key]
+        return args + (["--tls-client-ca", self.client_ca] if self.client_ca else [])
+
+    def client_args(self):
+        """arrpc-call and client_driver options for a client of this server."""
+        args = ["--tls-cafile", self.cafile, "--tls-server-name", self.server_name]
+        if self.client_cert:
+            args += ["--tls-cert", self.client_cert[0], "--tls-key", self.client_cert[1]]
+        return args
+
+    def context(self):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.load_verify_locations(self.cafile)
+        if self.client_cert:
+            ctx.load_cert_chain(*self.client_cert)
+        return ctx
+
+    def wrap(self, sock):
+        return self.context().wrap_socket(sock, server_hostname=self.server_name)
 
 
 class Server:
     """arrpcd as a child process. Use as a context manager; it is always stopped by PID."""
 
-    def __init__(self, *args, handler=None, secret=None):
+    def __init__(self, *args, handler=None, secret=None, tls=None):
+        """tls: a Tls, True for the default one, False for plain TCP; None follows
+        ARRPC_TRANSPORT."""
         self.args = list(args)
+        if tls is None:
+            tls = TRANSPORT == "tls"
+        self.tls = Tls() if tls is True else (tls or None)
         self.handler = handler or DEMO_PLUGIN
         self.secret = secret
         self.proc = None
@@ -54,6 +193,8 @@ class Server:
 
     def start(self):
         cmd = [ARRPCD, "--listen", "127.0.0.1:0", "--handler", self.handler] + self.args
+        if self.tls:
+            cmd += self.tls.server_args()
         if self.secret is not None:
             self._secret_file = tempfile.NamedTemporaryFile("wb", delete=False)
             self._secret_file.write(self.secret if isinstance(self.secret, bytes)
@@ -125,7 +266,18 @@ class Server:
         return 0
 
     def connect(self, secret=None, **options):
+        options.setdefault("tls", self.tls)
         return Conn(self.port, secret=secret, **options)
+
+    def client_args(self):
+        """Options that make arrpc-call or client_driver a client of this server (TLS or not)."""
+        return self.tls.client_args() if self.tls else []
+
+
+def client_args():
+    """Options that make arrpc-call or client_driver a client of a default Server() of this run
+    (TLS ones when ARRPC_TRANSPORT=tls)."""
+    return Tls().client_args() if TRANSPORT == "tls" else []
 
 
 def run_arrpcd(*args, timeout=STOP_TIMEOUT):
@@ -158,10 +310,13 @@ def sign(secret, data):
 class Conn:
     """One connection that packs and unpacks exactly as arrpc 0.5.0's client does."""
 
-    def __init__(self, port, secret=None, timeout=IO_TIMEOUT, strict_map_key=True, nodelay=False):
+    def __init__(self, port, secret=None, timeout=IO_TIMEOUT, strict_map_key=True, nodelay=False,
+                 tls=None):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         if nodelay:
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if tls:
+            self.sock = tls.wrap(self.sock)
         self.secret = secret
         self.unpacker = msgpack.Unpacker(raw=False, max_buffer_size=1 << 30,
                                          strict_map_key=strict_map_key)
@@ -218,7 +373,7 @@ class Conn:
                 replies.append(self.recv())
         except EOFError:
             return replies, True
-        except (ConnectionResetError, BrokenPipeError):
+        except (ConnectionResetError, BrokenPipeError, ssl.SSLError):
             return replies, True
         except socket.timeout:
             pass
@@ -236,7 +391,7 @@ class Conn:
                 data = self.sock.recv(65536)
                 if not data:
                     return True
-        except (ConnectionResetError, BrokenPipeError):
+        except (ConnectionResetError, BrokenPipeError, ssl.SSLError):
             return True
         except socket.timeout:
             return False

@@ -11,6 +11,7 @@ import harness
 from harness import AUTH_ERROR, RPC_PREFIX, Server
 
 SECRET = "s3cr3t-\u00e9ntropy"
+TRANSPORTS = ("tcp", "tls")  # ctest runs this file over both (harness.py)
 
 
 def packb(obj):

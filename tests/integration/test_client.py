@@ -16,7 +16,10 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import msgpack  # noqa: E402
 
+import harness  # noqa: E402
 from harness import BIN_DIR, AUTH_ERROR, Server, main  # noqa: E402
+
+TRANSPORTS = ("tcp", "tls")  # ctest runs this file over both (harness.py)
 
 DRIVER = os.path.join(BIN_DIR, "client_driver")
 PY050 = os.path.join(os.path.dirname(os.path.abspath(__file__)), "py050_server.py")
@@ -42,7 +45,7 @@ class Driver:
     """client_driver as a child: one command line in, one answer line out."""
 
     def __init__(self, port, *args, secret=None):
-        cmd = [DRIVER, "--port", str(port)] + [str(a) for a in args]
+        cmd = [DRIVER, "--port", str(port)] + harness.client_args() + [str(a) for a in args]
         if secret is not None:
             cmd += ["--secret-hex", secret.encode().hex()]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
@@ -344,6 +347,7 @@ class ClientConnect(unittest.TestCase):
         self.assertIn("2 attempts", answer)
 
 
+@unittest.skipIf(harness.TRANSPORT == "tls", "the 0.5.0 stand-in serves plain TCP only")
 class ClientAgainstPy050(unittest.TestCase):
     """The same client against a server that behaves as arrpc 0.5.0's."""
 

@@ -9,6 +9,7 @@ import harness
 from harness import RPC_PREFIX, Server
 
 RSS_BOUND_KIB = 64 * 1024  # growth allowed over the idle server's resident memory
+TRANSPORTS = ("tcp", "tls")  # ctest runs this file over both (harness.py)
 
 
 def packb(obj):

@@ -145,6 +145,22 @@ static void test_invalid_utf8_str_is_an_error(void **state)
     assert_null(unpack_text("\xa2\xc3\x28", 3));
 }
 
+/* {"": 1, "": {"": 1, "": ...}} 30 levels deep: each level has a repeated key, so each becomes the
+ * "$map" form. Found by fuzz_json: converting values before checking keys did each level's
+ * nested map twice, 2^30 conversions for 121 bytes; this must finish at once. */
+static void test_repeated_keys_nested_deep_convert_once(void **state)
+{
+    (void)state;
+    char bytes[4 * 30 + 1];
+    for (size_t i = 0; i < 30; i++)
+        memcpy(bytes + 4 * i, "\x82\xa0\x01\xa0", 4);
+    bytes[4 * 30] = (char)0xc0;
+    char *text = unpack_text(bytes, sizeof bytes);
+    assert_non_null(text);
+    assert_non_null(strstr(text, "{\"$map\":[[\"\",1],[\"\",{\"$map\":[[\"\",1],[\"\",{"));
+    free(text);
+}
+
 static void test_malformed_tags_are_refused(void **state)
 {
     (void)state;
@@ -193,6 +209,7 @@ int main(void)
         cmocka_unit_test(test_map_forms_from_msgpack),
         cmocka_unit_test(test_lossy_numbers),
         cmocka_unit_test(test_invalid_utf8_str_is_an_error),
+        cmocka_unit_test(test_repeated_keys_nested_deep_convert_once),
         cmocka_unit_test(test_malformed_tags_are_refused),
         cmocka_unit_test(test_base64_vectors),
     };

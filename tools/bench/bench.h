@@ -18,6 +18,8 @@
 
 #include <msgpack.h>
 
+#include "../../core/tls.h"
+#include "../../core/transport.h"
 #include "hist.h"
 
 typedef enum { BENCH_PROTO_ARRPC, BENCH_PROTO_RESP } bench_proto;
@@ -64,6 +66,8 @@ typedef struct bench_config {
     msgpack_object expect_obj; /* decoded expect, for --verify when bytes differ */
     msgpack_zone *expect_zone;
     size_t max_message; /* largest reply accepted */
+    arrpc__tls_ctx *tls;   /* --tls-cafile: every connection speaks TLS (one handshake each) */
+    const char *tls_name;  /* the name the server's certificate must carry; NULL: no check */
 
     uint64_t t_start, t_measure, t_end; /* t_end is 0 with -n */
 } bench_config;
@@ -78,12 +82,13 @@ typedef struct bench_stats {
 
 typedef struct bench_thread bench_thread;
 
-enum { BENCH_CONN_IDLE, BENCH_CONN_CONNECTING, BENCH_CONN_OPEN };
+enum { BENCH_CONN_IDLE, BENCH_CONN_CONNECTING, BENCH_CONN_HANDSHAKE, BENCH_CONN_OPEN };
 
 /* One connection: at most `pipeline` requests in flight, answered in order. */
 typedef struct bench_conn {
     bench_thread *th;
     int fd, state;
+    arrpc__transport io; /* the stream over fd: TCP, or TLS with --tls-cafile */
     int want_out;        /* EPOLLOUT is armed: a write is pending */
     uint64_t at;         /* IDLE: when to connect again; CONNECTING: when the connect began */
     uint64_t *sent_at;   /* ring of pipeline slots: send time of each request in flight */

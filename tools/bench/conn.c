@@ -38,6 +38,7 @@ int bench_conn_init(bench_conn *c, bench_thread *th)
     memset(c, 0, sizeof *c);
     c->th = th;
     c->fd = -1;
+    arrpc__transport_tcp(&c->io, -1);
     c->sent_at = calloc(cfg->pipeline, sizeof *c->sent_at);
     c->in_cap = IN_MIN_CAP;
     c->in = malloc(c->in_cap);
@@ -50,8 +51,7 @@ int bench_conn_init(bench_conn *c, bench_thread *th)
 
 void bench_conn_free(bench_conn *c)
 {
-    if (c->fd >= 0)
-        close(c->fd);
+    c->io.ops->close(&c->io); /* and the fd, when it is open */
     c->fd = -1;
     free(c->sent_at);
     free(c->in);
@@ -65,8 +65,8 @@ void bench_conn_free(bench_conn *c)
 static void conn_fail(bench_conn *c, bench_err kind, uint64_t now, uint64_t retry)
 {
     count_error(c, kind, now);
-    if (c->fd >= 0)
-        close(c->fd); /* also removes it from the epoll set */
+    c->io.ops->close(&c->io); /* closes the fd, which also leaves the epoll set */
+    arrpc__transport_tcp(&c->io, -1);
     c->fd = -1;
     c->state = BENCH_CONN_IDLE;
     c->want_out = 0;
@@ -105,7 +105,7 @@ static bench_err errno_kind(int err)
 static int conn_write(bench_conn *c, uint64_t now)
 {
     const bench_config *cfg = c->th->cfg;
-    ssize_t n = send(c->fd, cfg->batch + c->wpos, c->wend - c->wpos, MSG_NOSIGNAL);
+    ssize_t n = c->io.ops->write(&c->io, cfg->batch + c->wpos, c->wend - c->wpos);
     if (n < 0) {
         if (errno == EAGAIN || errno == EINTR)
             return conn_arm_out(c, 1, now);
@@ -155,21 +155,18 @@ void bench_conn_connect(bench_conn *c, uint64_t now)
         conn_fail(c, BENCH_ERR_CONNECT, now, now + RETRY_DELAY_NS);
         return;
     }
+    arrpc__transport_tcp(&c->io, c->fd);
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     int rc = connect(c->fd, (const struct sockaddr *)&cfg->addr, sizeof cfg->addr);
     if (rc != 0 && errno != EINPROGRESS) {
         conn_fail(c, BENCH_ERR_CONNECT, now, now + RETRY_DELAY_NS);
         return;
     }
-    c->state = rc == 0 ? BENCH_CONN_OPEN : BENCH_CONN_CONNECTING;
-    c->want_out = rc != 0;
+    c->state = BENCH_CONN_CONNECTING;
+    c->want_out = 1;
     c->at = now;
-    if (conn_watch(c, EPOLL_CTL_ADD, rc == 0 ? EPOLLIN : EPOLLOUT) != 0) {
+    if (conn_watch(c, EPOLL_CTL_ADD, EPOLLOUT) != 0)
         conn_fail(c, BENCH_ERR_IO, now, now + RETRY_DELAY_NS);
-        return;
-    }
-    if (rc == 0)
-        conn_fill(c, now);
 }
 
 /* The error kind a reply stands for, or -1 for a good one. */
@@ -273,11 +270,11 @@ static int conn_make_room(bench_conn *c)
     return 0;
 }
 
-/* One read, then every whole reply in the buffer; *now_out is when the read returned. -1 when
- * the connection failed. */
+/* One read, then every whole reply in the buffer; *now_out is when the read returned. 1 when
+ * bytes came, 0 when none did (EAGAIN), -1 when the connection failed. */
 static int conn_read(bench_conn *c, uint64_t *now_out)
 {
-    ssize_t n = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
+    ssize_t n = c->io.ops->read(&c->io, c->in + c->in_len, c->in_cap - c->in_len);
     uint64_t now = *now_out = bench_now_ns();
     if (n <= 0) {
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
@@ -303,15 +300,47 @@ static int conn_read(bench_conn *c, uint64_t *now_out)
         conn_fail(c, BENCH_ERR_IO, now, now);
         return -1;
     }
-    return 0;
+    return 1;
+}
+
+/* One step of the TLS handshake; the connection opens when it is done. */
+static void conn_handshake(bench_conn *c, uint64_t now)
+{
+    char why[256];
+    int rc = c->io.ops->handshake(&c->io, why, sizeof why);
+    if (rc < 0) {
+        if (c->th->index == 0 && c == c->th->conns)
+            fprintf(stderr, "arrpc-bench: TLS: %s\n", why);
+        conn_fail(c, BENCH_ERR_CONNECT, now, now + RETRY_DELAY_NS);
+        return;
+    }
+    if (rc == 0) {
+        conn_arm_out(c, c->io.want == ARRPC_WANT_WRITE, now);
+        return;
+    }
+    c->state = BENCH_CONN_OPEN;
+    if (conn_arm_out(c, 0, now) == 0)
+        conn_fill(c, now);
 }
 
 static void conn_connected(bench_conn *c, uint64_t now)
 {
+    const bench_config *cfg = c->th->cfg;
     int err = 0;
     socklen_t len = sizeof err;
+    char why[256];
     if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) {
         conn_fail(c, BENCH_ERR_CONNECT, now, now + RETRY_DELAY_NS);
+        return;
+    }
+    if (cfg->tls) {
+        if (arrpc__transport_tls_client(&c->io, c->fd, cfg->tls, cfg->tls_name, NULL, why,
+                                        sizeof why) != 0) {
+            conn_fail(c, BENCH_ERR_CONNECT, now, now + RETRY_DELAY_NS);
+            return;
+        }
+        c->state = BENCH_CONN_HANDSHAKE;
+        conn_handshake(c, now);
         return;
     }
     c->state = BENCH_CONN_OPEN;
@@ -325,10 +354,20 @@ void bench_conn_event(bench_conn *c, uint32_t events)
         conn_connected(c, bench_now_ns());
         return;
     }
+    if (c->state == BENCH_CONN_HANDSHAKE) {
+        conn_handshake(c, bench_now_ns());
+        return;
+    }
     if (c->state != BENCH_CONN_OPEN)
         return;
     uint64_t now = 0;
-    if ((events & (EPOLLIN | EPOLLERR | EPOLLHUP)) && conn_read(c, &now) != 0)
+    if ((events & (EPOLLIN | EPOLLERR | EPOLLHUP)) && conn_read(c, &now) < 0)
+        return;
+    /* TLS may hold more records above the socket, which no event would announce. */
+    int rc = 1;
+    while (rc > 0 && c->state == BENCH_CONN_OPEN && c->io.ops->has_pending(&c->io))
+        rc = conn_read(c, &now);
+    if (c->state != BENCH_CONN_OPEN)
         return;
     if (now == 0)
         now = bench_now_ns();
@@ -347,6 +386,7 @@ void bench_conn_tick(bench_conn *c, uint64_t now)
             bench_conn_connect(c, now);
         break;
     case BENCH_CONN_CONNECTING:
+    case BENCH_CONN_HANDSHAKE:
         if (now - c->at > limit)
             conn_fail(c, BENCH_ERR_CONNECT, now, now);
         break;

@@ -61,7 +61,11 @@ static void usage(FILE *to)
             "  -q, --quiet             no live line (it is shown only on a terminal anyway)\n"
             "  -h, --help, --version\n"
             "\n"
-            "TLS is not supported yet (arrpc has no TLS yet); its options will come with it.\n"
+            "      --tls-cafile F      speak TLS (one handshake per connection); the server's\n"
+            "                          certificate must be signed by a CA in F (PEM)\n"
+            "      --tls-self-signed   F is the server's own certificate: no name check\n"
+            "      --tls-server-name N the name the certificate must carry (default: the host)\n"
+            "      --tls-cert F, --tls-key F  our certificate and key, for mutual TLS\n"
             "Exit status: 0 when some reply was counted, 1 when none was, 2 on bad usage.\n",
             DEFAULT_SIZE);
 }
@@ -112,12 +116,14 @@ static int resolve(bench_config *cfg, const char *spec)
 
 typedef struct {
     const char *target, *secret_file;
+    const char *tls_cafile, *tls_cert, *tls_key, *tls_server_name;
+    int tls_self_signed;
     unsigned long total;
     int duration_set;
 } extra_options;
 
 enum { OPT_TOTAL = 256, OPT_AUTH, OPT_VERIFY, OPT_TIMEOUT, OPT_PROTO, OPT_JSON, OPT_CONNECT,
-       OPT_VERSION };
+       OPT_VERSION, OPT_TLS_CAFILE, OPT_TLS_SELF_SIGNED, OPT_TLS_NAME, OPT_TLS_CERT, OPT_TLS_KEY };
 
 static const struct option long_options[] = {
     {"connect", required_argument, NULL, OPT_CONNECT},
@@ -137,6 +143,11 @@ static const struct option long_options[] = {
     {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, OPT_VERSION},
+    {"tls-cafile", required_argument, NULL, OPT_TLS_CAFILE},
+    {"tls-self-signed", no_argument, NULL, OPT_TLS_SELF_SIGNED},
+    {"tls-server-name", required_argument, NULL, OPT_TLS_NAME},
+    {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+    {"tls-key", required_argument, NULL, OPT_TLS_KEY},
     {NULL, 0, NULL, 0},
 };
 
@@ -156,6 +167,11 @@ static int apply_option(int opt, const char *arg, bench_config *cfg, extra_optio
     case 's': rc = parse_count("--size", arg, 0, ARRPC_MAX_MESSAGE_LIMIT / 4, &v); cfg->payload_size = v; break;
     case OPT_TOTAL: rc = parse_count("--total", arg, 1, ARRPC_MAX_MESSAGE_LIMIT / 4, &x->total); break;
     case OPT_AUTH: x->secret_file = arg; break;
+    case OPT_TLS_CAFILE: x->tls_cafile = arg; break;
+    case OPT_TLS_SELF_SIGNED: x->tls_self_signed = 1; break;
+    case OPT_TLS_NAME: x->tls_server_name = arg; break;
+    case OPT_TLS_CERT: x->tls_cert = arg; break;
+    case OPT_TLS_KEY: x->tls_key = arg; break;
     case OPT_VERIFY: cfg->verify = 1; break;
     case OPT_TIMEOUT: rc = parse_seconds("--timeout", arg, 0.001, &cfg->timeout_ns); break;
     case OPT_JSON: cfg->json = 1; break;
@@ -184,6 +200,14 @@ static int check_options(bench_config *cfg, const extra_options *x)
         fprintf(stderr, "arrpc-bench: --size, --total and --auth-secret-file are for --proto arrpc\n");
         return -1;
     }
+    if ((x->tls_self_signed || x->tls_server_name || x->tls_cert) && !x->tls_cafile) {
+        fprintf(stderr, "arrpc-bench: TLS options need --tls-cafile\n");
+        return -1;
+    }
+    if (!x->tls_cert != !x->tls_key) {
+        fprintf(stderr, "arrpc-bench: --tls-cert and --tls-key go together\n");
+        return -1;
+    }
     if (!cfg->requests && !x->duration_set)
         cfg->duration_ns = (uint64_t)(DEFAULT_DURATION_S * 1e9);
     if (cfg->requests)
@@ -208,6 +232,29 @@ static int parse_options(int argc, char **argv, bench_config *cfg, extra_options
         return -1;
     }
     return check_options(cfg, x);
+}
+
+/* One client context for every connection, from --tls-* (nothing without --tls-cafile). */
+static int setup_tls(bench_config *cfg, const extra_options *x)
+{
+    static char host[256];
+    char err[512];
+    uint16_t port;
+    if (!x->tls_cafile)
+        return 0;
+    arrpc__tls_client_files files = {.cafile = x->tls_cafile, .self_signed = x->tls_self_signed,
+                                     .cert = x->tls_cert, .key = x->tls_key};
+    cfg->tls = arrpc__tls_client_ctx(&files, err, sizeof err);
+    if (!cfg->tls) {
+        fprintf(stderr, "arrpc-bench: %s\n", err);
+        return -1;
+    }
+    if (!x->tls_self_signed && !x->tls_server_name &&
+        arrpc__net_split_hostport(x->target, host, sizeof host, &port) == 0)
+        cfg->tls_name = host;
+    else if (!x->tls_self_signed)
+        cfg->tls_name = x->tls_server_name;
+    return 0;
 }
 
 /* Connections are dealt round-robin; so is the -n budget. */
@@ -365,7 +412,8 @@ int main(int argc, char **argv)
     int rc = parse_options(argc, argv, &cfg, &x);
     if (rc != 0)
         return rc > 0 ? 0 : EXIT_USAGE;
-    if (resolve(&cfg, x.target) != 0 || bench_request_build(&cfg, x.secret_file, x.total) != 0)
+    if (resolve(&cfg, x.target) != 0 || setup_tls(&cfg, &x) != 0 ||
+        bench_request_build(&cfg, x.secret_file, x.total) != 0)
         return EXIT_USAGE;
     cfg.live = cfg.live && isatty(STDERR_FILENO);
     struct sigaction sa = {.sa_handler = on_interrupt};

@@ -1,0 +1,187 @@
+/* http.c -- /metrics, /healthz and /readyz on libmicrohttpd, polled from the master's loop.
+ *
+ * libmicrohttpd runs without threads (external polling through its epoll descriptor, which
+ * the master's epoll watches), only in the master, never in a worker: it is not fork-safe.
+ * Connections are limited in number and time so that a slow or hostile HTTP client cannot
+ * stall the loop; every answer is built in memory at once. */
+#include "master.h"
+
+#include <microhttpd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../core/log.h"
+#include "../shm/exposition.h"
+
+#define HTTP_CONNECTION_LIMIT 32
+#define HTTP_CONNECTION_TIMEOUT_S 5
+
+struct arrpc__http {
+    struct MHD_Daemon *daemon;
+    arrpc__master *m;
+    arrpc__labels labels;
+    arrpc__metrics *sum; /* scratch for a scrape: large, so made once */
+    double start_time;   /* the master's start, seconds since the epoch */
+};
+
+static int is_ready(const arrpc__master *m)
+{
+    if (m->stopping || m->predrain_until_ms)
+        return 0;
+    for (uint32_t s = 0; s < m->nslots; s++) {
+        if (!m->slot[s].active)
+            continue;
+        int r = arrpc__row_of_slot(m, s, m->generation);
+        if (r < 0 || m->row[r].state != ROW_READY)
+            return 0;
+    }
+    return 1;
+}
+
+static unsigned workers_alive(const arrpc__master *m)
+{
+    unsigned n = 0;
+    for (unsigned r = 0; r < ARRPC_SHM_RECORDS; r++)
+        n += m->row[r].state == ROW_READY || m->row[r].state == ROW_RETIRING;
+    return n;
+}
+
+/* A metric of the master's own, with the hostname and namespace labels. */
+static void write_own(FILE *f, const arrpc__http *h, const char *name, const char *type,
+                      const char *help, const char *extra_labels, double value)
+{
+    fprintf(f, "# HELP %s %s\n# TYPE %s %s\n%s{hostname=", name, help, name, type, name);
+    arrpc__exposition_quote(f, h->labels.hostname);
+    fputs(",k8s_namespace=", f);
+    arrpc__exposition_quote(f, h->labels.k8s_namespace);
+    fprintf(f, "%s} %.17g\n", extra_labels, value);
+}
+
+static void write_restarts(FILE *f, const arrpc__http *h)
+{
+    const arrpc__shm *shm = h->m->shm;
+    fputs("# HELP arrpc_server_worker_restarts_total Workers replaced, by cause.\n"
+          "# TYPE arrpc_server_worker_restarts_total counter\n", f);
+    for (unsigned c = 0; c < ARRPC_CAUSE_COUNT; c++) {
+        uint64_t n = shm->area[0].restarts[c] + shm->area[1].restarts[c];
+        fputs("arrpc_server_worker_restarts_total{hostname=", f);
+        arrpc__exposition_quote(f, h->labels.hostname);
+        fputs(",k8s_namespace=", f);
+        arrpc__exposition_quote(f, h->labels.k8s_namespace);
+        fprintf(f, ",cause=\"%s\"} %llu\n", arrpc__cause_label[c], (unsigned long long)n);
+    }
+}
+
+static void write_metrics(FILE *f, arrpc__http *h)
+{
+    const arrpc__master *m = h->m;
+    uint32_t connections = arrpc__shm_sum(m->shm, h->sum);
+    arrpc__exposition_write(f, "server", &h->labels, h->sum);
+    write_restarts(f, h);
+    uint64_t reloads = m->shm->area[0].reloads + m->shm->area[1].reloads;
+    write_own(f, h, "arrpc_server_reloads_total", "counter", "Reloads completed (SIGHUP).", "",
+              (double)reloads);
+    write_own(f, h, "arrpc_server_workers", "gauge", "Worker processes alive.", "",
+              workers_alive(m));
+    write_own(f, h, "arrpc_server_connections", "gauge", "Open client connections.", "",
+              connections);
+    write_own(f, h, "arrpc_server_generation", "gauge", "Generation of workers serving.", "",
+              m->generation);
+    write_own(f, h, "arrpc_server_start_time_seconds", "gauge",
+              "Start time of the master, seconds since the epoch.", "", h->start_time);
+    write_own(f, h, "arrpc_server_build_info", "gauge", "Version of arrpc, as a label.",
+              ",version=\"" ARRPC_VERSION "\"", 1);
+}
+
+static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, char *body,
+                             size_t len, const char *type)
+{
+    struct MHD_Response *res =
+        MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+    if (!res) {
+        free(body);
+        return MHD_NO;
+    }
+    MHD_add_response_header(res, "Content-Type", type);
+    enum MHD_Result ok = MHD_queue_response(conn, status, res);
+    MHD_destroy_response(res);
+    return ok;
+}
+
+static enum MHD_Result text(struct MHD_Connection *conn, unsigned status, const char *msg)
+{
+    char *body = strdup(msg);
+    return body ? reply(conn, status, body, strlen(body), "text/plain; charset=utf-8") : MHD_NO;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_size, void **state)
+{
+    arrpc__http *h = cls;
+    (void)version, (void)upload_data, (void)upload_size, (void)state;
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+        return text(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "only GET\n");
+    if (strcmp(url, "/healthz") == 0)
+        return text(conn, MHD_HTTP_OK, "ok\n");
+    if (strcmp(url, "/readyz") == 0)
+        return is_ready(h->m) ? text(conn, MHD_HTTP_OK, "ready\n")
+                              : text(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "not ready\n");
+    if (strcmp(url, "/metrics") != 0)
+        return text(conn, MHD_HTTP_NOT_FOUND, "not found: try /metrics, /healthz, /readyz\n");
+    char *body = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&body, &len);
+    if (!f)
+        return MHD_NO;
+    write_metrics(f, h);
+    fclose(f);
+    return reply(conn, MHD_HTTP_OK, body, len, "text/plain; version=0.0.4; charset=utf-8");
+}
+
+arrpc__http *arrpc__http_start(arrpc__master *m, int listen_fd)
+{
+    arrpc__http *h = calloc(1, sizeof *h);
+    if (!h || !(h->sum = malloc(sizeof *h->sum))) {
+        free(h);
+        return NULL;
+    }
+    h->m = m;
+    arrpc__labels_load(&h->labels);
+    h->labels.handler_func = m->cfg->worker.handler_name;
+    h->start_time = (double)time(NULL);
+    h->daemon = MHD_start_daemon(MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, h,
+                                 MHD_OPTION_LISTEN_SOCKET, listen_fd,
+                                 MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_CONNECTION_LIMIT,
+                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_CONNECTION_TIMEOUT_S,
+                                 MHD_OPTION_END);
+    if (!h->daemon) {
+        free(h->sum);
+        free(h);
+        return NULL;
+    }
+    return h;
+}
+
+int arrpc__http_epoll_fd(const arrpc__http *h)
+{
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_EPOLL_FD);
+    return info ? info->epoll_fd : -1;
+}
+
+void arrpc__http_run(arrpc__http *h)
+{
+    if (h)
+        MHD_run(h->daemon);
+}
+
+void arrpc__http_stop(arrpc__http *h)
+{
+    if (!h)
+        return;
+    MHD_stop_daemon(h->daemon);
+    free(h->sum);
+    free(h);
+}

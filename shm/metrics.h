@@ -1,0 +1,82 @@
+/* metrics.h -- request counters in shared memory: one block per worker, written by that worker
+ * alone with relaxed atomics, read and summed by the master at scrape time.
+ *
+ * Label sets are bounded whatever clients do: each block has a table of ARRPC_METRICS_ADDRS
+ * remote addresses filled on first sight, and one overflow row ("other") for the rest. Error
+ * reasons come from a fixed list. No lock anywhere, so a dead worker cannot leave one held. */
+#ifndef ARRPC_SHM_METRICS_H
+#define ARRPC_SHM_METRICS_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define ARRPC_METRICS_ADDRS 256u              /* remote addresses per block before "other" */
+#define ARRPC_METRICS_ROWS (ARRPC_METRICS_ADDRS + 1u) /* the last row is the overflow */
+#define ARRPC_METRICS_ADDR_MAX 48             /* an IPv6 address and NUL */
+#define ARRPC_METRICS_OVERFLOW_LABEL "other"
+#define ARRPC_METRICS_BUCKETS 16              /* latency buckets, +Inf excluded */
+
+/* X(name, label): the fixed list of error reasons (the `reason` label). */
+#define ARRPC_METRICS_REASONS(X)                                                                  \
+    X(AUTH, "auth")                                                                                \
+    X(RPC, "rpc")                                                                                  \
+    X(INVALID, "invalid_message")                                                                  \
+    X(TOO_LARGE, "too_large")                                                                      \
+    X(TOO_DEEP, "too_deep")                                                                        \
+    X(BAD_REPLY, "invalid_reply")                                                                  \
+    X(CONN_LIMIT, "connection_limit")                                                              \
+    X(TIMEOUT, "timeout")                                                                          \
+    X(TLS, "tls_handshake")
+
+typedef enum {
+#define ARRPC_REASON_ENUM(name, label) ARRPC_REASON_##name,
+    ARRPC_METRICS_REASONS(ARRPC_REASON_ENUM)
+#undef ARRPC_REASON_ENUM
+        ARRPC_REASON_COUNT
+} arrpc__reason;
+
+extern const char *const arrpc__reason_label[ARRPC_REASON_COUNT];
+/* Upper bounds in seconds of the latency buckets (Prometheus `le`). */
+extern const double arrpc__bucket_le[ARRPC_METRICS_BUCKETS];
+
+/* Counters of one label set: remote address x signed_payload x tls. */
+typedef struct arrpc__series {
+    _Atomic uint64_t requests;
+    _Atomic uint64_t seconds_ns; /* sum of request durations */
+    _Atomic uint64_t bytes;      /* sum of request sizes */
+    _Atomic uint64_t bucket[ARRPC_METRICS_BUCKETS]; /* non-cumulative; +Inf is `requests` */
+    _Atomic uint64_t errors[ARRPC_REASON_COUNT];
+} arrpc__series;
+
+typedef struct arrpc__metrics_row {
+    char addr[ARRPC_METRICS_ADDR_MAX];
+    arrpc__series series[2][2]; /* [signed_payload][tls] */
+} arrpc__metrics_row;
+
+/* One writer's counters. `rows` is published with release order after a row's address is
+ * written, so a reader that loads it with acquire sees whole addresses. */
+typedef struct arrpc__metrics {
+    _Atomic uint32_t rows;          /* address rows in use, overflow excluded */
+    _Atomic uint32_t connections;   /* open connections: a gauge */
+    arrpc__metrics_row row[ARRPC_METRICS_ROWS];
+} arrpc__metrics;
+
+/* The row for a remote address, added on first sight; the overflow row once the table is
+ * full. Writer side; call once per connection, not per request. */
+uint32_t arrpc__metrics_row_for(arrpc__metrics *m, const char *addr);
+void arrpc__metrics_count_request(arrpc__metrics *m, uint32_t row, int is_signed, int tls,
+                                  uint64_t ns, uint64_t bytes);
+void arrpc__metrics_count_error(arrpc__metrics *m, uint32_t row, int is_signed, int tls,
+                                arrpc__reason reason);
+
+/* Adds every counter of `from` into `into`, rows matched by address (the master folds a dead
+ * worker's block into its retired totals this way). Gauges are not carried over. */
+void arrpc__metrics_add(arrpc__metrics *into, const arrpc__metrics *from);
+/* Zeroes a block for a new writer. */
+void arrpc__metrics_reset(arrpc__metrics *m);
+
+/* The IP part of "ip:port" (or "[v6]:port"), as the remote_address label shows it. */
+void arrpc__metrics_addr_of(const char *peer, char out[ARRPC_METRICS_ADDR_MAX]);
+
+#endif

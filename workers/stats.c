@@ -1,0 +1,93 @@
+/* stats.c -- counting one worker's requests and errors into its shared block (see stats.h).
+ * Without a master there is no block, and every function here does nothing. */
+#include "stats.h"
+
+#include <stdatomic.h>
+#include <time.h>
+
+#include "../shm/segment.h"
+
+static arrpc__metrics *block(const arrpc__loop *loop)
+{
+    return loop->cfg->record ? &loop->cfg->record->metrics : NULL;
+}
+
+static int is_tls(const arrpc__loop *loop)
+{
+    return loop->tls != NULL;
+}
+
+uint64_t arrpc__stats_clock_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void arrpc__stats_open(arrpc__loop *loop, arrpc__conn *c)
+{
+    arrpc__metrics *m = block(loop);
+    if (!m)
+        return;
+    char addr[ARRPC_METRICS_ADDR_MAX];
+    arrpc__metrics_addr_of(c->peer, addr);
+    c->metrics_row = arrpc__metrics_row_for(m, addr); /* once per connection, not per request */
+    atomic_fetch_add_explicit(&m->connections, 1, memory_order_relaxed);
+}
+
+void arrpc__stats_close(arrpc__loop *loop, arrpc__conn *c)
+{
+    arrpc__metrics *m = block(loop);
+    (void)c;
+    if (m)
+        atomic_fetch_sub_explicit(&m->connections, 1, memory_order_relaxed);
+}
+
+static const arrpc__reason reason_of_outcome[] = {
+    [ARRPC_OUTCOME_RPC_ERROR] = ARRPC_REASON_RPC,
+    [ARRPC_OUTCOME_AUTH_ERROR] = ARRPC_REASON_AUTH,
+    [ARRPC_OUTCOME_INVALID] = ARRPC_REASON_INVALID,
+    [ARRPC_OUTCOME_BAD_REPLY] = ARRPC_REASON_BAD_REPLY,
+};
+
+void arrpc__stats_request(arrpc__loop *loop, const arrpc__conn *c, arrpc__outcome outcome,
+                          size_t bytes, uint64_t ns)
+{
+    arrpc__metrics *m = block(loop);
+    if (!m)
+        return;
+    int is_signed = arrpc__dispatcher_last_signed(loop->dispatcher);
+    arrpc__metrics_count_request(m, c->metrics_row, is_signed, is_tls(loop), ns, bytes);
+    if (outcome != ARRPC_OUTCOME_OK)
+        arrpc__metrics_count_error(m, c->metrics_row, is_signed, is_tls(loop),
+                                   reason_of_outcome[outcome]);
+}
+
+void arrpc__stats_stream_error(arrpc__loop *loop, const arrpc__conn *c, int err)
+{
+    arrpc__metrics *m = block(loop);
+    arrpc__reason reason = err == ARRPC_ETOOBIG    ? ARRPC_REASON_TOO_LARGE
+                           : err == ARRPC_ETOODEEP ? ARRPC_REASON_TOO_DEEP
+                                                   : ARRPC_REASON_INVALID;
+    if (m)
+        arrpc__metrics_count_error(m, c->metrics_row, 0, is_tls(loop), reason);
+}
+
+void arrpc__stats_rejected(arrpc__loop *loop, int fd)
+{
+    arrpc__metrics *m = block(loop);
+    if (!m)
+        return;
+    char peer[ARRPC_ADDR_MAX], addr[ARRPC_METRICS_ADDR_MAX];
+    arrpc__net_peer_name(fd, peer, sizeof peer);
+    arrpc__metrics_addr_of(peer, addr);
+    arrpc__metrics_count_error(m, arrpc__metrics_row_for(m, addr), 0, is_tls(loop),
+                               ARRPC_REASON_CONN_LIMIT);
+}
+
+void arrpc__stats_tls_failure(arrpc__loop *loop, const arrpc__conn *c)
+{
+    arrpc__metrics *m = block(loop);
+    if (m)
+        arrpc__metrics_count_error(m, c->metrics_row, 0, 1, ARRPC_REASON_TLS);
+}

@@ -1,0 +1,23 @@
+/* stats.h -- what a worker counts into its shared-memory block for the master's /metrics. */
+#ifndef ARRPC_WORKERS_STATS_H
+#define ARRPC_WORKERS_STATS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "loop.h"
+
+/* Nanoseconds on CLOCK_MONOTONIC, for request durations. */
+uint64_t arrpc__stats_clock_ns(void);
+void arrpc__stats_open(arrpc__loop *loop, arrpc__conn *c);
+void arrpc__stats_close(arrpc__loop *loop, arrpc__conn *c);
+void arrpc__stats_request(arrpc__loop *loop, const arrpc__conn *c, arrpc__outcome outcome,
+                          size_t bytes, uint64_t ns);
+/* The stream could not be read (a scanner error code): counted by reason. */
+void arrpc__stats_stream_error(arrpc__loop *loop, const arrpc__conn *c, int err);
+/* A connection refused at the connection limit, before it had a record. */
+void arrpc__stats_rejected(arrpc__loop *loop, int fd);
+/* A TLS handshake that failed or timed out. */
+void arrpc__stats_tls_failure(arrpc__loop *loop, const arrpc__conn *c);
+
+#endif
