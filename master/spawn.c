@@ -118,25 +118,34 @@ static void worker_main(arrpc__master *m, int r, int ctl_fd, pid_t master_pid)
     _exit(0);
 }
 
-static int free_row(const arrpc__master *m)
+/* A record free in the segment, claimed with a compare-and-swap: during a binary upgrade two
+ * masters share the segment, and neither may take (and reset) a record the other uses. */
+static int claim_row(arrpc__master *m)
 {
-    for (unsigned r = 0; r < ARRPC_SHM_RECORDS; r++)
-        if (m->row[r].state == ROW_FREE)
+    for (unsigned r = 0; r < ARRPC_SHM_RECORDS; r++) {
+        uint32_t free_state = ARRPC_WORKER_FREE;
+        if (m->row[r].state == ROW_FREE &&
+            atomic_compare_exchange_strong(&m->shm->worker[r].state, &free_state,
+                                           ARRPC_WORKER_STARTING))
             return (int)r;
+    }
     return -1;
 }
 
 int arrpc__spawn_worker(arrpc__master *m, uint32_t slot, uint32_t generation)
 {
-    int sv[2], r = free_row(m);
-    if (r < 0 || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
-        arrpc__log("master: cannot start a worker for slot %u: %s", slot,
-                   r < 0 ? "no free record" : strerror(errno));
+    int sv[2], r = claim_row(m);
+    if (r < 0) {
+        arrpc__log("master: cannot start a worker for slot %u: no free record", slot);
         return ARRPC_ESYS;
     }
     arrpc__shm_worker *record = &m->shm->worker[r];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+        arrpc__log("master: cannot start a worker for slot %u: %s", slot, strerror(errno));
+        atomic_store(&record->state, ARRPC_WORKER_FREE);
+        return ARRPC_ESYS;
+    }
     arrpc__metrics_reset(&record->metrics); /* folded when its last writer exited */
-    atomic_store(&record->state, ARRPC_WORKER_STARTING);
     atomic_store(&record->pid, 0);
     atomic_store(&record->busy_since_ms, 0);
     record->slot = slot;

@@ -19,9 +19,9 @@ void arrpc__shm_fold(arrpc__shm *shm, unsigned area, unsigned record)
     arrpc__shm_worker *w = &shm->worker[record];
     atomic_fetch_add(&shm->fold_seq, 1); /* odd: a fold in progress */
     arrpc__metrics_add(&shm->area[area].retired, &w->metrics);
-    atomic_store(&w->state, ARRPC_WORKER_FREE);
     arrpc__metrics_reset(&w->metrics);
     atomic_store(&w->busy_since_ms, 0);
+    atomic_store(&w->state, ARRPC_WORKER_FREE); /* last: another master may claim it now */
     atomic_fetch_add(&shm->fold_seq, 1);
 }
 
