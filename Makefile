@@ -4,6 +4,7 @@ ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
 JOBS ?= $(shell nproc)
 PORT ?= 8080
+METRICS_PORT ?= 9095
 FUZZ_SECONDS ?= 15
 
 .PHONY: all build run test check test-valgrind test-asan test-fuzz clean help
@@ -14,11 +15,14 @@ build:
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo
 	cmake --build $(BUILD) -j $(JOBS)
 
-# The example server: arrpcd with the demo plugin, in the foreground, on 127.0.0.1:$(PORT).
+# The example server: arrpcd with the demo plugin, in the foreground, on 127.0.0.1:$(PORT),
+# metrics on 127.0.0.1:$(METRICS_PORT) (arrpc 0.5.0's default port).
 run: build
 	@echo "arrpcd: serving the demo handler on 127.0.0.1:$(PORT); stop with Ctrl-C"
 	@echo "call it:  $(BUILD)/bin/arrpc-call --port $(PORT) '{\"echo\": \"hello\"}'"
-	exec $(BUILD)/bin/arrpcd --listen 127.0.0.1:$(PORT) --handler $(BUILD)/lib/arrpc-demo.so
+	@echo "metrics:  curl http://127.0.0.1:$(METRICS_PORT)/metrics"
+	exec $(BUILD)/bin/arrpcd --listen 127.0.0.1:$(PORT) --handler $(BUILD)/lib/arrpc-demo.so \
+		--metrics-listen 127.0.0.1:$(METRICS_PORT)
 
 # Every test, in turn; the first failure stops it and fails the target (and CI): the suite with
 # the valgrind pass over the unit tests, the suite again under ASan + UBSan, the fuzz smoke runs.
