@@ -172,8 +172,8 @@ if wanted arrpcd-metrics; then
     else
         mopt=$(awk '{print $1}' <<<"$mline")
         marg=$(awk '{print $2}' <<<"$mline")
-        if [[ "$marg" =~ ^[A-Z:_]+$ ]]; then
-            start_arrpcd arrpcd-metrics "$ARRPC_EXTRA" "${ONE_WORKER[@]}" "$mopt" "127.0.0.1:$(free_port)"
+        if [[ "$marg" =~ ^[A-Z:_]+$ ]]; then # port 0: the kernel picks a free one, no race
+            start_arrpcd arrpcd-metrics "$ARRPC_EXTRA" "${ONE_WORKER[@]}" "$mopt" "127.0.0.1:0"
         else
             start_arrpcd arrpcd-metrics "$ARRPC_EXTRA" "${ONE_WORKER[@]}" "$mopt"
         fi

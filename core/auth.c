@@ -4,6 +4,8 @@
 
 #include "auth.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "arrpc.h"
@@ -70,6 +72,29 @@ int arrpc__auth_open(const uint8_t *key, size_t key_len, const msgpack_object *e
         return ARRPC_EAUTH;
     *data = (const uint8_t *)body->via.bin.ptr;
     *len = body->via.bin.size;
+    return 0;
+}
+
+int arrpc__auth_read_secret(const char *path, uint8_t buf[ARRPC_AUTH_SECRET_MAX + 1], size_t *len,
+                            char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "cannot read auth secret file %s: %s", path, strerror(errno));
+        return ARRPC_EINVAL;
+    }
+    size_t n = fread(buf, 1, ARRPC_AUTH_SECRET_MAX + 1, f);
+    fclose(f);
+    if (n > 0 && buf[n - 1] == '\n')
+        n--;
+    if (n > 0 && buf[n - 1] == '\r')
+        n--;
+    if (n == 0 || n > ARRPC_AUTH_SECRET_MAX) {
+        snprintf(err, errlen, "the auth secret in %s must have 1 to %u bytes", path,
+                 ARRPC_AUTH_SECRET_MAX);
+        return ARRPC_EINVAL;
+    }
+    *len = n;
     return 0;
 }
 

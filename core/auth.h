@@ -21,6 +21,12 @@ int arrpc__auth_sign_hex(const uint8_t *key, size_t key_len, const void *data, s
 int arrpc__auth_open(const uint8_t *key, size_t key_len, const msgpack_object *env,
                      const uint8_t **data, size_t *len);
 
+/* Reads a shared secret from a file into buf (ARRPC_AUTH_SECRET_MAX + 1 bytes). One trailing
+ * "\n" or "\r\n" is not part of it (editors add one). 0, or ARRPC_EINVAL with the reason in err
+ * (unreadable, empty, longer than ARRPC_AUTH_SECRET_MAX). */
+int arrpc__auth_read_secret(const char *path, uint8_t buf[ARRPC_AUTH_SECRET_MAX + 1], size_t *len,
+                            char *err, size_t errlen);
+
 /* Packs the envelope around a packed request. 0, or ARRPC_EINVAL / ARRPC_ENOMEM. */
 int arrpc__auth_wrap(const uint8_t *key, size_t key_len, const void *request, size_t len,
                      msgpack_packer *pk);

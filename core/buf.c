@@ -74,5 +74,11 @@ void arrpc__buf_free(arrpc__buf *b)
 
 int arrpc__buf_pack_write(void *buf, const char *p, size_t n)
 {
-    return arrpc__buf_append(buf, p, n) == 0 ? 0 : -1;
+    arrpc__buf *b = buf;
+    if (b->data && b->cap - b->len >= n) { /* the usual case: msgpack-c writes a few bytes */
+        memcpy(b->data + b->len, p, n);
+        b->len += n;
+        return 0;
+    }
+    return arrpc__buf_append(b, p, n) == 0 ? 0 : -1;
 }

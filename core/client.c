@@ -6,7 +6,9 @@
  * connection is dropped, as it is after a timeout, so a late reply can never be taken for the
  * reply to the next request. One exception, for TLS: a server that ends an idle connection sends
  * close_notify first, and when that comes before any reply to a request we just wrote on the kept
- * connection, the server never read the request, so it is sent again on a new connection. */
+ * connection, the server never read the request, so it is sent again on a new connection.
+ * Every send and batch that gets past the request check is counted once, at its end, for the
+ * metrics (client_metrics.c). */
 #include <errno.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -18,6 +20,7 @@
 
 #include "auth.h"
 #include "client.h"
+#include "client_metrics.h"
 #include "log.h"
 #include "net.h"
 
@@ -77,6 +80,7 @@ void arrpc_client_free(arrpc_client *cli)
 {
     if (!cli)
         return;
+    arrpc__client_metrics_free(cli->metrics); /* stops its HTTP thread first */
     arrpc__client_disconnect(cli);
     arrpc__scan_free(cli->scan);
     arrpc__client_tls_free(cli);
@@ -282,19 +286,16 @@ static void free_responses(arrpc_response **out, size_t n)
     }
 }
 
-int arrpc_client_send_batch(arrpc_client *cli, const void *const *requests, const size_t *lens,
-                            size_t count, arrpc_response **out)
+/* Connects if needed, writes the checked requests and reads their replies. *started: the
+ * metrics clock when the first byte was queued (0 if never, or when not counting). */
+static int transact(arrpc_client *cli, const void *const *requests, const size_t *lens,
+                    size_t count, arrpc_response **out, uint64_t *started)
 {
-    if (!cli || (count > 0 && (!requests || !lens || !out)))
-        return ARRPC_EINVAL;
-    for (size_t i = 0; i < count; i++)
-        out[i] = NULL;
-    int rc = check_requests(cli, requests, lens, count);
-    if (rc != 0 || count == 0)
-        return rc;
     cli->fresh = 0;
-    if ((rc = ensure_connected(cli)) != 0)
+    int rc = ensure_connected(cli);
+    if (rc != 0)
         return rc;
+    *started = arrpc__client_metrics_now(cli);
     size_t got = 0;
     uint64_t deadline = cli->timeout_ms ? arrpc__clock_ms() + cli->timeout_ms : 0;
     rc = queue_requests(cli, requests, lens, count);
@@ -319,6 +320,24 @@ int arrpc_client_send_batch(arrpc_client *cli, const void *const *requests, cons
         arrpc__client_disconnect(cli);
     if (rc != 0)
         free_responses(out, got);
+    return rc;
+}
+
+int arrpc_client_send_batch(arrpc_client *cli, const void *const *requests, const size_t *lens,
+                            size_t count, arrpc_response **out)
+{
+    if (!cli || (count > 0 && (!requests || !lens || !out)))
+        return ARRPC_EINVAL;
+    for (size_t i = 0; i < count; i++)
+        out[i] = NULL;
+    int rc = check_requests(cli, requests, lens, count);
+    if (rc != 0 || count == 0)
+        return rc;
+    uint64_t started = 0;
+    rc = transact(cli, requests, lens, count, out, &started);
+    /* The one place sends and batches are counted; arrpc_client_send's ERPC and EAUTH come
+     * from the reply's status, which the count reads from out[]. */
+    arrpc__client_metrics_count(cli, rc, lens, count, out, started);
     return rc;
 }
 

@@ -45,6 +45,7 @@ struct arrpc_client {
     arrpc__buf in;      /* bytes read and not yet cut into replies */
     size_t scanned;     /* bytes of in already fed to the scanner */
     arrpc__buf out;     /* request bytes not yet written */
+    struct arrpc__client_metrics *metrics; /* NULL until metrics are asked for (client_metrics.c) */
     char errstr[ARRPC_CLIENT_ERRSTR_MAX];
 };
 

@@ -6,6 +6,8 @@
  *   {"crash": true}  kills its process with SIGSEGV
  *   {"version": _}   answers ARRPC_DEMO_VERSION (tests swap builds to see a reload take effect)
  *   {"pid": _}       answers the worker's process id
+ *   {"repeat": [s, n]}  answers the str or bin s repeated n times (a reply larger than its
+ *                    request, for the reply size limit; n is capped at 1 GiB of output)
  *   anything else    is echoed back whole */
 #include <signal.h>
 #include <string.h>
@@ -30,6 +32,29 @@ static const msgpack_object *only_entry(const msgpack_object *req, const char *k
         memcmp(kv->key.via.str.ptr, key, n) != 0)
         return NULL;
     return &kv->val;
+}
+
+#define DEMO_REPEAT_MAX (1024.0 * 1024.0 * 1024.0) /* bytes a repeat may answer */
+
+/* {"repeat": [s, n]}: s (str or bin) n times, packed as the same type. */
+static int repeat(arrpc_call *call, const msgpack_object *v, msgpack_packer *res)
+{
+    if (v->type != MSGPACK_OBJECT_ARRAY || v->via.array.size != 2 ||
+        v->via.array.ptr[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+        (v->via.array.ptr[0].type != MSGPACK_OBJECT_STR &&
+         v->via.array.ptr[0].type != MSGPACK_OBJECT_BIN))
+        return arrpc_call_fail(call, "repeat wants [str or bin, count]");
+    const msgpack_object *s = &v->via.array.ptr[0];
+    uint64_t n = v->via.array.ptr[1].via.u64;
+    size_t len = s->via.str.size; /* str and bin share the layout */
+    if ((double)len * (double)n > DEMO_REPEAT_MAX)
+        return arrpc_call_fail(call, "repeat: more than 1 GiB");
+    int is_str = s->type == MSGPACK_OBJECT_STR;
+    int rc = is_str ? msgpack_pack_str(res, len * n) : msgpack_pack_bin(res, len * n);
+    for (uint64_t i = 0; rc == 0 && i < n; i++)
+        rc = is_str ? msgpack_pack_str_body(res, s->via.str.ptr, len)
+                    : msgpack_pack_bin_body(res, s->via.bin.ptr, len);
+    return rc;
 }
 
 static double as_seconds(const msgpack_object *o)
@@ -62,6 +87,8 @@ ARRPC_API int arrpc_handler(arrpc_call *call, const msgpack_object *req, msgpack
     }
     if (only_entry(req, "version"))
         return msgpack_pack_str_with_body(res, ARRPC_DEMO_VERSION, strlen(ARRPC_DEMO_VERSION));
+    if ((v = only_entry(req, "repeat")))
+        return repeat(call, v, res);
     if (only_entry(req, "pid"))
         return msgpack_pack_int64(res, (int64_t)getpid());
     if ((v = only_entry(req, "crash")) && v->type == MSGPACK_OBJECT_BOOLEAN && v->via.boolean) {

@@ -69,6 +69,8 @@ ARRPC_API const char *arrpc_errname(int err);
 #define ARRPC_DEFAULT_HANDLER_TIMEOUT_MS 30000u       /* pre-fork: a stuck worker is replaced */
 #define ARRPC_DEFAULT_IDLE_TIMEOUT_MS 0u                /* 0: idle connections are kept forever */
 #define ARRPC_DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS 10000u   /* a TLS handshake must finish by then */
+#define ARRPC_DEFAULT_REQUEST_TIMEOUT_MS 30000u /* a request begun must arrive whole by then */
+#define ARRPC_DEFAULT_WRITE_TIMEOUT_MS 30000u   /* unread replies: closed after this long */
 
 /* ---- server ------------------------------------------------------------------------------- */
 
@@ -102,6 +104,13 @@ ARRPC_API int arrpc_server_set_max_depth(arrpc_server *srv, unsigned depth);
 ARRPC_API int arrpc_server_set_max_connections(arrpc_server *srv, unsigned count);
 ARRPC_API int arrpc_server_set_drain_timeout(arrpc_server *srv, unsigned ms);
 ARRPC_API int arrpc_server_set_idle_timeout(arrpc_server *srv, unsigned ms);
+/* A request whose first byte came this long ago and that is still not whole (a slowloris) gets
+ * "arrpc.error.RpcException: request not completed in time" and its connection is closed.
+ * 0: never; default ARRPC_DEFAULT_REQUEST_TIMEOUT_MS. */
+ARRPC_API int arrpc_server_set_request_timeout(arrpc_server *srv, unsigned ms);
+/* A connection with replies pending of which the client took no byte for this long (it sends
+ * but does not read) is closed. 0: never; default ARRPC_DEFAULT_WRITE_TIMEOUT_MS. */
+ARRPC_API int arrpc_server_set_write_timeout(arrpc_server *srv, unsigned ms);
 ARRPC_API int arrpc_server_set_debug(arrpc_server *srv, int on);
 /* The handler from a plugin, "PATH.so[:SYMBOL]" (default symbol arrpc_handler) or a built-in
  * name ("echo"). Each worker loads it when it starts, so a reload serves the file on disk. */
@@ -222,6 +231,37 @@ ARRPC_API int arrpc_client_send_batch(arrpc_client *cli, const void *const *requ
 ARRPC_API const char *arrpc_client_errstr(const arrpc_client *cli);
 /* Closes the connection; the next send reconnects. */
 ARRPC_API void arrpc_client_close(arrpc_client *cli);
+
+/* Prometheus metrics, as arrpc 0.5.0's Client(metrics=True): arrpc_client_req_seconds (a
+ * histogram: _count, _sum, _bucket), arrpc_client_req_bytes (_count, _sum) and
+ * arrpc_client_errors_total{reason}, with the labels hostname (/etc/hostname), k8s_namespace,
+ * remote_address (the host given to arrpc_client_new), signed_payload and tls ("True" when the
+ * client signs, or speaks TLS). Every send counts one request, and a batch one per request, failed
+ * ones included: seconds run from the first byte written to the last reply read (a batch's
+ * requests each count the whole batch's time; a send that never got a connection counts 0 s),
+ * bytes are the request's own (before any signature envelope). A failed request also counts one
+ * error by reason: rpc, auth, timeout, connect, closed, tls_handshake, invalid_message, too_large,
+ * too_deep, io. ARRPC_EINVAL (nothing was sent) is not counted. */
+/* Counting on (1) or off (0, the default; the counts so far are kept). 0, or ARRPC_ENOMEM. */
+ARRPC_API int arrpc_client_set_metrics(arrpc_client *cli, int on);
+/* The metrics as Prometheus text (format 0.0.4), NUL-terminated, into buf: for a user's own
+ * exporter. *len receives the text's length without the NUL. When cap <= *len nothing is copied
+ * (buf[0] is NUL when cap > 0) and ARRPC_ENOMEM is returned: call again with at least *len + 1
+ * bytes, and some slack, since counts may grow in between (buf NULL and cap 0 only ask the
+ * length). A client that never counted renders the families without samples. It only reads the
+ * counters, so it may run on another thread while this client sends. */
+ARRPC_API int arrpc_client_metrics_render(const arrpc_client *cli, char *buf, size_t cap,
+                                          size_t *len);
+/* Turns counting on and serves the metrics at http://host:port/metrics from a libmicrohttpd
+ * thread in this process (0.5.0's metrics_port; it used 9095): GET /metrics only, 404 for other
+ * paths, 405 for other methods; a few connections at once, each at most a few seconds.
+ * Port 0 picks a free port (see arrpc_client_metrics_port). Each client serves its own counters
+ * on its own port: several clients of one process cannot share a port. The thread is stopped by
+ * arrpc_client_free. Not fork-safe: a child process has no exporter thread. 0, ARRPC_ESTATE
+ * (served already), ARRPC_ESYS (cannot listen: detail in arrpc_client_errstr), ARRPC_ENOMEM. */
+ARRPC_API int arrpc_client_serve_metrics(arrpc_client *cli, const char *host, uint16_t port);
+/* The exporter's port once served, else 0. */
+ARRPC_API uint16_t arrpc_client_metrics_port(const arrpc_client *cli);
 
 /* A reply: the decoded object and the raw bytes it was decoded from. */
 ARRPC_API const msgpack_object *arrpc_response_object(const arrpc_response *res);

@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../core/auth.h"
 #include "../core/fdpass.h"
 #include "../core/log.h"
 #include "../core/net.h"
@@ -37,28 +38,16 @@ int arrpc__master_send(arrpc__master *m, int row, uint32_t type, uint32_t arg, i
 
 int arrpc__master_read_secret(arrpc__master *m)
 {
-    const char *path = m->cfg->secret_file;
-    if (!path)
+    char err[512];
+    if (!m->cfg->secret_file)
         return 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        arrpc__log("cannot read auth secret file %s: %s", path, strerror(errno));
+    if (arrpc__auth_read_secret(m->cfg->secret_file, m->secret, &m->secret_len, err,
+                                sizeof err) != 0) {
+        arrpc__log("master: %s", err);
         return ARRPC_EINVAL;
     }
-    size_t n = fread(m->secret, 1, sizeof m->secret, f);
-    int too_long = fgetc(f) != EOF;
-    fclose(f);
-    if (n > 0 && m->secret[n - 1] == '\n') /* editors add a newline; it is not part of it */
-        n--;
-    if (n > 0 && m->secret[n - 1] == '\r')
-        n--;
-    if (n == 0 || too_long) {
-        arrpc__log("auth secret in %s must have 1 to %zu bytes", path, sizeof m->secret);
-        return ARRPC_EINVAL;
-    }
-    m->secret_len = n;
     m->cfg->worker.secret = m->secret;
-    m->cfg->worker.secret_len = n;
+    m->cfg->worker.secret_len = m->secret_len;
     return 0;
 }
 

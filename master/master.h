@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "../core/auth.h"
 #include "../shm/segment.h"
 #include "../workers/handler.h"
 #include "../workers/worker.h"
@@ -90,7 +91,7 @@ typedef struct arrpc__master {
     uint64_t stop_deadline_ms;
     int told_ready;
     int start_failed;    /* the first workers could not start: the master gives up */
-    uint8_t secret[4096];
+    uint8_t secret[ARRPC_AUTH_SECRET_MAX + 1];
     size_t secret_len;
     uint64_t now_ms;
     int upgrade_fd;      /* binary upgrade in progress: channel to the new master (old side) */

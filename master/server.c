@@ -91,6 +91,8 @@ arrpc_server *arrpc_server_new(const char *host, uint16_t port, arrpc_handler_fn
         .max_connections = ARRPC_DEFAULT_MAX_CONNECTIONS,
         .drain_timeout_ms = ARRPC_DEFAULT_DRAIN_TIMEOUT_MS,
         .idle_timeout_ms = ARRPC_DEFAULT_IDLE_TIMEOUT_MS,
+        .request_timeout_ms = ARRPC_DEFAULT_REQUEST_TIMEOUT_MS,
+        .write_timeout_ms = ARRPC_DEFAULT_WRITE_TIMEOUT_MS,
         .tls_handshake_timeout_ms = ARRPC_DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS,
     };
     return srv;
@@ -199,6 +201,22 @@ int arrpc_server_set_idle_timeout(arrpc_server *srv, unsigned ms)
     int rc = settable(srv);
     if (rc == 0)
         srv->cfg.idle_timeout_ms = ms;
+    return rc;
+}
+
+int arrpc_server_set_request_timeout(arrpc_server *srv, unsigned ms)
+{
+    int rc = settable(srv);
+    if (rc == 0)
+        srv->cfg.request_timeout_ms = ms;
+    return rc;
+}
+
+int arrpc_server_set_write_timeout(arrpc_server *srv, unsigned ms)
+{
+    int rc = settable(srv);
+    if (rc == 0)
+        srv->cfg.write_timeout_ms = ms;
     return rc;
 }
 

@@ -17,7 +17,8 @@
 #define ARRPC_METRICS_OVERFLOW_LABEL "other"
 #define ARRPC_METRICS_BUCKETS 16              /* latency buckets, +Inf excluded */
 
-/* X(name, label): the fixed list of error reasons (the `reason` label). */
+/* X(name, label): the fixed list of error reasons (the `reason` label), shared by the server and
+ * the client (core/client_metrics.c); new reasons go at the end. */
 #define ARRPC_METRICS_REASONS(X)                                                                  \
     X(AUTH, "auth")                                                                                \
     X(RPC, "rpc")                                                                                  \
@@ -27,7 +28,10 @@
     X(BAD_REPLY, "invalid_reply")                                                                  \
     X(CONN_LIMIT, "connection_limit")                                                              \
     X(TIMEOUT, "timeout")                                                                          \
-    X(TLS, "tls_handshake")
+    X(TLS, "tls_handshake")                                                                        \
+    X(CONNECT, "connect")                  /* client: no connection could be made */              \
+    X(CLOSED, "closed")                    /* client: the server closed before replying */        \
+    X(IO, "io")                            /* client: read, write or system call failed */
 
 typedef enum {
 #define ARRPC_REASON_ENUM(name, label) ARRPC_REASON_##name,

@@ -23,6 +23,7 @@ typedef struct {
     const char *tls_cert, *tls_key, *tls_client_ca;
     unsigned long tls_handshake_timeout_s;
     unsigned long max_message, max_depth, max_connections, idle_timeout_s, drain_timeout_s;
+    unsigned long request_timeout_s, write_timeout_s;
     unsigned long workers, handler_timeout_s, predrain_s;
     char metrics_host[256];
     uint16_t metrics_port;
@@ -65,6 +66,10 @@ static void usage(FILE *to)
             "  --max-depth N             deepest nesting of arrays and maps (default %u, max %u)\n"
             "  --max-connections N       open connections; more are closed at once (default %u)\n"
             "  --idle-timeout S          close connections idle this long (default 0: never)\n"
+            "  --request-timeout S       a request begun must be whole within S seconds, else\n"
+            "                            an error reply and close (default %u, 0 = off)\n"
+            "  --write-timeout S         close connections whose replies go unread this long\n"
+            "                            (default %u, 0 = off)\n"
             "  --drain-timeout S         on SIGTERM/SIGINT, wait this long for busy connections\n"
             "                            (default %u)\n"
             "  --tls-cert F              serve TLS with the PEM certificate chain in F\n"
@@ -79,7 +84,8 @@ static void usage(FILE *to)
             "Signals to the master: HUP reload, USR2 binary upgrade, TERM/INT graceful stop,\n"
             "QUIT immediate stop, TTIN/TTOU one worker more/fewer (docs/operations.md).\n",
             ARRPC_DEFAULT_HANDLER_TIMEOUT_MS / 1000, ARRPC_DEFAULT_MAX_MESSAGE, ARRPC_DEFAULT_MAX_DEPTH, ARRPC_MAX_DEPTH_LIMIT,
-            ARRPC_DEFAULT_MAX_CONNECTIONS, ARRPC_DEFAULT_DRAIN_TIMEOUT_MS / 1000,
+            ARRPC_DEFAULT_MAX_CONNECTIONS, ARRPC_DEFAULT_REQUEST_TIMEOUT_MS / 1000,
+            ARRPC_DEFAULT_WRITE_TIMEOUT_MS / 1000, ARRPC_DEFAULT_DRAIN_TIMEOUT_MS / 1000,
             ARRPC_DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS / 1000);
 }
 
@@ -106,6 +112,7 @@ static int parse_args(int argc, char **argv, arrpcd_options *o)
         {"tls-cert", required_argument, 0, 'C'},    {"tls-key", required_argument, 0, 'K'},
         {"tls-client-ca", required_argument, 0, 'A'},
         {"tls-handshake-timeout", required_argument, 0, 'S'},
+        {"request-timeout", required_argument, 0, 'q'}, {"write-timeout", required_argument, 0, 'W'},
         {"debug", no_argument, 0, 'D'},              {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},            {0, 0, 0, 0},
     };
@@ -125,6 +132,8 @@ static int parse_args(int argc, char **argv, arrpcd_options *o)
         case 'c': bad |= parse_number("--max-connections", optarg, 1, 1000000, &o->max_connections); break;
         case 'i': bad |= parse_number("--idle-timeout", optarg, 0, IDLE_TIMEOUT_MAX_S, &o->idle_timeout_s); break;
         case 't': bad |= parse_number("--drain-timeout", optarg, 0, 86400, &o->drain_timeout_s); break;
+        case 'q': bad |= parse_number("--request-timeout", optarg, 0, IDLE_TIMEOUT_MAX_S, &o->request_timeout_s); break;
+        case 'W': bad |= parse_number("--write-timeout", optarg, 0, IDLE_TIMEOUT_MAX_S, &o->write_timeout_s); break;
         case 'w': bad |= parse_number("--workers", optarg, 0, ARRPC_MAX_WORKERS, &o->workers); break;
         case 'T': bad |= parse_number("--handler-timeout", optarg, 0, IDLE_TIMEOUT_MAX_S, &o->handler_timeout_s); break;
         case 'p': o->pid_file = optarg; break;
@@ -173,6 +182,8 @@ static int configure(arrpc_server *srv, const arrpcd_options *o)
              arrpc_server_set_max_depth(srv, (unsigned)o->max_depth) ||
              arrpc_server_set_max_connections(srv, (unsigned)o->max_connections) ||
              arrpc_server_set_idle_timeout(srv, (unsigned)o->idle_timeout_s * 1000u) ||
+             arrpc_server_set_request_timeout(srv, (unsigned)o->request_timeout_s * 1000u) ||
+             arrpc_server_set_write_timeout(srv, (unsigned)o->write_timeout_s * 1000u) ||
              arrpc_server_set_drain_timeout(srv, (unsigned)o->drain_timeout_s * 1000u) ||
              arrpc_server_set_debug(srv, o->debug) ||
              (o->secret_file && arrpc_server_set_auth_secret_file(srv, o->secret_file)) ||
@@ -201,6 +212,8 @@ int main(int argc, char **argv)
         .max_connections = ARRPC_DEFAULT_MAX_CONNECTIONS,
         .idle_timeout_s = ARRPC_DEFAULT_IDLE_TIMEOUT_MS / 1000,
         .drain_timeout_s = ARRPC_DEFAULT_DRAIN_TIMEOUT_MS / 1000,
+        .request_timeout_s = ARRPC_DEFAULT_REQUEST_TIMEOUT_MS / 1000,
+        .write_timeout_s = ARRPC_DEFAULT_WRITE_TIMEOUT_MS / 1000,
         .handler_timeout_s = ARRPC_DEFAULT_HANDLER_TIMEOUT_MS / 1000,
         .tls_handshake_timeout_s = ARRPC_DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS / 1000,
     };

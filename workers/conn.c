@@ -152,12 +152,29 @@ static size_t answer_requests(arrpc__loop *loop, arrpc__conn *c, const uint8_t *
             break;
         }
         arrpc__stats_request(loop, c, outcome, c->scanned, arrpc__stats_clock_ns() - started);
+        if (outcome == ARRPC_OUTCOME_BAD_REPLY && !(c->flags & CONN_WARNED)) {
+            arrpc__log("connection from %s: the handler's reply was replaced by an error "
+                       "(over --max-message, or not one object); logged once per connection",
+                       c->peer);
+            c->flags |= CONN_WARNED;
+        }
         ARRPC_DEBUG(loop->cfg->debug, "request from %s: %zu bytes, %s", c->peer, c->scanned,
                     outcome_name[outcome]);
         done += c->scanned;
         c->scanned = 0;
+        c->request_since_ms = 0; /* the next request's clock starts with its first byte */
     }
     return done;
+}
+
+/* Starts the request clock when the input holds the beginning of a request, stops it when the
+ * input is empty. */
+static void note_partial(arrpc__loop *loop, arrpc__conn *c)
+{
+    if (arrpc__buf_used(&c->in) == 0)
+        c->request_since_ms = 0;
+    else if (!c->request_since_ms)
+        c->request_since_ms = loop->now_ms;
 }
 
 void arrpc__conn_refresh_interest(arrpc__loop *loop, arrpc__conn *c)
@@ -169,6 +186,7 @@ void arrpc__conn_answer_buffered(arrpc__loop *loop, arrpc__conn *c)
 {
     size_t done = answer_requests(loop, c, c->in.data + c->in.head, arrpc__buf_used(&c->in));
     arrpc__buf_consume(&c->in, done);
+    note_partial(loop, c);
 }
 
 /* Reads once. With no partial message pending the bytes land in the loop's scratch buffer, and
@@ -184,6 +202,7 @@ static ssize_t read_some(arrpc__loop *loop, arrpc__conn *c)
         size_t done = answer_requests(loop, c, loop->scratch, (size_t)n);
         if (arrpc__buf_append(&c->in, loop->scratch + done, (size_t)n - done) != 0)
             mark_close(c);
+        note_partial(loop, c);
         return n;
     }
     if (c->in.cap - c->in.len < ARRPC_READ_CHUNK / 4 &&
@@ -224,6 +243,8 @@ static void on_readable(arrpc__loop *loop, arrpc__conn *c)
     while (n > 0 && more_buffered(loop, c));
     if (n < 0 && errno == EAGAIN && c->io.want == ARRPC_WANT_WRITE)
         update_interest(loop, c, 1); /* a TLS read that must write first */
+    if (n < 0 && errno == EAGAIN && !c->request_since_ms && c->io.ops->has_pending(&c->io))
+        c->request_since_ms = loop->now_ms; /* TLS: part of a record, not a byte of it yet */
     if (n == 0) {
         c->flags |= CONN_EOF;
         if (arrpc__buf_used(&c->in) > 0)
@@ -257,11 +278,14 @@ static void start_linger(arrpc__loop *loop, arrpc__conn *c)
 void arrpc__conn_flush(arrpc__loop *loop, arrpc__conn *c)
 {
     c->flags &= ~CONN_QUEUED;
+    if (arrpc__buf_used(&c->out) > 0 && !c->write_since_ms)
+        c->write_since_ms = loop->now_ms; /* the write timeout counts from here */
     while (arrpc__buf_used(&c->out) > 0 && !(c->flags & CONN_CLOSE)) {
         ssize_t n = c->io.ops->write(&c->io, c->out.data + c->out.head, arrpc__buf_used(&c->out));
         if (n > 0) {
             arrpc__buf_consume(&c->out, (size_t)n);
             c->last_active_ms = loop->now_ms; /* idle time counts from the last reply, too */
+            c->write_since_ms = loop->now_ms;
             /* Below the mark again: answer requests that backpressure held back. */
             if (arrpc__buf_used(&c->out) < ARRPC_OUTPUT_HIGH_WATER && arrpc__buf_used(&c->in))
                 arrpc__conn_answer_buffered(loop, c);
@@ -282,6 +306,8 @@ void arrpc__conn_flush(arrpc__loop *loop, arrpc__conn *c)
     }
     if (c->flags & CONN_CLOSE)
         return;
+    if (arrpc__buf_used(&c->out) == 0)
+        c->write_since_ms = 0;
     if (c->flags & CONN_DOOMED)
         start_linger(loop, c);
     else if ((c->flags & CONN_EOF) && arrpc__buf_used(&c->out) == 0)
@@ -299,6 +325,51 @@ void arrpc__conn_close_gracefully(arrpc__loop *loop, arrpc__conn *c)
     update_interest(loop, c, 0);
 }
 
+/* A request begun more than the request timeout ago and still not whole (a slowloris, or a
+ * client that died mid-request): one error reply, then the usual close after an error. Not
+ * while backpressure holds the input back: that wait is the client's, and the write timeout's. */
+static int request_overdue(const arrpc__loop *loop, const arrpc__conn *c)
+{
+    unsigned limit = loop->cfg->request_timeout_ms;
+    return limit && c->request_since_ms && !(c->flags & (CONN_EOF | CONN_DOOMED)) &&
+           arrpc__buf_used(&c->out) < ARRPC_OUTPUT_HIGH_WATER &&
+           loop->now_ms - c->request_since_ms >= limit;
+}
+
+/* Replies pending and not one byte of them taken for the write timeout: the client does not
+ * read. It would not read an error reply either, so the connection is just closed. */
+static int write_overdue(const arrpc__loop *loop, const arrpc__conn *c)
+{
+    unsigned limit = loop->cfg->write_timeout_ms;
+    return limit && c->write_since_ms && arrpc__buf_used(&c->out) > 0 &&
+           loop->now_ms - c->write_since_ms >= limit;
+}
+
+int arrpc__conn_check_timeouts(arrpc__loop *loop, arrpc__conn *c)
+{
+    if (c->flags & (CONN_CLOSE | CONN_LINGER | CONN_HANDSHAKE))
+        return 0;
+    if (write_overdue(loop, c)) {
+        arrpc__log("closing connection from %s: its replies were not read for %u ms "
+                   "(--write-timeout)", c->peer, loop->cfg->write_timeout_ms);
+        arrpc__stats_timeout(loop, c);
+        mark_close(c);
+        return 1;
+    }
+    if (!request_overdue(loop, c))
+        return 0;
+    arrpc__log("closing connection from %s: request not completed in %u ms (--request-timeout)",
+               c->peer, loop->cfg->request_timeout_ms);
+    arrpc__stats_timeout(loop, c);
+    if (arrpc__dispatch_rpc_error(&c->out, "request not completed in time") != 0) {
+        mark_close(c);
+        return 1;
+    }
+    c->flags |= CONN_DOOMED;
+    arrpc__conn_flush(loop, c); /* stops reading, writes the reply, then lingers for the EOF */
+    return 1;
+}
+
 /* One step of the TLS handshake; on success the connection serves like any other. */
 static void continue_handshake(arrpc__loop *loop, arrpc__conn *c)
 {
@@ -312,6 +383,7 @@ static void continue_handshake(arrpc__loop *loop, arrpc__conn *c)
     loop->nhandshaking--;
     if (rc < 0) {
         ARRPC_DEBUG(loop->cfg->debug, "TLS handshake with %s failed: %s", c->peer, why);
+        arrpc__stats_tls_failure(loop, c);
         /* wolfSSL has written its alert; closing now with the client's next bytes unread would
          * reset the connection and could destroy the alert: end our side, wait for its EOF. */
         shutdown(c->fd, SHUT_WR);

@@ -116,9 +116,21 @@ static int expire_kept_tls(arrpc__loop *loop, arrpc__conn *c, int idle)
     return 1;
 }
 
-/* Closes what timed out: lingering closes, idle connections, handshakes past their deadline, and
- * everything once a drain is over its deadline. A draining worker closes each connection as soon
- * as it is idle; a retiring one hands it over instead (TLS ones: expire_kept_tls). */
+/* A TLS handshake past its deadline (a limit: logged and counted), or one cut by a drain. */
+static void expire_handshake(arrpc__loop *loop, arrpc__conn *c)
+{
+    if (!loop->draining) {
+        arrpc__log("closing connection from %s: TLS handshake not done in %u ms "
+                   "(--tls-handshake-timeout)", c->peer, loop->cfg->tls_handshake_timeout_ms);
+        arrpc__stats_timeout(loop, c);
+    }
+    c->flags |= CONN_CLOSE;
+}
+
+/* Closes what timed out: lingering closes, idle connections, handshakes past their deadline,
+ * requests that never complete, replies never read, and everything once a drain is over its
+ * deadline. A draining worker closes each connection as soon as it is idle; a retiring one hands
+ * it over instead (TLS ones: expire_kept_tls). */
 static void expire(arrpc__loop *loop)
 {
     unsigned idle_ms = loop->cfg->idle_timeout_ms;
@@ -129,9 +141,11 @@ static void expire(arrpc__loop *loop)
             continue; /* the connection now belongs to the other worker; CONN_CLOSE is set */
         if ((c->flags & CONN_HANDSHAKE) &&
             (loop->now_ms >= c->handshake_until_ms || loop->draining)) {
-            c->flags |= CONN_CLOSE; /* too slow, or this worker is stopping */
+            expire_handshake(loop, c); /* too slow, or this worker is stopping */
             continue;
         }
+        if (arrpc__conn_check_timeouts(loop, c))
+            continue;
         int idle = arrpc__conn_idle(c);
         if (loop->handoff_out >= 0 && expire_kept_tls(loop, c, idle))
             continue;
@@ -165,9 +179,11 @@ static void reap(arrpc__loop *loop)
 
 static int timer_wait_ms(const arrpc__loop *loop)
 {
+    const arrpc__worker_config *cfg = loop->cfg;
     if (loop->draining || loop->retiring || loop->nlingering || loop->nhandshaking ||
-        loop->cfg->idle_timeout_ms)
-        return ARRPC_TIMER_TICK_MS;
+        cfg->idle_timeout_ms ||
+        (loop->nconns && (cfg->request_timeout_ms || cfg->write_timeout_ms)))
+        return ARRPC_TIMER_TICK_MS; /* a worker without connections sleeps until one comes */
     return -1;
 }
 

@@ -19,6 +19,7 @@ enum {
     CONN_LINGER = 1 << 3,  /* write side shut after an error: discard input until EOF */
     CONN_QUEUED = 1 << 4,  /* on the loop's flush list */
     CONN_HANDSHAKE = 1 << 5, /* TLS handshake under way: no data yet, a deadline runs */
+    CONN_WARNED = 1 << 6,  /* a limit hit by its handler's replies was logged: log it once */
 };
 
 /* What an epoll event's data points at: every such object starts with its kind. */
@@ -51,6 +52,8 @@ typedef struct arrpc__conn {
     uint64_t last_active_ms;
     uint64_t linger_until_ms;
     uint64_t handshake_until_ms;
+    uint64_t request_since_ms; /* first byte of the unfinished request in `in`; 0: none */
+    uint64_t write_since_ms;   /* last progress writing `out`, while it holds bytes; 0: empty */
     struct arrpc__conn *prev, *next; /* every connection of the loop */
     struct arrpc__conn *next_flush;  /* connections with replies to write this iteration */
     char peer[ARRPC_ADDR_MAX];
@@ -110,6 +113,9 @@ void arrpc__conn_flush(arrpc__loop *loop, arrpc__conn *c);
 int arrpc__conn_idle(const arrpc__conn *c);
 /* Ends a TLS connection at a request boundary: close_notify, then the linger for its EOF. */
 void arrpc__conn_close_gracefully(arrpc__loop *loop, arrpc__conn *c);
+/* Applies the request and write timeouts (the loop calls it from its timer); true when c is
+ * being closed for one. Each is logged and counted once: c is then doomed or closing. */
+int arrpc__conn_check_timeouts(arrpc__loop *loop, arrpc__conn *c);
 void arrpc__conn_free(arrpc__loop *loop, arrpc__conn *c);
 
 #endif

@@ -91,3 +91,10 @@ void arrpc__stats_tls_failure(arrpc__loop *loop, const arrpc__conn *c)
     if (m)
         arrpc__metrics_count_error(m, c->metrics_row, 0, 1, ARRPC_REASON_TLS);
 }
+
+void arrpc__stats_timeout(arrpc__loop *loop, const arrpc__conn *c)
+{
+    arrpc__metrics *m = block(loop);
+    if (m)
+        arrpc__metrics_count_error(m, c->metrics_row, 0, is_tls(loop), ARRPC_REASON_TIMEOUT);
+}

@@ -17,7 +17,10 @@ void arrpc__stats_request(arrpc__loop *loop, const arrpc__conn *c, arrpc__outcom
 void arrpc__stats_stream_error(arrpc__loop *loop, const arrpc__conn *c, int err);
 /* A connection refused at the connection limit, before it had a record. */
 void arrpc__stats_rejected(arrpc__loop *loop, int fd);
-/* A TLS handshake that failed or timed out. */
+/* A TLS handshake that failed. */
 void arrpc__stats_tls_failure(arrpc__loop *loop, const arrpc__conn *c);
+/* A connection closed by a timeout that is a limit (request, write, TLS handshake); not the
+ * idle timeout, which is ordinary. */
+void arrpc__stats_timeout(arrpc__loop *loop, const arrpc__conn *c);
 
 #endif

@@ -10,6 +10,9 @@
  *   batch HEX HEX...  ok N, then "STATUS HEX" per reply (STATUS: OK, ERPC, EAUTH) | err NAME TEXT
  *   close             ok
  *   timeout MS        ok (the call timeout for the next sends)
+ *   metrics-on|off    ok (arrpc_client_set_metrics)
+ *   serve HOST PORT   ok <bound port> | err NAME TEXT (arrpc_client_serve_metrics)
+ *   metrics           ok N, then the N lines of arrpc_client_metrics_render's text
  * Bytes are hex so that any MessagePack fits on a line. */
 #include <getopt.h>
 #include <stdio.h>
@@ -109,6 +112,41 @@ static void do_batch(arrpc_client *cli, char *args)
     }
 }
 
+/* Renders into a buffer sized by asking first, as a user's exporter would. */
+static void do_metrics(arrpc_client *cli)
+{
+    size_t len = 0, lines = 0;
+    char *buf = NULL;
+    int rc = arrpc_client_metrics_render(cli, NULL, 0, &len);
+    while (rc == ARRPC_ENOMEM) {
+        size_t cap = len + 4096;
+        free(buf);
+        if (!(buf = malloc(cap)))
+            break;
+        rc = arrpc_client_metrics_render(cli, buf, cap, &len);
+    }
+    if (rc != 0 || !buf) {
+        printf("err %s cannot render the metrics\n", arrpc_errname(rc));
+        free(buf);
+        return;
+    }
+    for (size_t i = 0; i < len; i++)
+        lines += buf[i] == '\n';
+    printf("ok %zu\n%s", lines, buf);
+    free(buf);
+}
+
+static void do_serve(arrpc_client *cli, char *args)
+{
+    char *host = strtok(args, " "), *port = strtok(NULL, " ");
+    int rc = host && port ? arrpc_client_serve_metrics(cli, host, (uint16_t)strtoul(port, NULL, 10))
+                          : ARRPC_EINVAL;
+    if (rc != 0)
+        print_error(cli, rc);
+    else
+        printf("ok %u\n", (unsigned)arrpc_client_metrics_port(cli));
+}
+
 static arrpc_client *make_client(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -185,7 +223,14 @@ int main(int argc, char **argv)
         } else if (strncmp(line, "timeout ", 8) == 0) {
             arrpc_client_set_timeout(cli, (unsigned)strtoul(line + 8, NULL, 10));
             printf("ok\n");
-        } else
+        } else if (strcmp(line, "metrics-on") == 0 || strcmp(line, "metrics-off") == 0) {
+            arrpc_client_set_metrics(cli, strcmp(line, "metrics-on") == 0);
+            printf("ok\n");
+        } else if (strcmp(line, "metrics") == 0)
+            do_metrics(cli);
+        else if (strncmp(line, "serve ", 6) == 0)
+            do_serve(cli, line + 6);
+        else
             printf("err EINVAL unknown command\n");
         fflush(stdout);
     }

@@ -11,27 +11,13 @@
 #define RESP_PING "*1\r\n$4\r\nPING\r\n"
 #define RESP_PONG "+PONG\r\n"
 
-/* Reads a secret as arrpcd does: one trailing "\n" or "\r\n" is not part of it. */
 static int read_secret(const char *path, uint8_t *buf, size_t *len)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "arrpc-bench: cannot read %s: %s\n", path, strerror(errno));
-        return -1;
-    }
-    size_t n = fread(buf, 1, ARRPC_AUTH_SECRET_MAX + 1, f);
-    fclose(f);
-    if (n > 0 && buf[n - 1] == '\n')
-        n--;
-    if (n > 0 && buf[n - 1] == '\r')
-        n--;
-    if (n == 0 || n > ARRPC_AUTH_SECRET_MAX) {
-        fprintf(stderr, "arrpc-bench: the secret in %s must have 1 to %u bytes\n", path,
-                ARRPC_AUTH_SECRET_MAX);
-        return -1;
-    }
-    *len = n;
-    return 0;
+    char err[512];
+    if (arrpc__auth_read_secret(path, buf, len, err, sizeof err) == 0)
+        return 0;
+    fprintf(stderr, "arrpc-bench: %s\n", err);
+    return -1;
 }
 
 /* The payload: a str of `size` printable bytes. The request: it, or its sign envelope. */
