@@ -1,6 +1,8 @@
-/* auth.c -- the sign envelope: build it, and verify it in constant time (wolfCrypt HMAC). */
+/* auth.c -- the sign envelope: build it, and verify it in constant time (HMAC-SHA256 over
+ * wolfCrypt's SHA-256). */
 #include <wolfssl/options.h>
-#include <wolfssl/wolfcrypt/hmac.h>
+#include <wolfssl/wolfcrypt/hash.h>
+#include <wolfssl/wolfcrypt/sha256.h>
 
 #include "auth.h"
 
@@ -10,20 +12,80 @@
 
 #include "arrpc.h"
 
+/* HMAC-SHA256 (RFC 2104) with the key's two padded blocks hashed once, not per message: the
+ * SHA-256 states after them are kept (per thread, so that clients in several threads do not
+ * share one) and copied for each message. That is 2 SHA-256 compressions per short message
+ * instead of wc_HmacSetKey + wc_HmacFinal's 4, which halved the cost of a signed request. */
+typedef struct {
+    int ready;
+    size_t key_len;
+    uint8_t key[ARRPC_AUTH_SECRET_MAX]; /* to notice a new key (a reload, another secret) */
+    wc_Sha256 inner, outer;             /* after (key ^ ipad) and (key ^ opad) */
+} hmac_key;
+
+static _Thread_local hmac_key cached_key;
+
+static int hmac_prepare(hmac_key *k, const uint8_t *key, size_t key_len)
+{
+    uint8_t block[WC_SHA256_BLOCK_SIZE] = {0}, pad[WC_SHA256_BLOCK_SIZE];
+    if (k->ready) {
+        wc_Sha256Free(&k->inner);
+        wc_Sha256Free(&k->outer);
+        k->ready = 0;
+    }
+    if (key_len > WC_SHA256_BLOCK_SIZE) { /* a long key is hashed first */
+        if (wc_Sha256Hash(key, (word32)key_len, block) != 0)
+            return -1;
+    } else if (key_len > 0) {
+        memcpy(block, key, key_len);
+    }
+    int ok = wc_InitSha256(&k->inner) == 0 && wc_InitSha256(&k->outer) == 0;
+    for (size_t i = 0; i < sizeof pad; i++)
+        pad[i] = block[i] ^ 0x36;
+    ok = ok && wc_Sha256Update(&k->inner, pad, sizeof pad) == 0;
+    for (size_t i = 0; i < sizeof pad; i++)
+        pad[i] = block[i] ^ 0x5c;
+    ok = ok && wc_Sha256Update(&k->outer, pad, sizeof pad) == 0;
+    explicit_bzero(block, sizeof block);
+    explicit_bzero(pad, sizeof pad);
+    if (!ok)
+        return -1;
+    if (key_len > 0)
+        memcpy(k->key, key, key_len);
+    k->key_len = key_len;
+    k->ready = 1;
+    return 0;
+}
+
+static int hmac_sha256(const uint8_t *key, size_t key_len, const void *data, size_t len,
+                       uint8_t mac[WC_SHA256_DIGEST_SIZE])
+{
+    hmac_key *k = &cached_key;
+    if (!k->ready || k->key_len != key_len || (key_len && memcmp(k->key, key, key_len) != 0)) {
+        if (hmac_prepare(k, key, key_len) != 0)
+            return -1;
+    }
+    uint8_t inner[WC_SHA256_DIGEST_SIZE];
+    wc_Sha256 hi, ho;
+    if (wc_Sha256Copy(&k->inner, &hi) != 0)
+        return -1;
+    int ok = wc_Sha256Update(&hi, data, (word32)len) == 0 && wc_Sha256Final(&hi, inner) == 0;
+    wc_Sha256Free(&hi);
+    if (!ok || wc_Sha256Copy(&k->outer, &ho) != 0)
+        return -1;
+    ok = wc_Sha256Update(&ho, inner, sizeof inner) == 0 && wc_Sha256Final(&ho, mac) == 0;
+    wc_Sha256Free(&ho);
+    return ok ? 0 : -1;
+}
+
 int arrpc__auth_sign_hex(const uint8_t *key, size_t key_len, const void *data, size_t len,
                          char hex[ARRPC_SIGN_HEX_LEN + 1])
 {
     static const char digits[] = "0123456789abcdef";
     uint8_t mac[WC_SHA256_DIGEST_SIZE];
-    Hmac hmac;
     if (key_len > ARRPC_AUTH_SECRET_MAX || len > UINT32_MAX)
         return ARRPC_EINVAL;
-    if (wc_HmacInit(&hmac, NULL, INVALID_DEVID) != 0)
-        return ARRPC_EINVAL;
-    int ok = wc_HmacSetKey(&hmac, WC_SHA256, key, (word32)key_len) == 0 &&
-             wc_HmacUpdate(&hmac, data, (word32)len) == 0 && wc_HmacFinal(&hmac, mac) == 0;
-    wc_HmacFree(&hmac);
-    if (!ok)
+    if (hmac_sha256(key, key_len, data, len, mac) != 0)
         return ARRPC_EINVAL;
     for (size_t i = 0; i < sizeof mac; i++) {
         hex[2 * i] = digits[mac[i] >> 4];

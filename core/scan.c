@@ -155,17 +155,16 @@ static int value_done(arrpc__scan *s)
     return 1;
 }
 
-/* Acts on a whole header. Returns 1 when it completed the message, 0 to go on, <0 on error. */
-static int on_header(arrpc__scan *s)
+/* Acts on a whole header h, of type t. Returns 1 when it completed the message, 0 to go on, <0
+ * on error. */
+static int on_header(arrpc__scan *s, const uint8_t *h, type_info t)
 {
-    type_info t = type_of(s->header[0]);
-    uint64_t count = declared_count(s->header, t);
+    uint64_t count = declared_count(h, t);
     uint64_t room = s->max_message - s->offset; /* offset <= max_message was checked */
     s->header_have = s->header_need = 0;
     switch (t.kind) {
     case VALUE_INVALID:
-        snprintf(s->error, sizeof s->error, "byte 0x%02x starts no MessagePack value",
-                 s->header[0]);
+        snprintf(s->error, sizeof s->error, "byte 0x%02x starts no MessagePack value", h[0]);
         return ARRPC_EPROTO;
     case VALUE_SCALAR:
         count = t.fixed_payload;
@@ -213,8 +212,20 @@ int arrpc__scan_feed(arrpc__scan *s, const uint8_t *p, size_t n, size_t *used)
             rc = skip_payload(s, &i, n);
             continue;
         }
-        if (s->header_need == 0)
-            s->header_need = type_of(p[i]).header_size;
+        if (s->header_need == 0) {
+            type_info t = type_of(p[i]);
+            if (n - i >= t.header_size) { /* the usual case: the whole header is here, no copy */
+                const uint8_t *h = p + i;
+                i += t.header_size;
+                s->offset += t.header_size;
+                rc = s->offset > s->max_message
+                         ? too_big(s, "message of %llu bytes so far exceeds the %llu-byte limit",
+                                   s->offset)
+                         : on_header(s, h, t);
+                continue;
+            }
+            s->header_need = t.header_size;
+        }
         while (s->header_have < s->header_need && i < n) {
             s->header[s->header_have++] = p[i++];
             s->offset++;
@@ -222,7 +233,7 @@ int arrpc__scan_feed(arrpc__scan *s, const uint8_t *p, size_t n, size_t *used)
         if (s->offset > s->max_message)
             rc = too_big(s, "message of %llu bytes so far exceeds the %llu-byte limit", s->offset);
         else if (s->header_have == s->header_need)
-            rc = on_header(s);
+            rc = on_header(s, s->header, type_of(s->header[0]));
     }
     *used = i;
     if (rc != 0)

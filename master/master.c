@@ -472,6 +472,7 @@ int arrpc__master_run(arrpc__master_config *cfg)
     arrpc__pidfile_remove(m);
 out:
     master_destroy(m);
+    explicit_bzero(m->secret, sizeof m->secret);
     free(m);
     return status;
 }

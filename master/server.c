@@ -110,6 +110,8 @@ void arrpc_server_free(arrpc_server *srv)
         close(srv->listen_fd);
     close(srv->stop_fd);
     arrpc__handler_unload(&srv->plugin);
+    if (srv->secret) /* a secret should not linger in freed memory */
+        explicit_bzero(srv->secret, srv->cfg.secret_len);
     free(srv->secret);
     explicit_bzero(srv->tls_ticket_key, sizeof srv->tls_ticket_key);
     free(srv);
@@ -143,6 +145,8 @@ int arrpc_server_set_auth_secret(arrpc_server *srv, const void *secret, size_t l
     if (secret && (len == 0 || len > ARRPC_AUTH_SECRET_MAX))
         return set_err(srv, ARRPC_EINVAL, "auth secret must have 1 to %u bytes",
                        ARRPC_AUTH_SECRET_MAX);
+    if (srv->secret)
+        explicit_bzero(srv->secret, srv->cfg.secret_len);
     free(srv->secret);
     srv->secret = NULL;
     srv->cfg.secret = NULL;

@@ -43,11 +43,16 @@ uint32_t arrpc__metrics_row_for(arrpc__metrics *m, const char *addr)
     return rows;
 }
 
+/* arrpc__bucket_le in nanoseconds: counting a request compares integers, no division. */
+static const uint64_t bucket_le_ns[ARRPC_METRICS_BUCKETS] = {
+    100000,   250000,    500000,    1000000,    2500000,    5000000,    10000000,   25000000,
+    50000000, 100000000, 250000000, 500000000, 1000000000, 2500000000, 5000000000, 10000000000,
+};
+
 static unsigned bucket_of(uint64_t ns)
 {
-    double seconds = (double)ns / 1e9;
     unsigned b = 0;
-    while (b < ARRPC_METRICS_BUCKETS && seconds > arrpc__bucket_le[b])
+    while (b < ARRPC_METRICS_BUCKETS && ns > bucket_le_ns[b])
         b++;
     return b; /* ARRPC_METRICS_BUCKETS: only in +Inf */
 }

@@ -130,6 +130,7 @@ static void update_interest(arrpc__loop *loop, arrpc__conn *c, int want_write)
 static size_t answer_requests(arrpc__loop *loop, arrpc__conn *c, const uint8_t *p, size_t n)
 {
     size_t done = 0;
+    uint64_t started = 0; /* a request's clock starts where the previous one's stopped */
     while (!(c->flags & CONN_DOOMED) && arrpc__buf_used(&c->out) < ARRPC_OUTPUT_HIGH_WATER &&
            done + c->scanned < n) {
         size_t used = 0;
@@ -145,13 +146,16 @@ static size_t answer_requests(arrpc__loop *loop, arrpc__conn *c, const uint8_t *
             break;
         }
         arrpc__outcome outcome;
-        uint64_t started = arrpc__stats_clock_ns();
+        if (!started)
+            started = arrpc__stats_clock_ns();
         if (arrpc__dispatch(loop->dispatcher, p + done, c->scanned, &c->out, &outcome) != 0) {
             arrpc__log("closing connection from %s: out of memory", c->peer);
             mark_close(c);
             break;
         }
-        arrpc__stats_request(loop, c, outcome, c->scanned, arrpc__stats_clock_ns() - started);
+        uint64_t ended = arrpc__stats_clock_ns();
+        arrpc__stats_request(loop, c, outcome, c->scanned, ended - started);
+        started = ended;
         if (outcome == ARRPC_OUTCOME_BAD_REPLY && !(c->flags & CONN_WARNED)) {
             arrpc__log("connection from %s: the handler's reply was replaced by an error "
                        "(over --max-message, or not one object); logged once per connection",
@@ -238,13 +242,13 @@ static void on_readable(arrpc__loop *loop, arrpc__conn *c)
         return;
     }
     ssize_t n;
-    do
+    int got = 0; /* data or EOF: a TLS record trickled in a byte at a time leaves the idle clock */
+    do {
         n = read_some(loop, c);
-    while (n > 0 && more_buffered(loop, c));
+        got |= n >= 0;
+    } while (n > 0 && more_buffered(loop, c));
     if (n < 0 && errno == EAGAIN && c->io.want == ARRPC_WANT_WRITE)
         update_interest(loop, c, 1); /* a TLS read that must write first */
-    if (n < 0 && errno == EAGAIN && !c->request_since_ms && c->io.ops->has_pending(&c->io))
-        c->request_since_ms = loop->now_ms; /* TLS: part of a record, not a byte of it yet */
     if (n == 0) {
         c->flags |= CONN_EOF;
         if (arrpc__buf_used(&c->in) > 0)
@@ -256,7 +260,8 @@ static void on_readable(arrpc__loop *loop, arrpc__conn *c)
         mark_close(c);
         return;
     }
-    c->last_active_ms = loop->now_ms;
+    if (got)
+        c->last_active_ms = loop->now_ms;
     arrpc__conn_queue_flush(loop, c);
 }
 
