@@ -7,6 +7,7 @@
  * another. The writer never waits; a reader retries, and after SNAPSHOT_TRIES it takes the last
  * copy, which can be off by the one send being counted. */
 #include "client_metrics.h"
+#include "http_reply.h"
 
 #include <microhttpd.h>
 #include <sched.h>
@@ -25,7 +26,6 @@
 #define SNAPSHOT_TRIES 1000
 #define HTTP_CONNECTION_LIMIT 8     /* scrapers at once; one Prometheus needs one */
 #define HTTP_CONNECTION_TIMEOUT_S 5 /* a slow or silent HTTP client is dropped after this */
-#define TEXT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
 struct arrpc__client_metrics {
     int on;                    /* counting; turning it off keeps the counts */
@@ -198,43 +198,21 @@ void arrpc__client_metrics_free(arrpc__client_metrics *cm)
 
 /* ---- the HTTP exporter (libmicrohttpd's thread) ------------------------------------------- */
 
-static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, char *body,
-                             size_t len, const char *type)
-{
-    struct MHD_Response *res = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
-    if (!res) {
-        free(body);
-        return MHD_NO;
-    }
-    MHD_add_response_header(res, MHD_HTTP_HEADER_CONTENT_TYPE, type);
-    if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
-        MHD_add_response_header(res, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
-    enum MHD_Result ok = MHD_queue_response(conn, status, res);
-    MHD_destroy_response(res);
-    return ok;
-}
-
-static enum MHD_Result reply_text(struct MHD_Connection *conn, unsigned status, const char *msg)
-{
-    char *body = strdup(msg);
-    return body ? reply(conn, status, body, strlen(body), "text/plain; charset=utf-8") : MHD_NO;
-}
-
 /* GET (or HEAD) /metrics; 405 for other methods, 404 for other paths. */
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version,
                                   const char *upload_data, size_t *upload_size, void **state)
 {
     (void)version, (void)upload_data, (void)upload_size, (void)state;
-    if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
-        return reply_text(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "only GET\n");
+    if (!arrpc__http_method_allowed(method))
+        return arrpc__http_text(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "only GET\n");
     if (strcmp(url, "/metrics") != 0)
-        return reply_text(conn, MHD_HTTP_NOT_FOUND, "not found: try /metrics\n");
+        return arrpc__http_text(conn, MHD_HTTP_NOT_FOUND, "not found: try /metrics\n");
     char *text = NULL;
     size_t len = 0;
     if (render_alloc(cls, &text, &len) != 0)
         return MHD_NO;
-    return reply(conn, MHD_HTTP_OK, text, len, TEXT_TYPE);
+    return arrpc__http_reply(conn, MHD_HTTP_OK, text, len, ARRPC_HTTP_METRICS_TYPE);
 }
 
 int arrpc_client_serve_metrics(arrpc_client *cli, const char *host, uint16_t port)

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../core/http_reply.h"
 #include "../core/log.h"
 #include "../shm/exposition.h"
 
@@ -95,42 +96,21 @@ static void write_metrics(FILE *f, arrpc__http *h)
               ",version=\"" ARRPC_VERSION "\"", 1);
 }
 
-static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, char *body,
-                             size_t len, const char *type)
-{
-    struct MHD_Response *res =
-        MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
-    if (!res) {
-        free(body);
-        return MHD_NO;
-    }
-    MHD_add_response_header(res, "Content-Type", type);
-    enum MHD_Result ok = MHD_queue_response(conn, status, res);
-    MHD_destroy_response(res);
-    return ok;
-}
-
-static enum MHD_Result text(struct MHD_Connection *conn, unsigned status, const char *msg)
-{
-    char *body = strdup(msg);
-    return body ? reply(conn, status, body, strlen(body), "text/plain; charset=utf-8") : MHD_NO;
-}
-
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version,
                                   const char *upload_data, size_t *upload_size, void **state)
 {
     arrpc__http *h = cls;
     (void)version, (void)upload_data, (void)upload_size, (void)state;
-    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
-        return text(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "only GET\n");
+    if (!arrpc__http_method_allowed(method))
+        return arrpc__http_text(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "only GET\n");
     if (strcmp(url, "/healthz") == 0)
-        return text(conn, MHD_HTTP_OK, "ok\n");
+        return arrpc__http_text(conn, MHD_HTTP_OK, "ok\n");
     if (strcmp(url, "/readyz") == 0)
-        return is_ready(h->m) ? text(conn, MHD_HTTP_OK, "ready\n")
-                              : text(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "not ready\n");
+        return is_ready(h->m) ? arrpc__http_text(conn, MHD_HTTP_OK, "ready\n")
+                              : arrpc__http_text(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "not ready\n");
     if (strcmp(url, "/metrics") != 0)
-        return text(conn, MHD_HTTP_NOT_FOUND, "not found: try /metrics, /healthz, /readyz\n");
+        return arrpc__http_text(conn, MHD_HTTP_NOT_FOUND, "not found: try /metrics, /healthz, /readyz\n");
     char *body = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&body, &len);
@@ -138,7 +118,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_NO;
     write_metrics(f, h);
     fclose(f);
-    return reply(conn, MHD_HTTP_OK, body, len, "text/plain; version=0.0.4; charset=utf-8");
+    return arrpc__http_reply(conn, MHD_HTTP_OK, body, len, ARRPC_HTTP_METRICS_TYPE);
 }
 
 arrpc__http *arrpc__http_start(arrpc__master *m, int listen_fd)

@@ -127,6 +127,15 @@ static int settable(arrpc_server *srv)
     return 0;
 }
 
+/* The common setter: a number the server takes as it is. */
+static int set_unsigned(arrpc_server *srv, unsigned *field, unsigned value)
+{
+    int rc = settable(srv);
+    if (rc == 0)
+        *field = value;
+    return rc;
+}
+
 int arrpc_server_set_handler_name(arrpc_server *srv, const char *name)
 {
     int rc = settable(srv);
@@ -194,34 +203,22 @@ int arrpc_server_set_max_connections(arrpc_server *srv, unsigned count)
 
 int arrpc_server_set_drain_timeout(arrpc_server *srv, unsigned ms)
 {
-    int rc = settable(srv);
-    if (rc == 0)
-        srv->cfg.drain_timeout_ms = ms;
-    return rc;
+    return srv ? set_unsigned(srv, &srv->cfg.drain_timeout_ms, ms) : ARRPC_EINVAL;
 }
 
 int arrpc_server_set_idle_timeout(arrpc_server *srv, unsigned ms)
 {
-    int rc = settable(srv);
-    if (rc == 0)
-        srv->cfg.idle_timeout_ms = ms;
-    return rc;
+    return srv ? set_unsigned(srv, &srv->cfg.idle_timeout_ms, ms) : ARRPC_EINVAL;
 }
 
 int arrpc_server_set_request_timeout(arrpc_server *srv, unsigned ms)
 {
-    int rc = settable(srv);
-    if (rc == 0)
-        srv->cfg.request_timeout_ms = ms;
-    return rc;
+    return srv ? set_unsigned(srv, &srv->cfg.request_timeout_ms, ms) : ARRPC_EINVAL;
 }
 
 int arrpc_server_set_write_timeout(arrpc_server *srv, unsigned ms)
 {
-    int rc = settable(srv);
-    if (rc == 0)
-        srv->cfg.write_timeout_ms = ms;
-    return rc;
+    return srv ? set_unsigned(srv, &srv->cfg.write_timeout_ms, ms) : ARRPC_EINVAL;
 }
 
 int arrpc_server_set_debug(arrpc_server *srv, int on)
@@ -318,18 +315,12 @@ int arrpc_server_set_metrics(arrpc_server *srv, const char *host, uint16_t port)
 
 int arrpc_server_set_pre_drain(arrpc_server *srv, unsigned ms)
 {
-    int rc = settable(srv);
-    if (rc == 0)
-        srv->predrain_ms = ms;
-    return rc;
+    return srv ? set_unsigned(srv, &srv->predrain_ms, ms) : ARRPC_EINVAL;
 }
 
 int arrpc_server_set_handler_timeout(arrpc_server *srv, unsigned ms)
 {
-    int rc = settable(srv);
-    if (rc == 0)
-        srv->handler_timeout_ms = ms;
-    return rc;
+    return srv ? set_unsigned(srv, &srv->handler_timeout_ms, ms) : ARRPC_EINVAL;
 }
 
 static int check_handler(arrpc_server *srv)
