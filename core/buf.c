@@ -75,6 +75,8 @@ void arrpc__buf_free(arrpc__buf *b)
 int arrpc__buf_pack_write(void *buf, const char *p, size_t n)
 {
     arrpc__buf *b = buf;
+    if (n == 0) /* msgpack-c writes empty bodies with a NULL pointer; memcpy must not see it */
+        return 0;
     if (b->data && b->cap - b->len >= n) { /* the usual case: msgpack-c writes a few bytes */
         memcpy(b->data + b->len, p, n);
         b->len += n;
