@@ -146,11 +146,9 @@ int arrpc_server_set_handler_name(arrpc_server *srv, const char *name)
     return rc;
 }
 
-int arrpc_server_set_auth_secret(arrpc_server *srv, const void *secret, size_t len)
+/* Replaces the secret (NULL: none), wiping the old one. Checks nothing about the state. */
+static int store_secret(arrpc_server *srv, const void *secret, size_t len)
 {
-    int rc = settable(srv);
-    if (rc != 0)
-        return rc;
     if (secret && (len == 0 || len > ARRPC_AUTH_SECRET_MAX))
         return set_err(srv, ARRPC_EINVAL, "auth secret must have 1 to %u bytes",
                        ARRPC_AUTH_SECRET_MAX);
@@ -168,6 +166,12 @@ int arrpc_server_set_auth_secret(arrpc_server *srv, const void *secret, size_t l
     srv->cfg.secret = srv->secret;
     srv->cfg.secret_len = len;
     return 0;
+}
+
+int arrpc_server_set_auth_secret(arrpc_server *srv, const void *secret, size_t len)
+{
+    int rc = settable(srv);
+    return rc != 0 ? rc : store_secret(srv, secret, len);
 }
 
 int arrpc_server_set_max_message(arrpc_server *srv, size_t bytes)
@@ -347,9 +351,23 @@ int arrpc_server_bind(arrpc_server *srv)
 }
 
 /* workers = 0: this process runs the one worker loop itself. */
+/* The secret named by a file, read once: without a master there is no reload to re-read it. */
+static int load_secret_file(arrpc_server *srv)
+{
+    uint8_t secret[ARRPC_AUTH_SECRET_MAX + 1];
+    size_t len = 0;
+    if (arrpc__auth_read_secret(srv->secret_file, secret, &len, srv->err, sizeof srv->err) != 0)
+        return ARRPC_EINVAL;
+    int rc = store_secret(srv, secret, len); /* also from a background thread, once running */
+    explicit_bzero(secret, sizeof secret);
+    return rc;
+}
+
 static int run_in_process(arrpc_server *srv)
 {
     int rc = srv->listen_fd >= 0 ? 0 : arrpc_server_bind(srv);
+    if (rc == 0 && srv->secret_file[0])
+        rc = load_secret_file(srv);
     if (rc == 0 && srv->plugin_spec[0] && !srv->plugin.fn) {
         rc = arrpc__handler_load(srv->plugin_spec, &srv->plugin, srv->err, sizeof srv->err);
         srv->cfg.handler = srv->plugin.fn;

@@ -146,5 +146,16 @@ class AuthSecretFileTest(unittest.TestCase):
             self.assertEqual(c.call(envelope), envelope)
 
 
+class InProcessAuthTest(unittest.TestCase):
+    """--workers 0 (no master) must read the secret file too: it once served unsigned calls."""
+
+    def test_secret_file_enforced_without_a_master(self):
+        with Server("--workers", "0", secret=SECRET) as server:
+            with server.connect() as unsigned:
+                self.assertEqual(unsigned.call({"echo": 1}), harness.AUTH_ERROR)
+            with server.connect(secret=SECRET) as signed:
+                self.assertEqual(signed.call({"echo": 1}), 1)
+
+
 if __name__ == "__main__":
     harness.main()
