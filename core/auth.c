@@ -34,8 +34,7 @@ static int hmac_prepare(hmac_key *k, const uint8_t *key, size_t key_len)
         k->ready = 0;
     }
     if (key_len > WC_SHA256_BLOCK_SIZE) { /* a long key is hashed first */
-        if (wc_Sha256Hash(key, (word32)key_len, block) != 0)
-            return -1;
+        if (wc_Sha256Hash(key, (word32)key_len, block) != 0) return -1;
     } else if (key_len > 0) {
         memcpy(block, key, key_len);
     }
@@ -48,10 +47,8 @@ static int hmac_prepare(hmac_key *k, const uint8_t *key, size_t key_len)
     ok = ok && wc_Sha256Update(&k->outer, pad, sizeof pad) == 0;
     explicit_bzero(block, sizeof block);
     explicit_bzero(pad, sizeof pad);
-    if (!ok)
-        return -1;
-    if (key_len > 0)
-        memcpy(k->key, key, key_len);
+    if (!ok) return -1;
+    if (key_len > 0) memcpy(k->key, key, key_len);
     k->key_len = key_len;
     k->ready = 1;
     return 0;
@@ -62,17 +59,14 @@ static int hmac_sha256(const uint8_t *key, size_t key_len, const void *data, siz
 {
     hmac_key *k = &cached_key;
     if (!k->ready || k->key_len != key_len || (key_len && memcmp(k->key, key, key_len) != 0)) {
-        if (hmac_prepare(k, key, key_len) != 0)
-            return -1;
+        if (hmac_prepare(k, key, key_len) != 0) return -1;
     }
     uint8_t inner[WC_SHA256_DIGEST_SIZE];
     wc_Sha256 hi, ho;
-    if (wc_Sha256Copy(&k->inner, &hi) != 0)
-        return -1;
+    if (wc_Sha256Copy(&k->inner, &hi) != 0) return -1;
     int ok = wc_Sha256Update(&hi, data, (word32)len) == 0 && wc_Sha256Final(&hi, inner) == 0;
     wc_Sha256Free(&hi);
-    if (!ok || wc_Sha256Copy(&k->outer, &ho) != 0)
-        return -1;
+    if (!ok || wc_Sha256Copy(&k->outer, &ho) != 0) return -1;
     ok = wc_Sha256Update(&ho, inner, sizeof inner) == 0 && wc_Sha256Final(&ho, mac) == 0;
     wc_Sha256Free(&ho);
     return ok ? 0 : -1;
@@ -83,10 +77,8 @@ int arrpc__auth_sign_hex(const uint8_t *key, size_t key_len, const void *data, s
 {
     static const char digits[] = "0123456789abcdef";
     uint8_t mac[WC_SHA256_DIGEST_SIZE];
-    if (key_len > ARRPC_AUTH_SECRET_MAX || len > UINT32_MAX)
-        return ARRPC_EINVAL;
-    if (hmac_sha256(key, key_len, data, len, mac) != 0)
-        return ARRPC_EINVAL;
+    if (key_len > ARRPC_AUTH_SECRET_MAX || len > UINT32_MAX) return ARRPC_EINVAL;
+    if (hmac_sha256(key, key_len, data, len, mac) != 0) return ARRPC_EINVAL;
     for (size_t i = 0; i < sizeof mac; i++) {
         hex[2 * i] = digits[mac[i] >> 4];
         hex[2 * i + 1] = digits[mac[i] & 0x0f];
@@ -115,8 +107,7 @@ int arrpc__auth_open(const uint8_t *key, size_t key_len, const msgpack_object *e
                      const uint8_t **data, size_t *len)
 {
     const msgpack_object *sign = NULL, *body = NULL;
-    if (env->type != MSGPACK_OBJECT_MAP || env->via.map.size != 2)
-        return ARRPC_EAUTH;
+    if (env->type != MSGPACK_OBJECT_MAP || env->via.map.size != 2) return ARRPC_EAUTH;
     for (uint32_t i = 0; i < 2; i++) {
         const msgpack_object_kv *kv = &env->via.map.ptr[i];
         if (key_is(&kv->key, ARRPC_SIGN_KEY))
@@ -147,10 +138,8 @@ int arrpc__auth_read_secret(const char *path, uint8_t buf[ARRPC_AUTH_SECRET_MAX 
     }
     size_t n = fread(buf, 1, ARRPC_AUTH_SECRET_MAX + 1, f);
     fclose(f);
-    if (n > 0 && buf[n - 1] == '\n')
-        n--;
-    if (n > 0 && buf[n - 1] == '\r')
-        n--;
+    if (n > 0 && buf[n - 1] == '\n') n--;
+    if (n > 0 && buf[n - 1] == '\r') n--;
     if (n == 0 || n > ARRPC_AUTH_SECRET_MAX) {
         snprintf(err, errlen, "the auth secret in %s must have 1 to %u bytes", path,
                  ARRPC_AUTH_SECRET_MAX);
@@ -165,8 +154,7 @@ int arrpc__auth_wrap(const uint8_t *key, size_t key_len, const void *request, si
 {
     char hex[ARRPC_SIGN_HEX_LEN + 1];
     int rc = arrpc__auth_sign_hex(key, key_len, request, len, hex);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     int failed = msgpack_pack_map(pk, 2) ||
                  msgpack_pack_str_with_body(pk, ARRPC_SIGN_KEY, strlen(ARRPC_SIGN_KEY)) ||
                  msgpack_pack_str_with_body(pk, hex, ARRPC_SIGN_HEX_LEN) ||

@@ -1,4 +1,5 @@
-/* auth.h -- arrpc 0.5.0's sign envelope: {"arrpc.sign": hex HMAC-SHA256(secret, data), "data": bin}. */
+/* auth.h -- arrpc 0.5.0's sign envelope: {"arrpc.sign": hex HMAC-SHA256(secret, data), "data":
+ * bin}. */
 #ifndef ARRPC_CORE_AUTH_H
 #define ARRPC_CORE_AUTH_H
 
@@ -8,7 +9,7 @@
 
 #define ARRPC_SIGN_KEY "arrpc.sign"
 #define ARRPC_DATA_KEY "data"
-#define ARRPC_SIGN_HEX_LEN 64 /* SHA-256 in lowercase hex, as Python's hexdigest() */
+#define ARRPC_SIGN_HEX_LEN 64       /* SHA-256 in lowercase hex, as Python's hexdigest() */
 #define ARRPC_AUTH_SECRET_MAX 4096u /* bytes of a shared secret */
 
 /* Writes the lowercase hex HMAC-SHA256 of data under key, NUL-terminated. 0 or ARRPC_EINVAL. */

@@ -10,8 +10,7 @@
 
 int arrpc__buf_reserve(arrpc__buf *b, size_t extra)
 {
-    if (b->cap - b->len >= extra)
-        return 0;
+    if (b->cap - b->len >= extra) return 0;
     size_t used = arrpc__buf_used(b);
     if (b->head > 0 && b->cap - used >= extra) {
         memmove(b->data, b->data + b->head, used);
@@ -19,16 +18,13 @@ int arrpc__buf_reserve(arrpc__buf *b, size_t extra)
         b->len = used;
         return 0;
     }
-    if (extra > SIZE_MAX / 2 - used)
-        return ARRPC_ENOMEM;
+    if (extra > SIZE_MAX / 2 - used) return ARRPC_ENOMEM;
     size_t cap = b->cap ? b->cap : BUF_MIN_CAP;
     while (cap - used < extra)
         cap *= 2;
     uint8_t *data = malloc(cap);
-    if (!data)
-        return ARRPC_ENOMEM;
-    if (used)
-        memcpy(data, b->data + b->head, used);
+    if (!data) return ARRPC_ENOMEM;
+    if (used) memcpy(data, b->data + b->head, used);
     free(b->data);
     b->data = data;
     b->head = 0;
@@ -50,8 +46,7 @@ int arrpc__buf_append(arrpc__buf *b, const void *p, size_t n)
 void arrpc__buf_consume(arrpc__buf *b, size_t n)
 {
     b->head += n;
-    if (b->head < b->len)
-        return;
+    if (b->head < b->len) return;
     b->head = b->len = 0;
     if (b->cap > ARRPC_BUF_KEEP) { /* one huge message must not pin its memory forever */
         free(b->data);
@@ -62,8 +57,7 @@ void arrpc__buf_consume(arrpc__buf *b, size_t n)
 
 void arrpc__buf_truncate(arrpc__buf *b, size_t keep)
 {
-    if (keep < arrpc__buf_used(b))
-        b->len = b->head + keep;
+    if (keep < arrpc__buf_used(b)) b->len = b->head + keep;
 }
 
 void arrpc__buf_free(arrpc__buf *b)

@@ -1,4 +1,5 @@
-/* buf.h -- growable byte buffers with a hard size bound, and a msgpack_packer that writes into one. */
+/* buf.h -- growable byte buffers with a hard size bound, and a msgpack_packer that writes into one.
+ */
 #ifndef ARRPC_CORE_BUF_H
 #define ARRPC_CORE_BUF_H
 

@@ -37,8 +37,7 @@ int arrpc__client_fail(arrpc_client *cli, int code, const char *fmt, ...)
 arrpc_client *arrpc_client_new(const char *host, uint16_t port)
 {
     arrpc_client *cli = calloc(1, sizeof *cli);
-    if (!cli)
-        return NULL;
+    if (!cli) return NULL;
     cli->host = strdup(host && *host ? host : "127.0.0.1");
     cli->port = port;
     cli->tries = ARRPC_DEFAULT_CON_MAX_RETRIES;
@@ -72,20 +71,17 @@ void arrpc__client_disconnect(arrpc_client *cli)
 
 void arrpc_client_close(arrpc_client *cli)
 {
-    if (cli)
-        arrpc__client_disconnect(cli);
+    if (cli) arrpc__client_disconnect(cli);
 }
 
 void arrpc_client_free(arrpc_client *cli)
 {
-    if (!cli)
-        return;
+    if (!cli) return;
     arrpc__client_metrics_free(cli->metrics); /* stops its HTTP thread first */
     arrpc__client_disconnect(cli);
     arrpc__scan_free(cli->scan);
     arrpc__client_tls_free(cli);
-    if (cli->secret)
-        memset(cli->secret, 0, cli->secret_len);
+    if (cli->secret) memset(cli->secret, 0, cli->secret_len);
     free(cli->secret);
     free(cli->host);
     free(cli);
@@ -112,8 +108,7 @@ int arrpc_client_set_connect_timeout(arrpc_client *cli, unsigned ms)
 
 int arrpc_client_set_con_max_retries(arrpc_client *cli, unsigned tries)
 {
-    if (tries == 0)
-        return ARRPC_EINVAL;
+    if (tries == 0) return ARRPC_EINVAL;
     cli->tries = tries;
     return 0;
 }
@@ -126,15 +121,11 @@ int arrpc_client_set_retry_backoff(arrpc_client *cli, unsigned step_ms)
 
 int arrpc_client_set_auth_secret(arrpc_client *cli, const void *secret, size_t len)
 {
-    if (len > ARRPC_AUTH_SECRET_MAX || (len > 0 && !secret))
-        return ARRPC_EINVAL;
+    if (len > ARRPC_AUTH_SECRET_MAX || (len > 0 && !secret)) return ARRPC_EINVAL;
     uint8_t *copy = NULL;
-    if (len > 0 && !(copy = malloc(len)))
-        return ARRPC_ENOMEM;
-    if (len > 0)
-        memcpy(copy, secret, len);
-    if (cli->secret)
-        memset(cli->secret, 0, cli->secret_len);
+    if (len > 0 && !(copy = malloc(len))) return ARRPC_ENOMEM;
+    if (len > 0) memcpy(copy, secret, len);
+    if (cli->secret) memset(cli->secret, 0, cli->secret_len);
     free(cli->secret);
     cli->secret = copy;
     cli->secret_len = len;
@@ -145,11 +136,9 @@ int arrpc_client_set_auth_secret(arrpc_client *cli, const void *secret, size_t l
  * might have a reply half scanned. */
 static int set_limits(arrpc_client *cli, size_t max_message, unsigned max_depth)
 {
-    if (cli->fd >= 0)
-        return ARRPC_ESTATE;
+    if (cli->fd >= 0) return ARRPC_ESTATE;
     arrpc__scan *scan = arrpc__scan_new(max_message, max_depth);
-    if (!scan)
-        return ARRPC_ENOMEM;
+    if (!scan) return ARRPC_ENOMEM;
     arrpc__scan_free(cli->scan);
     cli->scan = scan;
     cli->max_message = max_message;
@@ -159,15 +148,13 @@ static int set_limits(arrpc_client *cli, size_t max_message, unsigned max_depth)
 
 int arrpc_client_set_max_message(arrpc_client *cli, size_t bytes)
 {
-    if (bytes == 0 || bytes > ARRPC_MAX_MESSAGE_LIMIT)
-        return ARRPC_EINVAL;
+    if (bytes == 0 || bytes > ARRPC_MAX_MESSAGE_LIMIT) return ARRPC_EINVAL;
     return set_limits(cli, bytes, cli->max_depth);
 }
 
 int arrpc_client_set_max_depth(arrpc_client *cli, unsigned depth)
 {
-    if (depth == 0 || depth > ARRPC_CLIENT_MAX_DEPTH)
-        return ARRPC_EINVAL;
+    if (depth == 0 || depth > ARRPC_CLIENT_MAX_DEPTH) return ARRPC_EINVAL;
     return set_limits(cli, cli->max_message, depth);
 }
 
@@ -201,8 +188,7 @@ static int connect_with_backoff(arrpc_client *cli)
 {
     char why[512] = "";
     for (unsigned attempt = 1;; attempt++) {
-        int fd = arrpc__net_connect(cli->host, cli->port, cli->connect_timeout_ms, why,
-                                    sizeof why);
+        int fd = arrpc__net_connect(cli->host, cli->port, cli->connect_timeout_ms, why, sizeof why);
         if (fd >= 0) {
             cli->fd = fd;
             int rc = arrpc__client_tls_start(cli, fd, handshake_deadline(cli), why, sizeof why);
@@ -214,12 +200,11 @@ static int connect_with_backoff(arrpc_client *cli)
             }
             arrpc__client_disconnect(cli);
             if (rc == ARRPC_ETLS) /* a certificate or policy refusal: trying again will not help */
-                return arrpc__client_fail(cli, ARRPC_ETLS, "TLS with %s:%u failed: %s",
-                                          cli->host, (unsigned)cli->port, why);
+                return arrpc__client_fail(cli, ARRPC_ETLS, "TLS with %s:%u failed: %s", cli->host,
+                                          (unsigned)cli->port, why);
         }
         ARRPC_DEBUG(cli->debug, "client: attempt %u: %s", attempt, why);
-        if (attempt >= cli->tries)
-            break;
+        if (attempt >= cli->tries) break;
         sleep_ms((uint64_t)attempt * cli->backoff_ms);
     }
     return arrpc__client_fail(cli, ARRPC_ECONNECT,
@@ -269,11 +254,10 @@ static int queue_requests(arrpc_client *cli, const void *const *requests, const 
     msgpack_packer pk;
     msgpack_packer_init(&pk, &cli->out, arrpc__buf_pack_write);
     for (size_t i = 0; i < count; i++) {
-        int rc = cli->secret ? arrpc__auth_wrap(cli->secret, cli->secret_len, requests[i],
-                                                lens[i], &pk)
-                             : arrpc__buf_append(&cli->out, requests[i], lens[i]);
-        if (rc != 0)
-            return arrpc__client_fail(cli, rc, "cannot queue request %zu", i);
+        int rc = cli->secret
+                     ? arrpc__auth_wrap(cli->secret, cli->secret_len, requests[i], lens[i], &pk)
+                     : arrpc__buf_append(&cli->out, requests[i], lens[i]);
+        if (rc != 0) return arrpc__client_fail(cli, rc, "cannot queue request %zu", i);
     }
     return 0;
 }
@@ -293,46 +277,37 @@ static int transact(arrpc_client *cli, const void *const *requests, const size_t
 {
     cli->fresh = 0;
     int rc = ensure_connected(cli);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     *started = arrpc__client_metrics_now(cli);
     size_t got = 0;
     uint64_t deadline = cli->timeout_ms ? arrpc__clock_ms() + cli->timeout_ms : 0;
     rc = queue_requests(cli, requests, lens, count);
-    if (rc == 0)
-        rc = arrpc__client_exchange(cli, count, deadline, out, &got);
+    if (rc == 0) rc = arrpc__client_exchange(cli, count, deadline, out, &got);
     if (rc == ARRPC_ECLOSED && !cli->fresh && got == 0 && cli->io.peer_closed_cleanly &&
         arrpc__buf_used(&cli->in) == 0) {
         ARRPC_DEBUG(cli->debug, "client: the server ended the kept TLS connection before "
                                 "reading the request: sending it on a new connection");
         arrpc__client_disconnect(cli);
         rc = ensure_connected(cli);
-        if (rc == 0)
-            rc = queue_requests(cli, requests, lens, count);
-        if (rc == 0)
-            rc = arrpc__client_exchange(cli, count, deadline, out, &got);
+        if (rc == 0) rc = queue_requests(cli, requests, lens, count);
+        if (rc == 0) rc = arrpc__client_exchange(cli, count, deadline, out, &got);
     }
-    if (rc == 0)
-        arrpc__client_tls_keep_session(cli);
+    if (rc == 0) arrpc__client_tls_keep_session(cli);
     /* After a failure nothing on this connection can be matched to a request any more; bytes
      * after the last reply mean the same. */
-    if (rc != 0 || arrpc__buf_used(&cli->in) > 0)
-        arrpc__client_disconnect(cli);
-    if (rc != 0)
-        free_responses(out, got);
+    if (rc != 0 || arrpc__buf_used(&cli->in) > 0) arrpc__client_disconnect(cli);
+    if (rc != 0) free_responses(out, got);
     return rc;
 }
 
 int arrpc_client_send_batch(arrpc_client *cli, const void *const *requests, const size_t *lens,
                             size_t count, arrpc_response **out)
 {
-    if (!cli || (count > 0 && (!requests || !lens || !out)))
-        return ARRPC_EINVAL;
+    if (!cli || (count > 0 && (!requests || !lens || !out))) return ARRPC_EINVAL;
     for (size_t i = 0; i < count; i++)
         out[i] = NULL;
     int rc = check_requests(cli, requests, lens, count);
-    if (rc != 0 || count == 0)
-        return rc;
+    if (rc != 0 || count == 0) return rc;
     uint64_t started = 0;
     rc = transact(cli, requests, lens, count, out, &started);
     /* The one place sends and batches are counted; arrpc_client_send's ERPC and EAUTH come
@@ -343,13 +318,11 @@ int arrpc_client_send_batch(arrpc_client *cli, const void *const *requests, cons
 
 int arrpc_client_send(arrpc_client *cli, const void *request, size_t len, arrpc_response **out)
 {
-    if (!out)
-        return ARRPC_EINVAL;
+    if (!out) return ARRPC_EINVAL;
     *out = NULL;
     arrpc_response *res = NULL;
     int rc = arrpc_client_send_batch(cli, &request, &len, 1, &res);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     int status = arrpc_response_status(res);
     if (status != ARRPC_OK) {
         size_t mlen = 0;

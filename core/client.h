@@ -31,20 +31,20 @@ struct arrpc_client {
     int debug;
     uint8_t *secret; /* NULL: requests go unsigned */
     size_t secret_len;
-    int fd;             /* -1 while not connected */
+    int fd;              /* -1 while not connected */
     arrpc__transport io; /* the stream over fd, TCP or TLS; every read and write goes through it */
-    int fresh;          /* connected during the current call */
+    int fresh;           /* connected during the current call */
     struct {
         char *cafile, *cert, *key, *name; /* cafile NULL: plain TCP; name NULL: the host */
         int self_signed;
-        arrpc__tls_ctx *ctx;   /* made from the files at the first connect */
-        void *session;         /* the last connection's session, resumed by the next one */
-        int session_saved;     /* taken from the current connection already */
+        arrpc__tls_ctx *ctx; /* made from the files at the first connect */
+        void *session;       /* the last connection's session, resumed by the next one */
+        int session_saved;   /* taken from the current connection already */
     } tls;
-    arrpc__scan *scan;  /* frames replies; also checks requests before they are sent */
-    arrpc__buf in;      /* bytes read and not yet cut into replies */
-    size_t scanned;     /* bytes of in already fed to the scanner */
-    arrpc__buf out;     /* request bytes not yet written */
+    arrpc__scan *scan; /* frames replies; also checks requests before they are sent */
+    arrpc__buf in;     /* bytes read and not yet cut into replies */
+    size_t scanned;    /* bytes of in already fed to the scanner */
+    arrpc__buf out;    /* request bytes not yet written */
     struct arrpc__client_metrics *metrics; /* NULL until metrics are asked for (client_metrics.c) */
     char errstr[ARRPC_CLIENT_ERRSTR_MAX];
 };

@@ -26,12 +26,10 @@ int arrpc__client_cut_replies(arrpc_client *cli, size_t count, arrpc_response **
         cli->scanned += used;
         if (rc < 0)
             return arrpc__client_fail(cli, rc, "invalid reply: %s", arrpc__scan_error(cli->scan));
-        if (rc == 0)
-            break;
+        if (rc == 0) break;
         rc = arrpc__response_new(p, cli->scanned, &out[*got]);
         if (rc != 0)
-            return arrpc__client_fail(cli, rc, "cannot decode a reply of %zu bytes",
-                                      cli->scanned);
+            return arrpc__client_fail(cli, rc, "cannot decode a reply of %zu bytes", cli->scanned);
         ARRPC_DEBUG(cli->debug, "client: reply %zu of %zu, %zu bytes", *got + 1, count,
                     cli->scanned);
         (*got)++;
@@ -48,15 +46,13 @@ static int fill(arrpc_client *cli, size_t missing, int *more)
     *more = 0;
     if (arrpc__buf_reserve(&cli->in, READ_CHUNK) != 0)
         return arrpc__client_fail(cli, ARRPC_ENOMEM, "no memory for a reply");
-    ssize_t n = cli->io.ops->read(&cli->io, cli->in.data + cli->in.len,
-                                  cli->in.cap - cli->in.len);
+    ssize_t n = cli->io.ops->read(&cli->io, cli->in.data + cli->in.len, cli->in.cap - cli->in.len);
     if (n > 0) {
         cli->in.len += (size_t)n;
         *more = cli->io.ops->has_pending(&cli->io);
         return 0;
     }
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-        return 0;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return 0;
     if (n < 0 && cli->io.tls_err) {
         char why[256];
         return arrpc__client_fail(cli, ARRPC_ETLS, "TLS with the server failed: %s",
@@ -72,14 +68,13 @@ static int fill(arrpc_client *cli, size_t missing, int *more)
 
 static int flush(arrpc_client *cli)
 {
-    ssize_t n = cli->io.ops->write(&cli->io, cli->out.data + cli->out.head,
-                                   arrpc__buf_used(&cli->out));
+    ssize_t n =
+        cli->io.ops->write(&cli->io, cli->out.data + cli->out.head, arrpc__buf_used(&cli->out));
     if (n >= 0) {
         arrpc__buf_consume(&cli->out, (size_t)n);
         return 0;
     }
-    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-        return 0;
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return 0;
     if (cli->io.tls_err) {
         char why[256];
         return arrpc__client_fail(cli, ARRPC_ETLS, "TLS with the server failed: %s",
@@ -103,14 +98,10 @@ int arrpc__client_exchange(arrpc_client *cli, size_t count, uint64_t deadline_ms
         if (ready == 0)
             return arrpc__client_fail(cli, ARRPC_ETIMEOUT, "no reply within %u ms (%zu of %zu)",
                                       cli->timeout_ms, *got, count);
-        if (ready < 0)
-            return arrpc__client_fail(cli, ARRPC_ESYS, "poll: %s", strerror(errno));
-        if ((rev & POLLOUT) && arrpc__buf_used(&cli->out))
-            rc = flush(cli);
-        if (rc == 0 && (rev & (POLLIN | POLLHUP | POLLERR)))
-            rc = fill(cli, count - *got, &more);
-        if (rc == 0)
-            rc = arrpc__client_cut_replies(cli, count, out, got);
+        if (ready < 0) return arrpc__client_fail(cli, ARRPC_ESYS, "poll: %s", strerror(errno));
+        if ((rev & POLLOUT) && arrpc__buf_used(&cli->out)) rc = flush(cli);
+        if (rc == 0 && (rev & (POLLIN | POLLHUP | POLLERR))) rc = fill(cli, count - *got, &more);
+        if (rc == 0) rc = arrpc__client_cut_replies(cli, count, out, got);
     }
     return rc;
 }

@@ -42,20 +42,18 @@ static const struct {
     int err;
     arrpc__reason reason;
 } reason_of_error[] = {
-    {ARRPC_ETIMEOUT, ARRPC_REASON_TIMEOUT}, {ARRPC_EAUTH, ARRPC_REASON_AUTH},
-    {ARRPC_ERPC, ARRPC_REASON_RPC},         {ARRPC_ECONNECT, ARRPC_REASON_CONNECT},
-    {ARRPC_EPROTO, ARRPC_REASON_INVALID},   {ARRPC_ETOOBIG, ARRPC_REASON_TOO_LARGE},
+    {ARRPC_ETIMEOUT, ARRPC_REASON_TIMEOUT},  {ARRPC_EAUTH, ARRPC_REASON_AUTH},
+    {ARRPC_ERPC, ARRPC_REASON_RPC},          {ARRPC_ECONNECT, ARRPC_REASON_CONNECT},
+    {ARRPC_EPROTO, ARRPC_REASON_INVALID},    {ARRPC_ETOOBIG, ARRPC_REASON_TOO_LARGE},
     {ARRPC_ETOODEEP, ARRPC_REASON_TOO_DEEP}, {ARRPC_ETLS, ARRPC_REASON_TLS},
     {ARRPC_ECLOSED, ARRPC_REASON_CLOSED},
 };
 
 int arrpc__client_metrics_reason(int err)
 {
-    if (err == ARRPC_OK || err == ARRPC_EINVAL)
-        return ARRPC_REASON_COUNT;
+    if (err == ARRPC_OK || err == ARRPC_EINVAL) return ARRPC_REASON_COUNT;
     for (size_t i = 0; i < sizeof reason_of_error / sizeof reason_of_error[0]; i++)
-        if (reason_of_error[i].err == err)
-            return (int)reason_of_error[i].reason;
+        if (reason_of_error[i].err == err) return (int)reason_of_error[i].reason;
     return ARRPC_REASON_IO;
 }
 
@@ -90,19 +88,16 @@ void arrpc__client_metrics_count(arrpc_client *cli, int rc, const size_t *lens, 
                                  arrpc_response *const *out, uint64_t started_ns)
 {
     arrpc__client_metrics *cm = cli->metrics;
-    if (!cm || !cm->on || rc == ARRPC_EINVAL)
-        return;
+    if (!cm || !cm->on || rc == ARRPC_EINVAL) return;
     uint64_t ns = started_ns ? now_ns() - started_ns : 0;
     int is_signed = cli->secret != NULL, tls = cli->tls.cafile != NULL;
     write_begin(cm);
-    if (cm->row == UINT32_MAX)
-        cm->row = arrpc__metrics_row_for(&cm->block, cli->host);
+    if (cm->row == UINT32_MAX) cm->row = arrpc__metrics_row_for(&cm->block, cli->host);
     for (size_t i = 0; i < count; i++) {
         arrpc__metrics_count_request(&cm->block, cm->row, is_signed, tls, ns, lens[i]);
         int reason = arrpc__client_metrics_reason(rc != 0 ? rc : arrpc_response_status(out[i]));
         if (reason != ARRPC_REASON_COUNT)
-            arrpc__metrics_count_error(&cm->block, cm->row, is_signed, tls,
-                                       (arrpc__reason)reason);
+            arrpc__metrics_count_error(&cm->block, cm->row, is_signed, tls, (arrpc__reason)reason);
     }
     write_end(cm);
 }
@@ -116,8 +111,7 @@ static void snapshot(arrpc__client_metrics *cm, arrpc__metrics *into)
         arrpc__metrics_reset(into);
         arrpc__metrics_add(into, &cm->block);
         atomic_thread_fence(memory_order_acquire); /* the copy is done before seq is read again */
-        if (!(s & 1) && atomic_load_explicit(&cm->seq, memory_order_relaxed) == s)
-            return;
+        if (!(s & 1) && atomic_load_explicit(&cm->seq, memory_order_relaxed) == s) return;
         sched_yield();
     }
 }
@@ -128,8 +122,7 @@ static int render_alloc(arrpc__client_metrics *cm, char **text, size_t *len)
 {
     arrpc__metrics *snap = calloc(1, sizeof *snap); /* large: not on a thread's stack */
     arrpc__labels fresh = {.handler_func = NULL};
-    if (!snap)
-        return ARRPC_ENOMEM;
+    if (!snap) return ARRPC_ENOMEM;
     if (cm)
         snapshot(cm, snap);
     else
@@ -146,15 +139,12 @@ static int render_alloc(arrpc__client_metrics *cm, char **text, size_t *len)
 
 int arrpc_client_metrics_render(const arrpc_client *cli, char *buf, size_t cap, size_t *len)
 {
-    if (!cli || !len || (cap > 0 && !buf))
-        return ARRPC_EINVAL;
+    if (!cli || !len || (cap > 0 && !buf)) return ARRPC_EINVAL;
     char *text = NULL;
     int rc = render_alloc(cli->metrics, &text, len);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     if (*len >= cap) {
-        if (cap > 0)
-            buf[0] = '\0';
+        if (cap > 0) buf[0] = '\0';
         rc = ARRPC_ENOMEM;
     } else {
         memcpy(buf, text, *len + 1);
@@ -168,8 +158,7 @@ int arrpc_client_metrics_render(const arrpc_client *cli, char *buf, size_t cap, 
 static arrpc__client_metrics *metrics_new(void)
 {
     arrpc__client_metrics *cm = calloc(1, sizeof *cm);
-    if (!cm)
-        return NULL;
+    if (!cm) return NULL;
     cm->row = UINT32_MAX;
     arrpc__labels_load(&cm->labels);
     cm->labels.handler_func = NULL; /* the client has no handler_func label */
@@ -178,21 +167,16 @@ static arrpc__client_metrics *metrics_new(void)
 
 int arrpc_client_set_metrics(arrpc_client *cli, int on)
 {
-    if (!cli)
-        return ARRPC_EINVAL;
-    if (on && !cli->metrics && !(cli->metrics = metrics_new()))
-        return ARRPC_ENOMEM;
-    if (cli->metrics)
-        cli->metrics->on = on != 0;
+    if (!cli) return ARRPC_EINVAL;
+    if (on && !cli->metrics && !(cli->metrics = metrics_new())) return ARRPC_ENOMEM;
+    if (cli->metrics) cli->metrics->on = on != 0;
     return 0;
 }
 
 void arrpc__client_metrics_free(arrpc__client_metrics *cm)
 {
-    if (!cm)
-        return;
-    if (cm->daemon)
-        MHD_stop_daemon(cm->daemon); /* joins its thread, closes the listening socket */
+    if (!cm) return;
+    if (cm->daemon) MHD_stop_daemon(cm->daemon); /* joins its thread, closes the listening socket */
     free(cm);
 }
 
@@ -200,8 +184,8 @@ void arrpc__client_metrics_free(arrpc__client_metrics *cm)
 
 /* GET (or HEAD) /metrics; 405 for other methods, 404 for other paths. */
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_size, void **state)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_size, void **state)
 {
     (void)version, (void)upload_data, (void)upload_size, (void)state;
     if (!arrpc__http_method_allowed(method))
@@ -210,30 +194,25 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return arrpc__http_text(conn, MHD_HTTP_NOT_FOUND, "not found: try /metrics\n");
     char *text = NULL;
     size_t len = 0;
-    if (render_alloc(cls, &text, &len) != 0)
-        return MHD_NO;
+    if (render_alloc(cls, &text, &len) != 0) return MHD_NO;
     return arrpc__http_reply(conn, MHD_HTTP_OK, text, len, ARRPC_HTTP_METRICS_TYPE);
 }
 
 int arrpc_client_serve_metrics(arrpc_client *cli, const char *host, uint16_t port)
 {
-    if (!cli || !host || !*host)
-        return ARRPC_EINVAL;
+    if (!cli || !host || !*host) return ARRPC_EINVAL;
     int rc = arrpc_client_set_metrics(cli, 1);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     arrpc__client_metrics *cm = cli->metrics;
     if (cm->daemon)
         return arrpc__client_fail(cli, ARRPC_ESTATE, "metrics are served already on port %u",
                                   (unsigned)cm->port);
     char err[256];
     int fd = arrpc__net_listen(host, port, 0, err, sizeof err);
-    if (fd < 0)
-        return arrpc__client_fail(cli, ARRPC_ESYS, "metrics: %s", err);
+    if (fd < 0) return arrpc__client_fail(cli, ARRPC_ESYS, "metrics: %s", err);
     unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | (cli->debug ? MHD_USE_ERROR_LOG : 0);
-    cm->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, cm,
-                                  MHD_OPTION_LISTEN_SOCKET, fd,
-                                  MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_CONNECTION_LIMIT,
+    cm->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, cm, MHD_OPTION_LISTEN_SOCKET,
+                                  fd, MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_CONNECTION_LIMIT,
                                   MHD_OPTION_CONNECTION_TIMEOUT,
                                   (unsigned)HTTP_CONNECTION_TIMEOUT_S, MHD_OPTION_END);
     if (!cm->daemon) {

@@ -7,8 +7,7 @@ void arrpc__log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Debug lines cost nothing but a branch when debug is off. */
 #define ARRPC_DEBUG(on, ...)                                                                       \
     do {                                                                                           \
-        if (on)                                                                                    \
-            arrpc__log(__VA_ARGS__);                                                               \
+        if (on) arrpc__log(__VA_ARGS__);                                                           \
     } while (0)
 
 #endif

@@ -21,8 +21,7 @@ static int listen_on(const struct addrinfo *ai, int reuseport)
 {
     int one = 1;
     int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
-    if (fd < 0)
-        return -1;
+    if (fd < 0) return -1;
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
         (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) ||
         bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, ARRPC_LISTEN_BACKLOG) != 0) {
@@ -61,8 +60,7 @@ int arrpc__net_listen(const char *host, uint16_t port, int reuseport, char *err,
 int arrpc__net_listen_group(const char *host, uint16_t port, char *err, size_t errlen)
 {
     int probe = arrpc__net_listen(host, port, 0, err, errlen);
-    if (probe < 0)
-        return probe;
+    if (probe < 0) return probe;
     port = arrpc__net_local_port(probe);
     close(probe);
     return arrpc__net_listen(host, port, 1, err, errlen);
@@ -72,10 +70,11 @@ int arrpc__net_listen_like(int fd)
 {
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
-    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
-        return ARRPC_ESYS;
-    struct addrinfo ai = {.ai_family = ss.ss_family, .ai_socktype = SOCK_STREAM,
-                          .ai_addr = (struct sockaddr *)&ss, .ai_addrlen = len};
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0) return ARRPC_ESYS;
+    struct addrinfo ai = {.ai_family = ss.ss_family,
+                          .ai_socktype = SOCK_STREAM,
+                          .ai_addr = (struct sockaddr *)&ss,
+                          .ai_addrlen = len};
     int nfd = listen_on(&ai, 1);
     return nfd >= 0 ? nfd : ARRPC_ESYS;
 }
@@ -84,12 +83,9 @@ uint16_t arrpc__net_local_port(int fd)
 {
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
-    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
-        return 0;
-    if (ss.ss_family == AF_INET)
-        return ntohs(((struct sockaddr_in *)&ss)->sin_port);
-    if (ss.ss_family == AF_INET6)
-        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0) return 0;
+    if (ss.ss_family == AF_INET) return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET6) return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
     return 0;
 }
 
@@ -116,12 +112,10 @@ void arrpc__net_peer_name(int fd, char *out, size_t outlen)
 int arrpc__parse_ulong(const char *s, unsigned long min, unsigned long max, unsigned long *out)
 {
     char *end = NULL;
-    if (!s || !*s || *s == '-')
-        return ARRPC_EINVAL;
+    if (!s || !*s || *s == '-') return ARRPC_EINVAL;
     errno = 0;
     unsigned long v = strtoul(s, &end, 10);
-    if (errno != 0 || *end != '\0' || v < min || v > max)
-        return ARRPC_EINVAL;
+    if (errno != 0 || *end != '\0' || v < min || v > max) return ARRPC_EINVAL;
     *out = v;
     return 0;
 }
@@ -131,17 +125,14 @@ int arrpc__net_split_hostport(const char *spec, char *host, size_t hostlen, uint
     const char *colon = strrchr(spec, ':');
     const char *start = spec, *stop = colon;
     unsigned long p;
-    if (!colon || arrpc__parse_ulong(colon + 1, 0, 65535, &p) != 0)
-        return ARRPC_EINVAL;
+    if (!colon || arrpc__parse_ulong(colon + 1, 0, 65535, &p) != 0) return ARRPC_EINVAL;
     if (*spec == '[') { /* [::1]:8080 */
-        if (colon == spec || colon[-1] != ']')
-            return ARRPC_EINVAL;
+        if (colon == spec || colon[-1] != ']') return ARRPC_EINVAL;
         start = spec + 1;
         stop = colon - 1;
     }
     size_t n = (size_t)(stop - start);
-    if (n == 0 || n >= hostlen)
-        return ARRPC_EINVAL;
+    if (n == 0 || n >= hostlen) return ARRPC_EINVAL;
     memcpy(host, start, n);
     host[n] = '\0';
     *port = (uint16_t)p;
@@ -162,8 +153,7 @@ int arrpc__net_wait(int fd, short events, uint64_t deadline_ms, short *revents)
         int timeout = -1;
         if (deadline_ms) {
             uint64_t now = arrpc__clock_ms();
-            if (now >= deadline_ms)
-                return 0;
+            if (now >= deadline_ms) return 0;
             uint64_t left = deadline_ms - now;
             timeout = left > INT32_MAX ? INT32_MAX : (int)left;
         }
@@ -172,8 +162,7 @@ int arrpc__net_wait(int fd, short events, uint64_t deadline_ms, short *revents)
             *revents = p.revents;
             return 1;
         }
-        if (n < 0 && errno != EINTR)
-            return ARRPC_ESYS;
+        if (n < 0 && errno != EINTR) return ARRPC_ESYS;
     }
 }
 
@@ -184,17 +173,12 @@ static int connect_one(const struct addrinfo *ai, uint64_t deadline_ms, int *out
     socklen_t len = sizeof soerr;
     short rev = 0;
     fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
-    if (fd < 0)
-        return -1;
-    if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0 && errno != EINPROGRESS)
-        goto fail;
+    if (fd < 0) return -1;
+    if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0 && errno != EINPROGRESS) goto fail;
     int ready = arrpc__net_wait(fd, POLLOUT, deadline_ms, &rev);
-    if (ready == 0)
-        errno = ETIMEDOUT;
-    if (ready <= 0)
-        goto fail;
-    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0)
-        goto fail;
+    if (ready == 0) errno = ETIMEDOUT;
+    if (ready <= 0) goto fail;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0) goto fail;
     if (soerr != 0) {
         errno = soerr;
         goto fail;
@@ -224,13 +208,11 @@ int arrpc__net_connect(const char *host, uint16_t port, unsigned timeout_ms, cha
     uint64_t deadline = timeout_ms ? arrpc__clock_ms() + timeout_ms : 0;
     int fd = -1, saved = 0;
     for (struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next) {
-        if (connect_one(ai, deadline, &fd) != 0)
-            saved = errno;
+        if (connect_one(ai, deadline, &fd) != 0) saved = errno;
     }
     freeaddrinfo(res);
     if (fd < 0) {
-        snprintf(err, errlen, "cannot connect to %s:%u: %s", host, (unsigned)port,
-                 strerror(saved));
+        snprintf(err, errlen, "cannot connect to %s:%u: %s", host, (unsigned)port, strerror(saved));
         return ARRPC_ECONNECT;
     }
     return fd;

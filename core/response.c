@@ -10,8 +10,8 @@
 struct arrpc_response {
     msgpack_zone *zone; /* the arena of the decoded containers; strings point into data */
     msgpack_object obj;
-    int status;         /* ARRPC_OK, ARRPC_ERPC or ARRPC_EAUTH */
-    size_t prefix_len;  /* of the error prefix, when status is not ARRPC_OK */
+    int status;        /* ARRPC_OK, ARRPC_ERPC or ARRPC_EAUTH */
+    size_t prefix_len; /* of the error prefix, when status is not ARRPC_OK */
     size_t len;
     uint8_t data[];
 };
@@ -46,8 +46,7 @@ static void classify(arrpc_response *res)
 int arrpc__response_new(const uint8_t *p, size_t n, arrpc_response **out)
 {
     arrpc_response *res = malloc(sizeof *res + n);
-    if (!res)
-        return ARRPC_ENOMEM;
+    if (!res) return ARRPC_ENOMEM;
     memcpy(res->data, p, n);
     res->len = n;
     res->prefix_len = 0;
@@ -72,8 +71,7 @@ int arrpc__response_new(const uint8_t *p, size_t n, arrpc_response **out)
 
 const char *arrpc__response_message(const arrpc_response *res, size_t *len)
 {
-    if (res->status == ARRPC_OK)
-        return NULL;
+    if (res->status == ARRPC_OK) return NULL;
     *len = res->obj.via.str.size - res->prefix_len;
     return res->obj.via.str.ptr + res->prefix_len;
 }
@@ -85,8 +83,7 @@ const msgpack_object *arrpc_response_object(const arrpc_response *res)
 
 const void *arrpc_response_data(const arrpc_response *res, size_t *len)
 {
-    if (len)
-        *len = res->len;
+    if (len) *len = res->len;
     return res->data;
 }
 
@@ -97,8 +94,7 @@ int arrpc_response_status(const arrpc_response *res)
 
 void arrpc_response_free(arrpc_response *res)
 {
-    if (!res)
-        return;
+    if (!res) return;
     msgpack_zone_free(res->zone);
     free(res);
 }

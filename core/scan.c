@@ -13,14 +13,14 @@
 struct arrpc__scan {
     size_t max_message;
     unsigned max_depth;
-    size_t offset;        /* bytes of the current message consumed so far */
-    uint64_t skip;        /* payload bytes still to pass over (str, bin, ext, numbers) */
-    unsigned depth;       /* containers open */
+    size_t offset;  /* bytes of the current message consumed so far */
+    uint64_t skip;  /* payload bytes still to pass over (str, bin, ext, numbers) */
+    unsigned depth; /* containers open */
     uint8_t header[SCAN_HEADER_MAX];
-    uint8_t header_have;  /* bytes of a header split across feeds */
+    uint8_t header_have; /* bytes of a header split across feeds */
     uint8_t header_need;
     char error[SCAN_ERROR_MAX];
-    uint64_t left[];      /* elements still due at each open level, max_depth of them */
+    uint64_t left[]; /* elements still due at each open level, max_depth of them */
 };
 
 /* What a header declares once it is whole. */
@@ -37,34 +37,59 @@ static type_info type_of(uint8_t b)
 {
     if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3)
         return (type_info){1, VALUE_SCALAR, 0};
-    if (b <= 0x8f)
-        return (type_info){1, VALUE_MAP, 0};
-    if (b <= 0x9f)
-        return (type_info){1, VALUE_ARRAY, 0};
-    if (b <= 0xbf)
-        return (type_info){1, VALUE_BYTES, 0};
+    if (b <= 0x8f) return (type_info){1, VALUE_MAP, 0};
+    if (b <= 0x9f) return (type_info){1, VALUE_ARRAY, 0};
+    if (b <= 0xbf) return (type_info){1, VALUE_BYTES, 0};
     switch (b) {
-    case 0xc4: case 0xd9: return (type_info){2, VALUE_BYTES, 0};  /* bin8, str8 */
-    case 0xc5: case 0xda: return (type_info){3, VALUE_BYTES, 0};  /* bin16, str16 */
-    case 0xc6: case 0xdb: return (type_info){5, VALUE_BYTES, 0};  /* bin32, str32 */
-    case 0xc7: return (type_info){3, VALUE_BYTES, 0};             /* ext8: len, type */
-    case 0xc8: return (type_info){4, VALUE_BYTES, 0};             /* ext16 */
-    case 0xc9: return (type_info){6, VALUE_BYTES, 0};             /* ext32 */
-    case 0xca: return (type_info){1, VALUE_SCALAR, 4};            /* float32 */
-    case 0xcb: return (type_info){1, VALUE_SCALAR, 8};            /* float64 */
-    case 0xcc: case 0xd0: return (type_info){1, VALUE_SCALAR, 1}; /* uint8, int8 */
-    case 0xcd: case 0xd1: return (type_info){1, VALUE_SCALAR, 2};
-    case 0xce: case 0xd2: return (type_info){1, VALUE_SCALAR, 4};
-    case 0xcf: case 0xd3: return (type_info){1, VALUE_SCALAR, 8};
-    case 0xd4: return (type_info){2, VALUE_SCALAR, 1};            /* fixext1: type, data */
-    case 0xd5: return (type_info){2, VALUE_SCALAR, 2};
-    case 0xd6: return (type_info){2, VALUE_SCALAR, 4};
-    case 0xd7: return (type_info){2, VALUE_SCALAR, 8};
-    case 0xd8: return (type_info){2, VALUE_SCALAR, 16};
-    case 0xdc: return (type_info){3, VALUE_ARRAY, 0};
-    case 0xdd: return (type_info){5, VALUE_ARRAY, 0};
-    case 0xde: return (type_info){3, VALUE_MAP, 0};
-    case 0xdf: return (type_info){5, VALUE_MAP, 0};
+    case 0xc4:
+    case 0xd9:
+        return (type_info){2, VALUE_BYTES, 0}; /* bin8, str8 */
+    case 0xc5:
+    case 0xda:
+        return (type_info){3, VALUE_BYTES, 0}; /* bin16, str16 */
+    case 0xc6:
+    case 0xdb:
+        return (type_info){5, VALUE_BYTES, 0}; /* bin32, str32 */
+    case 0xc7:
+        return (type_info){3, VALUE_BYTES, 0}; /* ext8: len, type */
+    case 0xc8:
+        return (type_info){4, VALUE_BYTES, 0}; /* ext16 */
+    case 0xc9:
+        return (type_info){6, VALUE_BYTES, 0}; /* ext32 */
+    case 0xca:
+        return (type_info){1, VALUE_SCALAR, 4}; /* float32 */
+    case 0xcb:
+        return (type_info){1, VALUE_SCALAR, 8}; /* float64 */
+    case 0xcc:
+    case 0xd0:
+        return (type_info){1, VALUE_SCALAR, 1}; /* uint8, int8 */
+    case 0xcd:
+    case 0xd1:
+        return (type_info){1, VALUE_SCALAR, 2};
+    case 0xce:
+    case 0xd2:
+        return (type_info){1, VALUE_SCALAR, 4};
+    case 0xcf:
+    case 0xd3:
+        return (type_info){1, VALUE_SCALAR, 8};
+    case 0xd4:
+        return (type_info){2, VALUE_SCALAR, 1}; /* fixext1: type, data */
+    case 0xd5:
+        return (type_info){2, VALUE_SCALAR, 2};
+    case 0xd6:
+        return (type_info){2, VALUE_SCALAR, 4};
+    case 0xd7:
+        return (type_info){2, VALUE_SCALAR, 8};
+    case 0xd8:
+        return (type_info){2, VALUE_SCALAR, 16};
+    case 0xdc:
+        return (type_info){3, VALUE_ARRAY, 0};
+    case 0xdd:
+        return (type_info){5, VALUE_ARRAY, 0};
+    case 0xde:
+        return (type_info){3, VALUE_MAP, 0};
+    case 0xdf:
+        return (type_info){5, VALUE_MAP, 0};
     }
     return (type_info){1, VALUE_INVALID, 0}; /* 0xc1, never used */
 }
@@ -82,10 +107,8 @@ static uint64_t declared_count(const uint8_t *h, type_info t)
 {
     uint8_t b = h[0];
     if (t.header_size == 1) {
-        if (t.kind == VALUE_MAP || t.kind == VALUE_ARRAY)
-            return b & 0x0f;
-        if (t.kind == VALUE_BYTES)
-            return b & 0x1f;
+        if (t.kind == VALUE_MAP || t.kind == VALUE_ARRAY) return b & 0x0f;
+        if (t.kind == VALUE_BYTES) return b & 0x1f;
         return 0;
     }
     if (b >= 0xc7 && b <= 0xc9) /* ext: the length, then one type byte already in the header */
@@ -112,11 +135,9 @@ static void forget_message(arrpc__scan *s)
 
 arrpc__scan *arrpc__scan_new(size_t max_message, unsigned max_depth)
 {
-    if (max_message == 0 || max_depth == 0 || max_depth > ARRPC_MAX_DEPTH_LIMIT)
-        return NULL;
+    if (max_message == 0 || max_depth == 0 || max_depth > ARRPC_MAX_DEPTH_LIMIT) return NULL;
     arrpc__scan *s = calloc(1, sizeof *s + max_depth * sizeof s->left[0]);
-    if (!s)
-        return NULL;
+    if (!s) return NULL;
     s->max_message = max_message;
     s->max_depth = max_depth;
     return s;
@@ -148,8 +169,7 @@ const char *arrpc__scan_error(const arrpc__scan *s)
 static int value_done(arrpc__scan *s)
 {
     while (s->depth > 0) {
-        if (--s->left[s->depth - 1] != 0)
-            return 0;
+        if (--s->left[s->depth - 1] != 0) return 0;
         s->depth--;
     }
     return 1;
@@ -177,7 +197,7 @@ static int on_header(arrpc__scan *s, const uint8_t *h, type_info t)
     case VALUE_ARRAY:
     case VALUE_MAP:
         if (t.kind == VALUE_MAP)
-            count *= 2; /* a key and a value per entry; at most 2^33, no overflow */
+            count *= 2;   /* a key and a value per entry; at most 2^33, no overflow */
         if (count > room) /* every element takes at least one byte */
             return too_big(s, "declared %llu elements exceed the %llu-byte message limit", count);
         if (s->depth == s->max_depth) { /* an empty container counts too, as msgpack-c counts */
@@ -185,8 +205,7 @@ static int on_header(arrpc__scan *s, const uint8_t *h, type_info t)
                      s->max_depth);
             return ARRPC_ETOODEEP;
         }
-        if (count == 0)
-            return value_done(s);
+        if (count == 0) return value_done(s);
         s->left[s->depth++] = count;
         return 0;
     }
@@ -236,8 +255,7 @@ int arrpc__scan_feed(arrpc__scan *s, const uint8_t *p, size_t n, size_t *used)
             rc = on_header(s, s->header, type_of(s->header[0]));
     }
     *used = i;
-    if (rc != 0)
-        forget_message(s);
+    if (rc != 0) forget_message(s);
     return rc;
 }
 
@@ -246,8 +264,7 @@ int arrpc__scan_whole(arrpc__scan *s, const uint8_t *p, size_t n)
     size_t used = 0;
     arrpc__scan_reset(s);
     int rc = arrpc__scan_feed(s, p, n, &used);
-    if (rc == 1 && used == n)
-        return 0;
+    if (rc == 1 && used == n) return 0;
     if (rc >= 0) {
         snprintf(s->error, sizeof s->error, "%s",
                  rc == 0 ? "truncated message" : "bytes after the end of the message");

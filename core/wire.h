@@ -1,6 +1,7 @@
 /* wire.h -- the error replies of arrpc 0.5.0's wire, shared by the server and the client.
  *
- * A failed request is answered with one MessagePack str: one of these prefixes, then the message. */
+ * A failed request is answered with one MessagePack str: one of these prefixes, then the message.
+ */
 #ifndef ARRPC_CORE_WIRE_H
 #define ARRPC_CORE_WIRE_H
 

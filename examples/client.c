@@ -15,8 +15,8 @@ int main(void)
 
     arrpc_client *client = arrpc_client_new("127.0.0.1", 8080);
     arrpc_response *response = NULL;
-    int rc = client ? arrpc_client_send(client, request.data, request.size, &response)
-                    : ARRPC_ENOMEM;
+    int rc =
+        client ? arrpc_client_send(client, request.data, request.size, &response) : ARRPC_ENOMEM;
     if (rc == 0) {
         msgpack_object_print(stdout, *arrpc_response_object(response));
         printf("\n");

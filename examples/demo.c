@@ -25,8 +25,7 @@
 static const msgpack_object *only_entry(const msgpack_object *req, const char *key)
 {
     size_t n = strlen(key);
-    if (req->type != MSGPACK_OBJECT_MAP || req->via.map.size != 1)
-        return NULL;
+    if (req->type != MSGPACK_OBJECT_MAP || req->via.map.size != 1) return NULL;
     const msgpack_object_kv *kv = &req->via.map.ptr[0];
     if (kv->key.type != MSGPACK_OBJECT_STR || kv->key.via.str.size != n ||
         memcmp(kv->key.via.str.ptr, key, n) != 0)
@@ -60,19 +59,22 @@ static int repeat(arrpc_call *call, const msgpack_object *v, msgpack_packer *res
 static double as_seconds(const msgpack_object *o)
 {
     switch (o->type) {
-    case MSGPACK_OBJECT_POSITIVE_INTEGER: return (double)o->via.u64;
+    case MSGPACK_OBJECT_POSITIVE_INTEGER:
+        return (double)o->via.u64;
     case MSGPACK_OBJECT_FLOAT32:
-    case MSGPACK_OBJECT_FLOAT64: return o->via.f64 > 0 ? o->via.f64 : 0;
-    default: return 0;
+    case MSGPACK_OBJECT_FLOAT64:
+        return o->via.f64 > 0 ? o->via.f64 : 0;
+    default:
+        return 0;
     }
 }
 
-ARRPC_API int arrpc_handler(arrpc_call *call, const msgpack_object *req, msgpack_packer *res, void *udata)
+ARRPC_API int arrpc_handler(arrpc_call *call, const msgpack_object *req, msgpack_packer *res,
+                            void *udata)
 {
     const msgpack_object *v;
     (void)udata;
-    if ((v = only_entry(req, "echo")))
-        return msgpack_pack_object(res, *v);
+    if ((v = only_entry(req, "echo"))) return msgpack_pack_object(res, *v);
     if ((v = only_entry(req, "fail"))) {
         if (v->type == MSGPACK_OBJECT_STR)
             return arrpc_call_fail(call, "%.*s", (int)v->via.str.size, v->via.str.ptr);
@@ -87,10 +89,8 @@ ARRPC_API int arrpc_handler(arrpc_call *call, const msgpack_object *req, msgpack
     }
     if (only_entry(req, "version"))
         return msgpack_pack_str_with_body(res, ARRPC_DEMO_VERSION, strlen(ARRPC_DEMO_VERSION));
-    if ((v = only_entry(req, "repeat")))
-        return repeat(call, v, res);
-    if (only_entry(req, "pid"))
-        return msgpack_pack_int64(res, (int64_t)getpid());
+    if ((v = only_entry(req, "repeat"))) return repeat(call, v, res);
+    if (only_entry(req, "pid")) return msgpack_pack_int64(res, (int64_t)getpid());
     if ((v = only_entry(req, "crash")) && v->type == MSGPACK_OBJECT_BOOLEAN && v->via.boolean) {
         signal(SIGSEGV, SIG_DFL);
         raise(SIGSEGV);

@@ -63,12 +63,12 @@ ARRPC_API const char *arrpc_errname(int err);
  * (MSGPACK_EMBED_STACK_SIZE, fixed when Debian built it), so that is both default and ceiling. */
 #define ARRPC_DEFAULT_MAX_DEPTH 32u
 #define ARRPC_MAX_DEPTH_LIMIT 32u
-#define ARRPC_DEFAULT_MAX_CONNECTIONS 10000u            /* per worker; more are accepted, closed */
-#define ARRPC_DEFAULT_DRAIN_TIMEOUT_MS 30000u           /* graceful stop: wait for busy clients */
-#define ARRPC_MAX_WORKERS 128u                       /* worker processes (and listening sockets) */
+#define ARRPC_DEFAULT_MAX_CONNECTIONS 10000u          /* per worker; more are accepted, closed */
+#define ARRPC_DEFAULT_DRAIN_TIMEOUT_MS 30000u         /* graceful stop: wait for busy clients */
+#define ARRPC_MAX_WORKERS 128u                        /* worker processes (and listening sockets) */
 #define ARRPC_DEFAULT_HANDLER_TIMEOUT_MS 30000u       /* pre-fork: a stuck worker is replaced */
-#define ARRPC_DEFAULT_IDLE_TIMEOUT_MS 0u                /* 0: idle connections are kept forever */
-#define ARRPC_DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS 10000u   /* a TLS handshake must finish by then */
+#define ARRPC_DEFAULT_IDLE_TIMEOUT_MS 0u              /* 0: idle connections are kept forever */
+#define ARRPC_DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS 10000u /* a TLS handshake must finish by then */
 #define ARRPC_DEFAULT_REQUEST_TIMEOUT_MS 30000u /* a request begun must arrive whole by then */
 #define ARRPC_DEFAULT_WRITE_TIMEOUT_MS 30000u   /* unread replies: closed after this long */
 
@@ -154,8 +154,8 @@ ARRPC_API int arrpc_server_set_pid_file(arrpc_server *srv, const char *path);
 /* Binds the listening socket now, so that arrpc_server_port() is known before running; run
  * binds by itself when this was not called. */
 ARRPC_API int arrpc_server_bind(arrpc_server *srv);
-/* Binds if needed, then serves in the calling thread until arrpc_server_stop. Returns 0 after a stop, or
- * an error (bind failure...) with the detail in arrpc_server_errstr. */
+/* Binds if needed, then serves in the calling thread until arrpc_server_stop. Returns 0 after a
+ * stop, or an error (bind failure...) with the detail in arrpc_server_errstr. */
 ARRPC_API int arrpc_server_run(arrpc_server *srv);
 /* Starts the server in the background and returns once it accepts connections: a thread with
  * 0 workers, a master child process otherwise (arrpc 0.5.0's start(background=True)). */
@@ -187,7 +187,7 @@ ARRPC_API void arrpc_client_free(arrpc_client *cli);
  * connect timeout bounds each connect try (not the back-off sleeps); both hold across
  * reconnects. */
 ARRPC_API int arrpc_client_set_timeout(arrpc_client *cli, unsigned ms); /* 0: none (default) */
-ARRPC_API int arrpc_client_set_connect_timeout(arrpc_client *cli, unsigned ms); /* 0: none */
+ARRPC_API int arrpc_client_set_connect_timeout(arrpc_client *cli, unsigned ms);    /* 0: none */
 ARRPC_API int arrpc_client_set_con_max_retries(arrpc_client *cli, unsigned tries); /* >= 1 */
 ARRPC_API int arrpc_client_set_retry_backoff(arrpc_client *cli, unsigned step_ms); /* 1000 */
 ARRPC_API int arrpc_client_set_auth_secret(arrpc_client *cli, const void *secret, size_t len);

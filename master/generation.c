@@ -27,8 +27,7 @@ int arrpc__row_of_slot(const arrpc__master *m, uint32_t slot, uint32_t generatio
 int arrpc__handover(arrpc__master *m, int from, int to)
 {
     int sv[2] = {-1, -1};
-    if (to >= 0 &&
-        socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0) {
+    if (to >= 0 && socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0) {
         arrpc__log("master: socketpair: %s; worker %d drains instead", strerror(errno),
                    (int)m->row[from].pid);
         to = -1;
@@ -39,10 +38,8 @@ int arrpc__handover(arrpc__master *m, int from, int to)
     }
     arrpc__master_send(m, from, ARRPC_CTL_RETIRE, 0, sv[0]);
     m->row[from].state = ROW_RETIRING;
-    if (sv[0] >= 0)
-        close(sv[0]);
-    if (sv[1] >= 0)
-        close(sv[1]);
+    if (sv[0] >= 0) close(sv[0]);
+    if (sv[1] >= 0) close(sv[1]);
     return 0;
 }
 
@@ -63,14 +60,12 @@ void arrpc__reload_start(arrpc__master *m)
             arrpc__reload_on_failure(m, "cannot start a new worker");
 }
 
-static int generation_ready(const arrpc__master *m, uint32_t gen)
+int arrpc__generation_ready(const arrpc__master *m, uint32_t gen)
 {
     for (uint32_t s = 0; s < m->nslots; s++) {
-        if (!m->slot[s].active)
-            continue;
+        if (!m->slot[s].active) continue;
         int r = arrpc__row_of_slot(m, s, gen);
-        if (r < 0 || m->row[r].state != ROW_READY)
-            return 0;
+        if (r < 0 || m->row[r].state != ROW_READY) return 0;
     }
     return 1;
 }
@@ -88,14 +83,11 @@ static void reload_finished(arrpc__master *m)
 void arrpc__reload_on_ready(arrpc__master *m)
 {
     uint32_t gen = m->reload.generation;
-    if (!generation_ready(m, gen))
-        return;
+    if (!arrpc__generation_ready(m, gen)) return;
     for (uint32_t s = 0; s < m->nslots; s++) {
-        if (!m->slot[s].active)
-            continue;
+        if (!m->slot[s].active) continue;
         int old = arrpc__row_of_slot(m, s, m->generation);
-        if (old >= 0)
-            arrpc__handover(m, old, arrpc__row_of_slot(m, s, gen));
+        if (old >= 0) arrpc__handover(m, old, arrpc__row_of_slot(m, s, gen));
     }
     arrpc__log("master: reload: generation %u serving, generation %u handing over", gen,
                m->generation);
@@ -119,8 +111,7 @@ void arrpc__reload_on_failure(arrpc__master *m, const char *why)
 
 void arrpc__reload_check_deadline(arrpc__master *m)
 {
-    if (!m->reload.active || m->now_ms < m->reload.deadline_ms)
-        return;
+    if (!m->reload.active || m->now_ms < m->reload.deadline_ms) return;
     uint32_t gen = m->reload.generation;
     for (unsigned r = 0; r < ARRPC_SHM_RECORDS; r++) /* never ready: nothing accepted */
         if (m->row[r].state == ROW_STARTING && m->row[r].generation == gen)
@@ -175,12 +166,10 @@ void arrpc__scale_down(arrpc__master *m)
     for (uint32_t t = 0; t < m->nslots; t++) {
         if (t == s || (!m->slot[t].active && m->slot[t].adopter == (int)s)) {
             m->slot[t].adopter = (int)a;
-            if (to >= 0)
-                arrpc__master_send(m, to, ARRPC_CTL_LISTEN_ADD, t, m->slot[t].listen_fd);
+            if (to >= 0) arrpc__master_send(m, to, ARRPC_CTL_LISTEN_ADD, t, m->slot[t].listen_fd);
         }
     }
-    if (from >= 0)
-        arrpc__handover(m, from, to);
+    if (from >= 0) arrpc__handover(m, from, to);
     m->cfg->workers = active_slots(m);
     arrpc__log("master: SIGTTOU: %u workers", m->cfg->workers);
 }

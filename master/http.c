@@ -29,16 +29,7 @@ struct arrpc__http {
 
 static int is_ready(const arrpc__master *m)
 {
-    if (m->stopping || m->predrain_until_ms)
-        return 0;
-    for (uint32_t s = 0; s < m->nslots; s++) {
-        if (!m->slot[s].active)
-            continue;
-        int r = arrpc__row_of_slot(m, s, m->generation);
-        if (r < 0 || m->row[r].state != ROW_READY)
-            return 0;
-    }
-    return 1;
+    return !m->stopping && !m->predrain_until_ms && arrpc__generation_ready(m, m->generation);
 }
 
 static unsigned workers_alive(const arrpc__master *m)
@@ -64,7 +55,8 @@ static void write_restarts(FILE *f, const arrpc__http *h)
 {
     const arrpc__shm *shm = h->m->shm;
     fputs("# HELP arrpc_server_worker_restarts_total Workers replaced, by cause.\n"
-          "# TYPE arrpc_server_worker_restarts_total counter\n", f);
+          "# TYPE arrpc_server_worker_restarts_total counter\n",
+          f);
     for (unsigned c = 0; c < ARRPC_CAUSE_COUNT; c++) {
         uint64_t n = shm->area[0].restarts[c] + shm->area[1].restarts[c];
         fputs("arrpc_server_worker_restarts_total{hostname=", f);
@@ -97,25 +89,24 @@ static void write_metrics(FILE *f, arrpc__http *h)
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_size, void **state)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_size, void **state)
 {
     arrpc__http *h = cls;
     (void)version, (void)upload_data, (void)upload_size, (void)state;
     if (!arrpc__http_method_allowed(method))
         return arrpc__http_text(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "only GET\n");
-    if (strcmp(url, "/healthz") == 0)
-        return arrpc__http_text(conn, MHD_HTTP_OK, "ok\n");
+    if (strcmp(url, "/healthz") == 0) return arrpc__http_text(conn, MHD_HTTP_OK, "ok\n");
     if (strcmp(url, "/readyz") == 0)
         return is_ready(h->m) ? arrpc__http_text(conn, MHD_HTTP_OK, "ready\n")
                               : arrpc__http_text(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "not ready\n");
     if (strcmp(url, "/metrics") != 0)
-        return arrpc__http_text(conn, MHD_HTTP_NOT_FOUND, "not found: try /metrics, /healthz, /readyz\n");
+        return arrpc__http_text(conn, MHD_HTTP_NOT_FOUND,
+                                "not found: try /metrics, /healthz, /readyz\n");
     char *body = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&body, &len);
-    if (!f)
-        return MHD_NO;
+    if (!f) return MHD_NO;
     write_metrics(f, h);
     fclose(f);
     return arrpc__http_reply(conn, MHD_HTTP_OK, body, len, ARRPC_HTTP_METRICS_TYPE);
@@ -133,10 +124,9 @@ arrpc__http *arrpc__http_start(arrpc__master *m, int listen_fd)
     h->labels.handler_func = m->cfg->worker.handler_name;
     h->start_time = (double)time(NULL);
     h->daemon = MHD_start_daemon(MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, h,
-                                 MHD_OPTION_LISTEN_SOCKET, listen_fd,
-                                 MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_CONNECTION_LIMIT,
-                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_CONNECTION_TIMEOUT_S,
-                                 MHD_OPTION_END);
+                                 MHD_OPTION_LISTEN_SOCKET, listen_fd, MHD_OPTION_CONNECTION_LIMIT,
+                                 (unsigned)HTTP_CONNECTION_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
+                                 (unsigned)HTTP_CONNECTION_TIMEOUT_S, MHD_OPTION_END);
     if (!h->daemon) {
         free(h->sum);
         free(h);
@@ -153,14 +143,12 @@ int arrpc__http_epoll_fd(const arrpc__http *h)
 
 void arrpc__http_run(arrpc__http *h)
 {
-    if (h)
-        MHD_run(h->daemon);
+    if (h) MHD_run(h->daemon);
 }
 
 void arrpc__http_stop(arrpc__http *h)
 {
-    if (!h)
-        return;
+    if (!h) return;
     MHD_stop_daemon(h->daemon);
     free(h->sum);
     free(h);

@@ -31,18 +31,16 @@ static uint64_t now_ms(void)
 int arrpc__master_send(arrpc__master *m, int row, uint32_t type, uint32_t arg, int fd)
 {
     arrpc__ctl_msg msg = {.type = type, .arg = arg};
-    if (m->row[row].state == ROW_FREE)
-        return ARRPC_ESTATE;
+    if (m->row[row].state == ROW_FREE) return ARRPC_ESTATE;
     return arrpc__fd_send(m->row[row].ctl_fd, &msg, sizeof msg, &fd, fd >= 0 ? 1 : 0);
 }
 
 int arrpc__master_read_secret(arrpc__master *m)
 {
     char err[512];
-    if (!m->cfg->secret_file)
-        return 0;
-    if (arrpc__auth_read_secret(m->cfg->secret_file, m->secret, &m->secret_len, err,
-                                sizeof err) != 0) {
+    if (!m->cfg->secret_file) return 0;
+    if (arrpc__auth_read_secret(m->cfg->secret_file, m->secret, &m->secret_len, err, sizeof err) !=
+        0) {
         arrpc__log("master: %s", err);
         return ARRPC_EINVAL;
     }
@@ -59,19 +57,6 @@ static int live_rows(const arrpc__master *m)
     return n;
 }
 
-/* True when every active slot has a ready worker of the serving generation. */
-static int all_ready(const arrpc__master *m)
-{
-    for (uint32_t s = 0; s < m->nslots; s++) {
-        if (!m->slot[s].active)
-            continue;
-        int r = arrpc__row_of_slot(m, s, m->generation);
-        if (r < 0 || m->row[r].state != ROW_READY)
-            return 0;
-    }
-    return 1;
-}
-
 static void on_ready(arrpc__master *m, int r)
 {
     arrpc__worker_row *row = &m->row[r];
@@ -79,13 +64,11 @@ static void on_ready(arrpc__master *m, int r)
     arrpc__slot *slot = &m->slot[row->slot];
     if (slot->adopter >= 0) { /* reactivated by scale-up: its adopter stops watching it */
         int a = arrpc__row_of_slot(m, (uint32_t)slot->adopter, m->generation);
-        if (a >= 0)
-            arrpc__master_send(m, a, ARRPC_CTL_LISTEN_DROP, row->slot, -1);
+        if (a >= 0) arrpc__master_send(m, a, ARRPC_CTL_LISTEN_DROP, row->slot, -1);
         slot->adopter = -1;
     }
-    if (m->reload.active && row->generation == m->reload.generation)
-        arrpc__reload_on_ready(m);
-    if (!m->told_ready && all_ready(m)) {
+    if (m->reload.active && row->generation == m->reload.generation) arrpc__reload_on_ready(m);
+    if (!m->told_ready && arrpc__generation_ready(m, m->generation)) {
         m->told_ready = 1;
         arrpc__log("master: listening on %s:%u with %u workers", m->cfg->host,
                    (unsigned)arrpc__net_local_port(m->slot[0].listen_fd), m->cfg->workers);
@@ -178,8 +161,7 @@ static void on_worker_exit(arrpc__master *m, int r, int status)
         stop_now(m);
         return;
     }
-    if (expected || row.generation != m->generation || !m->slot[row.slot].active)
-        return;
+    if (expected || row.generation != m->generation || !m->slot[row.slot].active) return;
     arrpc__slot *slot = &m->slot[row.slot];
     slot->restarts++;
     /* The loop's timers start it: the master never sleeps to back off. */
@@ -217,23 +199,31 @@ static void scale(arrpc__master *m, int up)
 static void on_signal(arrpc__master *m, int signo)
 {
     switch (signo) {
-    case SIGCHLD: reap_children(m); break;
+    case SIGCHLD:
+        reap_children(m);
+        break;
     case SIGHUP:
-        if (m->stopping)
-            break;
+        if (m->stopping) break;
         if (m->reload.active)
             m->reload.pending = 1;
         else
             arrpc__reload_start(m);
         break;
     case SIGTERM:
-    case SIGINT: on_stop_request(m); break;
-    case SIGQUIT: stop_now(m); break;
-    case SIGTTIN: scale(m, 1); break;
-    case SIGTTOU: scale(m, 0); break;
+    case SIGINT:
+        on_stop_request(m);
+        break;
+    case SIGQUIT:
+        stop_now(m);
+        break;
+    case SIGTTIN:
+        scale(m, 1);
+        break;
+    case SIGTTOU:
+        scale(m, 0);
+        break;
     case SIGUSR2:
-        if (!m->stopping)
-            arrpc__upgrade_start(m);
+        if (!m->stopping) arrpc__upgrade_start(m);
         break;
     }
 }
@@ -249,8 +239,7 @@ static void read_signals(arrpc__master *m)
  * Kubernetes, which signals while endpoints are still being removed) stops sending first. */
 static void on_stop_request(arrpc__master *m)
 {
-    if (m->stopping || m->predrain_until_ms)
-        return;
+    if (m->stopping || m->predrain_until_ms) return;
     if (m->cfg->predrain_ms && m->http) {
         m->predrain_until_ms = m->now_ms + m->cfg->predrain_ms;
         arrpc__log("master: not ready; draining in %u ms", m->cfg->predrain_ms);
@@ -262,15 +251,13 @@ static void on_stop_request(arrpc__master *m)
 /* Graceful stop: every worker drains (answers what it read, closes idle connections). */
 static void start_stop(arrpc__master *m)
 {
-    if (m->stopping)
-        return;
+    if (m->stopping) return;
     m->stopping = 1;
     m->stop_deadline_ms = m->now_ms + m->cfg->worker.drain_timeout_ms + ARRPC_ABORT_GRACE_MS;
     arrpc__log("master: stopping gracefully");
     arrpc__notify("STOPPING=1");
     for (unsigned r = 0; r < ARRPC_SHM_RECORDS; r++)
-        if (m->row[r].state != ROW_FREE)
-            arrpc__master_send(m, (int)r, ARRPC_CTL_STOP, 0, -1);
+        if (m->row[r].state != ROW_FREE) arrpc__master_send(m, (int)r, ARRPC_CTL_STOP, 0, -1);
 }
 
 static void stop_now(arrpc__master *m)
@@ -278,8 +265,7 @@ static void stop_now(arrpc__master *m)
     m->stopping = 1;
     m->stop_deadline_ms = m->now_ms;
     for (unsigned r = 0; r < ARRPC_SHM_RECORDS; r++)
-        if (m->row[r].state != ROW_FREE)
-            kill(m->row[r].pid, SIGKILL);
+        if (m->row[r].state != ROW_FREE) kill(m->row[r].pid, SIGKILL);
 }
 
 /* A handler busy longer than the timeout: SIGABRT (a core dump shows where it hung), then
@@ -290,14 +276,14 @@ static void check_stuck(arrpc__master *m)
     uint64_t now = arrpc__shm_clock_ms();
     for (unsigned r = 0; r < ARRPC_SHM_RECORDS; r++) {
         arrpc__worker_row *row = &m->row[r];
-        if (row->state == ROW_FREE)
-            continue;
+        if (row->state == ROW_FREE) continue;
         if (row->kill_at_ms && now >= row->kill_at_ms) {
             kill(row->pid, SIGKILL);
             row->kill_at_ms = UINT64_MAX;
             continue;
         }
-        uint64_t busy = atomic_load_explicit(&m->shm->worker[r].busy_since_ms, memory_order_relaxed);
+        uint64_t busy =
+            atomic_load_explicit(&m->shm->worker[r].busy_since_ms, memory_order_relaxed);
         if (timeout && busy && !row->kill_at_ms && now - busy > timeout) {
             arrpc__log("master: worker %d busy in its handler for %llu ms: aborting it",
                        (int)row->pid, (unsigned long long)(now - busy));
@@ -320,20 +306,20 @@ static void run_timers(arrpc__master *m)
         }
     }
     arrpc__reload_check_deadline(m);
-    if (m->predrain_until_ms && m->now_ms >= m->predrain_until_ms)
-        start_stop(m);
+    if (m->predrain_until_ms && m->now_ms >= m->predrain_until_ms) start_stop(m);
     arrpc__http_run(m->http); /* its connection timeouts, even when nothing arrives */
     if (m->stopping && m->now_ms >= m->stop_deadline_ms)
         for (unsigned r = 0; r < ARRPC_SHM_RECORDS; r++)
-            if (m->row[r].state != ROW_FREE)
-                kill(m->row[r].pid, SIGKILL);
+            if (m->row[r].state != ROW_FREE) kill(m->row[r].pid, SIGKILL);
 }
 
 static void on_event(arrpc__master *m, uint64_t tag)
 {
     uint32_t kind = (uint32_t)(tag >> 32), index = (uint32_t)tag;
     switch (kind) {
-    case EV_SIGNAL: read_signals(m); break;
+    case EV_SIGNAL:
+        read_signals(m);
+        break;
     case EV_STOP: {
         uint64_t v;
         ssize_t ignored = read(m->cfg->stop_fd, &v, sizeof v);
@@ -341,9 +327,15 @@ static void on_event(arrpc__master *m, uint64_t tag)
         on_stop_request(m);
         break;
     }
-    case EV_ROW: on_row_message(m, (int)index); break;
-    case EV_UPGRADE: arrpc__upgrade_on_message(m); break;
-    case EV_HTTP: arrpc__http_run(m->http); break;
+    case EV_ROW:
+        on_row_message(m, (int)index);
+        break;
+    case EV_UPGRADE:
+        arrpc__upgrade_on_message(m);
+        break;
+    case EV_HTTP:
+        arrpc__http_run(m->http);
+        break;
     }
 }
 
@@ -363,18 +355,15 @@ static int master_init(arrpc__master *m)
     for (size_t i = 0; i < sizeof master_signals / sizeof master_signals[0]; i++)
         sigaddset(&set, master_signals[i]);
     signal(SIGPIPE, SIG_IGN);
-    if (sigprocmask(SIG_BLOCK, &set, NULL) != 0)
-        return ARRPC_ESYS;
+    if (sigprocmask(SIG_BLOCK, &set, NULL) != 0) return ARRPC_ESYS;
     int inherited_shm = -1;
     arrpc__upgrade_inherit_extras(m, &inherited_shm, &m->metrics_fd);
     if (inherited_shm >= 0 && (m->shm = arrpc__shm_attach(inherited_shm))) {
         m->shm_fd = inherited_shm; /* counters continue where the old master's left off */
         m->area = 1 - atomic_load(&m->shm->area_in_use);
     } else {
-        if (inherited_shm >= 0)
-            close(inherited_shm);
-        if (!(m->shm = arrpc__shm_create(&m->shm_fd)))
-            return ARRPC_ESYS;
+        if (inherited_shm >= 0) close(inherited_shm);
+        if (!(m->shm = arrpc__shm_create(&m->shm_fd))) return ARRPC_ESYS;
     }
     atomic_store(&m->shm->area_in_use, m->area);
     m->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
@@ -391,14 +380,13 @@ static int start_http(arrpc__master *m)
 {
     char err[256];
     if (!m->cfg->metrics_host) {
-        if (m->metrics_fd >= 0)
-            close(m->metrics_fd);
+        if (m->metrics_fd >= 0) close(m->metrics_fd);
         m->metrics_fd = -1;
         return 0;
     }
     if (m->metrics_fd < 0)
-        m->metrics_fd = arrpc__net_listen(m->cfg->metrics_host, m->cfg->metrics_port, 0, err,
-                                          sizeof err);
+        m->metrics_fd =
+            arrpc__net_listen(m->cfg->metrics_host, m->cfg->metrics_port, 0, err, sizeof err);
     if (m->metrics_fd < 0) {
         arrpc__log("master: metrics: %s", err);
         return ARRPC_ESYS;
@@ -418,13 +406,10 @@ static void master_destroy(arrpc__master *m)
     arrpc__http_stop(m->http); /* closes the metrics socket too */
     for (uint32_t s = 0; s < m->nslots; s++)
         close(m->slot[s].listen_fd);
-    if (m->sigfd >= 0)
-        close(m->sigfd);
-    if (m->epfd >= 0)
-        close(m->epfd);
+    if (m->sigfd >= 0) close(m->sigfd);
+    if (m->epfd >= 0) close(m->epfd);
     arrpc__shm_unmap(m->shm);
-    if (m->shm_fd >= 0)
-        close(m->shm_fd);
+    if (m->shm_fd >= 0) close(m->shm_fd);
     sigset_t set;
     sigemptyset(&set);
     for (size_t i = 0; i < sizeof master_signals / sizeof master_signals[0]; i++)
@@ -447,8 +432,7 @@ static void serve(arrpc__master *m)
 int arrpc__master_run(arrpc__master_config *cfg)
 {
     arrpc__master *m = calloc(1, sizeof *m);
-    if (!m)
-        return 1;
+    if (!m) return 1;
     m->cfg = cfg;
     m->sigfd = m->epfd = m->shm_fd = m->upgrade_fd = m->inherited_upgrade_fd = -1;
     m->metrics_fd = -1;
@@ -463,8 +447,7 @@ int arrpc__master_run(arrpc__master_config *cfg)
     }
     m->generation = m->next_generation = 1;
     for (uint32_t s = 0; s < m->nslots; s++)
-        if (m->slot[s].active)
-            arrpc__spawn_worker(m, s, m->generation);
+        if (m->slot[s].active) arrpc__spawn_worker(m, s, m->generation);
     if (cfg->pid_file && arrpc__pidfile_write(cfg->pid_file) != 0)
         arrpc__log("master: cannot write pid file %s: %s", cfg->pid_file, strerror(errno));
     serve(m);

@@ -11,32 +11,33 @@
 #include "../workers/handler.h"
 #include "../workers/worker.h"
 
-#define ARRPC_EXIT_START_FAILED 78     /* a worker that could not start (EX_CONFIG) */
+#define ARRPC_EXIT_START_FAILED 78 /* a worker that could not start (EX_CONFIG) */
 #define ARRPC_RESPAWN_BACKOFF_MIN_MS 100u
 #define ARRPC_RESPAWN_BACKOFF_MAX_MS 10000u
-#define ARRPC_RESPAWN_STABLE_MS 5000u  /* a worker that lived this long resets its slot's back-off */
-#define ARRPC_ABORT_GRACE_MS 2000u     /* SIGABRT to a stuck worker, SIGKILL this long after */
+#define ARRPC_RESPAWN_STABLE_MS 5000u /* a worker that lived this long resets its slot's back-off  \
+                                       */
+#define ARRPC_ABORT_GRACE_MS 2000u    /* SIGABRT to a stuck worker, SIGKILL this long after */
 #define ARRPC_RELOAD_START_TIMEOUT_MS 15000u /* new workers must be ready within this */
-#define ARRPC_MASTER_TICK_MS 200       /* how often the master looks at busy stamps and timers */
+#define ARRPC_MASTER_TICK_MS 200 /* how often the master looks at busy stamps and timers */
 #define ARRPC_LISTEN_FDS_ENV "LISTEN_FDS"
 #define ARRPC_UPGRADE_ENV "ARRPC_UPGRADE_FD" /* the binary-upgrade channel to the old master */
 
 /* What every worker is made from. Re-read on SIGHUP where it names files. */
 typedef struct arrpc__master_config {
-    arrpc__worker_config worker;   /* limits, and the handler when it is not a plugin */
-    const char *plugin;            /* PATH.so[:SYMBOL] loaded by each worker; NULL: worker.handler */
-    const char *secret_file;       /* re-read on SIGHUP; NULL: worker.secret as given */
+    arrpc__worker_config worker; /* limits, and the handler when it is not a plugin */
+    const char *plugin;          /* PATH.so[:SYMBOL] loaded by each worker; NULL: worker.handler */
+    const char *secret_file;     /* re-read on SIGHUP; NULL: worker.secret as given */
     const char *host;
     uint16_t port;
     unsigned workers;
-    unsigned handler_timeout_ms;   /* 0: off */
-    const char *pid_file;          /* NULL: none */
-    int ready_fd;                  /* written once when every worker first accepts; -1: none */
-    int stop_fd;                   /* readable: graceful stop (arrpc_server_stop); -1: none */
-    int bound_fd;                  /* slot 0's socket, already bound (the master owns it); -1 */
-    const char *metrics_host;      /* NULL: no HTTP exporter */
+    unsigned handler_timeout_ms; /* 0: off */
+    const char *pid_file;        /* NULL: none */
+    int ready_fd;                /* written once when every worker first accepts; -1: none */
+    int stop_fd;                 /* readable: graceful stop (arrpc_server_stop); -1: none */
+    int bound_fd;                /* slot 0's socket, already bound (the master owns it); -1 */
+    const char *metrics_host;    /* NULL: no HTTP exporter */
     uint16_t metrics_port;
-    unsigned predrain_ms;          /* on SIGTERM, /readyz fails this long before draining */
+    unsigned predrain_ms; /* on SIGTERM, /readyz fails this long before draining */
 } arrpc__master_config;
 
 typedef enum { ROW_FREE, ROW_STARTING, ROW_READY, ROW_RETIRING } row_state;
@@ -45,7 +46,7 @@ typedef enum { ROW_FREE, ROW_STARTING, ROW_READY, ROW_RETIRING } row_state;
 typedef struct arrpc__worker_row {
     row_state state;
     pid_t pid;
-    int ctl_fd;          /* the master's end of the control socket pair */
+    int ctl_fd; /* the master's end of the control socket pair */
     uint32_t slot;
     uint32_t generation;
     uint64_t started_ms;
@@ -57,9 +58,9 @@ typedef struct arrpc__worker_row {
 typedef struct arrpc__slot {
     int listen_fd;
     int active;
-    int adopter;         /* for an inactive slot: the active slot whose worker accepts on it */
+    int adopter; /* for an inactive slot: the active slot whose worker accepts on it */
     unsigned restarts;
-    unsigned failures;   /* start failures in a row, for the back-off */
+    unsigned failures;      /* start failures in a row, for the back-off */
     uint64_t respawn_at_ms; /* 0: no respawn pending */
 } arrpc__slot;
 
@@ -67,17 +68,17 @@ typedef struct arrpc__http arrpc__http;
 
 typedef struct arrpc__master {
     arrpc__master_config *cfg;
-    arrpc__http *http;   /* the metrics exporter; NULL when off */
-    int metrics_fd;      /* its listening socket */
-    unsigned area;       /* the shared-memory area this master writes */
+    arrpc__http *http;          /* the metrics exporter; NULL when off */
+    int metrics_fd;             /* its listening socket */
+    unsigned area;              /* the shared-memory area this master writes */
     uint64_t predrain_until_ms; /* SIGTERM came: not ready, still serving until then */
-    pid_t old_master;    /* after an upgrade: the master we replaced, until it exits */
+    pid_t old_master;           /* after an upgrade: the master we replaced, until it exits */
     arrpc__shm *shm;
     int shm_fd;
     int epfd;
     int sigfd;
     arrpc__slot slot[ARRPC_MAX_WORKERS];
-    unsigned nslots;     /* sockets bound (active or not) */
+    unsigned nslots; /* sockets bound (active or not) */
     arrpc__worker_row row[ARRPC_SHM_RECORDS];
     uint32_t generation; /* the generation that serves */
     uint32_t next_generation;
@@ -85,16 +86,16 @@ typedef struct arrpc__master {
         int active;
         uint32_t generation;
         uint64_t deadline_ms;
-        int pending;     /* another SIGHUP came during this reload */
+        int pending; /* another SIGHUP came during this reload */
     } reload;
     int stopping;
     uint64_t stop_deadline_ms;
     int told_ready;
-    int start_failed;    /* the first workers could not start: the master gives up */
+    int start_failed; /* the first workers could not start: the master gives up */
     uint8_t secret[ARRPC_AUTH_SECRET_MAX + 1];
     size_t secret_len;
     uint64_t now_ms;
-    int upgrade_fd;      /* binary upgrade in progress: channel to the new master (old side) */
+    int upgrade_fd; /* binary upgrade in progress: channel to the new master (old side) */
     pid_t upgrade_pid;
     int inherited_upgrade_fd; /* we are the new master: channel to the old one; -1 otherwise */
 } arrpc__master;
@@ -118,6 +119,8 @@ void arrpc__scale_up(arrpc__master *m);
 void arrpc__scale_down(arrpc__master *m);
 int arrpc__handover(arrpc__master *m, int from_row, int to_row);
 int arrpc__row_of_slot(const arrpc__master *m, uint32_t slot, uint32_t generation);
+/* True when every active slot has a ready worker of generation `gen`. */
+int arrpc__generation_ready(const arrpc__master *m, uint32_t gen);
 /* upgrade.c */
 int arrpc__sockets_inherit(arrpc__master *m);
 int arrpc__slot_bind(arrpc__master *m); /* one more listening socket, as slot nslots */

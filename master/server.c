@@ -35,19 +35,19 @@ struct arrpc_server {
     int listen_fd;
     int stop_fd; /* an eventfd: arrpc_server_stop writes it; the loop or master watches it */
     arrpc__worker_config cfg;
-    arrpc__handler plugin;     /* workers = 0 with a plugin: loaded at run */
+    arrpc__handler plugin; /* workers = 0 with a plugin: loaded at run */
     char plugin_spec[SERVER_PATH_MAX];
     char secret_file[SERVER_PATH_MAX];
     char pid_file[SERVER_PATH_MAX];
     char tls_cert[SERVER_PATH_MAX], tls_key[SERVER_PATH_MAX], tls_client_ca[SERVER_PATH_MAX];
     uint8_t tls_ticket_key[ARRPC_TLS_TICKET_KEY_SIZE]; /* same in every worker: resumption */
-    unsigned workers;          /* 0: serve in this process */
+    unsigned workers;                                  /* 0: serve in this process */
     char metrics_host[SERVER_HOST_MAX];
     uint16_t metrics_port;
     unsigned predrain_ms;
     unsigned handler_timeout_ms;
-    pid_t master_pid;          /* background pre-fork server: the master is our child */
-    pthread_t thread;          /* background in-process server */
+    pid_t master_pid; /* background pre-fork server: the master is our child */
+    pthread_t thread; /* background in-process server */
     int has_thread;
     int run_status;
     char handler_name[ARRPC_HANDLER_NAME_MAX];
@@ -67,11 +67,9 @@ static int set_err(arrpc_server *srv, int code, const char *fmt, ...)
 arrpc_server *arrpc_server_new(const char *host, uint16_t port, arrpc_handler_fn handler,
                                void *udata)
 {
-    if (!host || strlen(host) >= SERVER_HOST_MAX)
-        return NULL;
+    if (!host || strlen(host) >= SERVER_HOST_MAX) return NULL;
     arrpc_server *srv = calloc(1, sizeof *srv);
-    if (!srv)
-        return NULL;
+    if (!srv) return NULL;
     srv->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (srv->stop_fd < 0) {
         free(srv);
@@ -100,14 +98,12 @@ arrpc_server *arrpc_server_new(const char *host, uint16_t port, arrpc_handler_fn
 
 void arrpc_server_free(arrpc_server *srv)
 {
-    if (!srv)
-        return;
+    if (!srv) return;
     if (srv->has_thread || srv->master_pid > 0) { /* still running in the background */
         arrpc_server_stop(srv);
         arrpc_server_wait(srv);
     }
-    if (srv->listen_fd >= 0)
-        close(srv->listen_fd);
+    if (srv->listen_fd >= 0) close(srv->listen_fd);
     close(srv->stop_fd);
     arrpc__handler_unload(&srv->plugin);
     if (srv->secret) /* a secret should not linger in freed memory */
@@ -120,8 +116,7 @@ void arrpc_server_free(arrpc_server *srv)
 /* Settings may change only before the server runs. */
 static int settable(arrpc_server *srv)
 {
-    if (!srv)
-        return ARRPC_EINVAL;
+    if (!srv) return ARRPC_EINVAL;
     if (srv->state >= SERVER_RUNNING)
         return set_err(srv, ARRPC_ESTATE, "settings cannot change while the server runs");
     return 0;
@@ -131,8 +126,7 @@ static int settable(arrpc_server *srv)
 static int set_unsigned(arrpc_server *srv, unsigned *field, unsigned value)
 {
     int rc = settable(srv);
-    if (rc == 0)
-        *field = value;
+    if (rc == 0) *field = value;
     return rc;
 }
 
@@ -141,8 +135,7 @@ int arrpc_server_set_handler_name(arrpc_server *srv, const char *name)
     int rc = settable(srv);
     if (rc == 0 && (!name || strlen(name) >= sizeof srv->handler_name))
         rc = set_err(srv, ARRPC_EINVAL, "handler name missing or too long");
-    if (rc == 0)
-        snprintf(srv->handler_name, sizeof srv->handler_name, "%s", name);
+    if (rc == 0) snprintf(srv->handler_name, sizeof srv->handler_name, "%s", name);
     return rc;
 }
 
@@ -152,16 +145,13 @@ static int store_secret(arrpc_server *srv, const void *secret, size_t len)
     if (secret && (len == 0 || len > ARRPC_AUTH_SECRET_MAX))
         return set_err(srv, ARRPC_EINVAL, "auth secret must have 1 to %u bytes",
                        ARRPC_AUTH_SECRET_MAX);
-    if (srv->secret)
-        explicit_bzero(srv->secret, srv->cfg.secret_len);
+    if (srv->secret) explicit_bzero(srv->secret, srv->cfg.secret_len);
     free(srv->secret);
     srv->secret = NULL;
     srv->cfg.secret = NULL;
     srv->cfg.secret_len = 0;
-    if (!secret)
-        return 0;
-    if (!(srv->secret = malloc(len)))
-        return set_err(srv, ARRPC_ENOMEM, "out of memory");
+    if (!secret) return 0;
+    if (!(srv->secret = malloc(len))) return set_err(srv, ARRPC_ENOMEM, "out of memory");
     memcpy(srv->secret, secret, len);
     srv->cfg.secret = srv->secret;
     srv->cfg.secret_len = len;
@@ -180,8 +170,7 @@ int arrpc_server_set_max_message(arrpc_server *srv, size_t bytes)
     if (rc == 0 && (bytes < 16 || bytes > ARRPC_MAX_MESSAGE_LIMIT))
         rc = set_err(srv, ARRPC_EINVAL, "max message must be 16 to %u bytes",
                      ARRPC_MAX_MESSAGE_LIMIT);
-    if (rc == 0)
-        srv->cfg.max_message = bytes;
+    if (rc == 0) srv->cfg.max_message = bytes;
     return rc;
 }
 
@@ -190,18 +179,15 @@ int arrpc_server_set_max_depth(arrpc_server *srv, unsigned depth)
     int rc = settable(srv);
     if (rc == 0 && (depth < 1 || depth > ARRPC_MAX_DEPTH_LIMIT))
         rc = set_err(srv, ARRPC_EINVAL, "max depth must be 1 to %u", ARRPC_MAX_DEPTH_LIMIT);
-    if (rc == 0)
-        srv->cfg.max_depth = depth;
+    if (rc == 0) srv->cfg.max_depth = depth;
     return rc;
 }
 
 int arrpc_server_set_max_connections(arrpc_server *srv, unsigned count)
 {
     int rc = settable(srv);
-    if (rc == 0 && count < 1)
-        rc = set_err(srv, ARRPC_EINVAL, "max connections must be at least 1");
-    if (rc == 0)
-        srv->cfg.max_connections = count;
+    if (rc == 0 && count < 1) rc = set_err(srv, ARRPC_EINVAL, "max connections must be at least 1");
+    if (rc == 0) srv->cfg.max_connections = count;
     return rc;
 }
 
@@ -228,8 +214,7 @@ int arrpc_server_set_write_timeout(arrpc_server *srv, unsigned ms)
 int arrpc_server_set_debug(arrpc_server *srv, int on)
 {
     int rc = settable(srv);
-    if (rc == 0)
-        srv->cfg.debug = on != 0;
+    if (rc == 0) srv->cfg.debug = on != 0;
     return rc;
 }
 
@@ -238,8 +223,7 @@ static int set_path(arrpc_server *srv, char *dst, const char *path, const char *
     int rc = settable(srv);
     if (rc == 0 && path && strlen(path) >= SERVER_PATH_MAX)
         rc = set_err(srv, ARRPC_EINVAL, "%s too long", what);
-    if (rc == 0)
-        snprintf(dst, SERVER_PATH_MAX, "%s", path ? path : "");
+    if (rc == 0) snprintf(dst, SERVER_PATH_MAX, "%s", path ? path : "");
     return rc;
 }
 
@@ -262,16 +246,12 @@ int arrpc_server_set_tls(arrpc_server *srv, const char *cert, const char *key,
                          const char *client_ca)
 {
     int rc = settable(srv);
-    if (rc == 0 && cert && !key)
-        rc = set_err(srv, ARRPC_EINVAL, "a TLS certificate needs its key");
-    if (rc == 0)
-        rc = set_path(srv, srv->tls_cert, cert, "TLS certificate path");
-    if (rc == 0)
-        rc = set_path(srv, srv->tls_key, cert ? key : NULL, "TLS key path");
+    if (rc == 0 && cert && !key) rc = set_err(srv, ARRPC_EINVAL, "a TLS certificate needs its key");
+    if (rc == 0) rc = set_path(srv, srv->tls_cert, cert, "TLS certificate path");
+    if (rc == 0) rc = set_path(srv, srv->tls_key, cert ? key : NULL, "TLS key path");
     if (rc == 0)
         rc = set_path(srv, srv->tls_client_ca, cert ? client_ca : NULL, "TLS client CA path");
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     if (cert && !srv->cfg.tls_ticket_key) {
         if (arrpc__tls_ticket_key_new(srv->tls_ticket_key) != 0)
             return set_err(srv, ARRPC_ESYS, "no random bytes for the TLS ticket key");
@@ -288,8 +268,7 @@ int arrpc_server_set_tls_handshake_timeout(arrpc_server *srv, unsigned ms)
     int rc = settable(srv);
     if (rc == 0 && ms == 0)
         rc = set_err(srv, ARRPC_EINVAL, "the TLS handshake timeout must be at least 1 ms");
-    if (rc == 0)
-        srv->cfg.tls_handshake_timeout_ms = ms;
+    if (rc == 0) srv->cfg.tls_handshake_timeout_ms = ms;
     return rc;
 }
 
@@ -300,8 +279,7 @@ int arrpc_server_set_workers(arrpc_server *srv, unsigned count)
         rc = set_err(srv, ARRPC_ESTATE, "set the workers before binding");
     if (rc == 0 && count > ARRPC_MAX_WORKERS)
         rc = set_err(srv, ARRPC_EINVAL, "at most %u workers", ARRPC_MAX_WORKERS);
-    if (rc == 0)
-        srv->workers = count;
+    if (rc == 0) srv->workers = count;
     return rc;
 }
 
@@ -336,15 +314,13 @@ static int check_handler(arrpc_server *srv)
 
 int arrpc_server_bind(arrpc_server *srv)
 {
-    if (!srv)
-        return ARRPC_EINVAL;
+    if (!srv) return ARRPC_EINVAL;
     if (srv->state != SERVER_NEW)
         return srv->state == SERVER_BOUND ? 0 : set_err(srv, ARRPC_ESTATE, "already running");
     /* With workers, this is the first socket of the SO_REUSEPORT group the master completes. */
     int fd = srv->workers ? arrpc__net_listen_group(srv->host, srv->port, srv->err, sizeof srv->err)
                           : arrpc__net_listen(srv->host, srv->port, 0, srv->err, sizeof srv->err);
-    if (fd < 0)
-        return fd;
+    if (fd < 0) return fd;
     srv->listen_fd = fd;
     srv->state = SERVER_BOUND;
     return 0;
@@ -366,19 +342,17 @@ static int load_secret_file(arrpc_server *srv)
 static int run_in_process(arrpc_server *srv)
 {
     int rc = srv->listen_fd >= 0 ? 0 : arrpc_server_bind(srv);
-    if (rc == 0 && srv->secret_file[0])
-        rc = load_secret_file(srv);
+    if (rc == 0 && srv->secret_file[0]) rc = load_secret_file(srv);
     if (rc == 0 && srv->plugin_spec[0] && !srv->plugin.fn) {
         rc = arrpc__handler_load(srv->plugin_spec, &srv->plugin, srv->err, sizeof srv->err);
         srv->cfg.handler = srv->plugin.fn;
         srv->cfg.udata = srv->plugin.udata;
         srv->cfg.handler_name = srv->plugin.name;
     }
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     srv->state = SERVER_RUNNING;
-    arrpc__worker_io io = {.listen_fds = &srv->listen_fd, .nlisten = 1, .stop_fd = srv->stop_fd,
-                           .control_fd = -1};
+    arrpc__worker_io io = {
+        .listen_fds = &srv->listen_fd, .nlisten = 1, .stop_fd = srv->stop_fd, .control_fd = -1};
     rc = arrpc__worker_run(&io, &srv->cfg, srv->err, sizeof srv->err);
     srv->state = SERVER_DONE;
     return rc;
@@ -418,10 +392,8 @@ static int run_master(arrpc_server *srv, int ready_fd)
 int arrpc_server_run(arrpc_server *srv)
 {
     int rc = srv ? check_handler(srv) : ARRPC_EINVAL;
-    if (rc != 0)
-        return rc;
-    if (srv->state >= SERVER_RUNNING)
-        return set_err(srv, ARRPC_ESTATE, "already running");
+    if (rc != 0) return rc;
+    if (srv->state >= SERVER_RUNNING) return set_err(srv, ARRPC_ESTATE, "already running");
     return srv->workers == 0 ? run_in_process(srv) : run_master(srv, -1);
 }
 
@@ -436,8 +408,7 @@ static void *in_process_thread(void *arg)
 static int start_master_child(arrpc_server *srv)
 {
     int pipefd[2];
-    if (pipe2(pipefd, O_CLOEXEC) != 0)
-        return set_err(srv, ARRPC_ESYS, "pipe: %s", strerror(errno));
+    if (pipe2(pipefd, O_CLOEXEC) != 0) return set_err(srv, ARRPC_ESYS, "pipe: %s", strerror(errno));
     pid_t pid = fork();
     if (pid == 0) {
         close(pipefd[0]);
@@ -455,8 +426,8 @@ static int start_master_child(arrpc_server *srv)
     srv->master_pid = pid;
     short revents = 0;
     char ok = 0;
-    int waited = arrpc__net_wait(pipefd[0], POLLIN, arrpc__clock_ms() + SERVER_START_TIMEOUT_MS,
-                                 &revents);
+    int waited =
+        arrpc__net_wait(pipefd[0], POLLIN, arrpc__clock_ms() + SERVER_START_TIMEOUT_MS, &revents);
     int ready = waited == 1 && read(pipefd[0], &ok, 1) == 1 && ok == 1;
     close(pipefd[0]);
     if (ready) {
@@ -472,14 +443,10 @@ static int start_master_child(arrpc_server *srv)
 int arrpc_server_start(arrpc_server *srv)
 {
     int rc = srv ? check_handler(srv) : ARRPC_EINVAL;
-    if (rc != 0)
-        return rc;
-    if (srv->state >= SERVER_RUNNING)
-        return set_err(srv, ARRPC_ESTATE, "already running");
-    if (srv->workers > 0)
-        return start_master_child(srv);
-    if ((rc = arrpc_server_bind(srv)) != 0)
-        return rc;
+    if (rc != 0) return rc;
+    if (srv->state >= SERVER_RUNNING) return set_err(srv, ARRPC_ESTATE, "already running");
+    if (srv->workers > 0) return start_master_child(srv);
+    if ((rc = arrpc_server_bind(srv)) != 0) return rc;
     srv->state = SERVER_RUNNING; /* from now on settings are refused, before the thread runs */
     if (pthread_create(&srv->thread, NULL, in_process_thread, srv) != 0) {
         srv->state = SERVER_BOUND;
@@ -491,8 +458,7 @@ int arrpc_server_start(arrpc_server *srv)
 
 int arrpc_server_wait(arrpc_server *srv)
 {
-    if (!srv)
-        return ARRPC_EINVAL;
+    if (!srv) return ARRPC_EINVAL;
     if (srv->has_thread) {
         pthread_join(srv->thread, NULL);
         srv->has_thread = 0;

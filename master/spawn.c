@@ -50,19 +50,14 @@ static void close_master_fds(arrpc__master *m, int keep_row)
 {
     close(m->epfd);
     close(m->sigfd);
-    if (m->cfg->stop_fd >= 0)
-        close(m->cfg->stop_fd);
-    if (m->upgrade_fd >= 0)
-        close(m->upgrade_fd);
-    if (m->inherited_upgrade_fd >= 0)
-        close(m->inherited_upgrade_fd);
+    if (m->cfg->stop_fd >= 0) close(m->cfg->stop_fd);
+    if (m->upgrade_fd >= 0) close(m->upgrade_fd);
+    if (m->inherited_upgrade_fd >= 0) close(m->inherited_upgrade_fd);
     for (unsigned r = 0; r < ARRPC_SHM_RECORDS; r++)
-        if ((int)r != keep_row && m->row[r].ctl_fd >= 0)
-            close(m->row[r].ctl_fd);
+        if ((int)r != keep_row && m->row[r].ctl_fd >= 0) close(m->row[r].ctl_fd);
     if (m->http) /* libmicrohttpd is the master's: its descriptors, never its calls */
         close(arrpc__http_epoll_fd(m->http));
-    if (m->metrics_fd >= 0)
-        close(m->metrics_fd);
+    if (m->metrics_fd >= 0) close(m->metrics_fd);
 }
 
 /* Its own slot's socket first, then those of inactive slots it adopted. */
@@ -83,8 +78,7 @@ static unsigned listen_set(const arrpc__master *m, uint32_t slot, int *fds, uint
 static void worker_main(arrpc__master *m, int r, int ctl_fd, pid_t master_pid)
 {
     prctl(PR_SET_PDEATHSIG, SIGTERM); /* a worker never outlives its master for long */
-    if (getppid() != master_pid)
-        _exit(ARRPC_EXIT_START_FAILED);
+    if (getppid() != master_pid) _exit(ARRPC_EXIT_START_FAILED);
     worker_signals();
     close_master_fds(m, r);
     worker_stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -105,8 +99,8 @@ static void worker_main(arrpc__master *m, int r, int ctl_fd, pid_t master_pid)
     }
     int fds[ARRPC_WORKER_LISTENERS_MAX];
     uint32_t slots[ARRPC_WORKER_LISTENERS_MAX];
-    arrpc__worker_io io = {.listen_fds = fds, .listen_slots = slots, .stop_fd = worker_stop_fd,
-                           .control_fd = ctl_fd};
+    arrpc__worker_io io = {
+        .listen_fds = fds, .listen_slots = slots, .stop_fd = worker_stop_fd, .control_fd = ctl_fd};
     io.nlisten = listen_set(m, record->slot, fds, slots);
     if (worker_stop_fd < 0 || arrpc__worker_run(&io, &cfg, err, sizeof err) != 0) {
         arrpc__log("worker: %s", worker_stop_fd < 0 ? strerror(errno) : err);
@@ -163,8 +157,11 @@ int arrpc__spawn_worker(arrpc__master *m, uint32_t slot, uint32_t generation)
         atomic_store(&record->state, ARRPC_WORKER_FREE);
         return ARRPC_ESYS;
     }
-    m->row[r] = (arrpc__worker_row){.state = ROW_STARTING, .pid = pid, .ctl_fd = sv[0],
-                                    .slot = slot, .generation = generation,
+    m->row[r] = (arrpc__worker_row){.state = ROW_STARTING,
+                                    .pid = pid,
+                                    .ctl_fd = sv[0],
+                                    .slot = slot,
+                                    .generation = generation,
                                     .started_ms = m->now_ms};
     arrpc__master_watch(m, sv[0], EV_ROW, (uint32_t)r);
     return 0;

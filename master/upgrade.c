@@ -36,8 +36,7 @@ static unsigned long env_number(const char *name)
 /* A descriptor named by an environment variable, if set, made close-on-exec again. */
 static int fd_from_env(const char *name)
 {
-    if (!getenv(name))
-        return -1;
+    if (!getenv(name)) return -1;
     int fd = (int)env_number(name);
     unsetenv(name);
     return fcntl(fd, F_SETFD, FD_CLOEXEC) == 0 ? fd : -1;
@@ -46,8 +45,7 @@ static int fd_from_env(const char *name)
 void arrpc__upgrade_inherit_extras(arrpc__master *m, int *shm_fd, int *metrics_fd)
 {
     unsigned long for_pid = env_number("LISTEN_PID");
-    if (for_pid != (unsigned long)getpid() || !getenv(ARRPC_UPGRADE_ENV))
-        return;
+    if (for_pid != (unsigned long)getpid() || !getenv(ARRPC_UPGRADE_ENV)) return;
     *shm_fd = fd_from_env(UPGRADE_SHM_ENV);
     *metrics_fd = fd_from_env(UPGRADE_METRICS_ENV);
     m->old_master = getppid(); /* no upgrade of ours until it has gone */
@@ -66,8 +64,7 @@ static int adopt_fd(arrpc__master *m, int fd)
 /* Slots beyond the worker count are served by the first workers, round robin. */
 static void assign_slots(arrpc__master *m, unsigned workers)
 {
-    if (workers == 0 || workers > m->nslots)
-        workers = m->nslots;
+    if (workers == 0 || workers > m->nslots) workers = m->nslots;
     for (uint32_t s = 0; s < m->nslots; s++) {
         m->slot[s].active = s < workers;
         m->slot[s].adopter = s < workers ? -1 : (int)(s % workers);
@@ -90,8 +87,7 @@ int arrpc__slot_bind(arrpc__master *m)
         m->cfg->bound_fd = -1;
     } else if (m->nslots == 0) {
         fd = arrpc__net_listen_group(m->cfg->host, m->cfg->port, err, sizeof err);
-    }
-    else if ((fd = arrpc__net_listen_like(m->slot[0].listen_fd)) < 0)
+    } else if ((fd = arrpc__net_listen_like(m->slot[0].listen_fd)) < 0)
         snprintf(err, sizeof err, "cannot add a listening socket: %s", strerror(errno));
     if (fd < 0) {
         arrpc__log("master: %s", err);
@@ -104,8 +100,7 @@ int arrpc__slot_bind(arrpc__master *m)
 static int bind_slots(arrpc__master *m, unsigned count)
 {
     while (m->nslots < count)
-        if (arrpc__slot_bind(m) != 0)
-            return ARRPC_ESYS;
+        if (arrpc__slot_bind(m) != 0) return ARRPC_ESYS;
     return 0;
 }
 
@@ -116,8 +111,7 @@ int arrpc__sockets_inherit(arrpc__master *m)
     unsigned workers = m->cfg->workers;
     if (n > 0 && for_pid == (unsigned long)getpid()) {
         for (unsigned long i = 0; i < n && i < ARRPC_MAX_WORKERS; i++)
-            if (adopt_fd(m, LISTEN_FDS_START + (int)i) != 0)
-                return ARRPC_ESYS;
+            if (adopt_fd(m, LISTEN_FDS_START + (int)i) != 0) return ARRPC_ESYS;
         unsigned long up = env_number(UPGRADE_WORKERS_ENV);
         if (getenv(ARRPC_UPGRADE_ENV)) {
             m->inherited_upgrade_fd = (int)env_number(ARRPC_UPGRADE_ENV);
@@ -132,12 +126,10 @@ int arrpc__sockets_inherit(arrpc__master *m)
     unsetenv("LISTEN_FDNAMES");
     unsetenv(ARRPC_UPGRADE_ENV);
     unsetenv(UPGRADE_WORKERS_ENV);
-    if (m->nslots == 0 && bind_slots(m, workers) != 0)
-        return ARRPC_ESYS;
+    if (m->nslots == 0 && bind_slots(m, workers) != 0) return ARRPC_ESYS;
     /* Under systemd with fewer sockets than workers, add our own to the group when the passed
      * socket allows it (ReusePort=yes); otherwise run one worker per passed socket. */
-    if (m->nslots < workers && bind_slots(m, workers) != 0)
-        workers = m->nslots;
+    if (m->nslots < workers && bind_slots(m, workers) != 0) workers = m->nslots;
     assign_slots(m, workers);
     return 0;
 }
@@ -148,8 +140,7 @@ int arrpc__pidfile_write(const char *path)
     if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
         return ARRPC_EINVAL;
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return ARRPC_ESYS;
+    if (fd < 0) return ARRPC_ESYS;
     int len = snprintf(line, sizeof line, "%ld\n", (long)getpid());
     int ok = write(fd, line, (size_t)len) == len;
     ok = close(fd) == 0 && ok;
@@ -168,8 +159,7 @@ static void oldbin_path(const char *pid_file, char *out, size_t len)
 void arrpc__pidfile_remove(const arrpc__master *m)
 {
     char old[4200];
-    if (!m->cfg->pid_file)
-        return;
+    if (!m->cfg->pid_file) return;
     if (m->upgrade_pid) { /* upgraded: the file is the new master's; ours is .oldbin */
         oldbin_path(m->cfg->pid_file, old, sizeof old);
         unlink(old);
@@ -182,12 +172,10 @@ void arrpc__pidfile_remove(const arrpc__master *m)
 static int read_cmdline(char *buf, size_t cap, char **argv)
 {
     int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
+    if (fd < 0) return -1;
     ssize_t n = read(fd, buf, cap - 1);
     close(fd);
-    if (n <= 0)
-        return -1;
+    if (n <= 0) return -1;
     buf[n] = '\0';
     int argc = 0;
     for (ssize_t i = 0; i < n && argc < ARGS_MAX - 1; i += (ssize_t)strlen(buf + i) + 1)
@@ -218,8 +206,7 @@ static void exec_new_master(arrpc__master *m, int channel, char **argv)
             dup2(high[i], LISTEN_FDS_START + i); /* dup2 clears close-on-exec: these survive */
     int after = LISTEN_FDS_START + (int)m->nslots;
     setenv_number(UPGRADE_SHM_ENV, after + 1);
-    if (m->metrics_fd >= 0)
-        setenv_number(UPGRADE_METRICS_ENV, after + 2);
+    if (m->metrics_fd >= 0) setenv_number(UPGRADE_METRICS_ENV, after + 2);
     char value[32];
     snprintf(value, sizeof value, "%u", m->nslots);
     setenv(ARRPC_LISTEN_FDS_ENV, value, 1);
@@ -282,7 +269,8 @@ void arrpc__upgrade_start(arrpc__master *m)
 static void upgrade_abort(arrpc__master *m)
 {
     arrpc__log("master: upgrade failed: the new master %d exited before it was ready; "
-               "this master keeps serving", (int)m->upgrade_pid);
+               "this master keeps serving",
+               (int)m->upgrade_pid);
     if (m->cfg->pid_file) {
         char old[4200];
         oldbin_path(m->cfg->pid_file, old, sizeof old);
@@ -309,13 +297,11 @@ static void upgrade_commit(arrpc__master *m)
 
 void arrpc__upgrade_on_message(arrpc__master *m)
 {
-    if (m->upgrade_fd < 0)
-        return;
+    if (m->upgrade_fd < 0) return;
     arrpc__ctl_msg msg;
     int fds[ARRPC_FDPASS_MAX], nfds = 0;
     ssize_t n = arrpc__fd_recv(m->upgrade_fd, &msg, sizeof msg, fds, &nfds);
-    if (n < 0 && errno == EAGAIN)
-        return;
+    if (n < 0 && errno == EAGAIN) return;
     if (n != (ssize_t)sizeof msg) {
         for (int i = 0; i < nfds; i++)
             close(fds[i]);
@@ -338,8 +324,7 @@ void arrpc__upgrade_on_message(arrpc__master *m)
 void arrpc__upgrade_tell_ready(arrpc__master *m)
 {
     int ch = m->inherited_upgrade_fd;
-    if (ch < 0)
-        return;
+    if (ch < 0) return;
     for (uint32_t s = 0; s < m->nslots; s++) {
         int r = arrpc__row_of_slot(m, s, m->generation);
         int sv[2];

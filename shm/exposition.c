@@ -7,10 +7,8 @@ static void read_line_file(const char *path, char *out, size_t len)
 {
     out[0] = '\0';
     FILE *f = fopen(path, "r");
-    if (!f)
-        return;
-    if (fgets(out, (int)len, f))
-        out[strcspn(out, "\r\n")] = '\0';
+    if (!f) return;
+    if (fgets(out, (int)len, f)) out[strcspn(out, "\r\n")] = '\0';
     fclose(f);
 }
 
@@ -24,8 +22,7 @@ void arrpc__exposition_quote(FILE *f, const char *value)
 {
     fputc('"', f);
     for (const char *p = value; *p; p++) {
-        if (*p == '\\' || *p == '"')
-            fputc('\\', f);
+        if (*p == '\\' || *p == '"') fputc('\\', f);
         if (*p == '\n')
             fputs("\\n", f);
         else
@@ -35,8 +32,7 @@ void arrpc__exposition_quote(FILE *f, const char *value)
 }
 
 /* The label set of a series, without braces, as arrpc 0.5.0 names and spells them. */
-static void write_labels(FILE *f, const arrpc__labels *l, const char *addr, int is_signed,
-                         int tls)
+static void write_labels(FILE *f, const arrpc__labels *l, const char *addr, int is_signed, int tls)
 {
     fputs("hostname=", f);
     arrpc__exposition_quote(f, l->hostname);
@@ -59,8 +55,7 @@ typedef void (*series_writer)(FILE *f, const char *side, const char *labels,
 static void write_seconds(FILE *f, const char *side, const char *labels, const arrpc__series *s)
 {
     uint64_t n = s->requests, cumulative = 0;
-    if (n == 0)
-        return;
+    if (n == 0) return;
     for (unsigned b = 0; b < ARRPC_METRICS_BUCKETS; b++) {
         cumulative += s->bucket[b];
         fprintf(f, "arrpc_%s_req_seconds_bucket{%s,le=\"%g\"} %llu\n", side, labels,
@@ -74,8 +69,7 @@ static void write_seconds(FILE *f, const char *side, const char *labels, const a
 
 static void write_bytes(FILE *f, const char *side, const char *labels, const arrpc__series *s)
 {
-    if (s->requests == 0)
-        return;
+    if (s->requests == 0) return;
     fprintf(f, "arrpc_%s_req_bytes_sum{%s} %llu\n", side, labels, (unsigned long long)s->bytes);
     fprintf(f, "arrpc_%s_req_bytes_count{%s} %llu\n", side, labels,
             (unsigned long long)s->requests);
@@ -95,15 +89,13 @@ static void for_each_series(FILE *f, const char *side, const arrpc__labels *l,
 {
     char labels[1024];
     for (uint32_t i = 0; i <= ARRPC_METRICS_ADDRS; i++) {
-        if (i < ARRPC_METRICS_ADDRS && i >= sum->rows)
-            continue;
+        if (i < ARRPC_METRICS_ADDRS && i >= sum->rows) continue;
         const arrpc__metrics_row *row = &sum->row[i];
         const char *addr = i == ARRPC_METRICS_ADDRS ? ARRPC_METRICS_OVERFLOW_LABEL : row->addr;
         for (int sig = 0; sig < 2; sig++) {
             for (int tls = 0; tls < 2; tls++) {
                 FILE *lf = fmemopen(labels, sizeof labels, "w");
-                if (!lf)
-                    return;
+                if (!lf) return;
                 write_labels(lf, l, addr, sig, tls);
                 fclose(lf);
                 write(f, side, labels, &row->series[sig][tls]);

@@ -25,8 +25,7 @@ static void add(_Atomic uint64_t *counter, uint64_t n)
 static uint32_t find_row(const arrpc__metrics *m, uint32_t rows, const char *addr)
 {
     for (uint32_t i = 0; i < rows; i++)
-        if (strcmp(m->row[i].addr, addr) == 0)
-            return i;
+        if (strcmp(m->row[i].addr, addr) == 0) return i;
     return UINT32_MAX;
 }
 
@@ -34,10 +33,8 @@ uint32_t arrpc__metrics_row_for(arrpc__metrics *m, const char *addr)
 {
     uint32_t rows = atomic_load_explicit(&m->rows, RELAXED);
     uint32_t i = find_row(m, rows, addr);
-    if (i != UINT32_MAX)
-        return i;
-    if (rows == ARRPC_METRICS_ADDRS)
-        return ARRPC_METRICS_ADDRS; /* the overflow row */
+    if (i != UINT32_MAX) return i;
+    if (rows == ARRPC_METRICS_ADDRS) return ARRPC_METRICS_ADDRS; /* the overflow row */
     strncpy(m->row[rows].addr, addr, ARRPC_METRICS_ADDR_MAX - 1);
     atomic_store_explicit(&m->rows, rows + 1, memory_order_release);
     return rows;
@@ -45,7 +42,7 @@ uint32_t arrpc__metrics_row_for(arrpc__metrics *m, const char *addr)
 
 /* arrpc__bucket_le in nanoseconds: counting a request compares integers, no division. */
 static const uint64_t bucket_le_ns[ARRPC_METRICS_BUCKETS] = {
-    100000,   250000,    500000,    1000000,    2500000,    5000000,    10000000,   25000000,
+    100000,   250000,    500000,    1000000,   2500000,    5000000,    10000000,   25000000,
     50000000, 100000000, 250000000, 500000000, 1000000000, 2500000000, 5000000000, 10000000000,
 };
 
@@ -65,8 +62,7 @@ void arrpc__metrics_count_request(arrpc__metrics *m, uint32_t row, int is_signed
     add(&s->seconds_ns, ns);
     add(&s->bytes, bytes);
     unsigned b = bucket_of(ns);
-    if (b < ARRPC_METRICS_BUCKETS)
-        add(&s->bucket[b], 1);
+    if (b < ARRPC_METRICS_BUCKETS) add(&s->bucket[b], 1);
 }
 
 void arrpc__metrics_count_error(arrpc__metrics *m, uint32_t row, int is_signed, int tls,
@@ -114,8 +110,7 @@ void arrpc__metrics_addr_of(const char *peer, char out[ARRPC_METRICS_ADDR_MAX])
         end = strchr(start, ']');
     }
     size_t n = end && end > start ? (size_t)(end - start) : strlen(start);
-    if (n >= ARRPC_METRICS_ADDR_MAX)
-        n = ARRPC_METRICS_ADDR_MAX - 1;
+    if (n >= ARRPC_METRICS_ADDR_MAX) n = ARRPC_METRICS_ADDR_MAX - 1;
     memcpy(out, start, n);
     out[n] = '\0';
 }

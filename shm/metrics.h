@@ -11,15 +11,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define ARRPC_METRICS_ADDRS 256u              /* remote addresses per block before "other" */
+#define ARRPC_METRICS_ADDRS 256u /* remote addresses per block before "other" */
 #define ARRPC_METRICS_ROWS (ARRPC_METRICS_ADDRS + 1u) /* the last row is the overflow */
-#define ARRPC_METRICS_ADDR_MAX 48             /* an IPv6 address and NUL */
+#define ARRPC_METRICS_ADDR_MAX 48                     /* an IPv6 address and NUL */
 #define ARRPC_METRICS_OVERFLOW_LABEL "other"
-#define ARRPC_METRICS_BUCKETS 16              /* latency buckets, +Inf excluded */
+#define ARRPC_METRICS_BUCKETS 16 /* latency buckets, +Inf excluded */
 
 /* X(name, label): the fixed list of error reasons (the `reason` label), shared by the server and
  * the client (core/client_metrics.c); new reasons go at the end. */
-#define ARRPC_METRICS_REASONS(X)                                                                  \
+#define ARRPC_METRICS_REASONS(X)                                                                   \
     X(AUTH, "auth")                                                                                \
     X(RPC, "rpc")                                                                                  \
     X(INVALID, "invalid_message")                                                                  \
@@ -29,9 +29,9 @@
     X(CONN_LIMIT, "connection_limit")                                                              \
     X(TIMEOUT, "timeout")                                                                          \
     X(TLS, "tls_handshake")                                                                        \
-    X(CONNECT, "connect")                  /* client: no connection could be made */              \
-    X(CLOSED, "closed")                    /* client: the server closed before replying */        \
-    X(IO, "io")                            /* client: read, write or system call failed */
+    X(CONNECT, "connect") /* client: no connection could be made */                                \
+    X(CLOSED, "closed")   /* client: the server closed before replying */                          \
+    X(IO, "io")           /* client: read, write or system call failed */
 
 typedef enum {
 #define ARRPC_REASON_ENUM(name, label) ARRPC_REASON_##name,
@@ -47,8 +47,8 @@ extern const double arrpc__bucket_le[ARRPC_METRICS_BUCKETS];
 /* Counters of one label set: remote address x signed_payload x tls. */
 typedef struct arrpc__series {
     _Atomic uint64_t requests;
-    _Atomic uint64_t seconds_ns; /* sum of request durations */
-    _Atomic uint64_t bytes;      /* sum of request sizes */
+    _Atomic uint64_t seconds_ns;                    /* sum of request durations */
+    _Atomic uint64_t bytes;                         /* sum of request sizes */
     _Atomic uint64_t bucket[ARRPC_METRICS_BUCKETS]; /* non-cumulative; +Inf is `requests` */
     _Atomic uint64_t errors[ARRPC_REASON_COUNT];
 } arrpc__series;
@@ -61,8 +61,8 @@ typedef struct arrpc__metrics_row {
 /* One writer's counters. `rows` is published with release order after a row's address is
  * written, so a reader that loads it with acquire sees whole addresses. */
 typedef struct arrpc__metrics {
-    _Atomic uint32_t rows;          /* address rows in use, overflow excluded */
-    _Atomic uint32_t connections;   /* open connections: a gauge */
+    _Atomic uint32_t rows;        /* address rows in use, overflow excluded */
+    _Atomic uint32_t connections; /* open connections: a gauge */
     arrpc__metrics_row row[ARRPC_METRICS_ROWS];
 } arrpc__metrics;
 

@@ -33,8 +33,7 @@ static uint32_t sum_once(const arrpc__shm *shm, arrpc__metrics *sum)
         arrpc__metrics_add(sum, &shm->area[a].retired);
     for (unsigned r = 0; r < ARRPC_SHM_RECORDS; r++) {
         const arrpc__shm_worker *w = &shm->worker[r];
-        if (atomic_load(&w->state) == ARRPC_WORKER_FREE)
-            continue;
+        if (atomic_load(&w->state) == ARRPC_WORKER_FREE) continue;
         arrpc__metrics_add(sum, &w->metrics);
         connections += atomic_load_explicit(&w->metrics.connections, memory_order_relaxed);
     }
@@ -47,8 +46,7 @@ uint32_t arrpc__shm_sum(const arrpc__shm *shm, arrpc__metrics *sum)
     for (int i = 0; i < SUM_TRIES; i++) {
         uint64_t before = atomic_load(&shm->fold_seq);
         connections = sum_once(shm, sum);
-        if (before % 2 == 0 && atomic_load(&shm->fold_seq) == before)
-            break;
+        if (before % 2 == 0 && atomic_load(&shm->fold_seq) == before) break;
     }
     return connections;
 }
@@ -56,8 +54,7 @@ uint32_t arrpc__shm_sum(const arrpc__shm *shm, arrpc__metrics *sum)
 arrpc__shm *arrpc__shm_create(int *fd)
 {
     int mfd = memfd_create("arrpc-shm", MFD_CLOEXEC);
-    if (mfd < 0)
-        return NULL;
+    if (mfd < 0) return NULL;
     if (ftruncate(mfd, sizeof(arrpc__shm)) != 0) {
         close(mfd);
         return NULL;
@@ -77,11 +74,9 @@ arrpc__shm *arrpc__shm_create(int *fd)
 arrpc__shm *arrpc__shm_attach(int fd)
 {
     off_t size = lseek(fd, 0, SEEK_END);
-    if (size != (off_t)sizeof(arrpc__shm))
-        return NULL;
+    if (size != (off_t)sizeof(arrpc__shm)) return NULL;
     arrpc__shm *shm = mmap(NULL, sizeof *shm, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (shm == MAP_FAILED)
-        return NULL;
+    if (shm == MAP_FAILED) return NULL;
     if (shm->magic != ARRPC_SHM_MAGIC || shm->version != ARRPC_SHM_VERSION) {
         munmap(shm, sizeof *shm);
         return NULL;
@@ -91,8 +86,7 @@ arrpc__shm *arrpc__shm_attach(int fd)
 
 void arrpc__shm_unmap(arrpc__shm *shm)
 {
-    if (shm)
-        munmap(shm, sizeof *shm);
+    if (shm) munmap(shm, sizeof *shm);
 }
 
 uint64_t arrpc__shm_clock_ms(void)

@@ -40,7 +40,7 @@ typedef struct arrpc__shm_worker {
 } arrpc__shm_worker;
 
 /* X(name, label): why a worker was replaced (arrpc_server_worker_restarts_total{cause}). */
-#define ARRPC_RESTART_CAUSES(X)                                                                   \
+#define ARRPC_RESTART_CAUSES(X)                                                                    \
     X(CRASH, "crash")                                                                              \
     X(TIMEOUT, "timeout")                                                                          \
     X(START_FAILURE, "start_failure")                                                              \
@@ -76,7 +76,8 @@ typedef struct arrpc__shm {
     arrpc__shm_master area[2];
 } arrpc__shm;
 
-/* Creates a zeroed segment in a memfd (close-on-exec). Returns the mapping and sets *fd, or NULL. */
+/* Creates a zeroed segment in a memfd (close-on-exec). Returns the mapping and sets *fd, or NULL.
+ */
 arrpc__shm *arrpc__shm_create(int *fd);
 /* Maps a segment handed over by fd (binary upgrade); NULL when it is not a compatible segment. */
 arrpc__shm *arrpc__shm_attach(int fd);

@@ -94,16 +94,14 @@ static int parse_seconds(const char *opt, const char *arg, unsigned *ms)
         return 1;
     }
     *ms = (unsigned)(s * 1000.0 + 0.5);
-    if (s > 0 && *ms == 0)
-        *ms = 1;
+    if (s > 0 && *ms == 0) *ms = 1;
     return 0;
 }
 
 static int parse_count(const char *opt, const char *arg, unsigned long min, unsigned long max,
                        unsigned long *out)
 {
-    if (arrpc__parse_ulong(arg, min, max, out) == 0)
-        return 0;
+    if (arrpc__parse_ulong(arg, min, max, out) == 0) return 0;
     fprintf(stderr, "arrpc-call: %s wants a number from %lu to %lu, not '%s'\n", opt, min, max,
             arg);
     return 1;
@@ -133,27 +131,59 @@ static int parse_args(int argc, char **argv, call_options *o)
     int opt, bad = 0;
     while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (opt) {
-        case 'H': o->host = optarg; break;
-        case 'p': bad |= parse_count("--port", optarg, 1, 65535, &o->port); break;
-        case 's': o->secret_file = optarg; break;
-        case 't': bad |= parse_seconds("--timeout", optarg, &o->timeout_ms); break;
-        case 'c': bad |= parse_seconds("--connect-timeout", optarg, &o->connect_timeout_ms); break;
-        case 'r': bad |= parse_count("--retries", optarg, 1, 1000, &o->retries); break;
-        case 'b': bad |= parse_seconds("--retry-backoff", optarg, &o->backoff_ms); break;
-        case 'l': o->lines = 1; break;
-        case 'A': o->tls_cafile = optarg; break;
-        case 'S': o->tls_self_signed = 1; break;
-        case 'N': o->tls_server_name = optarg; break;
-        case 'C': o->tls_cert = optarg; break;
-        case 'K': o->tls_key = optarg; break;
-        case 'D': o->debug = 1; break;
-        case 'h': usage(stdout); exit(EXIT_OK);
-        case 'V': printf("arrpc-call %s\n", ARRPC_VERSION); exit(EXIT_OK);
-        default: bad = 1;
+        case 'H':
+            o->host = optarg;
+            break;
+        case 'p':
+            bad |= parse_count("--port", optarg, 1, 65535, &o->port);
+            break;
+        case 's':
+            o->secret_file = optarg;
+            break;
+        case 't':
+            bad |= parse_seconds("--timeout", optarg, &o->timeout_ms);
+            break;
+        case 'c':
+            bad |= parse_seconds("--connect-timeout", optarg, &o->connect_timeout_ms);
+            break;
+        case 'r':
+            bad |= parse_count("--retries", optarg, 1, 1000, &o->retries);
+            break;
+        case 'b':
+            bad |= parse_seconds("--retry-backoff", optarg, &o->backoff_ms);
+            break;
+        case 'l':
+            o->lines = 1;
+            break;
+        case 'A':
+            o->tls_cafile = optarg;
+            break;
+        case 'S':
+            o->tls_self_signed = 1;
+            break;
+        case 'N':
+            o->tls_server_name = optarg;
+            break;
+        case 'C':
+            o->tls_cert = optarg;
+            break;
+        case 'K':
+            o->tls_key = optarg;
+            break;
+        case 'D':
+            o->debug = 1;
+            break;
+        case 'h':
+            usage(stdout);
+            exit(EXIT_OK);
+        case 'V':
+            printf("arrpc-call %s\n", ARRPC_VERSION);
+            exit(EXIT_OK);
+        default:
+            bad = 1;
         }
     }
-    if (optind < argc)
-        o->json = argv[optind++];
+    if (optind < argc) o->json = argv[optind++];
     if ((o->tls_self_signed || o->tls_cert || o->tls_server_name) && !o->tls_cafile) {
         fprintf(stderr, "arrpc-call: TLS options need --tls-cafile\n");
         bad = 1;
@@ -172,8 +202,7 @@ static int parse_args(int argc, char **argv, call_options *o)
 static int read_secret(const char *path, uint8_t *buf, size_t *len)
 {
     char err[512];
-    if (arrpc__auth_read_secret(path, buf, len, err, sizeof err) == 0)
-        return 0;
+    if (arrpc__auth_read_secret(path, buf, len, err, sizeof err) == 0) return 0;
     fprintf(stderr, "arrpc-call: %s\n", err);
     return -1;
 }
@@ -193,14 +222,11 @@ static int requests_grow(request_list *r)
 {
     size_t cap = r->cap ? r->cap * 2 : 16;
     msgpack_sbuffer *bufs = realloc(r->bufs, cap * sizeof *bufs);
-    if (bufs)
-        r->bufs = bufs;
+    if (bufs) r->bufs = bufs;
     const void **ptrs = bufs ? realloc(r->ptrs, cap * sizeof *ptrs) : NULL;
-    if (ptrs)
-        r->ptrs = ptrs;
+    if (ptrs) r->ptrs = ptrs;
     size_t *lens = ptrs ? realloc(r->lens, cap * sizeof *lens) : NULL;
-    if (!lens)
-        return -1;
+    if (!lens) return -1;
     r->lens = lens;
     r->cap = cap;
     return 0;
@@ -244,10 +270,8 @@ static char *read_all(FILE *f, size_t *len)
     char *buf = malloc(cap), *bigger;
     while (buf) {
         n += fread(buf + n, 1, cap - n - 1, f);
-        if (n < cap - 1)
-            break;
-        if (!(bigger = realloc(buf, cap * 2)))
-            free(buf);
+        if (n < cap - 1) break;
+        if (!(bigger = realloc(buf, cap * 2))) free(buf);
         buf = bigger;
         cap *= 2;
     }
@@ -261,16 +285,14 @@ static char *read_all(FILE *f, size_t *len)
 static int blank(const char *s, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\n')
-            return 0;
+        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\n') return 0;
     }
     return 1;
 }
 
 static int read_requests(const call_options *o, request_list *r)
 {
-    if (o->json)
-        return requests_add(r, o->json, strlen(o->json), "argument");
+    if (o->json) return requests_add(r, o->json, strlen(o->json), "argument");
     if (!o->lines) {
         size_t len = 0;
         char *text = read_all(stdin, &len);
@@ -284,8 +306,7 @@ static int read_requests(const call_options *o, request_list *r)
     int rc = EXIT_OK;
     for (unsigned long no = 1; rc == EXIT_OK && (n = getline(&line, &cap, stdin)) >= 0; no++) {
         snprintf(where, sizeof where, "line %lu", no);
-        if (!blank(line, (size_t)n))
-            rc = requests_add(r, line, (size_t)n, where);
+        if (!blank(line, (size_t)n)) rc = requests_add(r, line, (size_t)n, where);
     }
     free(line);
     return rc;
@@ -296,14 +317,22 @@ static int read_requests(const call_options *o, request_list *r)
 static int exit_code(int err)
 {
     switch (err) {
-    case ARRPC_OK: return EXIT_OK;
-    case ARRPC_ECONNECT: return EXIT_CONNECT;
-    case ARRPC_EAUTH: return EXIT_AUTH;
-    case ARRPC_ETIMEOUT: return EXIT_TIMEOUT;
-    case ARRPC_ERPC: return EXIT_RPC;
-    case ARRPC_EINVAL: return EXIT_USAGE;
-    case ARRPC_ETLS: return EXIT_TLS;
-    default: return EXIT_OTHER;
+    case ARRPC_OK:
+        return EXIT_OK;
+    case ARRPC_ECONNECT:
+        return EXIT_CONNECT;
+    case ARRPC_EAUTH:
+        return EXIT_AUTH;
+    case ARRPC_ETIMEOUT:
+        return EXIT_TIMEOUT;
+    case ARRPC_ERPC:
+        return EXIT_RPC;
+    case ARRPC_EINVAL:
+        return EXIT_USAGE;
+    case ARRPC_ETLS:
+        return EXIT_TLS;
+    default:
+        return EXIT_OTHER;
     }
 }
 
@@ -335,8 +364,7 @@ static int report_batch(arrpc_response **res, size_t n)
                     o->via.str.ptr);
             one = exit_code(status);
         }
-        if (rc == EXIT_OK)
-            rc = one;
+        if (rc == EXIT_OK) rc = one;
     }
     return rc;
 }
@@ -345,8 +373,7 @@ static arrpc_client *make_client(const call_options *o)
 {
     uint8_t secret[ARRPC_AUTH_SECRET_MAX + 1];
     size_t secret_len = 0;
-    if (o->secret_file && read_secret(o->secret_file, secret, &secret_len) != 0)
-        return NULL;
+    if (o->secret_file && read_secret(o->secret_file, secret, &secret_len) != 0) return NULL;
     arrpc_client *cli = arrpc_client_new(o->host, (uint16_t)o->port);
     if (!cli || arrpc_client_set_timeout(cli, o->timeout_ms) ||
         arrpc_client_set_connect_timeout(cli, o->connect_timeout_ms) ||
@@ -381,8 +408,7 @@ static int call_one(arrpc_client *cli, const request_list *r)
 static int call_lines(arrpc_client *cli, const request_list *r)
 {
     arrpc_response **res = calloc(r->count, sizeof *res);
-    if (!res)
-        return EXIT_OTHER;
+    if (!res) return EXIT_OTHER;
     int err = arrpc_client_send_batch(cli, r->ptrs, r->lens, r->count, res);
     int rc = exit_code(err);
     if (err != 0)
@@ -397,7 +423,9 @@ static int call_lines(arrpc_client *cli, const request_list *r)
 
 int main(int argc, char **argv)
 {
-    call_options o = {.host = "127.0.0.1", .port = 8080, .retries = ARRPC_DEFAULT_CON_MAX_RETRIES,
+    call_options o = {.host = "127.0.0.1",
+                      .port = 8080,
+                      .retries = ARRPC_DEFAULT_CON_MAX_RETRIES,
                       .backoff_ms = 1000};
     if (parse_args(argc, argv, &o) != 0) {
         usage(stderr);
@@ -406,13 +434,10 @@ int main(int argc, char **argv)
     request_list r = {0};
     int rc = read_requests(&o, &r);
     arrpc_client *cli = NULL;
-    if (rc == EXIT_OK && r.count > 0 && !(cli = make_client(&o)))
-        rc = EXIT_USAGE;
-    if (rc == EXIT_OK && cli)
-        rc = o.lines ? call_lines(cli, &r) : call_one(cli, &r);
+    if (rc == EXIT_OK && r.count > 0 && !(cli = make_client(&o))) rc = EXIT_USAGE;
+    if (rc == EXIT_OK && cli) rc = o.lines ? call_lines(cli, &r) : call_one(cli, &r);
     arrpc_client_free(cli);
     requests_free(&r);
-    if (fflush(stdout) != 0 && rc == EXIT_OK)
-        rc = EXIT_OTHER;
+    if (fflush(stdout) != 0 && rc == EXIT_OK) rc = EXIT_OTHER;
     return rc;
 }

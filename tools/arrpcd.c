@@ -1,4 +1,5 @@
-/* arrpcd.c -- the arrpc server program: options from the command line, a handler by name or plugin. */
+/* arrpcd.c -- the arrpc server program: options from the command line, a handler by name or plugin.
+ */
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -12,7 +13,8 @@
 #include "arrpc.h"
 
 #define EXIT_USAGE 2
-#define IDLE_TIMEOUT_MAX_S (UINT_MAX / 1000u) /* its milliseconds must fit the unsigned the API takes */
+#define IDLE_TIMEOUT_MAX_S                                                                         \
+    (UINT_MAX / 1000u) /* its milliseconds must fit the unsigned the API takes */
 
 typedef struct {
     char host[256];
@@ -35,8 +37,7 @@ static arrpc_server *running;
 static void on_stop_signal(int sig)
 {
     (void)sig;
-    if (running)
-        arrpc_server_stop(running);
+    if (running) arrpc_server_stop(running);
 }
 
 static void usage(FILE *to)
@@ -83,17 +84,16 @@ static void usage(FILE *to)
             "\n"
             "Signals to the master: HUP reload, USR2 binary upgrade, TERM/INT graceful stop,\n"
             "QUIT immediate stop, TTIN/TTOU one worker more/fewer (docs/operations.md).\n",
-            ARRPC_DEFAULT_HANDLER_TIMEOUT_MS / 1000, ARRPC_DEFAULT_MAX_MESSAGE, ARRPC_DEFAULT_MAX_DEPTH, ARRPC_MAX_DEPTH_LIMIT,
-            ARRPC_DEFAULT_MAX_CONNECTIONS, ARRPC_DEFAULT_REQUEST_TIMEOUT_MS / 1000,
-            ARRPC_DEFAULT_WRITE_TIMEOUT_MS / 1000, ARRPC_DEFAULT_DRAIN_TIMEOUT_MS / 1000,
-            ARRPC_DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS / 1000);
+            ARRPC_DEFAULT_HANDLER_TIMEOUT_MS / 1000, ARRPC_DEFAULT_MAX_MESSAGE,
+            ARRPC_DEFAULT_MAX_DEPTH, ARRPC_MAX_DEPTH_LIMIT, ARRPC_DEFAULT_MAX_CONNECTIONS,
+            ARRPC_DEFAULT_REQUEST_TIMEOUT_MS / 1000, ARRPC_DEFAULT_WRITE_TIMEOUT_MS / 1000,
+            ARRPC_DEFAULT_DRAIN_TIMEOUT_MS / 1000, ARRPC_DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS / 1000);
 }
 
 static int parse_number(const char *opt, const char *arg, unsigned long min, unsigned long max,
                         unsigned long *out)
 {
-    if (arrpc__parse_ulong(arg, min, max, out) == 0)
-        return 0;
+    if (arrpc__parse_ulong(arg, min, max, out) == 0) return 0;
     fprintf(stderr, "arrpcd: %s wants a number from %lu to %lu, not '%s'\n", opt, min, max, arg);
     return -1;
 }
@@ -101,20 +101,29 @@ static int parse_number(const char *opt, const char *arg, unsigned long min, uns
 static int parse_args(int argc, char **argv, arrpcd_options *o)
 {
     static const struct option longopts[] = {
-        {"listen", required_argument, 0, 'l'},       {"handler", required_argument, 0, 'H'},
+        {"listen", required_argument, 0, 'l'},
+        {"handler", required_argument, 0, 'H'},
         {"auth-secret-file", required_argument, 0, 's'},
-        {"max-message", required_argument, 0, 'm'},  {"max-depth", required_argument, 0, 'd'},
+        {"max-message", required_argument, 0, 'm'},
+        {"max-depth", required_argument, 0, 'd'},
         {"max-connections", required_argument, 0, 'c'},
-        {"idle-timeout", required_argument, 0, 'i'}, {"drain-timeout", required_argument, 0, 't'},
-        {"workers", required_argument, 0, 'w'},     {"handler-timeout", required_argument, 0, 'T'},
+        {"idle-timeout", required_argument, 0, 'i'},
+        {"drain-timeout", required_argument, 0, 't'},
+        {"workers", required_argument, 0, 'w'},
+        {"handler-timeout", required_argument, 0, 'T'},
         {"pid-file", required_argument, 0, 'p'},
-        {"metrics-listen", required_argument, 0, 'M'}, {"pre-drain", required_argument, 0, 'R'},
-        {"tls-cert", required_argument, 0, 'C'},    {"tls-key", required_argument, 0, 'K'},
+        {"metrics-listen", required_argument, 0, 'M'},
+        {"pre-drain", required_argument, 0, 'R'},
+        {"tls-cert", required_argument, 0, 'C'},
+        {"tls-key", required_argument, 0, 'K'},
         {"tls-client-ca", required_argument, 0, 'A'},
         {"tls-handshake-timeout", required_argument, 0, 'S'},
-        {"request-timeout", required_argument, 0, 'q'}, {"write-timeout", required_argument, 0, 'W'},
-        {"debug", no_argument, 0, 'D'},              {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, 'V'},            {0, 0, 0, 0},
+        {"request-timeout", required_argument, 0, 'q'},
+        {"write-timeout", required_argument, 0, 'W'},
+        {"debug", no_argument, 0, 'D'},
+        {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'V'},
+        {0, 0, 0, 0},
     };
     int opt, bad = 0;
     while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -125,18 +134,47 @@ static int parse_args(int argc, char **argv, arrpcd_options *o)
                 bad = 1;
             }
             break;
-        case 'H': o->handler = optarg; break;
-        case 's': o->secret_file = optarg; break;
-        case 'm': bad |= parse_number("--max-message", optarg, 16, ARRPC_MAX_MESSAGE_LIMIT, &o->max_message); break;
-        case 'd': bad |= parse_number("--max-depth", optarg, 1, ARRPC_MAX_DEPTH_LIMIT, &o->max_depth); break;
-        case 'c': bad |= parse_number("--max-connections", optarg, 1, 1000000, &o->max_connections); break;
-        case 'i': bad |= parse_number("--idle-timeout", optarg, 0, IDLE_TIMEOUT_MAX_S, &o->idle_timeout_s); break;
-        case 't': bad |= parse_number("--drain-timeout", optarg, 0, 86400, &o->drain_timeout_s); break;
-        case 'q': bad |= parse_number("--request-timeout", optarg, 0, IDLE_TIMEOUT_MAX_S, &o->request_timeout_s); break;
-        case 'W': bad |= parse_number("--write-timeout", optarg, 0, IDLE_TIMEOUT_MAX_S, &o->write_timeout_s); break;
-        case 'w': bad |= parse_number("--workers", optarg, 0, ARRPC_MAX_WORKERS, &o->workers); break;
-        case 'T': bad |= parse_number("--handler-timeout", optarg, 0, IDLE_TIMEOUT_MAX_S, &o->handler_timeout_s); break;
-        case 'p': o->pid_file = optarg; break;
+        case 'H':
+            o->handler = optarg;
+            break;
+        case 's':
+            o->secret_file = optarg;
+            break;
+        case 'm':
+            bad |=
+                parse_number("--max-message", optarg, 16, ARRPC_MAX_MESSAGE_LIMIT, &o->max_message);
+            break;
+        case 'd':
+            bad |= parse_number("--max-depth", optarg, 1, ARRPC_MAX_DEPTH_LIMIT, &o->max_depth);
+            break;
+        case 'c':
+            bad |= parse_number("--max-connections", optarg, 1, 1000000, &o->max_connections);
+            break;
+        case 'i':
+            bad |=
+                parse_number("--idle-timeout", optarg, 0, IDLE_TIMEOUT_MAX_S, &o->idle_timeout_s);
+            break;
+        case 't':
+            bad |= parse_number("--drain-timeout", optarg, 0, 86400, &o->drain_timeout_s);
+            break;
+        case 'q':
+            bad |= parse_number("--request-timeout", optarg, 0, IDLE_TIMEOUT_MAX_S,
+                                &o->request_timeout_s);
+            break;
+        case 'W':
+            bad |=
+                parse_number("--write-timeout", optarg, 0, IDLE_TIMEOUT_MAX_S, &o->write_timeout_s);
+            break;
+        case 'w':
+            bad |= parse_number("--workers", optarg, 0, ARRPC_MAX_WORKERS, &o->workers);
+            break;
+        case 'T':
+            bad |= parse_number("--handler-timeout", optarg, 0, IDLE_TIMEOUT_MAX_S,
+                                &o->handler_timeout_s);
+            break;
+        case 'p':
+            o->pid_file = optarg;
+            break;
         case 'M':
             if (arrpc__net_split_hostport(optarg, o->metrics_host, sizeof o->metrics_host,
                                           &o->metrics_port) != 0) {
@@ -144,15 +182,33 @@ static int parse_args(int argc, char **argv, arrpcd_options *o)
                 bad = 1;
             }
             break;
-        case 'R': bad |= parse_number("--pre-drain", optarg, 0, 3600, &o->predrain_s); break;
-        case 'C': o->tls_cert = optarg; break;
-        case 'K': o->tls_key = optarg; break;
-        case 'A': o->tls_client_ca = optarg; break;
-        case 'S': bad |= parse_number("--tls-handshake-timeout", optarg, 1, 3600, &o->tls_handshake_timeout_s); break;
-        case 'D': o->debug = 1; break;
-        case 'h': usage(stdout); exit(0);
-        case 'V': printf("arrpcd %s\n", ARRPC_VERSION); exit(0);
-        default: bad = 1;
+        case 'R':
+            bad |= parse_number("--pre-drain", optarg, 0, 3600, &o->predrain_s);
+            break;
+        case 'C':
+            o->tls_cert = optarg;
+            break;
+        case 'K':
+            o->tls_key = optarg;
+            break;
+        case 'A':
+            o->tls_client_ca = optarg;
+            break;
+        case 'S':
+            bad |= parse_number("--tls-handshake-timeout", optarg, 1, 3600,
+                                &o->tls_handshake_timeout_s);
+            break;
+        case 'D':
+            o->debug = 1;
+            break;
+        case 'h':
+            usage(stdout);
+            exit(0);
+        case 'V':
+            printf("arrpcd %s\n", ARRPC_VERSION);
+            exit(0);
+        default:
+            bad = 1;
         }
     }
     if (optind < argc) {
@@ -160,7 +216,8 @@ static int parse_args(int argc, char **argv, arrpcd_options *o)
         bad = 1;
     }
     if (!o->tls_cert != !o->tls_key || (o->tls_client_ca && !o->tls_cert)) {
-        fprintf(stderr, "arrpcd: --tls-cert and --tls-key go together; --tls-client-ca needs both\n");
+        fprintf(stderr,
+                "arrpcd: --tls-cert and --tls-key go together; --tls-client-ca needs both\n");
         bad = 1;
     }
     if (!o->handler) {
@@ -172,26 +229,25 @@ static int parse_args(int argc, char **argv, arrpcd_options *o)
 
 static int configure(arrpc_server *srv, const arrpcd_options *o)
 {
-    int rc = arrpc_server_set_handler_plugin(srv, o->handler) ||
-             arrpc_server_set_workers(srv, (unsigned)o->workers) ||
-             (o->metrics_host[0] &&
-              arrpc_server_set_metrics(srv, o->metrics_host, o->metrics_port)) ||
-             arrpc_server_set_pre_drain(srv, (unsigned)o->predrain_s * 1000u) ||
-             arrpc_server_set_handler_timeout(srv, (unsigned)o->handler_timeout_s * 1000u) ||
-             arrpc_server_set_max_message(srv, o->max_message) ||
-             arrpc_server_set_max_depth(srv, (unsigned)o->max_depth) ||
-             arrpc_server_set_max_connections(srv, (unsigned)o->max_connections) ||
-             arrpc_server_set_idle_timeout(srv, (unsigned)o->idle_timeout_s * 1000u) ||
-             arrpc_server_set_request_timeout(srv, (unsigned)o->request_timeout_s * 1000u) ||
-             arrpc_server_set_write_timeout(srv, (unsigned)o->write_timeout_s * 1000u) ||
-             arrpc_server_set_drain_timeout(srv, (unsigned)o->drain_timeout_s * 1000u) ||
-             arrpc_server_set_debug(srv, o->debug) ||
-             (o->secret_file && arrpc_server_set_auth_secret_file(srv, o->secret_file)) ||
-             (o->pid_file && arrpc_server_set_pid_file(srv, o->pid_file)) ||
-             (o->tls_cert && arrpc_server_set_tls(srv, o->tls_cert, o->tls_key, o->tls_client_ca)) ||
-             arrpc_server_set_tls_handshake_timeout(srv, (unsigned)o->tls_handshake_timeout_s * 1000u);
-    if (rc)
-        fprintf(stderr, "arrpcd: %s\n", arrpc_server_errstr(srv));
+    int rc =
+        arrpc_server_set_handler_plugin(srv, o->handler) ||
+        arrpc_server_set_workers(srv, (unsigned)o->workers) ||
+        (o->metrics_host[0] && arrpc_server_set_metrics(srv, o->metrics_host, o->metrics_port)) ||
+        arrpc_server_set_pre_drain(srv, (unsigned)o->predrain_s * 1000u) ||
+        arrpc_server_set_handler_timeout(srv, (unsigned)o->handler_timeout_s * 1000u) ||
+        arrpc_server_set_max_message(srv, o->max_message) ||
+        arrpc_server_set_max_depth(srv, (unsigned)o->max_depth) ||
+        arrpc_server_set_max_connections(srv, (unsigned)o->max_connections) ||
+        arrpc_server_set_idle_timeout(srv, (unsigned)o->idle_timeout_s * 1000u) ||
+        arrpc_server_set_request_timeout(srv, (unsigned)o->request_timeout_s * 1000u) ||
+        arrpc_server_set_write_timeout(srv, (unsigned)o->write_timeout_s * 1000u) ||
+        arrpc_server_set_drain_timeout(srv, (unsigned)o->drain_timeout_s * 1000u) ||
+        arrpc_server_set_debug(srv, o->debug) ||
+        (o->secret_file && arrpc_server_set_auth_secret_file(srv, o->secret_file)) ||
+        (o->pid_file && arrpc_server_set_pid_file(srv, o->pid_file)) ||
+        (o->tls_cert && arrpc_server_set_tls(srv, o->tls_cert, o->tls_key, o->tls_client_ca)) ||
+        arrpc_server_set_tls_handshake_timeout(srv, (unsigned)o->tls_handshake_timeout_s * 1000u);
+    if (rc) fprintf(stderr, "arrpcd: %s\n", arrpc_server_errstr(srv));
     return rc ? -1 : 0;
 }
 
@@ -207,8 +263,10 @@ static void install_signals(void)
 int main(int argc, char **argv)
 {
     arrpcd_options o = {
-        .host = "127.0.0.1", .port = 8080,
-        .max_message = ARRPC_DEFAULT_MAX_MESSAGE, .max_depth = ARRPC_DEFAULT_MAX_DEPTH,
+        .host = "127.0.0.1",
+        .port = 8080,
+        .max_message = ARRPC_DEFAULT_MAX_MESSAGE,
+        .max_depth = ARRPC_DEFAULT_MAX_DEPTH,
         .max_connections = ARRPC_DEFAULT_MAX_CONNECTIONS,
         .idle_timeout_s = ARRPC_DEFAULT_IDLE_TIMEOUT_MS / 1000,
         .drain_timeout_s = ARRPC_DEFAULT_DRAIN_TIMEOUT_MS / 1000,
@@ -234,8 +292,7 @@ int main(int argc, char **argv)
         running = srv;
         install_signals();
         status = arrpc_server_run(srv) == 0 ? 0 : 1;
-        if (status)
-            fprintf(stderr, "arrpcd: %s\n", arrpc_server_errstr(srv));
+        if (status) fprintf(stderr, "arrpcd: %s\n", arrpc_server_errstr(srv));
     }
     running = NULL;
     arrpc_server_free(srv);

@@ -8,8 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char b64_digits[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+static const char b64_digits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 static int fail(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -29,10 +28,8 @@ void arrpc_base64_encode(const unsigned char *p, size_t n, char *out)
     size_t o = 0;
     for (size_t i = 0; i < n; i += 3) {
         uint32_t v = (uint32_t)p[i] << 16;
-        if (i + 1 < n)
-            v |= (uint32_t)p[i + 1] << 8;
-        if (i + 2 < n)
-            v |= p[i + 2];
+        if (i + 1 < n) v |= (uint32_t)p[i + 1] << 8;
+        if (i + 2 < n) v |= p[i + 2];
         out[o++] = b64_digits[(v >> 18) & 63];
         out[o++] = b64_digits[(v >> 12) & 63];
         out[o++] = i + 1 < n ? b64_digits[(v >> 6) & 63] : '=';
@@ -50,25 +47,20 @@ static int b64_value(char c)
 long arrpc_base64_decode(const char *s, size_t len, unsigned char *out)
 {
     size_t o = 0;
-    if (len % 4 != 0)
-        return -1;
+    if (len % 4 != 0) return -1;
     for (size_t i = 0; i < len; i += 4) {
         int last = i + 4 == len;
         int pad = (s[i + 3] == '=') + (s[i + 2] == '=' && s[i + 3] == '=');
-        if (pad && !last)
-            return -1;
+        if (pad && !last) return -1;
         uint32_t v = 0;
         for (int k = 0; k < 4 - pad; k++) {
             int d = b64_value(s[i + (size_t)k]);
-            if (d < 0)
-                return -1;
+            if (d < 0) return -1;
             v |= (uint32_t)d << (18 - 6 * k);
         }
         out[o++] = (unsigned char)(v >> 16);
-        if (pad < 2)
-            out[o++] = (unsigned char)(v >> 8);
-        if (pad < 1)
-            out[o++] = (unsigned char)v;
+        if (pad < 2) out[o++] = (unsigned char)(v >> 8);
+        if (pad < 1) out[o++] = (unsigned char)v;
     }
     return (long)o;
 }
@@ -96,8 +88,7 @@ static int pack_bin(json_t *v, msgpack_packer *pk, char *err, size_t errlen)
     unsigned char *bytes;
     if (!json_is_string(v))
         return fail(err, errlen, "%s wants a base64 string", ARRPC_JSON_TAG_BIN);
-    if (!(bytes = decode_b64(v, &n, err, errlen)))
-        return -1;
+    if (!(bytes = decode_b64(v, &n, err, errlen))) return -1;
     int rc = msgpack_pack_bin_with_body(pk, bytes, n);
     free(bytes);
     return rc ? fail(err, errlen, "out of memory") : 0;
@@ -111,8 +102,7 @@ static int pack_ext(json_t *v, msgpack_packer *pk, char *err, size_t errlen)
     if (json_array_size(v) != 2 || !json_is_integer(type) || json_integer_value(type) < -128 ||
         json_integer_value(type) > 127 || !json_is_string(body))
         return fail(err, errlen, "%s wants [type -128..127, base64 string]", ARRPC_JSON_TAG_EXT);
-    if (!(bytes = decode_b64(body, &n, err, errlen)))
-        return -1;
+    if (!(bytes = decode_b64(body, &n, err, errlen))) return -1;
     int rc = msgpack_pack_ext(pk, n, (int8_t)json_integer_value(type)) ||
              msgpack_pack_ext_body(pk, bytes, n);
     free(bytes);
@@ -125,14 +115,15 @@ static int pack_pairs(json_t *v, msgpack_packer *pk, char *err, size_t errlen)
     json_t *pair;
     if (!json_is_array(v))
         return fail(err, errlen, "%s wants an array of [key, value] pairs", ARRPC_JSON_TAG_MAP);
-    json_array_foreach(v, i, pair) {
+    json_array_foreach(v, i, pair)
+    {
         if (!json_is_array(pair) || json_array_size(pair) != 2)
             return fail(err, errlen, "%s entry %zu is not a [key, value] pair", ARRPC_JSON_TAG_MAP,
                         i);
     }
-    if (msgpack_pack_map(pk, json_array_size(v)))
-        return fail(err, errlen, "out of memory");
-    json_array_foreach(v, i, pair) {
+    if (msgpack_pack_map(pk, json_array_size(v))) return fail(err, errlen, "out of memory");
+    json_array_foreach(v, i, pair)
+    {
         if (arrpc_json_to_msgpack(json_array_get(pair, 0), pk, err, errlen) != 0 ||
             arrpc_json_to_msgpack(json_array_get(pair, 1), pk, err, errlen) != 0)
             return -1;
@@ -155,8 +146,7 @@ static const struct {
 static int tag_index(const char *key, size_t len)
 {
     for (size_t i = 0; i < sizeof tags / sizeof tags[0]; i++) {
-        if (strlen(tags[i].tag) == len && memcmp(tags[i].tag, key, len) == 0)
-            return (int)i;
+        if (strlen(tags[i].tag) == len && memcmp(tags[i].tag, key, len) == 0) return (int)i;
     }
     return -1;
 }
@@ -166,17 +156,14 @@ static int pack_object(json_t *v, msgpack_packer *pk, char *err, size_t errlen)
     void *it = json_object_iter(v);
     if (json_object_size(v) == 1) {
         int t = tag_index(json_object_iter_key(it), json_object_iter_key_len(it));
-        if (t >= 0)
-            return tags[t].pack(json_object_iter_value(it), pk, err, errlen);
+        if (t >= 0) return tags[t].pack(json_object_iter_value(it), pk, err, errlen);
     }
-    if (msgpack_pack_map(pk, json_object_size(v)))
-        return fail(err, errlen, "out of memory");
+    if (msgpack_pack_map(pk, json_object_size(v))) return fail(err, errlen, "out of memory");
     for (; it; it = json_object_iter_next(v, it)) {
         size_t klen = json_object_iter_key_len(it);
         if (msgpack_pack_str_with_body(pk, json_object_iter_key(it), klen))
             return fail(err, errlen, "out of memory");
-        if (arrpc_json_to_msgpack(json_object_iter_value(it), pk, err, errlen) != 0)
-            return -1;
+        if (arrpc_json_to_msgpack(json_object_iter_value(it), pk, err, errlen) != 0) return -1;
     }
     return 0;
 }
@@ -185,11 +172,10 @@ static int pack_array(json_t *v, msgpack_packer *pk, char *err, size_t errlen)
 {
     size_t i;
     json_t *item;
-    if (msgpack_pack_array(pk, json_array_size(v)))
-        return fail(err, errlen, "out of memory");
-    json_array_foreach(v, i, item) {
-        if (arrpc_json_to_msgpack(item, pk, err, errlen) != 0)
-            return -1;
+    if (msgpack_pack_array(pk, json_array_size(v))) return fail(err, errlen, "out of memory");
+    json_array_foreach(v, i, item)
+    {
+        if (arrpc_json_to_msgpack(item, pk, err, errlen) != 0) return -1;
     }
     return 0;
 }
@@ -198,16 +184,28 @@ int arrpc_json_to_msgpack(json_t *v, msgpack_packer *pk, char *err, size_t errle
 {
     int rc;
     switch (json_typeof(v)) {
-    case JSON_OBJECT: return pack_object(v, pk, err, errlen);
-    case JSON_ARRAY: return pack_array(v, pk, err, errlen);
+    case JSON_OBJECT:
+        return pack_object(v, pk, err, errlen);
+    case JSON_ARRAY:
+        return pack_array(v, pk, err, errlen);
     case JSON_STRING:
         rc = msgpack_pack_str_with_body(pk, json_string_value(v), json_string_length(v));
         break;
-    case JSON_INTEGER: rc = msgpack_pack_int64(pk, json_integer_value(v)); break;
-    case JSON_REAL: rc = msgpack_pack_double(pk, json_real_value(v)); break;
-    case JSON_TRUE: rc = msgpack_pack_true(pk); break;
-    case JSON_FALSE: rc = msgpack_pack_false(pk); break;
-    default: rc = msgpack_pack_nil(pk); break;
+    case JSON_INTEGER:
+        rc = msgpack_pack_int64(pk, json_integer_value(v));
+        break;
+    case JSON_REAL:
+        rc = msgpack_pack_double(pk, json_real_value(v));
+        break;
+    case JSON_TRUE:
+        rc = msgpack_pack_true(pk);
+        break;
+    case JSON_FALSE:
+        rc = msgpack_pack_false(pk);
+        break;
+    default:
+        rc = msgpack_pack_nil(pk);
+        break;
     }
     return rc ? fail(err, errlen, "out of memory") : 0;
 }
@@ -217,8 +215,7 @@ int arrpc_json_to_msgpack(json_t *v, msgpack_packer *pk, char *err, size_t errle
 static json_t *tagged(const char *tag, json_t *value)
 {
     json_t *o = value ? json_object() : NULL;
-    if (o && json_object_set_new(o, tag, value) == 0)
-        return o;
+    if (o && json_object_set_new(o, tag, value) == 0) return o;
     json_decref(o);
     json_decref(value);
     return NULL;
@@ -227,8 +224,7 @@ static json_t *tagged(const char *tag, json_t *value)
 static json_t *b64_string(const char *p, size_t n)
 {
     char *text = malloc(n / 3 * 4 + 5);
-    if (!text)
-        return NULL;
+    if (!text) return NULL;
     arrpc_base64_encode((const unsigned char *)p, n, text);
     json_t *s = json_string(text);
     free(text);
@@ -273,11 +269,9 @@ static json_t *from_map_pairs(const msgpack_object_map *m, char *err, size_t err
 static int keys_plain(const msgpack_object_map *m)
 {
     for (uint32_t i = 0; i < m->size; i++) {
-        if (m->ptr[i].key.type != MSGPACK_OBJECT_STR)
-            return 0;
+        if (m->ptr[i].key.type != MSGPACK_OBJECT_STR) return 0;
     }
-    return !(m->size == 1 &&
-             tag_index(m->ptr[0].key.via.str.ptr, m->ptr[0].key.via.str.size) >= 0);
+    return !(m->size == 1 && tag_index(m->ptr[0].key.via.str.ptr, m->ptr[0].key.via.str.size) >= 0);
 }
 
 /* A JSON object when that loses nothing: str keys, none repeated, not mistakable for a tag. The
@@ -310,8 +304,7 @@ static json_t *from_map(const msgpack_object_map *m, char *err, size_t errlen)
 static json_t *from_str(const msgpack_object_str *s, char *err, size_t errlen)
 {
     json_t *j = json_stringn(s->size ? s->ptr : "", s->size); /* msgpack-c: ptr may be NULL */
-    if (!j)
-        fail(err, errlen, "a str of %u bytes is not valid UTF-8", s->size);
+    if (!j) fail(err, errlen, "a str of %u bytes is not valid UTF-8", s->size);
     return j;
 }
 
@@ -319,21 +312,28 @@ json_t *arrpc_json_from_msgpack(const msgpack_object *o, char *err, size_t errle
 {
     snprintf(err, errlen, "out of memory");
     switch (o->type) {
-    case MSGPACK_OBJECT_NIL: return json_null();
-    case MSGPACK_OBJECT_BOOLEAN: return json_boolean(o->via.boolean);
+    case MSGPACK_OBJECT_NIL:
+        return json_null();
+    case MSGPACK_OBJECT_BOOLEAN:
+        return json_boolean(o->via.boolean);
     case MSGPACK_OBJECT_POSITIVE_INTEGER:
-        if (o->via.u64 > INT64_MAX)
-            return json_real((double)o->via.u64);
+        if (o->via.u64 > INT64_MAX) return json_real((double)o->via.u64);
         return json_integer((json_int_t)o->via.u64);
-    case MSGPACK_OBJECT_NEGATIVE_INTEGER: return json_integer((json_int_t)o->via.i64);
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+        return json_integer((json_int_t)o->via.i64);
     case MSGPACK_OBJECT_FLOAT32:
-    case MSGPACK_OBJECT_FLOAT64: return isfinite(o->via.f64) ? json_real(o->via.f64) : json_null();
-    case MSGPACK_OBJECT_STR: return from_str(&o->via.str, err, errlen);
+    case MSGPACK_OBJECT_FLOAT64:
+        return isfinite(o->via.f64) ? json_real(o->via.f64) : json_null();
+    case MSGPACK_OBJECT_STR:
+        return from_str(&o->via.str, err, errlen);
     case MSGPACK_OBJECT_BIN:
         return tagged(ARRPC_JSON_TAG_BIN, b64_string(o->via.bin.ptr, o->via.bin.size));
-    case MSGPACK_OBJECT_EXT: return from_ext(&o->via.ext);
-    case MSGPACK_OBJECT_ARRAY: return from_array(&o->via.array, err, errlen);
-    case MSGPACK_OBJECT_MAP: return from_map(&o->via.map, err, errlen);
+    case MSGPACK_OBJECT_EXT:
+        return from_ext(&o->via.ext);
+    case MSGPACK_OBJECT_ARRAY:
+        return from_array(&o->via.array, err, errlen);
+    case MSGPACK_OBJECT_MAP:
+        return from_map(&o->via.map, err, errlen);
     }
     fail(err, errlen, "unknown MessagePack type %d", (int)o->type);
     return NULL;

@@ -1,4 +1,5 @@
-/* conn.c -- one connection: read, scan, dispatch, queue replies, flush; closing is the loop's job. */
+/* conn.c -- one connection: read, scan, dispatch, queue replies, flush; closing is the loop's job.
+ */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,8 +22,7 @@ static const char *outcome_name[] = {
 arrpc__conn *arrpc__conn_open(arrpc__loop *loop, int fd)
 {
     arrpc__conn *c = calloc(1, sizeof *c);
-    if (!c)
-        return NULL;
+    if (!c) return NULL;
     c->scan = arrpc__scan_new(loop->cfg->max_message, loop->cfg->max_depth);
     c->kind = LOOP_CONN;
     c->fd = fd;
@@ -46,8 +46,7 @@ arrpc__conn *arrpc__conn_open(arrpc__loop *loop, int fd)
         loop->nhandshaking++;
     }
     c->next = loop->conns;
-    if (loop->conns)
-        loop->conns->prev = c;
+    if (loop->conns) loop->conns->prev = c;
     loop->conns = c;
     loop->nconns++;
     ARRPC_DEBUG(loop->cfg->debug, "connection from %s opened", c->peer);
@@ -61,14 +60,11 @@ void arrpc__conn_free(arrpc__loop *loop, arrpc__conn *c)
         c->prev->next = c->next;
     else
         loop->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    if (c->next) c->next->prev = c->prev;
     loop->nconns--;
     arrpc__stats_close(loop, c);
-    if (c->flags & CONN_LINGER)
-        loop->nlingering--;
-    if (c->flags & CONN_HANDSHAKE)
-        loop->nhandshaking--;
+    if (c->flags & CONN_LINGER) loop->nlingering--;
+    if (c->flags & CONN_HANDSHAKE) loop->nhandshaking--;
     c->io.ops->close(&c->io); /* closing the fd also removes it from the epoll set */
     arrpc__buf_free(&c->in);
     arrpc__buf_free(&c->out);
@@ -89,8 +85,7 @@ static void mark_close(arrpc__conn *c)
 
 void arrpc__conn_queue_flush(arrpc__loop *loop, arrpc__conn *c)
 {
-    if (c->flags & CONN_QUEUED)
-        return;
+    if (c->flags & CONN_QUEUED) return;
     c->flags |= CONN_QUEUED;
     c->next_flush = loop->flush_list;
     loop->flush_list = c;
@@ -113,10 +108,8 @@ static void update_interest(arrpc__loop *loop, arrpc__conn *c, int want_write)
         ev |= EPOLLIN;
     if (c->io.want == ARRPC_WANT_READ && arrpc__buf_used(&c->out) && !(c->flags & CONN_LINGER))
         ev |= EPOLLIN; /* a TLS write waiting for the peer's bytes (a key update) */
-    if (want_write)
-        ev |= EPOLLOUT;
-    if (ev == c->events || (c->flags & CONN_CLOSE))
-        return;
+    if (want_write) ev |= EPOLLOUT;
+    if (ev == c->events || (c->flags & CONN_CLOSE)) return;
     struct epoll_event e = {.events = ev, .data.ptr = c};
     if (epoll_ctl(loop->epfd, EPOLL_CTL_MOD, c->fd, &e) == 0)
         c->events = ev;
@@ -136,8 +129,7 @@ static size_t answer_requests(arrpc__loop *loop, arrpc__conn *c, const uint8_t *
         size_t used = 0;
         int rc = arrpc__scan_feed(c->scan, p + done + c->scanned, n - done - c->scanned, &used);
         c->scanned += used;
-        if (rc == 0)
-            break;
+        if (rc == 0) break;
         if (rc < 0) {
             arrpc__log("closing connection from %s: %s", c->peer, arrpc__scan_error(c->scan));
             arrpc__dispatch_rpc_error(&c->out, arrpc__scan_error(c->scan));
@@ -146,8 +138,7 @@ static size_t answer_requests(arrpc__loop *loop, arrpc__conn *c, const uint8_t *
             break;
         }
         arrpc__outcome outcome;
-        if (!started)
-            started = arrpc__stats_clock_ns();
+        if (!started) started = arrpc__stats_clock_ns();
         if (arrpc__dispatch(loop->dispatcher, p + done, c->scanned, &c->out, &outcome) != 0) {
             arrpc__log("closing connection from %s: out of memory", c->peer);
             mark_close(c);
@@ -201,11 +192,9 @@ static ssize_t read_some(arrpc__loop *loop, arrpc__conn *c)
     ssize_t n;
     if (arrpc__buf_used(&c->in) == 0) {
         n = c->io.ops->read(&c->io, loop->scratch, ARRPC_READ_CHUNK);
-        if (n <= 0)
-            return n;
+        if (n <= 0) return n;
         size_t done = answer_requests(loop, c, loop->scratch, (size_t)n);
-        if (arrpc__buf_append(&c->in, loop->scratch + done, (size_t)n - done) != 0)
-            mark_close(c);
+        if (arrpc__buf_append(&c->in, loop->scratch + done, (size_t)n - done) != 0) mark_close(c);
         note_partial(loop, c);
         return n;
     }
@@ -237,8 +226,7 @@ static void on_readable(arrpc__loop *loop, arrpc__conn *c)
 {
     if (c->flags & CONN_LINGER) { /* discard until the peer closes, so our error reply lands */
         ssize_t n = recv(c->fd, loop->scratch, ARRPC_READ_CHUNK, 0); /* raw: TLS is over */
-        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
-            mark_close(c);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) mark_close(c);
         return;
     }
     ssize_t n;
@@ -255,13 +243,12 @@ static void on_readable(arrpc__loop *loop, arrpc__conn *c)
             ARRPC_DEBUG(loop->cfg->debug, "connection from %s ended inside a request", c->peer);
     } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
         char why[256];
-        ARRPC_DEBUG(loop->cfg->debug, "connection from %s failed: %s %s", c->peer,
-                    strerror(errno), arrpc__tls_last_error(&c->io, why, sizeof why));
+        ARRPC_DEBUG(loop->cfg->debug, "connection from %s failed: %s %s", c->peer, strerror(errno),
+                    arrpc__tls_last_error(&c->io, why, sizeof why));
         mark_close(c);
         return;
     }
-    if (got)
-        c->last_active_ms = loop->now_ms;
+    if (got) c->last_active_ms = loop->now_ms;
     arrpc__conn_queue_flush(loop, c);
 }
 
@@ -299,8 +286,7 @@ void arrpc__conn_flush(arrpc__loop *loop, arrpc__conn *c)
         if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
             int again = errno == EAGAIN;
             update_interest(loop, c, again && c->io.want == ARRPC_WANT_WRITE);
-            if (again)
-                return;
+            if (again) return;
             continue;
         }
         char why[256];
@@ -309,10 +295,8 @@ void arrpc__conn_flush(arrpc__loop *loop, arrpc__conn *c)
         mark_close(c);
         return;
     }
-    if (c->flags & CONN_CLOSE)
-        return;
-    if (arrpc__buf_used(&c->out) == 0)
-        c->write_since_ms = 0;
+    if (c->flags & CONN_CLOSE) return;
+    if (arrpc__buf_used(&c->out) == 0) c->write_since_ms = 0;
     if (c->flags & CONN_DOOMED)
         start_linger(loop, c);
     else if ((c->flags & CONN_EOF) && arrpc__buf_used(&c->out) == 0)
@@ -324,8 +308,7 @@ void arrpc__conn_flush(arrpc__loop *loop, arrpc__conn *c)
 
 void arrpc__conn_close_gracefully(arrpc__loop *loop, arrpc__conn *c)
 {
-    if (c->flags & (CONN_LINGER | CONN_CLOSE))
-        return;
+    if (c->flags & (CONN_LINGER | CONN_CLOSE)) return;
     start_linger(loop, c);
     update_interest(loop, c, 0);
 }
@@ -352,17 +335,16 @@ static int write_overdue(const arrpc__loop *loop, const arrpc__conn *c)
 
 int arrpc__conn_check_timeouts(arrpc__loop *loop, arrpc__conn *c)
 {
-    if (c->flags & (CONN_CLOSE | CONN_LINGER | CONN_HANDSHAKE))
-        return 0;
+    if (c->flags & (CONN_CLOSE | CONN_LINGER | CONN_HANDSHAKE)) return 0;
     if (write_overdue(loop, c)) {
         arrpc__log("closing connection from %s: its replies were not read for %u ms "
-                   "(--write-timeout)", c->peer, loop->cfg->write_timeout_ms);
+                   "(--write-timeout)",
+                   c->peer, loop->cfg->write_timeout_ms);
         arrpc__stats_timeout(loop, c);
         mark_close(c);
         return 1;
     }
-    if (!request_overdue(loop, c))
-        return 0;
+    if (!request_overdue(loop, c)) return 0;
     arrpc__log("closing connection from %s: request not completed in %u ms (--request-timeout)",
                c->peer, loop->cfg->request_timeout_ms);
     arrpc__stats_timeout(loop, c);
@@ -409,14 +391,12 @@ static void continue_handshake(arrpc__loop *loop, arrpc__conn *c)
 void arrpc__conn_on_event(arrpc__loop *loop, arrpc__conn *c, uint32_t events)
 {
     if (c->flags & CONN_HANDSHAKE) {
-        if (!(c->flags & CONN_CLOSE))
-            continue_handshake(loop, c);
+        if (!(c->flags & CONN_CLOSE)) continue_handshake(loop, c);
         return;
     }
     if (events & EPOLLIN)
         on_readable(loop, c);
     else if (events & (EPOLLERR | EPOLLHUP))
         mark_close(c);
-    if ((events & EPOLLOUT) && !(c->flags & CONN_CLOSE))
-        arrpc__conn_queue_flush(loop, c);
+    if ((events & EPOLLOUT) && !(c->flags & CONN_CLOSE)) arrpc__conn_queue_flush(loop, c);
 }

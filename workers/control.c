@@ -1,4 +1,5 @@
-/* control.c -- a worker acting on its master's messages: stop, retire, adopt, listen more or less. */
+/* control.c -- a worker acting on its master's messages: stop, retire, adopt, listen more or less.
+ */
 #include <errno.h>
 #include <sys/epoll.h>
 #include <unistd.h>
@@ -14,13 +15,11 @@
 static void retire(arrpc__loop *loop, int handoff_fd)
 {
     if (loop->retiring || loop->draining) {
-        if (handoff_fd >= 0)
-            close(handoff_fd);
+        if (handoff_fd >= 0) close(handoff_fd);
         return;
     }
     arrpc__loop_stop_accepting(loop);
-    if (loop->cfg->record)
-        atomic_store(&loop->cfg->record->state, ARRPC_WORKER_RETIRING);
+    if (loop->cfg->record) atomic_store(&loop->cfg->record->state, ARRPC_WORKER_RETIRING);
     loop->retiring = 1;
     loop->handoff_out = handoff_fd;
     loop->drain_until_ms = loop->now_ms + loop->cfg->drain_timeout_ms;
@@ -35,11 +34,9 @@ static void adopt(arrpc__loop *loop, int fd)
 {
     for (unsigned i = 0; i < ARRPC_LOOP_HANDOFF_IN_MAX; i++) {
         arrpc__loop_source *src = &loop->handoff_in[i];
-        if (src->kind)
-            continue;
+        if (src->kind) continue;
         *src = (arrpc__loop_source){.kind = LOOP_HANDOFF_IN, .fd = fd};
-        if (arrpc__loop_watch(loop, src) == 0)
-            return;
+        if (arrpc__loop_watch(loop, src) == 0) return;
         src->kind = 0;
         break;
     }
@@ -65,8 +62,7 @@ static void listen_add(arrpc__loop *loop, int fd, uint32_t slot)
 static void listen_drop(arrpc__loop *loop, uint32_t slot)
 {
     for (unsigned i = 1; i < loop->nlisteners; i++) { /* never its own slot's socket, index 0 */
-        if (loop->listeners[i].slot != slot)
-            continue;
+        if (loop->listeners[i].slot != slot) continue;
         epoll_ctl(loop->epfd, EPOLL_CTL_DEL, loop->listeners[i].fd, NULL);
         close(loop->listeners[i].fd); /* our copy, received with LISTEN_ADD */
         loop->listeners[i] = loop->listeners[--loop->nlisteners];
@@ -92,17 +88,25 @@ void arrpc__loop_on_control(arrpc__loop *loop)
     for (int i = 1; i < nfds; i++)
         close(fds[i]);
     if (n != (ssize_t)sizeof msg) {
-        if (fd >= 0)
-            close(fd);
+        if (fd >= 0) close(fd);
         return;
     }
     switch (msg.type) {
-    case ARRPC_CTL_STOP: arrpc__loop_start_drain(loop); break;
-    case ARRPC_CTL_RETIRE: retire(loop, fd); return;
-    case ARRPC_CTL_ADOPT: if (fd >= 0) adopt(loop, fd); return;
-    case ARRPC_CTL_LISTEN_ADD: if (fd >= 0) listen_add(loop, fd, msg.arg); return;
-    case ARRPC_CTL_LISTEN_DROP: listen_drop(loop, msg.arg); break;
+    case ARRPC_CTL_STOP:
+        arrpc__loop_start_drain(loop);
+        break;
+    case ARRPC_CTL_RETIRE:
+        retire(loop, fd);
+        return;
+    case ARRPC_CTL_ADOPT:
+        if (fd >= 0) adopt(loop, fd);
+        return;
+    case ARRPC_CTL_LISTEN_ADD:
+        if (fd >= 0) listen_add(loop, fd, msg.arg);
+        return;
+    case ARRPC_CTL_LISTEN_DROP:
+        listen_drop(loop, msg.arg);
+        break;
     }
-    if (fd >= 0)
-        close(fd);
+    if (fd >= 0) close(fd);
 }

@@ -39,8 +39,7 @@ static void trim_partial_utf8(char *s, size_t len)
     if (i > 0 && ((unsigned char)s[i - 1] & 0x80)) {
         unsigned char lead = (unsigned char)s[i - 1];
         size_t need = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : 2;
-        if (len - (i - 1) < need)
-            s[i - 1] = '\0';
+        if (len - (i - 1) < need) s[i - 1] = '\0';
     }
 }
 
@@ -50,8 +49,7 @@ int arrpc_call_fail(arrpc_call *call, const char *fmt, ...)
     va_start(ap, fmt);
     int n = vsnprintf(call->message, sizeof call->message, fmt, ap);
     va_end(ap);
-    if (n >= (int)sizeof call->message)
-        trim_partial_utf8(call->message, sizeof call->message - 1);
+    if (n >= (int)sizeof call->message) trim_partial_utf8(call->message, sizeof call->message - 1);
     call->failed = 1;
     return ARRPC_ERPC;
 }
@@ -64,8 +62,7 @@ int arrpc_call_signed(const arrpc_call *call)
 arrpc__dispatcher *arrpc__dispatcher_new(const arrpc__worker_config *cfg)
 {
     arrpc__dispatcher *d = calloc(1, sizeof *d);
-    if (!d)
-        return NULL;
+    if (!d) return NULL;
     d->cfg = cfg;
     d->check = arrpc__scan_new(cfg->max_message, cfg->max_depth);
     if (!d->check || !msgpack_zone_init(&d->zone, MSGPACK_ZONE_CHUNK_SIZE)) {
@@ -78,8 +75,7 @@ arrpc__dispatcher *arrpc__dispatcher_new(const arrpc__worker_config *cfg)
 
 void arrpc__dispatcher_free(arrpc__dispatcher *d)
 {
-    if (!d)
-        return;
+    if (!d) return;
     msgpack_zone_destroy(&d->zone);
     arrpc__scan_free(d->check);
     free(d);
@@ -126,8 +122,7 @@ static arrpc__outcome call_handler(arrpc__dispatcher *d, const msgpack_object *r
     if (d->cfg->record) /* the master kills a worker stuck past the handler timeout */
         arrpc__shm_busy_begin(d->cfg->record);
     int rc = d->cfg->handler(&call, req, &pk, d->cfg->udata);
-    if (d->cfg->record)
-        arrpc__shm_busy_end(d->cfg->record);
+    if (d->cfg->record) arrpc__shm_busy_end(d->cfg->record);
     if (rc != 0 || call.failed) {
         arrpc__buf_truncate(out, start);
         if (!call.failed)
@@ -155,8 +150,7 @@ static arrpc__outcome dispatch_decoded(arrpc__dispatcher *d, const msgpack_objec
                                        arrpc__buf *out)
 {
     const arrpc__worker_config *cfg = d->cfg;
-    if (!cfg->secret)
-        return call_handler(d, obj, 0, out);
+    if (!cfg->secret) return call_handler(d, obj, 0, out);
     const uint8_t *data;
     size_t len;
     if (arrpc__auth_open(cfg->secret, cfg->secret_len, obj, &data, &len) != 0) {

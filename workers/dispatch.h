@@ -10,7 +10,8 @@
 
 #define ARRPC_AUTH_ERROR_TEXT                                                                      \
     "Invalid or missing message signature, make sure 'auth_secret' is set/correct"
-#define ARRPC_FAIL_MESSAGE_MAX 4096u /* bytes of a handler's failure message that reach the client */
+#define ARRPC_FAIL_MESSAGE_MAX                                                                     \
+    4096u /* bytes of a handler's failure message that reach the client */
 
 typedef struct arrpc__dispatcher arrpc__dispatcher;
 
@@ -29,7 +30,8 @@ int arrpc__dispatcher_last_signed(const arrpc__dispatcher *d);
 void arrpc__dispatcher_free(arrpc__dispatcher *d);
 
 /* Answers the n bytes at msg, which the scanner found to be one whole message, by appending
- * exactly one reply to out. Returns ARRPC_ENOMEM only if even an error reply could not be queued. */
+ * exactly one reply to out. Returns ARRPC_ENOMEM only if even an error reply could not be queued.
+ */
 int arrpc__dispatch(arrpc__dispatcher *d, const uint8_t *msg, size_t n, arrpc__buf *out,
                     arrpc__outcome *outcome);
 

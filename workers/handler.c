@@ -52,7 +52,8 @@ static int load_plugin(const char *spec, arrpc__handler *out, char *err, size_t 
         return ARRPC_ELOAD;
     }
     *out = (arrpc__handler){.dl = dl};
-    memcpy(&out->fn, &sym, sizeof out->fn); /* object pointer to function pointer, as POSIX allows */
+    memcpy(&out->fn, &sym,
+           sizeof out->fn); /* object pointer to function pointer, as POSIX allows */
     snprintf(out->name, sizeof out->name, "%s", symbol);
     return 0;
 }
@@ -68,8 +69,7 @@ void arrpc__handler_name_of(const char *spec, char *out, size_t len)
 
 int arrpc__handler_load(const char *spec, arrpc__handler *out, char *err, size_t errlen)
 {
-    if (is_path(spec))
-        return load_plugin(spec, out, err, errlen);
+    if (is_path(spec)) return load_plugin(spec, out, err, errlen);
     for (size_t i = 0; i < sizeof builtins / sizeof builtins[0]; i++) {
         if (strcmp(spec, builtins[i].name) == 0) {
             *out = (arrpc__handler){.fn = builtins[i].fn};
@@ -83,8 +83,7 @@ int arrpc__handler_load(const char *spec, arrpc__handler *out, char *err, size_t
 
 void arrpc__handler_unload(arrpc__handler *h)
 {
-    if (h->dl)
-        dlclose(h->dl);
+    if (h->dl) dlclose(h->dl);
     h->dl = NULL;
     h->fn = NULL;
 }

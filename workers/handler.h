@@ -1,4 +1,5 @@
-/* handler.h -- finding the handler a server runs: built in by name, or a plugin loaded with dlopen. */
+/* handler.h -- finding the handler a server runs: built in by name, or a plugin loaded with dlopen.
+ */
 #ifndef ARRPC_WORKERS_HANDLER_H
 #define ARRPC_WORKERS_HANDLER_H
 
@@ -12,8 +13,8 @@
 typedef struct arrpc__handler {
     arrpc_handler_fn fn;
     void *udata;
-    void *dl;                           /* the plugin's dlopen handle, NULL when built in */
-    char name[ARRPC_HANDLER_NAME_MAX];  /* what metrics call it: "echo", or the symbol */
+    void *dl;                          /* the plugin's dlopen handle, NULL when built in */
+    char name[ARRPC_HANDLER_NAME_MAX]; /* what metrics call it: "echo", or the symbol */
 } arrpc__handler;
 
 /* spec is a built-in name ("echo") or PATH.so[:SYMBOL]; a spec with a '/' or ending in ".so" is

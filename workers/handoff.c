@@ -19,8 +19,7 @@
 static int pending_memfd(const uint8_t *p, size_t n)
 {
     int fd = memfd_create("arrpc-handoff", MFD_CLOEXEC);
-    if (fd < 0)
-        return -1;
+    if (fd < 0) return -1;
     size_t done = 0;
     while (done < n) {
         ssize_t w = write(fd, p + done, n - done);
@@ -42,8 +41,7 @@ int arrpc__handoff_send(arrpc__loop *loop, arrpc__conn *c)
     int fds[2] = {c->fd, -1}, nfds = 1;
     if (pending <= ARRPC_HANDOFF_INLINE_MAX) {
         h.inline_len = (uint32_t)pending;
-        if (pending)
-            memcpy(msg + sizeof h, bytes, pending);
+        if (pending) memcpy(msg + sizeof h, bytes, pending);
     } else if ((fds[1] = pending_memfd(bytes, pending)) >= 0) {
         nfds = 2;
     } else {
@@ -51,8 +49,7 @@ int arrpc__handoff_send(arrpc__loop *loop, arrpc__conn *c)
     }
     memcpy(msg, &h, sizeof h);
     int rc = arrpc__fd_send(loop->handoff_out, msg, sizeof h + h.inline_len, fds, nfds);
-    if (fds[1] >= 0)
-        close(fds[1]);
+    if (fds[1] >= 0) close(fds[1]);
     if (rc != 0) { /* EAGAIN: the receiver is behind; the next iteration tries again */
         if (errno != EAGAIN)
             arrpc__log("hand-over of %s failed (%s); serving it until the drain ends", c->peer,
@@ -68,11 +65,9 @@ int arrpc__handoff_send(arrpc__loop *loop, arrpc__conn *c)
 /* Reads the pending bytes of a handed-over connection from its memfd into its input buffer. */
 static int load_memfd(arrpc__conn *c, int memfd, uint64_t len)
 {
-    if (len > c->in.cap && arrpc__buf_reserve(&c->in, len) != 0)
-        return ARRPC_ENOMEM;
+    if (len > c->in.cap && arrpc__buf_reserve(&c->in, len) != 0) return ARRPC_ENOMEM;
     ssize_t n = pread(memfd, c->in.data, len, 0);
-    if (n != (ssize_t)len)
-        return ARRPC_ESYS;
+    if (n != (ssize_t)len) return ARRPC_ESYS;
     c->in.len = len;
     return 0;
 }
@@ -91,8 +86,7 @@ static void take_in(arrpc__loop *loop, const uint8_t *msg, size_t n, int *fds, i
         rc = arrpc__buf_append(&c->in, msg + sizeof h, h.inline_len);
     else if (c && h.pending_len)
         rc = load_memfd(c, fds[1], h.pending_len);
-    if (nfds == 2)
-        close(fds[1]);
+    if (nfds == 2) close(fds[1]);
     if (!c) {
         arrpc__log("refused a handed-over connection: bad message or out of memory");
         close(fds[0]);
@@ -114,8 +108,7 @@ void arrpc__handoff_receive(arrpc__loop *loop, arrpc__loop_source *src)
     for (;;) {
         int fds[ARRPC_FDPASS_MAX], nfds = 0;
         ssize_t n = arrpc__fd_recv(src->fd, msg, ARRPC_READ_CHUNK, fds, &nfds);
-        if (n < 0 && errno == EAGAIN)
-            return;
+        if (n < 0 && errno == EAGAIN) return;
         if (n <= 0) { /* the sender finished (EOF) or the socket broke: forget it */
             for (int i = 0; i < nfds; i++)
                 close(fds[i]);

@@ -1,4 +1,5 @@
-/* loop.c -- the epoll loop of one worker: accept, dispatch events, flush, close, time out, drain. */
+/* loop.c -- the epoll loop of one worker: accept, dispatch events, flush, close, time out, drain.
+ */
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -58,15 +59,13 @@ static void accept_some(arrpc__loop *loop, int listen_fd)
         }
         int one = 1; /* replies are whole messages: send them now, not after Nagle's delay */
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        if (!arrpc__conn_open(loop, fd))
-            close(fd);
+        if (!arrpc__conn_open(loop, fd)) close(fd);
     }
 }
 
 void arrpc__loop_stop_accepting(arrpc__loop *loop)
 {
-    if (!loop->accepting)
-        return;
+    if (!loop->accepting) return;
     loop->accepting = 0;
     for (unsigned i = 0; i < loop->nlisteners; i++)
         epoll_ctl(loop->epfd, EPOLL_CTL_DEL, loop->listeners[i].fd, NULL);
@@ -74,8 +73,7 @@ void arrpc__loop_stop_accepting(arrpc__loop *loop)
 
 void arrpc__loop_start_drain(arrpc__loop *loop)
 {
-    if (loop->draining)
-        return;
+    if (loop->draining) return;
     arrpc__loop_stop_accepting(loop);
     loop->draining = 1;
     loop->drain_until_ms = loop->now_ms + loop->cfg->drain_timeout_ms;
@@ -121,7 +119,8 @@ static void expire_handshake(arrpc__loop *loop, arrpc__conn *c)
 {
     if (!loop->draining) {
         arrpc__log("closing connection from %s: TLS handshake not done in %u ms "
-                   "(--tls-handshake-timeout)", c->peer, loop->cfg->tls_handshake_timeout_ms);
+                   "(--tls-handshake-timeout)",
+                   c->peer, loop->cfg->tls_handshake_timeout_ms);
         arrpc__stats_timeout(loop, c);
     }
     c->flags |= CONN_CLOSE;
@@ -144,11 +143,9 @@ static void expire(arrpc__loop *loop)
             expire_handshake(loop, c); /* too slow, or this worker is stopping */
             continue;
         }
-        if (arrpc__conn_check_timeouts(loop, c))
-            continue;
+        if (arrpc__conn_check_timeouts(loop, c)) continue;
         int idle = arrpc__conn_idle(c);
-        if (loop->handoff_out >= 0 && expire_kept_tls(loop, c, idle))
-            continue;
+        if (loop->handoff_out >= 0 && expire_kept_tls(loop, c, idle)) continue;
         if (drain_over || ((loop->draining || loop->retiring) && idle && loop->handoff_out < 0) ||
             ((c->flags & CONN_LINGER) && loop->now_ms >= c->linger_until_ms) ||
             (idle_ms && idle && loop->now_ms - c->last_active_ms >= idle_ms))
@@ -171,8 +168,7 @@ static void reap(arrpc__loop *loop)
     arrpc__conn *c = loop->conns;
     while (c) {
         arrpc__conn *next = c->next;
-        if (c->flags & CONN_CLOSE)
-            arrpc__conn_free(loop, c);
+        if (c->flags & CONN_CLOSE) arrpc__conn_free(loop, c);
         c = next;
     }
 }
@@ -191,11 +187,21 @@ static void on_event(arrpc__loop *loop, void *ptr, uint32_t events)
 {
     arrpc__loop_source *src = ptr;
     switch (src->kind) {
-    case LOOP_CONN: arrpc__conn_on_event(loop, ptr, events); break;
-    case LOOP_LISTENER: accept_some(loop, src->fd); break;
-    case LOOP_STOP: on_stop(loop); break;
-    case LOOP_CONTROL: arrpc__loop_on_control(loop); break;
-    case LOOP_HANDOFF_IN: arrpc__handoff_receive(loop, src); break;
+    case LOOP_CONN:
+        arrpc__conn_on_event(loop, ptr, events);
+        break;
+    case LOOP_LISTENER:
+        accept_some(loop, src->fd);
+        break;
+    case LOOP_STOP:
+        on_stop(loop);
+        break;
+    case LOOP_CONTROL:
+        arrpc__loop_on_control(loop);
+        break;
+    case LOOP_HANDOFF_IN:
+        arrpc__handoff_receive(loop, src);
+        break;
     }
 }
 
@@ -228,25 +234,22 @@ static int loop_init(arrpc__loop *loop, const arrpc__worker_io *io, char *err, s
     loop->accepting = 1;
     int rc = (loop->epfd < 0 || !loop->scratch || !loop->dispatcher) ? ARRPC_ESYS : 0;
     if (rc == 0 && loop->cfg->tls_cert) { /* read here, in the worker: a reload reads them anew */
-        loop->tls = arrpc__tls_server_ctx(loop->cfg->tls_cert, loop->cfg->tls_key,
-                                          loop->cfg->tls_client_ca, loop->cfg->tls_ticket_key,
-                                          err, errlen);
-        if (!loop->tls)
-            return ARRPC_ETLS;
+        loop->tls =
+            arrpc__tls_server_ctx(loop->cfg->tls_cert, loop->cfg->tls_key, loop->cfg->tls_client_ca,
+                                  loop->cfg->tls_ticket_key, err, errlen);
+        if (!loop->tls) return ARRPC_ETLS;
     }
     for (unsigned i = 0; rc == 0 && i < io->nlisten && i < ARRPC_WORKER_LISTENERS_MAX; i++) {
-        loop->listeners[i] = (arrpc__loop_source){
-            .kind = LOOP_LISTENER, .fd = io->listen_fds[i],
-            .slot = io->listen_slots ? io->listen_slots[i] : 0};
+        loop->listeners[i] =
+            (arrpc__loop_source){.kind = LOOP_LISTENER,
+                                 .fd = io->listen_fds[i],
+                                 .slot = io->listen_slots ? io->listen_slots[i] : 0};
         loop->nlisteners++;
         rc = arrpc__loop_watch(loop, &loop->listeners[i]);
     }
-    if (rc == 0)
-        rc = arrpc__loop_watch(loop, &loop->stop);
-    if (rc == 0 && loop->control.fd >= 0)
-        rc = arrpc__loop_watch(loop, &loop->control);
-    if (rc != 0)
-        snprintf(err, errlen, "cannot start the worker loop: %s", strerror(errno));
+    if (rc == 0) rc = arrpc__loop_watch(loop, &loop->stop);
+    if (rc == 0 && loop->control.fd >= 0) rc = arrpc__loop_watch(loop, &loop->control);
+    if (rc != 0) snprintf(err, errlen, "cannot start the worker loop: %s", strerror(errno));
     return rc;
 }
 
@@ -255,15 +258,12 @@ static void loop_destroy(arrpc__loop *loop)
     while (loop->conns)
         arrpc__conn_free(loop, loop->conns);
     for (unsigned i = 0; i < ARRPC_LOOP_HANDOFF_IN_MAX; i++)
-        if (loop->handoff_in[i].kind)
-            close(loop->handoff_in[i].fd);
-    if (loop->handoff_out >= 0)
-        close(loop->handoff_out);
+        if (loop->handoff_in[i].kind) close(loop->handoff_in[i].fd);
+    if (loop->handoff_out >= 0) close(loop->handoff_out);
     arrpc__dispatcher_free(loop->dispatcher);
     arrpc__tls_ctx_free(loop->tls);
     free(loop->scratch);
-    if (loop->epfd >= 0)
-        close(loop->epfd);
+    if (loop->epfd >= 0) close(loop->epfd);
 }
 
 /* Done when draining or retiring and no connection is left. */
@@ -278,8 +278,7 @@ int arrpc__worker_run(const arrpc__worker_io *io, const arrpc__worker_config *cf
     arrpc__loop loop = {.epfd = -1, .cfg = cfg};
     struct epoll_event *events = calloc(LOOP_EVENTS, sizeof *events);
     int rc = events ? loop_init(&loop, io, err, errlen) : ARRPC_ENOMEM;
-    if (rc == 0 && cfg->record)
-        atomic_store(&cfg->record->state, ARRPC_WORKER_READY);
+    if (rc == 0 && cfg->record) atomic_store(&cfg->record->state, ARRPC_WORKER_READY);
     if (rc == 0 && io->control_fd >= 0) {
         arrpc__ctl_msg ready = {.type = ARRPC_CTL_READY};
         arrpc__fd_send(io->control_fd, &ready, sizeof ready, NULL, 0);

@@ -13,13 +13,13 @@
 #include "worker.h"
 
 enum {
-    CONN_EOF = 1 << 0,     /* the peer finished sending (read returned 0) */
-    CONN_DOOMED = 1 << 1,  /* an error reply is queued: close once it is written */
-    CONN_CLOSE = 1 << 2,   /* close at the end of this loop iteration */
-    CONN_LINGER = 1 << 3,  /* write side shut after an error: discard input until EOF */
-    CONN_QUEUED = 1 << 4,  /* on the loop's flush list */
+    CONN_EOF = 1 << 0,       /* the peer finished sending (read returned 0) */
+    CONN_DOOMED = 1 << 1,    /* an error reply is queued: close once it is written */
+    CONN_CLOSE = 1 << 2,     /* close at the end of this loop iteration */
+    CONN_LINGER = 1 << 3,    /* write side shut after an error: discard input until EOF */
+    CONN_QUEUED = 1 << 4,    /* on the loop's flush list */
     CONN_HANDSHAKE = 1 << 5, /* TLS handshake under way: no data yet, a deadline runs */
-    CONN_WARNED = 1 << 6,  /* a limit hit by its handler's replies was logged: log it once */
+    CONN_WARNED = 1 << 6,    /* a limit hit by its handler's replies was logged: log it once */
 };
 
 /* What an epoll event's data points at: every such object starts with its kind. */
@@ -42,12 +42,12 @@ typedef struct arrpc__loop_source {
 typedef struct arrpc__conn {
     arrpc__loop_kind kind; /* LOOP_CONN; first, see arrpc__loop_source */
     int fd;
-    arrpc__transport io;   /* the stream over fd: TCP or TLS */
+    arrpc__transport io; /* the stream over fd: TCP or TLS */
     unsigned flags;
-    uint32_t events;       /* what epoll watches for it now */
-    arrpc__buf in;         /* bytes read but not yet answered: at most one partial message... */
-    size_t scanned;        /* ...of which this many were already fed to the scanner */
-    arrpc__buf out;        /* replies not yet written */
+    uint32_t events; /* what epoll watches for it now */
+    arrpc__buf in;   /* bytes read but not yet answered: at most one partial message... */
+    size_t scanned;  /* ...of which this many were already fed to the scanner */
+    arrpc__buf out;  /* replies not yet written */
     arrpc__scan *scan;
     uint64_t last_active_ms;
     uint64_t linger_until_ms;
@@ -57,7 +57,7 @@ typedef struct arrpc__conn {
     struct arrpc__conn *prev, *next; /* every connection of the loop */
     struct arrpc__conn *next_flush;  /* connections with replies to write this iteration */
     char peer[ARRPC_ADDR_MAX];
-    uint32_t metrics_row;  /* its remote address's row in the worker's metrics block */
+    uint32_t metrics_row; /* its remote address's row in the worker's metrics block */
 } arrpc__conn;
 
 typedef struct arrpc__loop {
@@ -68,10 +68,10 @@ typedef struct arrpc__loop {
     arrpc__loop_source stop;
     arrpc__loop_source control; /* fd -1 when the worker runs without a master */
     arrpc__loop_source handoff_in[ARRPC_LOOP_HANDOFF_IN_MAX];
-    int handoff_out;            /* where a retiring worker sends its connections; -1: none */
+    int handoff_out; /* where a retiring worker sends its connections; -1: none */
     int accepting;
-    int draining;               /* stop accepting; close connections as they become idle */
-    int retiring;               /* stop accepting and reading; hand connections over */
+    int draining; /* stop accepting; close connections as they become idle */
+    int retiring; /* stop accepting and reading; hand connections over */
     uint64_t drain_until_ms;
     uint64_t next_expire_ms;
     uint64_t last_reject_log_ms;
@@ -80,10 +80,10 @@ typedef struct arrpc__loop {
     unsigned nconns;
     unsigned nlingering;
     unsigned nhandshaking;
-    arrpc__tls_ctx *tls;   /* made by this worker from the files; NULL: plain TCP */
+    arrpc__tls_ctx *tls; /* made by this worker from the files; NULL: plain TCP */
     arrpc__conn *flush_list;
-    uint8_t *scratch;      /* one read buffer for every connection with no partial message */
-    uint64_t now_ms;       /* monotonic, refreshed once per iteration */
+    uint8_t *scratch; /* one read buffer for every connection with no partial message */
+    uint64_t now_ms;  /* monotonic, refreshed once per iteration */
 } arrpc__loop;
 
 uint64_t arrpc__now_ms(void);

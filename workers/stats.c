@@ -27,8 +27,7 @@ uint64_t arrpc__stats_clock_ns(void)
 void arrpc__stats_open(arrpc__loop *loop, arrpc__conn *c)
 {
     arrpc__metrics *m = block(loop);
-    if (!m)
-        return;
+    if (!m) return;
     char addr[ARRPC_METRICS_ADDR_MAX];
     arrpc__metrics_addr_of(c->peer, addr);
     c->metrics_row = arrpc__metrics_row_for(m, addr); /* once per connection, not per request */
@@ -39,8 +38,7 @@ void arrpc__stats_close(arrpc__loop *loop, arrpc__conn *c)
 {
     arrpc__metrics *m = block(loop);
     (void)c;
-    if (m)
-        atomic_fetch_sub_explicit(&m->connections, 1, memory_order_relaxed);
+    if (m) atomic_fetch_sub_explicit(&m->connections, 1, memory_order_relaxed);
 }
 
 static const arrpc__reason reason_of_outcome[] = {
@@ -54,8 +52,7 @@ void arrpc__stats_request(arrpc__loop *loop, const arrpc__conn *c, arrpc__outcom
                           size_t bytes, uint64_t ns)
 {
     arrpc__metrics *m = block(loop);
-    if (!m)
-        return;
+    if (!m) return;
     int is_signed = arrpc__dispatcher_last_signed(loop->dispatcher);
     arrpc__metrics_count_request(m, c->metrics_row, is_signed, is_tls(loop), ns, bytes);
     if (outcome != ARRPC_OUTCOME_OK)
@@ -69,15 +66,13 @@ void arrpc__stats_stream_error(arrpc__loop *loop, const arrpc__conn *c, int err)
     arrpc__reason reason = err == ARRPC_ETOOBIG    ? ARRPC_REASON_TOO_LARGE
                            : err == ARRPC_ETOODEEP ? ARRPC_REASON_TOO_DEEP
                                                    : ARRPC_REASON_INVALID;
-    if (m)
-        arrpc__metrics_count_error(m, c->metrics_row, 0, is_tls(loop), reason);
+    if (m) arrpc__metrics_count_error(m, c->metrics_row, 0, is_tls(loop), reason);
 }
 
 void arrpc__stats_rejected(arrpc__loop *loop, int fd)
 {
     arrpc__metrics *m = block(loop);
-    if (!m)
-        return;
+    if (!m) return;
     char peer[ARRPC_ADDR_MAX], addr[ARRPC_METRICS_ADDR_MAX];
     arrpc__net_peer_name(fd, peer, sizeof peer);
     arrpc__metrics_addr_of(peer, addr);
@@ -88,13 +83,11 @@ void arrpc__stats_rejected(arrpc__loop *loop, int fd)
 void arrpc__stats_tls_failure(arrpc__loop *loop, const arrpc__conn *c)
 {
     arrpc__metrics *m = block(loop);
-    if (m)
-        arrpc__metrics_count_error(m, c->metrics_row, 0, 1, ARRPC_REASON_TLS);
+    if (m) arrpc__metrics_count_error(m, c->metrics_row, 0, 1, ARRPC_REASON_TLS);
 }
 
 void arrpc__stats_timeout(arrpc__loop *loop, const arrpc__conn *c)
 {
     arrpc__metrics *m = block(loop);
-    if (m)
-        arrpc__metrics_count_error(m, c->metrics_row, 0, is_tls(loop), ARRPC_REASON_TIMEOUT);
+    if (m) arrpc__metrics_count_error(m, c->metrics_row, 0, is_tls(loop), ARRPC_REASON_TIMEOUT);
 }

@@ -7,12 +7,12 @@
 
 #include "arrpc.h"
 
-#define ARRPC_READ_CHUNK (64u * 1024u)        /* free input space offered to each read */
+#define ARRPC_READ_CHUNK (64u * 1024u)          /* free input space offered to each read */
 #define ARRPC_OUTPUT_HIGH_WATER (1024u * 1024u) /* unsent reply bytes that pause reading */
-#define ARRPC_ACCEPT_BATCH 64                 /* accepts per wake-up, so one socket can't hog */
-#define ARRPC_LINGER_MS 2000u                 /* after an error reply, wait this long for EOF */
+#define ARRPC_ACCEPT_BATCH 64                   /* accepts per wake-up, so one socket can't hog */
+#define ARRPC_LINGER_MS 2000u                   /* after an error reply, wait this long for EOF */
 #define ARRPC_WORKER_LISTENERS_MAX 8 /* its own slot's socket and those adopted on scale-down */
-#define ARRPC_TIMER_TICK_MS 250               /* how often timeouts are checked when any is set */
+#define ARRPC_TIMER_TICK_MS 250      /* how often timeouts are checked when any is set */
 
 typedef struct arrpc__worker_config {
     arrpc_handler_fn handler;
@@ -24,7 +24,7 @@ typedef struct arrpc__worker_config {
     unsigned max_depth;
     unsigned max_connections;
     unsigned drain_timeout_ms;
-    unsigned idle_timeout_ms; /* 0: none */
+    unsigned idle_timeout_ms;    /* 0: none */
     unsigned request_timeout_ms; /* a request begun must arrive whole by then; 0: none */
     unsigned write_timeout_ms;   /* pending replies must make progress this often; 0: none */
     /* TLS: certificate chain and key files, read by each worker when it starts (so a reload
@@ -33,7 +33,8 @@ typedef struct arrpc__worker_config {
     unsigned tls_handshake_timeout_ms;
     const uint8_t *tls_ticket_key; /* one per server, inherited by every worker it forks */
     int debug;
-    struct arrpc__shm_worker *record; /* this worker's shared-memory record; NULL without a master */
+    struct arrpc__shm_worker
+        *record; /* this worker's shared-memory record; NULL without a master */
 } arrpc__worker_config;
 
 /* The descriptors a worker runs with; none of them is closed by the worker. */

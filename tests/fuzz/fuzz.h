@@ -14,7 +14,7 @@
 #define FUZZ_CHECK(cond)                                                                           \
     do {                                                                                           \
         if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: invariant broken: %s\n", __FILE__, __LINE__, #cond);         \
+            fprintf(stderr, "%s:%d: invariant broken: %s\n", __FILE__, __LINE__, #cond);           \
             abort();                                                                               \
         }                                                                                          \
     } while (0)
@@ -25,16 +25,13 @@ static inline unsigned fuzz_depth(const msgpack_object *o)
     unsigned deepest = 0, d;
     if (o->type == MSGPACK_OBJECT_ARRAY) {
         for (uint32_t i = 0; i < o->via.array.size; i++)
-            if ((d = fuzz_depth(&o->via.array.ptr[i])) > deepest)
-                deepest = d;
+            if ((d = fuzz_depth(&o->via.array.ptr[i])) > deepest) deepest = d;
         return deepest + 1;
     }
     if (o->type == MSGPACK_OBJECT_MAP) {
         for (uint32_t i = 0; i < o->via.map.size; i++) {
-            if ((d = fuzz_depth(&o->via.map.ptr[i].key)) > deepest)
-                deepest = d;
-            if ((d = fuzz_depth(&o->via.map.ptr[i].val)) > deepest)
-                deepest = d;
+            if ((d = fuzz_depth(&o->via.map.ptr[i].key)) > deepest) deepest = d;
+            if ((d = fuzz_depth(&o->via.map.ptr[i].val)) > deepest) deepest = d;
         }
         return deepest + 1;
     }

@@ -41,8 +41,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    cfg = (arrpc__worker_config){.handler = echo, .secret = secret, .secret_len = SECRET_LEN,
-                                 .max_message = MAX_MESSAGE, .max_depth = ARRPC_MAX_DEPTH_LIMIT};
+    cfg = (arrpc__worker_config){.handler = echo,
+                                 .secret = secret,
+                                 .secret_len = SECRET_LEN,
+                                 .max_message = MAX_MESSAGE,
+                                 .max_depth = ARRPC_MAX_DEPTH_LIMIT};
     dispatcher = arrpc__dispatcher_new(&cfg);
     scan = arrpc__scan_new(MAX_MESSAGE, ARRPC_MAX_DEPTH_LIMIT);
     FUZZ_CHECK(dispatcher && scan);
@@ -112,8 +115,7 @@ static void check_tampered(const msgpack_object *env, int which, size_t at)
     memcpy(kv, env->via.map.ptr, sizeof kv);
     for (int i = 0; i < 2; i++) {
         msgpack_object *v = &kv[i].val;
-        if ((which == 0) != (v->type == MSGPACK_OBJECT_STR) || v->via.str.size == 0)
-            continue;
+        if ((which == 0) != (v->type == MSGPACK_OBJECT_STR) || v->via.str.size == 0) continue;
         char *copy = malloc(v->via.str.size);
         FUZZ_CHECK(copy != NULL);
         memcpy(copy, v->via.str.ptr, v->via.str.size);
@@ -131,8 +133,7 @@ static void check_tampered(const msgpack_object *env, int which, size_t at)
 /* The input as it came: decoded, opened, dispatched. */
 static void check_as_received(const uint8_t *p, size_t n)
 {
-    if (arrpc__scan_whole(scan, p, n) != 0)
-        return;
+    if (arrpc__scan_whole(scan, p, n) != 0) return;
     msgpack_zone zone;
     msgpack_object obj;
     size_t off = 0;
@@ -146,8 +147,7 @@ static void check_as_received(const uint8_t *p, size_t n)
         FUZZ_CHECK(arrpc__auth_sign_hex(secret, SECRET_LEN, data, len, hex) == 0);
         FUZZ_CHECK(memmem(p, n, hex, ARRPC_SIGN_HEX_LEN) != NULL);
         check_tampered(&obj, 0, n);
-        if (len > 0)
-            check_tampered(&obj, 1, n);
+        if (len > 0) check_tampered(&obj, 1, n);
         dispatch_signed(p, n, data, len);
     } else {
         msgpack_sbuffer expect;
@@ -177,8 +177,7 @@ static void check_wrapped(const uint8_t *p, size_t n)
     FUZZ_CHECK(arrpc__auth_open(secret, SECRET_LEN, &obj, &data, &len) == 0);
     FUZZ_CHECK(len == n && memcmp(data, p, n) == 0);
     check_tampered(&obj, 0, n);
-    if (n > 0)
-        check_tampered(&obj, 1, n);
+    if (n > 0) check_tampered(&obj, 1, n);
     dispatch_signed((const uint8_t *)env.data, env.size, p, n);
     msgpack_zone_destroy(&zone);
     msgpack_sbuffer_destroy(&env);
@@ -187,8 +186,7 @@ static void check_wrapped(const uint8_t *p, size_t n)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (size > MAX_MESSAGE / 2)
-        return 0;
+    if (size > MAX_MESSAGE / 2) return 0;
     check_as_received(data, size);
     check_wrapped(data, size);
     return 0;

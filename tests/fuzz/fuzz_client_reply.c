@@ -49,8 +49,7 @@ static void check_status(const arrpc_response *res)
     size_t len = 0;
     const char *msg = arrpc__response_message(res, &len);
     FUZZ_CHECK((msg == NULL) == (expect == ARRPC_OK));
-    if (msg)
-        FUZZ_CHECK(msg == o->via.str.ptr + plen && len == o->via.str.size - plen);
+    if (msg) FUZZ_CHECK(msg == o->via.str.ptr + plen && len == o->via.str.size - plen);
 }
 
 /* Reads p[0, n) `chunk` bytes at a time into a new client, cutting after each read. */
@@ -108,8 +107,7 @@ static void free_replies(outcome *o)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (size < 2)
-        return 0;
+    if (size < 2) return 0;
     size_t due = 1 + (data[0] & (MAX_DUE - 1));
     size_t max_message = max_messages[(data[0] >> 4) & 3];
     size_t chunk = 1 + data[1];
@@ -120,8 +118,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     read_replies(p, n, chunk, due, max_message, &chunked);
     size_t took = check_replies(p, n, &whole, max_message);
     check_replies(p, n, &chunked, max_message);
-    if (whole.rc == 0)
-        FUZZ_CHECK(whole.left == n - took); /* the rest is kept for the next reply */
+    if (whole.rc == 0) FUZZ_CHECK(whole.left == n - took); /* the rest is kept for the next reply */
     same_outcome(&whole, &chunked);
     free_replies(&whole);
     free_replies(&chunked);

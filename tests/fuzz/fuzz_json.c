@@ -30,8 +30,7 @@ static int to_msgpack(json_t *j, msgpack_sbuffer *sb)
     msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
     int rc = arrpc_json_to_msgpack(j, &pk, err, sizeof err);
     FUZZ_CHECK(rc == 0 || (rc == -1 && err[0] != '\0'));
-    if (rc == 0)
-        FUZZ_CHECK(arrpc__scan_whole(scan, (const uint8_t *)sb->data, sb->size) == 0);
+    if (rc == 0) FUZZ_CHECK(arrpc__scan_whole(scan, (const uint8_t *)sb->data, sb->size) == 0);
     return rc;
 }
 
@@ -53,22 +52,18 @@ static json_t *from_msgpack(const char *p, size_t n)
 static int same_json(json_t *a, json_t *b)
 {
     if (json_is_object(a) && json_is_object(b)) {
-        if (json_object_size(a) != json_object_size(b))
-            return 0;
+        if (json_object_size(a) != json_object_size(b)) return 0;
         for (void *it = json_object_iter(a); it; it = json_object_iter_next(a, it)) {
-            json_t *other = json_object_getn(b, json_object_iter_key(it),
-                                             json_object_iter_key_len(it));
-            if (!other || !same_json(json_object_iter_value(it), other))
-                return 0;
+            json_t *other =
+                json_object_getn(b, json_object_iter_key(it), json_object_iter_key_len(it));
+            if (!other || !same_json(json_object_iter_value(it), other)) return 0;
         }
         return 1;
     }
     if (json_is_array(a) && json_is_array(b)) {
-        if (json_array_size(a) != json_array_size(b))
-            return 0;
+        if (json_array_size(a) != json_array_size(b)) return 0;
         for (size_t i = 0; i < json_array_size(a); i++)
-            if (!same_json(json_array_get(a, i), json_array_get(b, i)))
-                return 0;
+            if (!same_json(json_array_get(a, i), json_array_get(b, i))) return 0;
         return 1;
     }
     return json_equal(a, b);
@@ -87,15 +82,15 @@ static int has_tag(json_t *j)
                 !strcmp(key, ARRPC_JSON_TAG_MAP))
                 return 1;
         }
-        json_object_foreach(j, key, v) {
-            if (has_tag(v))
-                return 1;
+        json_object_foreach(j, key, v)
+        {
+            if (has_tag(v)) return 1;
         }
     }
     if (json_is_array(j)) {
-        json_array_foreach(j, i, v) {
-            if (has_tag(v))
-                return 1;
+        json_array_foreach(j, i, v)
+        {
+            if (has_tag(v)) return 1;
         }
     }
     return 0;
@@ -109,16 +104,16 @@ static unsigned json_depth(json_t *j)
     size_t i;
     json_t *v;
     if (json_is_object(j)) {
-        json_object_foreach(j, key, v) {
-            if ((d = json_depth(v)) > deepest)
-                deepest = d;
+        json_object_foreach(j, key, v)
+        {
+            if ((d = json_depth(v)) > deepest) deepest = d;
         }
         return deepest + 1;
     }
     if (json_is_array(j)) {
-        json_array_foreach(j, i, v) {
-            if ((d = json_depth(v)) > deepest)
-                deepest = d;
+        json_array_foreach(j, i, v)
+        {
+            if ((d = json_depth(v)) > deepest) deepest = d;
         }
         return deepest + 1;
     }
@@ -142,8 +137,7 @@ static void check_json(const char *text, size_t n)
 {
     json_error_t jerr;
     json_t *j = json_loadb(text, n, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
-    if (!j)
-        return;
+    if (!j) return;
     if (json_depth(j) > ARRPC_MAX_DEPTH_LIMIT) { /* msgpack-c could not decode it back */
         json_decref(j);
         return;
@@ -164,11 +158,9 @@ static void check_json(const char *text, size_t n)
 
 static void check_msgpack(const uint8_t *p, size_t n)
 {
-    if (arrpc__scan_whole(scan, p, n) != 0)
-        return;
+    if (arrpc__scan_whole(scan, p, n) != 0) return;
     json_t *j = from_msgpack((const char *)p, n);
-    if (!j)
-        return; /* a str that is not UTF-8: JSON cannot hold it */
+    if (!j) return; /* a str that is not UTF-8: JSON cannot hold it */
     msgpack_sbuffer packed;
     FUZZ_CHECK(to_msgpack(j, &packed) == 0);
     json_t *back = from_msgpack(packed.data, packed.size);
@@ -182,8 +174,7 @@ static void check_msgpack(const uint8_t *p, size_t n)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (!scan && !(scan = arrpc__scan_new(MAX_MESSAGE, ARRPC_MAX_DEPTH_LIMIT)))
-        abort();
+    if (!scan && !(scan = arrpc__scan_new(MAX_MESSAGE, ARRPC_MAX_DEPTH_LIMIT))) abort();
     if (size > 0 && data[0] == 0x00)
         check_msgpack(data + 1, size - 1);
     else

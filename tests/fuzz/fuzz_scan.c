@@ -46,13 +46,11 @@ static void feed(arrpc__scan *s, const uint8_t *p, size_t n, const size_t *cuts,
                 o->rc = rc;
                 break;
             }
-            if (rc == 1)
-                o->ends[o->count++] = at;
+            if (rc == 1) o->ends[o->count++] = at;
         }
     }
     o->pending = o->rc == 0 ? arrpc__scan_pending(s) : 0;
-    if (o->rc == 0)
-        FUZZ_CHECK(o->pending == n - (o->count ? o->ends[o->count - 1] : 0));
+    if (o->rc == 0) FUZZ_CHECK(o->pending == n - (o->count ? o->ends[o->count - 1] : 0));
 }
 
 static void same_outcome(const outcome *a, const outcome *b)
@@ -86,10 +84,8 @@ static void check_message(arrpc__scan *s, const uint8_t *p, size_t n, unsigned m
     unsigned depth = fuzz_depth(&obj);
     FUZZ_CHECK(depth <= max_depth);
     FUZZ_CHECK(whole_under(p, n, n, depth) == 0);
-    if (n > 1)
-        FUZZ_CHECK(whole_under(p, n, n - 1, depth) == ARRPC_ETOOBIG);
-    if (depth > 1)
-        FUZZ_CHECK(whole_under(p, n, n, depth - 1) == ARRPC_ETOODEEP);
+    if (n > 1) FUZZ_CHECK(whole_under(p, n, n - 1, depth) == ARRPC_ETOOBIG);
+    if (depth > 1) FUZZ_CHECK(whole_under(p, n, n, depth - 1) == ARRPC_ETOODEEP);
     msgpack_sbuffer sb;
     msgpack_packer pk;
     msgpack_sbuffer_init(&sb);
@@ -104,8 +100,7 @@ static void check_message(arrpc__scan *s, const uint8_t *p, size_t n, unsigned m
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (size < 3)
-        return 0;
+    if (size < 3) return 0;
     size_t max_message = max_messages[data[0] & 3];
     unsigned max_depth = 1 + (data[0] >> 2) % ARRPC_MAX_DEPTH_LIMIT;
     const uint8_t *p = data + 3;

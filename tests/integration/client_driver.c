@@ -32,10 +32,8 @@ static void print_hex(const void *p, size_t n)
 
 static int hex_digit(char c)
 {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
     return -1;
 }
 
@@ -43,12 +41,10 @@ static int hex_digit(char c)
 static long unhex(char *s)
 {
     size_t n = strlen(s);
-    if (n % 2)
-        return -1;
+    if (n % 2) return -1;
     for (size_t i = 0; i < n / 2; i++) {
         int hi = hex_digit(s[2 * i]), lo = hex_digit(s[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return -1;
+        if (hi < 0 || lo < 0) return -1;
         s[i] = (char)(hi << 4 | lo);
     }
     return (long)(n / 2);
@@ -121,8 +117,7 @@ static void do_metrics(arrpc_client *cli)
     while (rc == ARRPC_ENOMEM) {
         size_t cap = len + 4096;
         free(buf);
-        if (!(buf = malloc(cap)))
-            break;
+        if (!(buf = malloc(cap))) break;
         rc = arrpc_client_metrics_render(cli, buf, cap, &len);
     }
     if (rc != 0 || !buf) {
@@ -150,13 +145,20 @@ static void do_serve(arrpc_client *cli, char *args)
 static arrpc_client *make_client(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"host", required_argument, 0, 'H'},       {"port", required_argument, 0, 'p'},
-        {"timeout", required_argument, 0, 't'},    {"connect-timeout", required_argument, 0, 'c'},
-        {"retries", required_argument, 0, 'r'},    {"backoff", required_argument, 0, 'b'},
-        {"secret-hex", required_argument, 0, 's'}, {"max-message", required_argument, 0, 'm'},
-        {"tls-cafile", required_argument, 0, 'A'}, {"tls-self-signed", no_argument, 0, 'S'},
-        {"tls-server-name", required_argument, 0, 'N'}, {"tls-cert", required_argument, 0, 'C'},
-        {"tls-key", required_argument, 0, 'K'},   {"debug", no_argument, 0, 'D'},
+        {"host", required_argument, 0, 'H'},
+        {"port", required_argument, 0, 'p'},
+        {"timeout", required_argument, 0, 't'},
+        {"connect-timeout", required_argument, 0, 'c'},
+        {"retries", required_argument, 0, 'r'},
+        {"backoff", required_argument, 0, 'b'},
+        {"secret-hex", required_argument, 0, 's'},
+        {"max-message", required_argument, 0, 'm'},
+        {"tls-cafile", required_argument, 0, 'A'},
+        {"tls-self-signed", no_argument, 0, 'S'},
+        {"tls-server-name", required_argument, 0, 'N'},
+        {"tls-cert", required_argument, 0, 'C'},
+        {"tls-key", required_argument, 0, 'K'},
+        {"debug", no_argument, 0, 'D'},
         {0, 0, 0, 0},
     };
     const char *host = "127.0.0.1";
@@ -166,21 +168,50 @@ static arrpc_client *make_client(int argc, char **argv)
     int opt, self_signed = 0, debug = 0;
     while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (opt) {
-        case 'H': host = optarg; break;
-        case 'p': port = strtoul(optarg, NULL, 10); break;
-        case 't': timeout = strtoul(optarg, NULL, 10); break;
-        case 'c': ctimeout = strtoul(optarg, NULL, 10); break;
-        case 'r': retries = strtoul(optarg, NULL, 10); break;
-        case 'b': backoff = strtoul(optarg, NULL, 10); break;
-        case 's': secret = optarg; break;
-        case 'm': maxmsg = strtoul(optarg, NULL, 10); break;
-        case 'A': cafile = optarg; break;
-        case 'S': self_signed = 1; break;
-        case 'N': name = optarg; break;
-        case 'C': cert = optarg; break;
-        case 'K': key = optarg; break;
-        case 'D': debug = 1; break;
-        default: return NULL;
+        case 'H':
+            host = optarg;
+            break;
+        case 'p':
+            port = strtoul(optarg, NULL, 10);
+            break;
+        case 't':
+            timeout = strtoul(optarg, NULL, 10);
+            break;
+        case 'c':
+            ctimeout = strtoul(optarg, NULL, 10);
+            break;
+        case 'r':
+            retries = strtoul(optarg, NULL, 10);
+            break;
+        case 'b':
+            backoff = strtoul(optarg, NULL, 10);
+            break;
+        case 's':
+            secret = optarg;
+            break;
+        case 'm':
+            maxmsg = strtoul(optarg, NULL, 10);
+            break;
+        case 'A':
+            cafile = optarg;
+            break;
+        case 'S':
+            self_signed = 1;
+            break;
+        case 'N':
+            name = optarg;
+            break;
+        case 'C':
+            cert = optarg;
+            break;
+        case 'K':
+            key = optarg;
+            break;
+        case 'D':
+            debug = 1;
+            break;
+        default:
+            return NULL;
         }
     }
     arrpc_client *cli = arrpc_client_new(host, (uint16_t)port);
@@ -193,7 +224,8 @@ static arrpc_client *make_client(int argc, char **argv)
         (slen > 0 && arrpc_client_set_auth_secret(cli, secret, (size_t)slen)) ||
         (cafile && arrpc_client_set_tls(cli, cafile, self_signed)) ||
         (cert && arrpc_client_set_tls_client_cert(cli, cert, key)) ||
-        (name && arrpc_client_set_tls_server_name(cli, name)) || arrpc_client_set_debug(cli, debug)) {
+        (name && arrpc_client_set_tls_server_name(cli, name)) ||
+        arrpc_client_set_debug(cli, debug)) {
         arrpc_client_free(cli);
         return NULL;
     }
@@ -211,8 +243,7 @@ int main(int argc, char **argv)
     size_t cap = 0;
     ssize_t n;
     while ((n = getline(&line, &cap, stdin)) > 0) {
-        if (line[n - 1] == '\n')
-            line[n - 1] = '\0';
+        if (line[n - 1] == '\n') line[n - 1] = '\0';
         if (strncmp(line, "send ", 5) == 0)
             do_send(cli, line + 5);
         else if (strncmp(line, "batch ", 6) == 0)

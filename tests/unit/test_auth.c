@@ -128,7 +128,8 @@ static const msgpack_object *env_decode(envelope *e)
     return &e->obj;
 }
 
-static const char request[] = "\x92\xa4" "ping\x01"; /* ["ping", 1] */
+static const char request[] = "\x92\xa4"
+                              "ping\x01"; /* ["ping", 1] */
 #define REQUEST_LEN (sizeof request - 1)
 
 static void hex_of(const uint8_t *key, size_t key_len, const char *data, size_t len,
@@ -244,8 +245,7 @@ static const struct {
 static void upper(char *s)
 {
     for (; *s; s++)
-        if (*s >= 'a' && *s <= 'f')
-            *s = (char)(*s - 'a' + 'A');
+        if (*s >= 'a' && *s <= 'f') *s = (char)(*s - 'a' + 'A');
 }
 
 /* Packs the signature entry's value (or entries) for a bad envelope. */
@@ -292,8 +292,8 @@ static void pack_bad(msgpack_packer *pk, bad_kind kind)
         return;
     }
     int entries = (kind == BAD_MISSING_DATA || kind == BAD_MISSING_SIGN) ? 1
-                  : kind == BAD_EXTRA_KEY                               ? 3
-                                                                        : 2;
+                  : kind == BAD_EXTRA_KEY                                ? 3
+                                                                         : 2;
     msgpack_pack_map(pk, (size_t)entries);
     if (kind != BAD_MISSING_SIGN) {
         if (key_as_bin)
@@ -315,7 +315,10 @@ static void pack_bad(msgpack_packer *pk, bad_kind kind)
         if (kind == BAD_DATA_AS_STR)
             msgpack_pack_str_with_body(pk, request, REQUEST_LEN);
         else if (kind == BAD_TAMPERED_DATA)
-            msgpack_pack_bin_with_body(pk, "\x92\xa4" "pong\x01", REQUEST_LEN);
+            msgpack_pack_bin_with_body(pk,
+                                       "\x92\xa4"
+                                       "pong\x01",
+                                       REQUEST_LEN);
         else
             msgpack_pack_bin_with_body(pk, request, REQUEST_LEN);
     }
@@ -365,7 +368,10 @@ static void test_bad_signature_lengths_are_off_by_one(void **state)
 static void test_wrap_then_open_round_trip(void **state)
 {
     (void)state;
-    static const char *const requests[] = {"\xc0", ("\x92\xa4" "ping\x01"), "\x80", ""};
+    static const char *const requests[] = {"\xc0",
+                                           ("\x92\xa4"
+                                            "ping\x01"),
+                                           "\x80", ""};
     static const size_t lens[] = {1, 7, 1, 0};
     for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
         envelope e;

@@ -17,7 +17,7 @@
 /* The exact texts of 0.5.0's error replies, spelled out rather than taken from the headers. */
 #define RPC_PREFIX "arrpc.error.RpcException: "
 #define AUTH_REPLY                                                                                 \
-    "arrpc.error.AuthException: Invalid or missing message signature, make sure 'auth_secret' "   \
+    "arrpc.error.AuthException: Invalid or missing message signature, make sure 'auth_secret' "    \
     "is set/correct"
 
 #define MAX_MESSAGE 1024u
@@ -66,8 +66,7 @@ static int h_pack_then_fail(arrpc_call *call, const msgpack_object *req, msgpack
     return arrpc_call_fail(call, "changed my mind");
 }
 
-static int h_long_fail(arrpc_call *call, const msgpack_object *req, msgpack_packer *pk,
-                       void *udata)
+static int h_long_fail(arrpc_call *call, const msgpack_object *req, msgpack_packer *pk, void *udata)
 {
     (void)req;
     (void)pk;
@@ -466,8 +465,7 @@ static void test_reply_checked_after_unconsumed_output(void **state)
         assert_true(msgpack_zone_init(&r.zone, 1024));
         assert_int_equal(arrpc__buf_append(&r.out, invalid, fill[i]), 0);
         arrpc__buf_consume(&r.out, fill[i] - 1); /* one unconsumed 0xc1 stays */
-        assert_int_equal(arrpc__dispatch(d, (const uint8_t *)sample, SAMPLE_LEN, &r.out,
-                                         &outcome),
+        assert_int_equal(arrpc__dispatch(d, (const uint8_t *)sample, SAMPLE_LEN, &r.out, &outcome),
                          0);
         assert_int_equal(outcome, ARRPC_OUTCOME_OK);
         assert_int_equal(r.out.data[r.out.head], 0xc1);
@@ -582,8 +580,7 @@ static void test_signed_data_that_is_not_one_object(void **state)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         size_t len = cases[i].len;
-        if (cases[i].bytes == (const char *)deep)
-            len = nested(deep, ARRPC_DEFAULT_MAX_DEPTH + 1);
+        if (cases[i].bytes == (const char *)deep) len = nested(deep, ARRPC_DEFAULT_MAX_DEPTH + 1);
         ctx c = {0};
         arrpc__worker_config cfg = config(h_echo, &c, 1);
         msgpack_sbuffer env = envelope(secret, SECRET_LEN, cases[i].bytes, len);

@@ -62,8 +62,7 @@ static void test_values_names_and_texts_are_distinct(void **state)
     for (size_t i = 0; i < N_CODES; i++) {
         for (size_t j = i + 1; j < N_CODES; j++) {
             assert_int_not_equal(codes[i].value, codes[j].value);
-            assert_string_not_equal(arrpc_strerror(codes[i].value),
-                                    arrpc_strerror(codes[j].value));
+            assert_string_not_equal(arrpc_strerror(codes[i].value), arrpc_strerror(codes[j].value));
             assert_string_not_equal(arrpc_errname(codes[i].value), arrpc_errname(codes[j].value));
         }
     }
@@ -74,8 +73,7 @@ static void test_errors_are_negative(void **state)
 {
     (void)state;
     for (size_t i = 0; i < N_CODES; i++)
-        if (strcmp(codes[i].name, "OK") != 0)
-            assert_true(codes[i].value < 0);
+        if (strcmp(codes[i].name, "OK") != 0) assert_true(codes[i].value < 0);
 }
 
 static void test_unknown_values(void **state)
@@ -96,8 +94,7 @@ static void test_one_below_the_lowest_code_is_unknown(void **state)
     (void)state;
     int lowest = 0;
     for (size_t i = 0; i < N_CODES; i++)
-        if (codes[i].value < lowest)
-            lowest = codes[i].value;
+        if (codes[i].value < lowest) lowest = codes[i].value;
     assert_string_equal(arrpc_strerror(lowest - 1), "unknown error");
     assert_string_not_equal(arrpc_strerror(lowest), "unknown error");
 }

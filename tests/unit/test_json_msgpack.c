@@ -56,9 +56,24 @@ static void test_plain_values_round_trip(void **state)
 {
     (void)state;
     static const char *const cases[] = {
-        "null", "true", "false", "0", "-1", "127", "128", "-33", "9223372036854775807",
-        "-9223372036854775808", "1.5", "-0.25", "\"\"", "\"h\\u00e9llo \\u2603 \\ud83d\\ude00\"",
-        "[]", "{}", "[1,[2,[3,{\"a\":[]}]]]", "{\"b\":1,\"a\":2,\"c\":{\"x\":null}}",
+        "null",
+        "true",
+        "false",
+        "0",
+        "-1",
+        "127",
+        "128",
+        "-33",
+        "9223372036854775807",
+        "-9223372036854775808",
+        "1.5",
+        "-0.25",
+        "\"\"",
+        "\"h\\u00e9llo \\u2603 \\ud83d\\ude00\"",
+        "[]",
+        "{}",
+        "[1,[2,[3,{\"a\":[]}]]]",
+        "{\"b\":1,\"a\":2,\"c\":{\"x\":null}}",
         "\"nul\\u0000inside\"",
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -111,7 +126,9 @@ static void test_map_forms_from_msgpack(void **state)
         size_t n;
         const char *json;
     } cases[] = {
-        {"\x81\x01\xa1" "a", 4, "{\"$map\":[[1,\"a\"]]}"},
+        {"\x81\x01\xa1"
+         "a",
+         4, "{\"$map\":[[1,\"a\"]]}"},
         {"\x82\xa1k\x01\xa1k\x02", 7, "{\"$map\":[[\"k\",1],[\"k\",2]]}"},
         {"\x81\xa4$bin\xa1x", 8, "{\"$map\":[[\"$bin\",\"x\"]]}"},
         {"\x81\xa4$foo\xa1x", 8, "{\"$foo\":\"x\"}"},
@@ -165,10 +182,9 @@ static void test_malformed_tags_are_refused(void **state)
 {
     (void)state;
     static const char *const cases[] = {
-        "{\"$bin\":5}",          "{\"$bin\":\"abc\"}",       "{\"$bin\":\"a===\"}",
-        "{\"$bin\":\"!!!!\"}",   "{\"$ext\":[300,\"\"]}",     "{\"$ext\":[1]}",
-        "{\"$ext\":\"x\"}",      "{\"$map\":[[1]]}",          "{\"$map\":{}}",
-        "[{\"$bin\":null}]",
+        "{\"$bin\":5}",          "{\"$bin\":\"abc\"}", "{\"$bin\":\"a===\"}", "{\"$bin\":\"!!!!\"}",
+        "{\"$ext\":[300,\"\"]}", "{\"$ext\":[1]}",     "{\"$ext\":\"x\"}",    "{\"$map\":[[1]]}",
+        "{\"$map\":{}}",         "[{\"$bin\":null}]",
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         msgpack_sbuffer sb;

@@ -97,7 +97,10 @@ typedef struct {
     size_t len;
 } raw_case;
 
-#define RAW(name, lit) {name, lit, sizeof lit - 1}
+#define RAW(name, lit)                                                                             \
+    {                                                                                              \
+        name, lit, sizeof lit - 1                                                                  \
+    }
 
 static const raw_case raw_cases[] = {
     RAW("nil", "\xc0"),
@@ -118,12 +121,17 @@ static const raw_case raw_cases[] = {
     RAW("float32", "\xca\x3f\x80\x00\x00"),
     RAW("float64", "\xcb\x3f\xf0\x00\x00\x00\x00\x00\x00"),
     RAW("fixstr empty", "\xa0"),
-    RAW("fixstr", "\xa3" "abc"),
-    RAW("fixstr 31", "\xbf" "0123456789012345678901234567890"),
-    RAW("str8", "\xd9\x03" "abc"),
+    RAW("fixstr", "\xa3"
+                  "abc"),
+    RAW("fixstr 31", "\xbf"
+                     "0123456789012345678901234567890"),
+    RAW("str8", "\xd9\x03"
+                "abc"),
     RAW("str8 empty", "\xd9\x00"),
-    RAW("str16", "\xda\x00\x03" "abc"),
-    RAW("str32", "\xdb\x00\x00\x00\x03" "abc"),
+    RAW("str16", "\xda\x00\x03"
+                 "abc"),
+    RAW("str32", "\xdb\x00\x00\x00\x03"
+                 "abc"),
     RAW("bin8", "\xc4\x02\x00\xff"),
     RAW("bin8 empty", "\xc4\x00"),
     RAW("bin16", "\xc5\x00\x02\x00\xff"),
@@ -132,11 +140,15 @@ static const raw_case raw_cases[] = {
     RAW("fixext2", "\xd5\x01\xaa\xbb"),
     RAW("fixext4", "\xd6\xff\x00\x00\x00\x00"),
     RAW("fixext8", "\xd7\xff\x00\x00\x00\x00\x00\x00\x00\x00"),
-    RAW("fixext16", "\xd8\x05" "0123456789abcdef"),
-    RAW("ext8", "\xc7\x03\x05" "abc"),
+    RAW("fixext16", "\xd8\x05"
+                    "0123456789abcdef"),
+    RAW("ext8", "\xc7\x03\x05"
+                "abc"),
     RAW("ext8 empty", "\xc7\x00\x05"),
-    RAW("ext16", "\xc8\x00\x03\x05" "abc"),
-    RAW("ext32", "\xc9\x00\x00\x00\x03\x05" "abc"),
+    RAW("ext16", "\xc8\x00\x03\x05"
+                 "abc"),
+    RAW("ext32", "\xc9\x00\x00\x00\x03\x05"
+                 "abc"),
     RAW("fixarray empty", "\x90"),
     RAW("fixarray", "\x93\x01\x02\x03"),
     RAW("array16", "\xdc\x00\x02\xc0\xc3"),
@@ -147,7 +159,12 @@ static const raw_case raw_cases[] = {
     RAW("map16", "\xde\x00\x01\x01\x02"),
     RAW("map32", "\xdf\x00\x00\x00\x01\x01\x02"),
     RAW("map32 empty", "\xdf\x00\x00\x00\x00"),
-    RAW("nested", "\x82\xa1" "a" "\x92\x90\x81\xc0\x91\x80" "\xa1" "b" "\xdc\x00\x01\xd4\x01\x02"),
+    RAW("nested", "\x82\xa1"
+                  "a"
+                  "\x92\x90\x81\xc0\x91\x80"
+                  "\xa1"
+                  "b"
+                  "\xdc\x00\x01\xd4\x01\x02"),
     RAW("array of empties", "\x94\x90\x80\xa0\xc4\x00"),
 };
 
@@ -217,8 +234,26 @@ static int pack_nested(msgpack_packer *pk)
 }
 
 typedef enum {
-    P_NIL, P_TRUE, P_FALSE, P_INT, P_U8, P_U16, P_U32, P_U64, P_I8, P_I16, P_I32, P_I64,
-    P_FLOAT, P_DOUBLE, P_STR, P_BIN, P_EXT, P_ARRAY, P_MAP, P_NESTED,
+    P_NIL,
+    P_TRUE,
+    P_FALSE,
+    P_INT,
+    P_U8,
+    P_U16,
+    P_U32,
+    P_U64,
+    P_I8,
+    P_I16,
+    P_I32,
+    P_I64,
+    P_FLOAT,
+    P_DOUBLE,
+    P_STR,
+    P_BIN,
+    P_EXT,
+    P_ARRAY,
+    P_MAP,
+    P_NESTED,
 } pack_kind;
 
 typedef struct {
@@ -275,26 +310,46 @@ static int pack_case(msgpack_packer *pk, const packed_case *c)
 {
     size_t n = (size_t)c->n;
     switch (c->kind) {
-    case P_NIL: return msgpack_pack_nil(pk);
-    case P_TRUE: return msgpack_pack_true(pk);
-    case P_FALSE: return msgpack_pack_false(pk);
-    case P_INT: return msgpack_pack_int64(pk, c->n);
-    case P_U8: return msgpack_pack_fix_uint8(pk, (uint8_t)c->n);
-    case P_U16: return msgpack_pack_fix_uint16(pk, (uint16_t)c->n);
-    case P_U32: return msgpack_pack_fix_uint32(pk, (uint32_t)c->n);
-    case P_U64: return msgpack_pack_fix_uint64(pk, (uint64_t)c->n);
-    case P_I8: return msgpack_pack_fix_int8(pk, (int8_t)c->n);
-    case P_I16: return msgpack_pack_fix_int16(pk, (int16_t)c->n);
-    case P_I32: return msgpack_pack_fix_int32(pk, (int32_t)c->n);
-    case P_I64: return msgpack_pack_fix_int64(pk, c->n);
-    case P_FLOAT: return msgpack_pack_float(pk, 1.5f);
-    case P_DOUBLE: return msgpack_pack_double(pk, -2.25);
-    case P_STR: return pack_str(pk, n);
-    case P_BIN: return pack_bin(pk, n);
-    case P_EXT: return pack_ext(pk, n);
-    case P_ARRAY: return pack_array(pk, n);
-    case P_MAP: return pack_map(pk, n);
-    case P_NESTED: return pack_nested(pk);
+    case P_NIL:
+        return msgpack_pack_nil(pk);
+    case P_TRUE:
+        return msgpack_pack_true(pk);
+    case P_FALSE:
+        return msgpack_pack_false(pk);
+    case P_INT:
+        return msgpack_pack_int64(pk, c->n);
+    case P_U8:
+        return msgpack_pack_fix_uint8(pk, (uint8_t)c->n);
+    case P_U16:
+        return msgpack_pack_fix_uint16(pk, (uint16_t)c->n);
+    case P_U32:
+        return msgpack_pack_fix_uint32(pk, (uint32_t)c->n);
+    case P_U64:
+        return msgpack_pack_fix_uint64(pk, (uint64_t)c->n);
+    case P_I8:
+        return msgpack_pack_fix_int8(pk, (int8_t)c->n);
+    case P_I16:
+        return msgpack_pack_fix_int16(pk, (int16_t)c->n);
+    case P_I32:
+        return msgpack_pack_fix_int32(pk, (int32_t)c->n);
+    case P_I64:
+        return msgpack_pack_fix_int64(pk, c->n);
+    case P_FLOAT:
+        return msgpack_pack_float(pk, 1.5f);
+    case P_DOUBLE:
+        return msgpack_pack_double(pk, -2.25);
+    case P_STR:
+        return pack_str(pk, n);
+    case P_BIN:
+        return pack_bin(pk, n);
+    case P_EXT:
+        return pack_ext(pk, n);
+    case P_ARRAY:
+        return pack_array(pk, n);
+    case P_MAP:
+        return pack_map(pk, n);
+    case P_NESTED:
+        return pack_nested(pk);
     }
     return -1;
 }
@@ -302,8 +357,7 @@ static int pack_case(msgpack_packer *pk, const packed_case *c)
 static bytes packed(const char *name)
 {
     for (size_t i = 0; i < N_PACKED; i++) {
-        if (strcmp(packed_cases[i].name, name) != 0)
-            continue;
+        if (strcmp(packed_cases[i].name, name) != 0) continue;
         msgpack_sbuffer sb;
         msgpack_packer pk;
         msgpack_sbuffer_init(&sb);
@@ -336,11 +390,11 @@ static bytes split_message(size_t i)
     static const char *const raw[] = {
         "\xcf\x01\x02\x03\x04\x05\x06\x07\x08",
         "\xdd\x00\x00\x00\x03\xcb\x3f\xf0\x00\x00\x00\x00\x00\x00\xc9\x00\x00\x00\x02\x05xy\x90",
-        ("\x81\xdb\x00\x00\x00\x01k\xdf\x00\x00\x00\x01\xd8\x01" "0123456789abcdef\xc4\x00"),
+        ("\x81\xdb\x00\x00\x00\x01k\xdf\x00\x00\x00\x01\xd8\x01"
+         "0123456789abcdef\xc4\x00"),
     };
     static const size_t raw_len[] = {9, 23, 32};
-    if (i < 3)
-        return copy_of(raw[i], raw_len[i]);
+    if (i < 3) return copy_of(raw[i], raw_len[i]);
     return packed(i == 3 ? "nested" : "map16");
 }
 
@@ -423,7 +477,13 @@ static void test_pipelined_messages_stop_at_each_end(void **state)
 {
     (void)state;
     /* [1, 2], "abc", 7, {"k": nil}, then half of a str8 */
-    static const uint8_t stream[] = "\x92\x01\x02" "\xa3" "abc" "\x07" "\x81\xa1k\xc0" "\xd9\x05" "ab";
+    static const uint8_t stream[] = "\x92\x01\x02"
+                                    "\xa3"
+                                    "abc"
+                                    "\x07"
+                                    "\x81\xa1k\xc0"
+                                    "\xd9\x05"
+                                    "ab";
     static const size_t ends[] = {3, 7, 8, 12};
     arrpc__scan *s = arrpc__scan_new(64, 4);
     size_t at = 0, used = 0;
@@ -445,7 +505,8 @@ static void test_pipelined_messages_stop_at_each_end(void **state)
 static void test_pipelined_messages_each_get_the_full_limit(void **state)
 {
     (void)state;
-    static const uint8_t msg[] = "\xd9\x06" "abcdef"; /* 8 bytes */
+    static const uint8_t msg[] = "\xd9\x06"
+                                 "abcdef"; /* 8 bytes */
     arrpc__scan *s = arrpc__scan_new(8, 1);
     assert_non_null(s);
     for (int i = 0; i < 5; i++) {
@@ -525,7 +586,8 @@ static void test_array_at_and_over_max(void **state)
 static void test_elements_adding_up_over_max_fail(void **state)
 {
     (void)state;
-    static const uint8_t msg[] = "\x95" "\xa3xxx\xa3xxx\xa3xxx\xa3xxx\xa3xxx"; /* 21 bytes */
+    static const uint8_t msg[] = "\x95"
+                                 "\xa3xxx\xa3xxx\xa3xxx\xa3xxx\xa3xxx"; /* 21 bytes */
     arrpc__scan *s = arrpc__scan_new(20, 2);
     size_t used = 0;
     assert_non_null(s);
@@ -563,8 +625,7 @@ static void test_header_crossing_the_limit_fails(void **state)
         for (size_t j = 0; j < cases[i].len; j++) { /* and a byte at a time */
             int rc = feed(s, cases[i].bytes + j, 1, &used);
             assert_true(rc == 0 || rc == ARRPC_ETOOBIG);
-            if (rc != 0)
-                break;
+            if (rc != 0) break;
             assert_true(j + 1 < cases[i].len);
         }
         arrpc__scan_free(s);

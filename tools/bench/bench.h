@@ -60,14 +60,14 @@ typedef struct bench_config {
 
     uint8_t *request; /* one request as written on the wire */
     size_t request_len;
-    uint8_t *batch; /* `pipeline` copies of request, back to back */
+    uint8_t *batch;  /* `pipeline` copies of request, back to back */
     uint8_t *expect; /* the reply an echo gives: the packed payload, or "+PONG\r\n" */
     size_t expect_len;
     msgpack_object expect_obj; /* decoded expect, for --verify when bytes differ */
     msgpack_zone *expect_zone;
-    size_t max_message; /* largest reply accepted */
-    arrpc__tls_ctx *tls;   /* --tls-cafile: every connection speaks TLS (one handshake each) */
-    const char *tls_name;  /* the name the server's certificate must carry; NULL: no check */
+    size_t max_message;   /* largest reply accepted */
+    arrpc__tls_ctx *tls;  /* --tls-cafile: every connection speaks TLS (one handshake each) */
+    const char *tls_name; /* the name the server's certificate must carry; NULL: no check */
 
     uint64_t t_start, t_measure, t_end; /* t_end is 0 with -n */
 } bench_config;

@@ -1,4 +1,5 @@
-/* conn.c -- one benchmark connection: connect, write its pipelined requests, frame and judge replies.
+/* conn.c -- one benchmark connection: connect, write its pipelined requests, frame and judge
+ * replies.
  *
  * A connection that fails (refused, closed, reset, timed out, garbled) counts one error of its
  * kind, drops the requests it had in flight and goes IDLE; the thread's tick reconnects it. It is
@@ -15,8 +16,8 @@
 #include "arrpc.h"
 #include "bench.h"
 
-#define IN_MIN_CAP (64u * 1024u)                      /* bytes read at once, at least */
-#define RETRY_DELAY_NS (100ull * 1000 * 1000)          /* after a failed connect */
+#define IN_MIN_CAP (64u * 1024u)                        /* bytes read at once, at least */
+#define RETRY_DELAY_NS (100ull * 1000 * 1000)           /* after a failed connect */
 #define CONNECT_TIMEOUT_NS (10ull * 1000 * 1000 * 1000) /* when --timeout is not given */
 #define ERROR_PREFIX "arrpc.error."
 #define AUTH_PREFIX "arrpc.error.AuthException"
@@ -28,8 +29,7 @@ static int in_window(const bench_config *cfg, uint64_t t)
 
 static void count_error(bench_conn *c, bench_err kind, uint64_t now)
 {
-    if (in_window(c->th->cfg, now))
-        c->th->stats.errors[kind]++;
+    if (in_window(c->th->cfg, now)) c->th->stats.errors[kind]++;
 }
 
 int bench_conn_init(bench_conn *c, bench_thread *th)
@@ -44,8 +44,7 @@ int bench_conn_init(bench_conn *c, bench_thread *th)
     c->in = malloc(c->in_cap);
     if (cfg->proto == BENCH_PROTO_ARRPC)
         c->scan = arrpc__scan_new(cfg->max_message, ARRPC_DEFAULT_MAX_DEPTH);
-    if (!c->sent_at || !c->in || (cfg->proto == BENCH_PROTO_ARRPC && !c->scan))
-        return ARRPC_ENOMEM;
+    if (!c->sent_at || !c->in || (cfg->proto == BENCH_PROTO_ARRPC && !c->scan)) return ARRPC_ENOMEM;
     return 0;
 }
 
@@ -73,8 +72,7 @@ static void conn_fail(bench_conn *c, bench_err kind, uint64_t now, uint64_t retr
     c->ring_head = c->inflight = 0;
     c->wpos = c->wend = 0;
     c->in_head = c->in_scan = c->in_len = 0;
-    if (c->scan)
-        arrpc__scan_reset(c->scan);
+    if (c->scan) arrpc__scan_reset(c->scan);
     c->at = retry;
 }
 
@@ -86,11 +84,9 @@ static int conn_watch(bench_conn *c, int op, uint32_t events)
 
 static int conn_arm_out(bench_conn *c, int on, uint64_t now)
 {
-    if (c->want_out == on)
-        return 0;
+    if (c->want_out == on) return 0;
     c->want_out = on;
-    if (conn_watch(c, EPOLL_CTL_MOD, EPOLLIN | (on ? EPOLLOUT : 0)) == 0)
-        return 0;
+    if (conn_watch(c, EPOLL_CTL_MOD, EPOLLIN | (on ? EPOLLOUT : 0)) == 0) return 0;
     conn_fail(c, BENCH_ERR_IO, now, now);
     return -1;
 }
@@ -98,25 +94,23 @@ static int conn_arm_out(bench_conn *c, int on, uint64_t now)
 static bench_err errno_kind(int err)
 {
     return err == ECONNRESET || err == EPIPE || err == ECONNABORTED ? BENCH_ERR_CLOSED
-                                                                     : BENCH_ERR_IO;
+                                                                    : BENCH_ERR_IO;
 }
 
-/* Writes what is pending with one send; arms EPOLLOUT for the rest. -1 when the connection failed. */
+/* Writes what is pending with one send; arms EPOLLOUT for the rest. -1 when the connection failed.
+ */
 static int conn_write(bench_conn *c, uint64_t now)
 {
     const bench_config *cfg = c->th->cfg;
     ssize_t n = c->io.ops->write(&c->io, cfg->batch + c->wpos, c->wend - c->wpos);
     if (n < 0) {
-        if (errno == EAGAIN || errno == EINTR)
-            return conn_arm_out(c, 1, now);
+        if (errno == EAGAIN || errno == EINTR) return conn_arm_out(c, 1, now);
         conn_fail(c, errno_kind(errno), now, now);
         return -1;
     }
-    if (in_window(cfg, now))
-        c->th->stats.bytes_out += (uint64_t)n;
+    if (in_window(cfg, now)) c->th->stats.bytes_out += (uint64_t)n;
     c->wpos += (size_t)n;
-    if (c->wpos < c->wend)
-        return conn_arm_out(c, 1, now);
+    if (c->wpos < c->wend) return conn_arm_out(c, 1, now);
     c->wpos = c->wend = 0;
     return conn_arm_out(c, 0, now);
 }
@@ -126,21 +120,17 @@ static int conn_fill(bench_conn *c, uint64_t now)
 {
     bench_thread *th = c->th;
     const bench_config *cfg = th->cfg;
-    if (c->state != BENCH_CONN_OPEN || c->wend != 0 || (cfg->t_end && now >= cfg->t_end))
-        return 0;
+    if (c->state != BENCH_CONN_OPEN || c->wend != 0 || (cfg->t_end && now >= cfg->t_end)) return 0;
     uint64_t k = cfg->pipeline - c->inflight;
     if (cfg->requests && now >= cfg->t_measure) {
-        if (k > th->budget)
-            k = th->budget;
+        if (k > th->budget) k = th->budget;
         th->budget -= k;
     }
-    if (k == 0)
-        return 0;
+    if (k == 0) return 0;
     for (unsigned i = 0; i < k; i++)
         c->sent_at[(c->ring_head + c->inflight + i) % cfg->pipeline] = now;
     c->inflight += (unsigned)k;
-    if (in_window(cfg, now))
-        th->stats.sent += k;
+    if (in_window(cfg, now)) th->stats.sent += k;
     c->wpos = 0;
     c->wend = (size_t)k * cfg->request_len;
     return conn_write(c, now);
@@ -179,11 +169,11 @@ static int judge_arrpc(const bench_config *cfg, const uint8_t *m, size_t n)
         off = m[0] == 0xd9 ? 2 : m[0] == 0xda ? 3 : 5;
     if (off && n - off >= strlen(ERROR_PREFIX) &&
         memcmp(m + off, ERROR_PREFIX, strlen(ERROR_PREFIX)) == 0)
-        return n - off >= strlen(AUTH_PREFIX) && memcmp(m + off, AUTH_PREFIX, strlen(AUTH_PREFIX)) == 0
+        return n - off >= strlen(AUTH_PREFIX) &&
+                       memcmp(m + off, AUTH_PREFIX, strlen(AUTH_PREFIX)) == 0
                    ? BENCH_ERR_AUTH
                    : BENCH_ERR_RPC;
-    if (!cfg->verify || (n == cfg->expect_len && memcmp(m, cfg->expect, n) == 0))
-        return -1;
+    if (!cfg->verify || (n == cfg->expect_len && memcmp(m, cfg->expect, n) == 0)) return -1;
     /* Other bytes may still encode the same object (another packer's choices): decode. */
     msgpack_unpacked u;
     size_t used = 0;
@@ -196,10 +186,8 @@ static int judge_arrpc(const bench_config *cfg, const uint8_t *m, size_t n)
 
 static int judge_resp(const bench_config *cfg, const uint8_t *m, size_t n)
 {
-    if (m[0] == '-')
-        return BENCH_ERR_RESP;
-    if (m[0] != '+' || n < 3 || m[n - 2] != '\r')
-        return BENCH_ERR_PROTO;
+    if (m[0] == '-') return BENCH_ERR_RESP;
+    if (m[0] != '+' || n < 3 || m[n - 2] != '\r') return BENCH_ERR_PROTO;
     if (cfg->verify && (n != cfg->expect_len || memcmp(m, cfg->expect, n) != 0))
         return BENCH_ERR_VERIFY;
     return -1;
@@ -260,11 +248,9 @@ static int conn_make_room(bench_conn *c)
         c->in_scan -= c->in_head;
         c->in_head = 0;
     }
-    if (c->in_len < c->in_cap)
-        return 0;
+    if (c->in_len < c->in_cap) return 0;
     uint8_t *in = realloc(c->in, c->in_cap * 2);
-    if (!in)
-        return ARRPC_ENOMEM;
+    if (!in) return ARRPC_ENOMEM;
     c->in = in;
     c->in_cap *= 2;
     return 0;
@@ -277,13 +263,11 @@ static int conn_read(bench_conn *c, uint64_t *now_out)
     ssize_t n = c->io.ops->read(&c->io, c->in + c->in_len, c->in_cap - c->in_len);
     uint64_t now = *now_out = bench_now_ns();
     if (n <= 0) {
-        if (n < 0 && (errno == EAGAIN || errno == EINTR))
-            return 0;
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) return 0;
         conn_fail(c, n == 0 ? BENCH_ERR_CLOSED : errno_kind(errno), now, now);
         return -1;
     }
-    if (in_window(c->th->cfg, now))
-        c->th->stats.bytes_in += (uint64_t)n;
+    if (in_window(c->th->cfg, now)) c->th->stats.bytes_in += (uint64_t)n;
     c->in_len += (size_t)n;
     size_t end;
     int rc;
@@ -292,8 +276,7 @@ static int conn_read(bench_conn *c, uint64_t *now_out)
             conn_fail(c, BENCH_ERR_PROTO, now, now);
             return -1;
         }
-        if (conn_reply(c, c->in + c->in_head, end - c->in_head, now) != 0)
-            return -1;
+        if (conn_reply(c, c->in + c->in_head, end - c->in_head, now) != 0) return -1;
         c->in_head = end;
     }
     if (conn_make_room(c) != 0) {
@@ -309,8 +292,7 @@ static void conn_handshake(bench_conn *c, uint64_t now)
     char why[256];
     int rc = c->io.ops->handshake(&c->io, why, sizeof why);
     if (rc < 0) {
-        if (c->th->index == 0 && c == c->th->conns)
-            fprintf(stderr, "arrpc-bench: TLS: %s\n", why);
+        if (c->th->index == 0 && c == c->th->conns) fprintf(stderr, "arrpc-bench: TLS: %s\n", why);
         conn_fail(c, BENCH_ERR_CONNECT, now, now + RETRY_DELAY_NS);
         return;
     }
@@ -319,8 +301,7 @@ static void conn_handshake(bench_conn *c, uint64_t now)
         return;
     }
     c->state = BENCH_CONN_OPEN;
-    if (conn_arm_out(c, 0, now) == 0)
-        conn_fill(c, now);
+    if (conn_arm_out(c, 0, now) == 0) conn_fill(c, now);
 }
 
 static void conn_connected(bench_conn *c, uint64_t now)
@@ -344,8 +325,7 @@ static void conn_connected(bench_conn *c, uint64_t now)
         return;
     }
     c->state = BENCH_CONN_OPEN;
-    if (conn_arm_out(c, 0, now) == 0)
-        conn_fill(c, now);
+    if (conn_arm_out(c, 0, now) == 0) conn_fill(c, now);
 }
 
 void bench_conn_event(bench_conn *c, uint32_t events)
@@ -358,21 +338,16 @@ void bench_conn_event(bench_conn *c, uint32_t events)
         conn_handshake(c, bench_now_ns());
         return;
     }
-    if (c->state != BENCH_CONN_OPEN)
-        return;
+    if (c->state != BENCH_CONN_OPEN) return;
     uint64_t now = 0;
-    if ((events & (EPOLLIN | EPOLLERR | EPOLLHUP)) && conn_read(c, &now) < 0)
-        return;
+    if ((events & (EPOLLIN | EPOLLERR | EPOLLHUP)) && conn_read(c, &now) < 0) return;
     /* TLS may hold more records above the socket, which no event would announce. */
     int rc = 1;
     while (rc > 0 && c->state == BENCH_CONN_OPEN && c->io.ops->has_pending(&c->io))
         rc = conn_read(c, &now);
-    if (c->state != BENCH_CONN_OPEN)
-        return;
-    if (now == 0)
-        now = bench_now_ns();
-    if ((events & EPOLLOUT) && c->wend != 0 && conn_write(c, now) != 0)
-        return;
+    if (c->state != BENCH_CONN_OPEN) return;
+    if (now == 0) now = bench_now_ns();
+    if ((events & EPOLLOUT) && c->wend != 0 && conn_write(c, now) != 0) return;
     conn_fill(c, now);
 }
 
@@ -382,13 +357,11 @@ void bench_conn_tick(bench_conn *c, uint64_t now)
     uint64_t limit = cfg->timeout_ns ? cfg->timeout_ns : CONNECT_TIMEOUT_NS;
     switch (c->state) {
     case BENCH_CONN_IDLE:
-        if (now >= c->at && (cfg->t_end == 0 || now < cfg->t_end))
-            bench_conn_connect(c, now);
+        if (now >= c->at && (cfg->t_end == 0 || now < cfg->t_end)) bench_conn_connect(c, now);
         break;
     case BENCH_CONN_CONNECTING:
     case BENCH_CONN_HANDSHAKE:
-        if (now - c->at > limit)
-            conn_fail(c, BENCH_ERR_CONNECT, now, now);
+        if (now - c->at > limit) conn_fail(c, BENCH_ERR_CONNECT, now, now);
         break;
     default:
         if (cfg->timeout_ns && c->inflight && now - c->sent_at[c->ring_head] > cfg->timeout_ns)

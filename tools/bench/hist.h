@@ -1,4 +1,5 @@
-/* hist.h -- a small log-linear latency histogram (HDR style): 1% precision, fixed size, no allocation.
+/* hist.h -- a small log-linear latency histogram (HDR style): 1% precision, fixed size, no
+ * allocation.
  *
  * Values are nanoseconds. Below 2^HIST_SUB_BITS+1 ns every value has its own bucket; above, each
  * power of two is cut into 2^HIST_SUB_BITS equal buckets, so a bucket is never wider than 1/128
@@ -9,11 +10,11 @@
 
 #include <stdint.h>
 
-#define BENCH_HIST_SUB_BITS 7                           /* 128 buckets per power of two */
-#define BENCH_HIST_MAX_NS (60ull * 1000 * 1000 * 1000)  /* 60 s: the highest value told apart */
-#define BENCH_HIST_MAGNITUDES 29                        /* the last covers [2^35, 2^36) ns > 60 s */
-#define BENCH_HIST_BUCKETS ((2u << BENCH_HIST_SUB_BITS) + \
-                            (BENCH_HIST_MAGNITUDES - 1) * (1u << BENCH_HIST_SUB_BITS))
+#define BENCH_HIST_SUB_BITS 7                          /* 128 buckets per power of two */
+#define BENCH_HIST_MAX_NS (60ull * 1000 * 1000 * 1000) /* 60 s: the highest value told apart */
+#define BENCH_HIST_MAGNITUDES 29                       /* the last covers [2^35, 2^36) ns > 60 s */
+#define BENCH_HIST_BUCKETS                                                                         \
+    ((2u << BENCH_HIST_SUB_BITS) + (BENCH_HIST_MAGNITUDES - 1) * (1u << BENCH_HIST_SUB_BITS))
 
 typedef struct bench_hist {
     uint64_t count;

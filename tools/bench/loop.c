@@ -6,8 +6,8 @@
 #include "bench.h"
 
 #define MAX_EVENTS 256
-#define TICK_MS 5                                  /* reconnects and --timeout checks */
-#define PUBLISH_NS (200ull * 1000 * 1000)          /* how fresh the live line's figures are */
+#define TICK_MS 5                         /* reconnects and --timeout checks */
+#define PUBLISH_NS (200ull * 1000 * 1000) /* how fresh the live line's figures are */
 
 uint64_t bench_now_ns(void)
 {
@@ -24,8 +24,7 @@ void bench_stats_merge(bench_stats *dst, const bench_stats *src)
     dst->bytes_in += src->bytes_in;
     for (unsigned k = 0; k < BENCH_ERR_COUNT; k++)
         dst->errors[k] += src->errors[k];
-    if (src->last_reply > dst->last_reply)
-        dst->last_reply = src->last_reply;
+    if (src->last_reply > dst->last_reply) dst->last_reply = src->last_reply;
     bench_hist_merge(&dst->hist, &src->hist);
 }
 
@@ -47,15 +46,11 @@ void bench_thread_snapshot(bench_thread *th, bench_stats *out)
 static int thread_finished(const bench_thread *th, uint64_t now)
 {
     const bench_config *cfg = th->cfg;
-    if (atomic_load_explicit(th->stop, memory_order_relaxed))
-        return 1;
-    if (cfg->t_end)
-        return now >= cfg->t_end;
-    if (now < cfg->t_measure || th->budget > 0)
-        return 0;
+    if (atomic_load_explicit(th->stop, memory_order_relaxed)) return 1;
+    if (cfg->t_end) return now >= cfg->t_end;
+    if (now < cfg->t_measure || th->budget > 0) return 0;
     for (unsigned i = 0; i < th->nconns; i++)
-        if (bench_conn_busy(&th->conns[i]))
-            return 0;
+        if (bench_conn_busy(&th->conns[i])) return 0;
     return 1;
 }
 

@@ -86,8 +86,7 @@ static int parse_seconds(const char *opt, const char *arg, double min, uint64_t 
 static int parse_count(const char *opt, const char *arg, unsigned long min, unsigned long max,
                        unsigned long *out)
 {
-    if (arrpc__parse_ulong(arg, min, max, out) == 0)
-        return 0;
+    if (arrpc__parse_ulong(arg, min, max, out) == 0) return 0;
     fprintf(stderr, "arrpc-bench: %s wants a number from %lu to %lu, not '%s'\n", opt, min, max,
             arg);
     return -1;
@@ -104,7 +103,8 @@ static int resolve(bench_config *cfg, const char *spec)
     }
     int gai = getaddrinfo(host, NULL, &hints, &res);
     if (gai != 0) {
-        fprintf(stderr, "arrpc-bench: cannot resolve %s (IPv4 only): %s\n", host, gai_strerror(gai));
+        fprintf(stderr, "arrpc-bench: cannot resolve %s (IPv4 only): %s\n", host,
+                gai_strerror(gai));
         return -1;
     }
     memcpy(&cfg->addr, res->ai_addr, sizeof cfg->addr);
@@ -122,8 +122,21 @@ typedef struct {
     int duration_set;
 } extra_options;
 
-enum { OPT_TOTAL = 256, OPT_AUTH, OPT_VERIFY, OPT_TIMEOUT, OPT_PROTO, OPT_JSON, OPT_CONNECT,
-       OPT_VERSION, OPT_TLS_CAFILE, OPT_TLS_SELF_SIGNED, OPT_TLS_NAME, OPT_TLS_CERT, OPT_TLS_KEY };
+enum {
+    OPT_TOTAL = 256,
+    OPT_AUTH,
+    OPT_VERIFY,
+    OPT_TIMEOUT,
+    OPT_PROTO,
+    OPT_JSON,
+    OPT_CONNECT,
+    OPT_VERSION,
+    OPT_TLS_CAFILE,
+    OPT_TLS_SELF_SIGNED,
+    OPT_TLS_NAME,
+    OPT_TLS_CERT,
+    OPT_TLS_KEY
+};
 
 static const struct option long_options[] = {
     {"connect", required_argument, NULL, OPT_CONNECT},
@@ -157,34 +170,84 @@ static int apply_option(int opt, const char *arg, bench_config *cfg, extra_optio
     unsigned long v;
     int rc = 0;
     switch (opt) {
-    case OPT_CONNECT: x->target = arg; break;
-    case 'c': rc = parse_count("-c", arg, 1, MAX_CONNECTIONS, &v); cfg->connections = (unsigned)v; break;
-    case 'P': rc = parse_count("-P", arg, 1, MAX_PIPELINE, &v); cfg->pipeline = (unsigned)v; break;
-    case 't': rc = parse_count("--threads", arg, 1, MAX_THREADS, &v); cfg->threads = (unsigned)v; break;
-    case 'd': rc = parse_seconds("-d", arg, 0.001, &cfg->duration_ns); x->duration_set = 1; break;
-    case 'n': rc = parse_count("-n", arg, 1, ULONG_MAX, &v); cfg->requests = v; break;
-    case 'w': rc = parse_seconds("--warmup", arg, 0, &cfg->warmup_ns); break;
-    case 's': rc = parse_count("--size", arg, 0, ARRPC_MAX_MESSAGE_LIMIT / 4, &v); cfg->payload_size = v; break;
-    case OPT_TOTAL: rc = parse_count("--total", arg, 1, ARRPC_MAX_MESSAGE_LIMIT / 4, &x->total); break;
-    case OPT_AUTH: x->secret_file = arg; break;
-    case OPT_TLS_CAFILE: x->tls_cafile = arg; break;
-    case OPT_TLS_SELF_SIGNED: x->tls_self_signed = 1; break;
-    case OPT_TLS_NAME: x->tls_server_name = arg; break;
-    case OPT_TLS_CERT: x->tls_cert = arg; break;
-    case OPT_TLS_KEY: x->tls_key = arg; break;
-    case OPT_VERIFY: cfg->verify = 1; break;
-    case OPT_TIMEOUT: rc = parse_seconds("--timeout", arg, 0.001, &cfg->timeout_ns); break;
-    case OPT_JSON: cfg->json = 1; break;
-    case 'q': cfg->live = 0; break;
-    case 'h': usage(stdout); return 1;
-    case OPT_VERSION: printf("arrpc-bench %s\n", ARRPC_VERSION); return 1;
+    case OPT_CONNECT:
+        x->target = arg;
+        break;
+    case 'c':
+        rc = parse_count("-c", arg, 1, MAX_CONNECTIONS, &v);
+        cfg->connections = (unsigned)v;
+        break;
+    case 'P':
+        rc = parse_count("-P", arg, 1, MAX_PIPELINE, &v);
+        cfg->pipeline = (unsigned)v;
+        break;
+    case 't':
+        rc = parse_count("--threads", arg, 1, MAX_THREADS, &v);
+        cfg->threads = (unsigned)v;
+        break;
+    case 'd':
+        rc = parse_seconds("-d", arg, 0.001, &cfg->duration_ns);
+        x->duration_set = 1;
+        break;
+    case 'n':
+        rc = parse_count("-n", arg, 1, ULONG_MAX, &v);
+        cfg->requests = v;
+        break;
+    case 'w':
+        rc = parse_seconds("--warmup", arg, 0, &cfg->warmup_ns);
+        break;
+    case 's':
+        rc = parse_count("--size", arg, 0, ARRPC_MAX_MESSAGE_LIMIT / 4, &v);
+        cfg->payload_size = v;
+        break;
+    case OPT_TOTAL:
+        rc = parse_count("--total", arg, 1, ARRPC_MAX_MESSAGE_LIMIT / 4, &x->total);
+        break;
+    case OPT_AUTH:
+        x->secret_file = arg;
+        break;
+    case OPT_TLS_CAFILE:
+        x->tls_cafile = arg;
+        break;
+    case OPT_TLS_SELF_SIGNED:
+        x->tls_self_signed = 1;
+        break;
+    case OPT_TLS_NAME:
+        x->tls_server_name = arg;
+        break;
+    case OPT_TLS_CERT:
+        x->tls_cert = arg;
+        break;
+    case OPT_TLS_KEY:
+        x->tls_key = arg;
+        break;
+    case OPT_VERIFY:
+        cfg->verify = 1;
+        break;
+    case OPT_TIMEOUT:
+        rc = parse_seconds("--timeout", arg, 0.001, &cfg->timeout_ns);
+        break;
+    case OPT_JSON:
+        cfg->json = 1;
+        break;
+    case 'q':
+        cfg->live = 0;
+        break;
+    case 'h':
+        usage(stdout);
+        return 1;
+    case OPT_VERSION:
+        printf("arrpc-bench %s\n", ARRPC_VERSION);
+        return 1;
     case OPT_PROTO:
         if (strcmp(arg, "arrpc") == 0 || strcmp(arg, "resp") == 0)
             cfg->proto = arg[0] == 'r' ? BENCH_PROTO_RESP : BENCH_PROTO_ARRPC;
         else
             rc = -1, fprintf(stderr, "arrpc-bench: --proto is arrpc or resp, not '%s'\n", arg);
         break;
-    default: rc = -1; break;
+    default:
+        rc = -1;
+        break;
     }
     return rc;
 }
@@ -196,8 +259,10 @@ static int check_options(bench_config *cfg, const extra_options *x)
         fprintf(stderr, "arrpc-bench: give -d or -n, not both\n");
         return -1;
     }
-    if (cfg->proto == BENCH_PROTO_RESP && (x->secret_file || x->total || cfg->payload_size != DEFAULT_SIZE)) {
-        fprintf(stderr, "arrpc-bench: --size, --total and --auth-secret-file are for --proto arrpc\n");
+    if (cfg->proto == BENCH_PROTO_RESP &&
+        (x->secret_file || x->total || cfg->payload_size != DEFAULT_SIZE)) {
+        fprintf(stderr,
+                "arrpc-bench: --size, --total and --auth-secret-file are for --proto arrpc\n");
         return -1;
     }
     if ((x->tls_self_signed || x->tls_server_name || x->tls_cert) && !x->tls_cafile) {
@@ -208,12 +273,9 @@ static int check_options(bench_config *cfg, const extra_options *x)
         fprintf(stderr, "arrpc-bench: --tls-cert and --tls-key go together\n");
         return -1;
     }
-    if (!cfg->requests && !x->duration_set)
-        cfg->duration_ns = (uint64_t)(DEFAULT_DURATION_S * 1e9);
-    if (cfg->requests)
-        cfg->duration_ns = 0;
-    if (cfg->threads > cfg->connections)
-        cfg->threads = cfg->connections;
+    if (!cfg->requests && !x->duration_set) cfg->duration_ns = (uint64_t)(DEFAULT_DURATION_S * 1e9);
+    if (cfg->requests) cfg->duration_ns = 0;
+    if (cfg->threads > cfg->connections) cfg->threads = cfg->connections;
     return 0;
 }
 
@@ -222,11 +284,9 @@ static int parse_options(int argc, char **argv, bench_config *cfg, extra_options
     int opt;
     while ((opt = getopt_long(argc, argv, "c:P:t:d:n:w:s:qh", long_options, NULL)) != -1) {
         int rc = apply_option(opt, optarg, cfg, x);
-        if (rc != 0)
-            return rc > 0 ? 1 : -1;
+        if (rc != 0) return rc > 0 ? 1 : -1;
     }
-    if (optind < argc)
-        x->target = argv[optind++];
+    if (optind < argc) x->target = argv[optind++];
     if (optind < argc) {
         fprintf(stderr, "arrpc-bench: unexpected argument '%s'\n", argv[optind]);
         return -1;
@@ -240,10 +300,11 @@ static int setup_tls(bench_config *cfg, const extra_options *x)
     static char host[256];
     char err[512];
     uint16_t port;
-    if (!x->tls_cafile)
-        return 0;
-    arrpc__tls_client_files files = {.cafile = x->tls_cafile, .self_signed = x->tls_self_signed,
-                                     .cert = x->tls_cert, .key = x->tls_key};
+    if (!x->tls_cafile) return 0;
+    arrpc__tls_client_files files = {.cafile = x->tls_cafile,
+                                     .self_signed = x->tls_self_signed,
+                                     .cert = x->tls_cert,
+                                     .key = x->tls_key};
     cfg->tls = arrpc__tls_client_ctx(&files, err, sizeof err);
     if (!cfg->tls) {
         fprintf(stderr, "arrpc-bench: %s\n", err);
@@ -261,8 +322,7 @@ static int setup_tls(bench_config *cfg, const extra_options *x)
 static bench_thread *threads_new(const bench_config *cfg, atomic_int *stop)
 {
     bench_thread *ths = calloc(cfg->threads, sizeof *ths);
-    if (!ths)
-        return NULL;
+    if (!ths) return NULL;
     for (unsigned t = 0; t < cfg->threads; t++) {
         bench_thread *th = &ths[t];
         th->index = t;
@@ -275,11 +335,9 @@ static bench_thread *threads_new(const bench_config *cfg, atomic_int *stop)
         pthread_mutex_init(&th->lock, NULL);
         bench_hist_reset(&th->stats.hist);
         bench_hist_reset(&th->published.hist);
-        if (th->epfd < 0 || !th->conns)
-            return ths;
+        if (th->epfd < 0 || !th->conns) return ths;
         for (unsigned i = 0; i < th->nconns; i++)
-            if (bench_conn_init(&th->conns[i], th) != 0)
-                return ths;
+            if (bench_conn_init(&th->conns[i], th) != 0) return ths;
     }
     return ths;
 }
@@ -287,11 +345,9 @@ static bench_thread *threads_new(const bench_config *cfg, atomic_int *stop)
 static int threads_ready(const bench_config *cfg, const bench_thread *ths)
 {
     for (unsigned t = 0; t < cfg->threads; t++) {
-        if (ths[t].epfd < 0 || !ths[t].conns)
-            return 0;
+        if (ths[t].epfd < 0 || !ths[t].conns) return 0;
         for (unsigned i = 0; i < ths[t].nconns; i++)
-            if (!ths[t].conns[i].in)
-                return 0;
+            if (!ths[t].conns[i].in) return 0;
     }
     return 1;
 }
@@ -302,8 +358,7 @@ static void threads_free(const bench_config *cfg, bench_thread *ths)
         for (unsigned i = 0; ths[t].conns && i < ths[t].nconns; i++)
             bench_conn_free(&ths[t].conns[i]);
         free(ths[t].conns);
-        if (ths[t].epfd >= 0)
-            close(ths[t].epfd);
+        if (ths[t].epfd >= 0) close(ths[t].epfd);
         pthread_mutex_destroy(&ths[t].lock);
     }
     free(ths);
@@ -317,8 +372,7 @@ static double cpu_seconds(const struct timeval *tv)
 static void sleep_until(uint64_t t)
 {
     uint64_t now = bench_now_ns();
-    if (t <= now)
-        return;
+    if (t <= now) return;
     struct timespec ts = {(time_t)((t - now) / 1000000000ull), (long)((t - now) % 1000000000ull)};
     nanosleep(&ts, NULL);
 }
@@ -339,11 +393,9 @@ static void live_line(const bench_config *cfg, bench_thread *ths, uint64_t now, 
 /* -d: the window is over; -n: every thread has sent its share and heard every answer. */
 static int all_done(const bench_config *cfg, bench_thread *ths, uint64_t now)
 {
-    if (cfg->t_end)
-        return now >= cfg->t_end;
+    if (cfg->t_end) return now >= cfg->t_end;
     for (unsigned t = 0; t < cfg->threads; t++)
-        if (!atomic_load(&ths[t].exited))
-            return 0;
+        if (!atomic_load(&ths[t].exited)) return 0;
     return 1;
 }
 
@@ -360,8 +412,7 @@ static int run(bench_config *cfg, bench_thread *ths, bench_result *r)
     next_live = cfg->t_start + 1000000000ull;
     unsigned started = 0;
     for (; started < cfg->threads; started++)
-        if (pthread_create(&ths[started].tid, NULL, bench_thread_main, &ths[started]) != 0)
-            break;
+        if (pthread_create(&ths[started].tid, NULL, bench_thread_main, &ths[started]) != 0) break;
     if (started < cfg->threads) {
         fprintf(stderr, "arrpc-bench: cannot start thread %u\n", started);
         atomic_store(stop, 1);
@@ -369,34 +420,28 @@ static int run(bench_config *cfg, bench_thread *ths, bench_result *r)
     uint64_t now = bench_now_ns();
     while (started == cfg->threads && !all_done(cfg, ths, now) && !interrupted) {
         uint64_t next = now + POLL_NS;
-        if (!have_ru0 && cfg->t_measure < next)
-            next = cfg->t_measure;
+        if (!have_ru0 && cfg->t_measure < next) next = cfg->t_measure;
         sleep_until(next);
         now = bench_now_ns();
-        if (!have_ru0 && now >= cfg->t_measure)
-            have_ru0 = getrusage(RUSAGE_SELF, &ru0) == 0;
+        if (!have_ru0 && now >= cfg->t_measure) have_ru0 = getrusage(RUSAGE_SELF, &ru0) == 0;
         if (cfg->live && now >= next_live) {
             live_line(cfg, ths, now, &last_replies);
             next_live += 1000000000ull;
         }
     }
-    if (interrupted)
-        atomic_store(stop, 1);
+    if (interrupted) atomic_store(stop, 1);
     for (unsigned t = 0; t < started; t++)
         pthread_join(ths[t].tid, NULL);
     uint64_t end = bench_now_ns();
     getrusage(RUSAGE_SELF, &ru1);
-    if (cfg->live)
-        fprintf(stderr, "\r\033[K");
+    if (cfg->live) fprintf(stderr, "\r\033[K");
     memset(r, 0, sizeof *r);
     bench_hist_reset(&r->total.hist);
     for (unsigned t = 0; t < cfg->threads; t++)
         bench_stats_merge(&r->total, &ths[t].stats);
     r->interrupted = interrupted;
-    if (cfg->t_end && end > cfg->t_end)
-        end = cfg->t_end;
-    if (!cfg->t_end && r->total.last_reply)
-        end = r->total.last_reply;
+    if (cfg->t_end && end > cfg->t_end) end = cfg->t_end;
+    if (!cfg->t_end && r->total.last_reply) end = r->total.last_reply;
     r->elapsed_s = end > cfg->t_measure ? (double)(end - cfg->t_measure) / 1e9 : 0.0;
     r->cpu_user_s = cpu_seconds(&ru1.ru_utime) - (have_ru0 ? cpu_seconds(&ru0.ru_utime) : 0);
     r->cpu_sys_s = cpu_seconds(&ru1.ru_stime) - (have_ru0 ? cpu_seconds(&ru0.ru_stime) : 0);
@@ -405,13 +450,12 @@ static int run(bench_config *cfg, bench_thread *ths, bench_result *r)
 
 int main(int argc, char **argv)
 {
-    static bench_config cfg = {.connections = 16, .pipeline = 1, .threads = 1, .live = 1,
-                               .payload_size = DEFAULT_SIZE};
+    static bench_config cfg = {
+        .connections = 16, .pipeline = 1, .threads = 1, .live = 1, .payload_size = DEFAULT_SIZE};
     extra_options x = {.target = DEFAULT_TARGET};
     static atomic_int stop;
     int rc = parse_options(argc, argv, &cfg, &x);
-    if (rc != 0)
-        return rc > 0 ? 0 : EXIT_USAGE;
+    if (rc != 0) return rc > 0 ? 0 : EXIT_USAGE;
     if (resolve(&cfg, x.target) != 0 || setup_tls(&cfg, &x) != 0 ||
         bench_request_build(&cfg, x.secret_file, x.total) != 0)
         return EXIT_USAGE;

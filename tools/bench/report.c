@@ -60,7 +60,9 @@ static const struct {
     const char *name, *json;
     double pct;
 } percentiles[] = {
-    {"p50", "p50", 50.0}, {"p90", "p90", 90.0}, {"p99", "p99", 99.0},
+    {"p50", "p50", 50.0},
+    {"p90", "p90", 90.0},
+    {"p99", "p99", 99.0},
     {"p99.9", "p99_9", 99.9},
 };
 
@@ -69,11 +71,12 @@ void bench_report_text(FILE *to, const bench_config *cfg, const bench_result *r)
     const bench_stats *s = &r->total;
     char a[32], b[32];
     double el = r->elapsed_s > 0 ? r->elapsed_s : 1e-9;
-    fprintf(to, "arrpc-bench %s, %s, %u connection%s x %u in flight, %u thread%s, request %zu bytes%s%s\n",
-            cfg->target, cfg->proto == BENCH_PROTO_ARRPC ? "arrpc" : "RESP PING", cfg->connections,
-            cfg->connections == 1 ? "" : "s", cfg->pipeline, cfg->threads,
-            cfg->threads == 1 ? "" : "s", cfg->request_len, cfg->auth ? ", signed" : "",
-            cfg->verify ? ", verified" : "");
+    fprintf(
+        to,
+        "arrpc-bench %s, %s, %u connection%s x %u in flight, %u thread%s, request %zu bytes%s%s\n",
+        cfg->target, cfg->proto == BENCH_PROTO_ARRPC ? "arrpc" : "RESP PING", cfg->connections,
+        cfg->connections == 1 ? "" : "s", cfg->pipeline, cfg->threads, cfg->threads == 1 ? "" : "s",
+        cfg->request_len, cfg->auth ? ", signed" : "", cfg->verify ? ", verified" : "");
     fprintf(to, "  time        %.3f s measured after %.2f s warm-up%s\n", r->elapsed_s,
             (double)cfg->warmup_ns / 1e9, r->interrupted ? " (interrupted)" : "");
     fprintf(to, "  replies     %" PRIu64 " of %" PRIu64 " sent, %.0f/s\n", s->replies, s->sent,
@@ -100,15 +103,17 @@ void bench_report_json(FILE *to, const bench_config *cfg, const bench_result *r)
 {
     const bench_stats *s = &r->total;
     double el = r->elapsed_s > 0 ? r->elapsed_s : 1e-9;
-    fprintf(to, "{\"target\": \"%s\", \"proto\": \"%s\", \"connections\": %u, \"pipeline\": %u, "
-                "\"threads\": %u, \"request_bytes\": %zu, \"auth\": %s, \"verify\": %s,\n",
+    fprintf(to,
+            "{\"target\": \"%s\", \"proto\": \"%s\", \"connections\": %u, \"pipeline\": %u, "
+            "\"threads\": %u, \"request_bytes\": %zu, \"auth\": %s, \"verify\": %s,\n",
             cfg->target, cfg->proto == BENCH_PROTO_ARRPC ? "arrpc" : "resp", cfg->connections,
             cfg->pipeline, cfg->threads, cfg->request_len, cfg->auth ? "true" : "false",
             cfg->verify ? "true" : "false");
     fprintf(to, " \"warmup_s\": %.3f, \"elapsed_s\": %.6f, \"interrupted\": %s,\n",
             (double)cfg->warmup_ns / 1e9, r->elapsed_s, r->interrupted ? "true" : "false");
-    fprintf(to, " \"sent\": %" PRIu64 ", \"replies\": %" PRIu64 ", \"qps\": %.1f, \"errors\": %" PRIu64
-                ",\n \"errors_by_kind\": {",
+    fprintf(to,
+            " \"sent\": %" PRIu64 ", \"replies\": %" PRIu64 ", \"qps\": %.1f, \"errors\": %" PRIu64
+            ",\n \"errors_by_kind\": {",
             s->sent, s->replies, (double)s->replies / el, errors_total(s));
     for (unsigned k = 0; k < BENCH_ERR_COUNT; k++)
         fprintf(to, "%s\"%s\": %" PRIu64, k ? ", " : "", bench_err_key[k], s->errors[k]);

@@ -14,8 +14,7 @@
 static int read_secret(const char *path, uint8_t *buf, size_t *len)
 {
     char err[512];
-    if (arrpc__auth_read_secret(path, buf, len, err, sizeof err) == 0)
-        return 0;
+    if (arrpc__auth_read_secret(path, buf, len, err, sizeof err) == 0) return 0;
     fprintf(stderr, "arrpc-bench: %s\n", err);
     return -1;
 }
@@ -27,15 +26,12 @@ static int pack_request(size_t size, const uint8_t *key, size_t key_len, arrpc__
     msgpack_packer pk;
     payload->head = payload->len = 0;
     wire->head = wire->len = 0;
-    if (arrpc__buf_reserve(payload, size + 8) != 0)
-        return ARRPC_ENOMEM;
+    if (arrpc__buf_reserve(payload, size + 8) != 0) return ARRPC_ENOMEM;
     msgpack_packer_init(&pk, payload, arrpc__buf_pack_write);
-    if (msgpack_pack_str(&pk, size) != 0)
-        return ARRPC_ENOMEM;
+    if (msgpack_pack_str(&pk, size) != 0) return ARRPC_ENOMEM;
     for (size_t i = 0; i < size; i++)
         payload->data[payload->len++] = (uint8_t)('a' + i % 26);
-    if (!key)
-        return arrpc__buf_append(wire, payload->data, payload->len);
+    if (!key) return arrpc__buf_append(wire, payload->data, payload->len);
     msgpack_packer_init(&pk, wire, arrpc__buf_pack_write);
     return arrpc__auth_wrap(key, key_len, payload->data, payload->len, &pk);
 }
@@ -46,15 +42,13 @@ static int fit_total(size_t total, const uint8_t *key, size_t key_len, arrpc__bu
 {
     size_t size = total;
     for (int i = 0; i < 64; i++) {
-        if (pack_request(size, key, key_len, payload, wire) != 0)
-            return -1;
+        if (pack_request(size, key, key_len, payload, wire) != 0) return -1;
         if (wire->len <= total) {
             *size_out = size;
             return 0;
         }
         size_t over = wire->len - total;
-        if (size == 0)
-            break;
+        if (size == 0) break;
         size = size > over ? size - over : 0;
     }
     fprintf(stderr, "arrpc-bench: no request is as small as --total %zu bytes\n", total);
@@ -64,8 +58,7 @@ static int fit_total(size_t total, const uint8_t *key, size_t key_len, arrpc__bu
 static int set_bytes(uint8_t **dst, const void *src, size_t n)
 {
     *dst = malloc(n ? n : 1);
-    if (!*dst)
-        return -1;
+    if (!*dst) return -1;
     memcpy(*dst, src, n);
     return 0;
 }
@@ -76,12 +69,10 @@ static int build_arrpc(bench_config *cfg, const char *secret_file, size_t total)
     size_t key_len = 0;
     arrpc__buf payload = {0}, wire = {0};
     int rc = -1;
-    if (secret_file && read_secret(secret_file, key, &key_len) != 0)
-        return -1;
+    if (secret_file && read_secret(secret_file, key, &key_len) != 0) return -1;
     const uint8_t *k = secret_file ? key : NULL;
     if (total) {
-        if (fit_total(total, k, key_len, &payload, &wire, &cfg->payload_size) != 0)
-            goto out;
+        if (fit_total(total, k, key_len, &payload, &wire, &cfg->payload_size) != 0) goto out;
         if (wire.len != total)
             fprintf(stderr, "arrpc-bench: no request has exactly %zu bytes; sending %zu\n", total,
                     wire.len);
@@ -112,8 +103,7 @@ out:
 int bench_request_build(bench_config *cfg, const char *secret_file, size_t total)
 {
     if (cfg->proto == BENCH_PROTO_ARRPC) {
-        if (build_arrpc(cfg, secret_file, total) != 0)
-            return -1;
+        if (build_arrpc(cfg, secret_file, total) != 0) return -1;
     } else if (set_bytes(&cfg->request, RESP_PING, strlen(RESP_PING)) != 0 ||
                set_bytes(&cfg->expect, RESP_PONG, strlen(RESP_PONG)) != 0) {
         return -1;
@@ -123,11 +113,9 @@ int bench_request_build(bench_config *cfg, const char *secret_file, size_t total
     }
     /* Replies echo requests: accept the server's default limit, or twice the request. */
     cfg->max_message = ARRPC_DEFAULT_MAX_MESSAGE;
-    if (cfg->request_len > ARRPC_DEFAULT_MAX_MESSAGE / 2)
-        cfg->max_message = cfg->request_len * 2;
+    if (cfg->request_len > ARRPC_DEFAULT_MAX_MESSAGE / 2) cfg->max_message = cfg->request_len * 2;
     cfg->batch = malloc(cfg->request_len * cfg->pipeline);
-    if (!cfg->batch)
-        return -1;
+    if (!cfg->batch) return -1;
     for (unsigned i = 0; i < cfg->pipeline; i++)
         memcpy(cfg->batch + (size_t)i * cfg->request_len, cfg->request, cfg->request_len);
     return 0;
@@ -138,8 +126,7 @@ void bench_request_free(bench_config *cfg)
     free(cfg->request);
     free(cfg->expect);
     free(cfg->batch);
-    if (cfg->expect_zone)
-        msgpack_zone_free(cfg->expect_zone);
+    if (cfg->expect_zone) msgpack_zone_free(cfg->expect_zone);
     cfg->request = cfg->expect = cfg->batch = NULL;
     cfg->expect_zone = NULL;
 }
