@@ -106,7 +106,9 @@ class Pki:
         os.makedirs(db, exist_ok=True)
         open(os.path.join(db, "index.txt"), "w").close()
         with open(os.path.join(db, "serial"), "w") as f:
-            f.write("%x\n" % int(serial) if int(serial) > 15 else "10\n")
+            digits = "%x" % max(int(serial), 16)
+            # openssl ca reads the serial file as whole bytes: an even number of hex digits
+            f.write(("0" if len(digits) % 2 else "") + digits + "\n")
         conf = os.path.join(db, "ca.cnf")
         with open(conf, "w") as f:
             f.write("[ca]\ndefault_ca=d\n[d]\ndatabase=%s/index.txt\nserial=%s/serial\n"
