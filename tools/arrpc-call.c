@@ -98,15 +98,6 @@ static int parse_seconds(const char *opt, const char *arg, unsigned *ms)
     return 0;
 }
 
-static int parse_count(const char *opt, const char *arg, unsigned long min, unsigned long max,
-                       unsigned long *out)
-{
-    if (arrpc__parse_ulong(arg, min, max, out) == 0) return 0;
-    fprintf(stderr, "arrpc-call: %s wants a number from %lu to %lu, not '%s'\n", opt, min, max,
-            arg);
-    return 1;
-}
-
 static int parse_args(int argc, char **argv, call_options *o)
 {
     static const struct option longopts[] = {
@@ -135,7 +126,7 @@ static int parse_args(int argc, char **argv, call_options *o)
             o->host = optarg;
             break;
         case 'p':
-            bad |= parse_count("--port", optarg, 1, 65535, &o->port);
+            bad |= arrpc__parse_option("arrpc-call", "--port", optarg, 1, 65535, &o->port);
             break;
         case 's':
             o->secret_file = optarg;
@@ -147,7 +138,7 @@ static int parse_args(int argc, char **argv, call_options *o)
             bad |= parse_seconds("--connect-timeout", optarg, &o->connect_timeout_ms);
             break;
         case 'r':
-            bad |= parse_count("--retries", optarg, 1, 1000, &o->retries);
+            bad |= arrpc__parse_option("arrpc-call", "--retries", optarg, 1, 1000, &o->retries);
             break;
         case 'b':
             bad |= parse_seconds("--retry-backoff", optarg, &o->backoff_ms);

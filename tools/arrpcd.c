@@ -90,14 +90,6 @@ static void usage(FILE *to)
             ARRPC_DEFAULT_DRAIN_TIMEOUT_MS / 1000, ARRPC_DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS / 1000);
 }
 
-static int parse_number(const char *opt, const char *arg, unsigned long min, unsigned long max,
-                        unsigned long *out)
-{
-    if (arrpc__parse_ulong(arg, min, max, out) == 0) return 0;
-    fprintf(stderr, "arrpcd: %s wants a number from %lu to %lu, not '%s'\n", opt, min, max, arg);
-    return -1;
-}
-
 static int parse_args(int argc, char **argv, arrpcd_options *o)
 {
     static const struct option longopts[] = {
@@ -141,36 +133,40 @@ static int parse_args(int argc, char **argv, arrpcd_options *o)
             o->secret_file = optarg;
             break;
         case 'm':
-            bad |=
-                parse_number("--max-message", optarg, 16, ARRPC_MAX_MESSAGE_LIMIT, &o->max_message);
+            bad |= arrpc__parse_option("arrpcd", "--max-message", optarg, 16,
+                                       ARRPC_MAX_MESSAGE_LIMIT, &o->max_message);
             break;
         case 'd':
-            bad |= parse_number("--max-depth", optarg, 1, ARRPC_MAX_DEPTH_LIMIT, &o->max_depth);
+            bad |= arrpc__parse_option("arrpcd", "--max-depth", optarg, 1, ARRPC_MAX_DEPTH_LIMIT,
+                                       &o->max_depth);
             break;
         case 'c':
-            bad |= parse_number("--max-connections", optarg, 1, 1000000, &o->max_connections);
+            bad |= arrpc__parse_option("arrpcd", "--max-connections", optarg, 1, 1000000,
+                                       &o->max_connections);
             break;
         case 'i':
-            bad |=
-                parse_number("--idle-timeout", optarg, 0, IDLE_TIMEOUT_MAX_S, &o->idle_timeout_s);
+            bad |= arrpc__parse_option("arrpcd", "--idle-timeout", optarg, 0, IDLE_TIMEOUT_MAX_S,
+                                       &o->idle_timeout_s);
             break;
         case 't':
-            bad |= parse_number("--drain-timeout", optarg, 0, 86400, &o->drain_timeout_s);
+            bad |= arrpc__parse_option("arrpcd", "--drain-timeout", optarg, 0, 86400,
+                                       &o->drain_timeout_s);
             break;
         case 'q':
-            bad |= parse_number("--request-timeout", optarg, 0, IDLE_TIMEOUT_MAX_S,
-                                &o->request_timeout_s);
+            bad |= arrpc__parse_option("arrpcd", "--request-timeout", optarg, 0, IDLE_TIMEOUT_MAX_S,
+                                       &o->request_timeout_s);
             break;
         case 'W':
-            bad |=
-                parse_number("--write-timeout", optarg, 0, IDLE_TIMEOUT_MAX_S, &o->write_timeout_s);
+            bad |= arrpc__parse_option("arrpcd", "--write-timeout", optarg, 0, IDLE_TIMEOUT_MAX_S,
+                                       &o->write_timeout_s);
             break;
         case 'w':
-            bad |= parse_number("--workers", optarg, 0, ARRPC_MAX_WORKERS, &o->workers);
+            bad |= arrpc__parse_option("arrpcd", "--workers", optarg, 0, ARRPC_MAX_WORKERS,
+                                       &o->workers);
             break;
         case 'T':
-            bad |= parse_number("--handler-timeout", optarg, 0, IDLE_TIMEOUT_MAX_S,
-                                &o->handler_timeout_s);
+            bad |= arrpc__parse_option("arrpcd", "--handler-timeout", optarg, 0, IDLE_TIMEOUT_MAX_S,
+                                       &o->handler_timeout_s);
             break;
         case 'p':
             o->pid_file = optarg;
@@ -183,7 +179,7 @@ static int parse_args(int argc, char **argv, arrpcd_options *o)
             }
             break;
         case 'R':
-            bad |= parse_number("--pre-drain", optarg, 0, 3600, &o->predrain_s);
+            bad |= arrpc__parse_option("arrpcd", "--pre-drain", optarg, 0, 3600, &o->predrain_s);
             break;
         case 'C':
             o->tls_cert = optarg;
@@ -195,8 +191,8 @@ static int parse_args(int argc, char **argv, arrpcd_options *o)
             o->tls_client_ca = optarg;
             break;
         case 'S':
-            bad |= parse_number("--tls-handshake-timeout", optarg, 1, 3600,
-                                &o->tls_handshake_timeout_s);
+            bad |= arrpc__parse_option("arrpcd", "--tls-handshake-timeout", optarg, 1, 3600,
+                                       &o->tls_handshake_timeout_s);
             break;
         case 'D':
             o->debug = 1;

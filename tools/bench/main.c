@@ -83,15 +83,6 @@ static int parse_seconds(const char *opt, const char *arg, double min, uint64_t 
     return 0;
 }
 
-static int parse_count(const char *opt, const char *arg, unsigned long min, unsigned long max,
-                       unsigned long *out)
-{
-    if (arrpc__parse_ulong(arg, min, max, out) == 0) return 0;
-    fprintf(stderr, "arrpc-bench: %s wants a number from %lu to %lu, not '%s'\n", opt, min, max,
-            arg);
-    return -1;
-}
-
 static int resolve(bench_config *cfg, const char *spec)
 {
     char host[256];
@@ -174,15 +165,15 @@ static int apply_option(int opt, const char *arg, bench_config *cfg, extra_optio
         x->target = arg;
         break;
     case 'c':
-        rc = parse_count("-c", arg, 1, MAX_CONNECTIONS, &v);
+        rc = arrpc__parse_option("arrpc-bench", "-c", arg, 1, MAX_CONNECTIONS, &v);
         cfg->connections = (unsigned)v;
         break;
     case 'P':
-        rc = parse_count("-P", arg, 1, MAX_PIPELINE, &v);
+        rc = arrpc__parse_option("arrpc-bench", "-P", arg, 1, MAX_PIPELINE, &v);
         cfg->pipeline = (unsigned)v;
         break;
     case 't':
-        rc = parse_count("--threads", arg, 1, MAX_THREADS, &v);
+        rc = arrpc__parse_option("arrpc-bench", "--threads", arg, 1, MAX_THREADS, &v);
         cfg->threads = (unsigned)v;
         break;
     case 'd':
@@ -190,18 +181,19 @@ static int apply_option(int opt, const char *arg, bench_config *cfg, extra_optio
         x->duration_set = 1;
         break;
     case 'n':
-        rc = parse_count("-n", arg, 1, ULONG_MAX, &v);
+        rc = arrpc__parse_option("arrpc-bench", "-n", arg, 1, ULONG_MAX, &v);
         cfg->requests = v;
         break;
     case 'w':
         rc = parse_seconds("--warmup", arg, 0, &cfg->warmup_ns);
         break;
     case 's':
-        rc = parse_count("--size", arg, 0, ARRPC_MAX_MESSAGE_LIMIT / 4, &v);
+        rc = arrpc__parse_option("arrpc-bench", "--size", arg, 0, ARRPC_MAX_MESSAGE_LIMIT / 4, &v);
         cfg->payload_size = v;
         break;
     case OPT_TOTAL:
-        rc = parse_count("--total", arg, 1, ARRPC_MAX_MESSAGE_LIMIT / 4, &x->total);
+        rc = arrpc__parse_option("arrpc-bench", "--total", arg, 1, ARRPC_MAX_MESSAGE_LIMIT / 4,
+                                 &x->total);
         break;
     case OPT_AUTH:
         x->secret_file = arg;
