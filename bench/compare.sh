@@ -210,10 +210,11 @@ for round in $(seq "$ROUNDS"); do
             printf '[%d/%d] round %d  %-15s c=%-3s P=%-3s ' "$n" "$total" "$round" "$name" "$c" "$p" >&2
             # shellcheck disable=SC2086 # EXTRA holds several options on purpose
             if ! "$BENCH" --json --quiet -c "$c" -P "$p" --threads "$THREADS" -w "$WARMUP" \
-                -d "$DURATION" ${EXTRA[$name]} "127.0.0.1:${PORT[$name]}" >"$out" 2>"$out.err"; then
+                -d "$DURATION" --server-pid "${PID[$name]}" ${EXTRA[$name]} \
+                "127.0.0.1:${PORT[$name]}" >"$out" 2>"$out.err"; then
                 echo "(exit $?: no reply counted)" >&2
             fi
-            "$PY" -c 'import json,sys; r=json.load(open(sys.argv[1])); print("%10.0f qps  p99 %8.1f us  errors %d" % (r["qps"], r["latency_us"]["p99"], r["errors"]))' "$out" >&2 ||
+            "$PY" -c 'import json,sys; r=json.load(open(sys.argv[1])); s=r.get("server_cpu") or {}; print("%10.0f qps  p99 %8.1f us  server %6.2f us/reply  errors %d" % (r["qps"], r["latency_us"]["p99"], s.get("us_per_reply", 0), r["errors"]))' "$out" >&2 ||
                 echo "(no summary)" >&2
         done
     done
@@ -249,6 +250,7 @@ for cell in cells:
             "p99": med([r["latency_us"]["p99"] for r in rs]),
             "errors": sum(r["errors"] for r in rs),
             "cpu": med([r["cpu"]["percent_of_core"] for r in rs]),
+            "srv": med([r["server_cpu"]["us_per_reply"] for r in rs if r.get("server_cpu")]),
             "n": len(rs),
         }
 
@@ -272,23 +274,32 @@ for cell in cells:
         row += "%26s" % s
     print(row)
 
+print()
+print("server CPU per reply, microseconds (median; the server process and its workers)")
+print(head)
+for cell in cells:
+    c, p = cell.split(":")
+    print("%-8s" % ("c%s P%s" % (c, p)) + "".join("%26s" % fmt(table[cell, n]["srv"], ".3f")
+                                                  for n in servers))
+
 def ratios(title, base, others):
     if base not in servers or not others:
         return
     print()
     print(title)
-    print("%-8s" % "cell" + "".join("%26s" % ("%s/%s" % (o, base)) for o in others))
+    print("%-8s" % "cell" + "".join("%34s" % ("%s/%s" % (o, base)) for o in others))
     for cell in cells:
         c, p = cell.split(":")
         row = "%-8s" % ("c%s P%s" % (c, p))
         for o in others:
             q = ratio(table[cell, o]["qps"], table[cell, base]["qps"])
             l = ratio(table[cell, o]["p99"], table[cell, base]["p99"])
-            row += "%26s" % ("qps %s  p99 %s" % (fmt(q, ".2f"), fmt(l, ".2f")))
+            u = ratio(table[cell, o]["srv"], table[cell, base]["srv"])
+            row += "%34s" % ("qps %s  p99 %s  cpu %s" % (fmt(q, ".2f"), fmt(l, ".2f"), fmt(u, ".2f")))
         print(row)
 
 arrpcds = [s for s in servers if s.startswith("arrpcd")]
-ratios("arrpcd configurations against redis (qps > 1: arrpcd faster; p99 < 1: arrpcd lower)",
+ratios("arrpcd configurations against redis (qps > 1: arrpcd faster; p99 and cpu < 1: arrpcd lower)",
        "redis", arrpcds)
 ratios("variants against plain arrpcd (1 worker)", "arrpcd", [s for s in arrpcds if s != "arrpcd"])
 print()

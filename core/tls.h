@@ -12,12 +12,14 @@
 #include "transport.h"
 
 /* The suites arrpc offers and accepts: TLS 1.3's, then ECDHE with AES-GCM or ChaCha20-Poly1305.
- * Debian's wolfSSL would otherwise also negotiate NULL, RC4, 3DES, CBC and TLS 1.1 suites. */
-#define ARRPC_TLS_CIPHERS                                                                          \
-    "TLS13-AES128-GCM-SHA256:TLS13-AES256-GCM-SHA384:TLS13-CHACHA20-POLY1305-SHA256:"              \
+ * Debian's wolfSSL would otherwise also negotiate NULL, RC4, 3DES, CBC and TLS 1.1 suites.
+ * tls_ctx.c orders them (the server's order decides) by what the linked wolfSSL runs fastest. */
+#define ARRPC_TLS13_AES_SUITES "TLS13-AES128-GCM-SHA256:TLS13-AES256-GCM-SHA384"
+#define ARRPC_TLS13_CHACHA_SUITES "TLS13-CHACHA20-POLY1305-SHA256"
+#define ARRPC_TLS12_AES_SUITES                                                                     \
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                                   \
-    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"                                   \
-    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384"
+#define ARRPC_TLS12_CHACHA_SUITES "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 
 typedef struct arrpc__tls_ctx arrpc__tls_ctx; /* a WOLFSSL_CTX */
 
@@ -56,6 +58,9 @@ void *arrpc__tls_session_get(arrpc__transport *t);
 void arrpc__tls_session_free(void *session);
 /* True when the stream resumed a session (an abbreviated handshake). */
 int arrpc__tls_session_reused(const arrpc__transport *t);
+/* The TLS library and the AEAD family it is told to prefer, for --version: "wolfSSL 5.5.4,
+ * ChaCha20-Poly1305 first (this wolfSSL has no AES-NI)". */
+const char *arrpc__tls_library(void);
 /* "TLSv1.3 TLS13-AES128-GCM-SHA256" for logs; "" for TCP. */
 const char *arrpc__tls_describe(const arrpc__transport *t, char *buf, size_t len);
 /* The reason of the last failed read or write on t, as a sentence ("" when none). */

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "../core/net.h"
+#include "../core/tls.h"
 #include "arrpc.h"
 
 #define EXIT_USAGE 2
@@ -201,7 +202,7 @@ static int parse_args(int argc, char **argv, arrpcd_options *o)
             usage(stdout);
             exit(0);
         case 'V':
-            printf("arrpcd %s\n", ARRPC_VERSION);
+            printf("arrpcd %s\nTLS: %s\n", ARRPC_VERSION, arrpc__tls_library());
             exit(0);
         default:
             bad = 1;

@@ -68,6 +68,33 @@ class BenchSmoke(unittest.TestCase):
             self.assertEqual(summary["replies"], 0)
             self.assertGreater(summary["errors_by_kind"]["auth"], 0)
 
+    def test_server_cpu_counts_the_workers(self):
+        """--server-pid sums the master and its workers: with two workers doing all the serving,
+        the time reported must cover the replies' work (at least half a microsecond each, which
+        any server spends; the master alone sleeps in its signal loop and would report ~0)."""
+        with harness.Server("--workers", "2") as srv:
+            status, summary, err = bench(srv.port, "-c", "8", "--server-pid", str(srv.proc.pid))
+            self.assert_clean(status, summary, err)
+            cpu = summary["server_cpu"]
+            self.assertIsNotNone(cpu)
+            self.assertGreater(cpu["seconds"], summary["replies"] * 0.5e-6, cpu)
+            self.assertAlmostEqual(cpu["us_per_reply"],
+                                   cpu["seconds"] * 1e6 / summary["replies"], delta=0.01)
+            status, summary, err = bench(srv.port, "-c", "1")  # no --server-pid: not measured
+            self.assert_clean(status, summary, err)
+            self.assertIsNone(summary["server_cpu"])
+
+    def test_server_pid_that_does_not_exist_is_a_usage_error(self):
+        with harness.Server() as srv:
+            dead = subprocess.Popen(["true"])
+            dead.wait()  # reaped: its pid names no process now
+            proc = subprocess.run([BENCH, "--json", "-d", "1", "--server-pid", str(dead.pid),
+                                   "127.0.0.1:%d" % srv.port],
+                                  capture_output=True, text=True, timeout=RUN_TIMEOUT)
+            self.assertEqual(proc.returncode, 2)
+            self.assertIn("--server-pid", proc.stderr)
+            self.assertEqual(proc.stdout, "")
+
     def test_fixed_request_count(self):
         with harness.Server() as srv:
             cmd = [BENCH, "--json", "-n", "500", "-c", "3", "-P", "4", "--verify",

@@ -168,6 +168,24 @@ class PolicyTest(unittest.TestCase):
                 self.assertNotIn("Cipher is (NONE)", out)
                 self.assertIn("Verify return code: 0 (ok)", out)
 
+    def test_server_order_picks_the_suite_version_announces(self):
+        """A client offering AES-GCM first still gets the suite family the server prefers, and
+        that family is the one `arrpcd --version` names (ChaCha20 on a wolfSSL without AES-NI)."""
+        status, out, _ = harness.run_arrpcd("--version")
+        self.assertEqual(status, 0)
+        chacha_first = "ChaCha20-Poly1305 first" in out
+        self.assertTrue(chacha_first or "AES-GCM first" in out, out)
+        offers = (("-tls1_3", "-ciphersuites", "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256",
+                   "TLS_CHACHA20_POLY1305_SHA256", "TLS_AES_128_GCM_SHA256"),
+                  ("-tls1_3", "-ciphersuites", "TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256",
+                   "TLS_CHACHA20_POLY1305_SHA256", "TLS_AES_128_GCM_SHA256"),
+                  ("-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-CHACHA20-POLY1305",
+                   "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-ECDSA-AES128-GCM-SHA256"))
+        for flag, option, offer, chacha, aes in offers:
+            with self.subTest(offer=offer):
+                out = s_client(self.server.port, flag, option, offer)
+                self.assertIn("Cipher is %s" % (chacha if chacha_first else aes), out)
+
     def test_tls11_refused(self):
         out = s_client(self.server.port, "-tls1_1", "-cipher", "ALL:@SECLEVEL=0")
         self.assertIn("Cipher is (NONE)", out)

@@ -68,6 +68,7 @@ typedef struct bench_config {
     size_t max_message;   /* largest reply accepted */
     arrpc__tls_ctx *tls;  /* --tls-cafile: every connection speaks TLS (one handshake each) */
     const char *tls_name; /* the name the server's certificate must carry; NULL: no check */
+    long server_pid;      /* --server-pid: whose CPU time to report; 0: none */
 
     uint64_t t_start, t_measure, t_end; /* t_end is 0 with -n */
 } bench_config;
@@ -120,6 +121,7 @@ typedef struct bench_result {
     bench_stats total;
     double elapsed_s; /* the measured window */
     double cpu_user_s, cpu_sys_s;
+    double server_cpu_s; /* --server-pid's process tree in the window; < 0: not measured */
     int interrupted;
 } bench_result;
 
@@ -128,6 +130,10 @@ uint64_t bench_now_ns(void);
 /* request.c */
 int bench_request_build(bench_config *cfg, const char *secret_file, size_t total);
 void bench_request_free(bench_config *cfg);
+
+/* server_cpu.c: nanoseconds the process pid, its threads and its descendants have run. 0, or -1
+ * when pid cannot be read. */
+int bench_server_cpu_ns(long pid, uint64_t *ns);
 
 /* conn.c */
 int bench_conn_init(bench_conn *c, bench_thread *th);

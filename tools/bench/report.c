@@ -66,6 +66,12 @@ static const struct {
     {"p99.9", "p99_9", 99.9},
 };
 
+/* CPU seconds spread over the counted replies, in microseconds; 0 with no reply. */
+static double per_reply_us(double cpu_s, const bench_stats *s)
+{
+    return s->replies ? cpu_s * 1e6 / (double)s->replies : 0.0;
+}
+
 void bench_report_text(FILE *to, const bench_config *cfg, const bench_result *r)
 {
     const bench_stats *s = &r->total;
@@ -97,6 +103,9 @@ void bench_report_text(FILE *to, const bench_config *cfg, const bench_result *r)
     fprintf(to, "  received %s\n", fmt_bytes(a, sizeof a, (double)s->bytes_in));
     fprintf(to, "  client CPU  user %.2f s  sys %.2f s  (%.0f%% of one core)\n", r->cpu_user_s,
             r->cpu_sys_s, 100.0 * (r->cpu_user_s + r->cpu_sys_s) / el);
+    if (r->server_cpu_s >= 0)
+        fprintf(to, "  server CPU  %.2f s  (%.0f%% of one core), %.2f us per reply\n",
+                r->server_cpu_s, 100.0 * r->server_cpu_s / el, per_reply_us(r->server_cpu_s, s));
 }
 
 void bench_report_json(FILE *to, const bench_config *cfg, const bench_result *r)
@@ -125,6 +134,16 @@ void bench_report_json(FILE *to, const bench_config *cfg, const bench_result *r)
     fprintf(to, ", \"max\": %.1f},\n", (double)s->hist.max / 1e3);
     fprintf(to, " \"bytes_sent\": %" PRIu64 ", \"bytes_received\": %" PRIu64 ",\n", s->bytes_out,
             s->bytes_in);
-    fprintf(to, " \"cpu\": {\"user_s\": %.3f, \"sys_s\": %.3f, \"percent_of_core\": %.1f}}\n",
-            r->cpu_user_s, r->cpu_sys_s, 100.0 * (r->cpu_user_s + r->cpu_sys_s) / el);
+    fprintf(to,
+            " \"cpu\": {\"user_s\": %.3f, \"sys_s\": %.3f, \"percent_of_core\": %.1f, "
+            "\"us_per_reply\": %.3f},\n",
+            r->cpu_user_s, r->cpu_sys_s, 100.0 * (r->cpu_user_s + r->cpu_sys_s) / el,
+            per_reply_us(r->cpu_user_s + r->cpu_sys_s, s));
+    if (r->server_cpu_s < 0)
+        fprintf(to, " \"server_cpu\": null}\n");
+    else
+        fprintf(to,
+                " \"server_cpu\": {\"seconds\": %.3f, \"percent_of_core\": %.1f, "
+                "\"us_per_reply\": %.3f}}\n",
+                r->server_cpu_s, 100.0 * r->server_cpu_s / el, per_reply_us(r->server_cpu_s, s));
 }
