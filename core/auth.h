@@ -16,6 +16,20 @@
 int arrpc__auth_sign_hex(const uint8_t *key, size_t key_len, const void *data, size_t len,
                          char hex[ARRPC_SIGN_HEX_LEN + 1]);
 
+/* Which SHA-256 an HMAC runs on: AUTO (what arrpc__auth_sign_hex uses) is the CPU's SHA
+ * extensions when it has them and they passed a one-time known-answer check, else wolfCrypt. The
+ * other two force one path, for tests that compare them. */
+typedef enum {
+    ARRPC_SHA256_AUTO,
+    ARRPC_SHA256_WOLFCRYPT,
+    ARRPC_SHA256_HW,
+} arrpc__sha256_path;
+
+/* HMAC-SHA256 of data under key into mac. 0, or ARRPC_EINVAL (key over ARRPC_AUTH_SECRET_MAX,
+ * data over 4 GiB, a wolfCrypt failure, or ARRPC_SHA256_HW on a CPU without SHA extensions). */
+int arrpc__auth_hmac_sha256(const uint8_t *key, size_t key_len, const void *data, size_t len,
+                            uint8_t mac[32], arrpc__sha256_path path);
+
 /* Checks that env is an envelope with exactly the two keys, a 64-character signature and bin
  * data, and that the signature matches the exact data bytes (compared in constant time). On 0,
  * *data and *len point at the signed bytes inside env. Otherwise ARRPC_EAUTH. */

@@ -8,7 +8,9 @@
  *    changed bit in its signature or its data makes it fail;
  *  - arrpc__dispatch with the secret set (an echo handler) answers the input, and the envelope
  *    around it, with exactly one reply: the auth error for anything not correctly signed, the
- *    echo for signed data that is one valid message, an RpcException for any other signed data.
+ *    echo for signed data that is one valid message, an RpcException for any other signed data;
+ *  - where the CPU has the SHA extensions, the HMAC on them equals wolfCrypt's, with the input
+ *    split into a key (as many bytes as the first says) and the data after it.
  * msgpack-c only ever sees bytes the scanner accepted. */
 #include <string.h>
 
@@ -16,6 +18,7 @@
 #include "core/auth.h"
 #include "core/buf.h"
 #include "core/scan.h"
+#include "core/sha256_hw.h"
 #include "core/wire.h"
 #include "fuzz.h"
 #include "workers/dispatch.h"
@@ -183,11 +186,27 @@ static void check_wrapped(const uint8_t *p, size_t n)
     msgpack_sbuffer_destroy(&env);
 }
 
+/* The two SHA-256 paths give one HMAC: p[0] is the key's length (up to 255 bytes, so keys longer
+ * than a block are hashed first), the key follows, and the data is the rest. */
+static void check_paths_agree(const uint8_t *p, size_t n)
+{
+    if (n == 0 || !arrpc__sha256_hw_available()) return;
+    size_t key_len = p[0] < n - 1 ? p[0] : n - 1;
+    const uint8_t *key = p + 1, *data = p + 1 + key_len;
+    uint8_t soft[32], hard[32];
+    FUZZ_CHECK(arrpc__auth_hmac_sha256(key, key_len, data, n - 1 - key_len, soft,
+                                       ARRPC_SHA256_WOLFCRYPT) == 0);
+    FUZZ_CHECK(
+        arrpc__auth_hmac_sha256(key, key_len, data, n - 1 - key_len, hard, ARRPC_SHA256_HW) == 0);
+    FUZZ_CHECK(memcmp(soft, hard, sizeof soft) == 0);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size > MAX_MESSAGE / 2) return 0;
     check_as_received(data, size);
     check_wrapped(data, size);
+    check_paths_agree(data, size);
     return 0;
 }

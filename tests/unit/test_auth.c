@@ -1,4 +1,5 @@
-/* test_auth.c -- HMAC-SHA256 against RFC 4231, and the sign envelope: open, refuse, wrap. */
+/* test_auth.c -- HMAC-SHA256 against RFC 4231 on both SHA-256 paths (wolfCrypt, SHA-NI), and the
+ * sign envelope: open, refuse, wrap. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +12,7 @@
 
 #include "arrpc.h"
 #include "core/auth.h"
+#include "core/sha256_hw.h"
 
 static const uint8_t secret[] = "correct horse battery staple";
 #define SECRET_LEN (sizeof secret - 1)
@@ -69,6 +71,91 @@ static void test_hmac_sha256_rfc4231(void **state)
         assert_int_equal(strlen(v->data), v->data_len);
         assert_int_equal(arrpc__auth_sign_hex(key, key_len, v->data, v->data_len, hex), 0);
         assert_string_equal(hex, v->hex);
+    }
+}
+
+static void hex_encode(const uint8_t mac[32], char hex[ARRPC_SIGN_HEX_LEN + 1])
+{
+    for (size_t i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", mac[i]);
+}
+
+/* The vectors through one SHA-256 path, forced. */
+static void check_rfc4231_on(arrpc__sha256_path path)
+{
+    for (size_t i = 0; i < sizeof rfc4231 / sizeof rfc4231[0]; i++) {
+        const vector *v = &rfc4231[i];
+        uint8_t key[131], mac[32];
+        size_t key_len = vector_key(v, key);
+        char hex[ARRPC_SIGN_HEX_LEN + 1];
+        print_message("%s\n", v->name);
+        assert_int_equal(arrpc__auth_hmac_sha256(key, key_len, v->data, v->data_len, mac, path), 0);
+        hex_encode(mac, hex);
+        assert_string_equal(hex, v->hex);
+    }
+}
+
+static void test_hmac_sha256_rfc4231_on_wolfcrypt(void **state)
+{
+    (void)state;
+    check_rfc4231_on(ARRPC_SHA256_WOLFCRYPT);
+}
+
+static void test_hmac_sha256_rfc4231_on_sha_extensions(void **state)
+{
+    (void)state;
+    if (!arrpc__sha256_hw_available()) skip(); /* no SHA-NI here, or valgrind hides it */
+    check_rfc4231_on(ARRPC_SHA256_HW);
+}
+
+/* Forcing the hardware path where there is none is an error, not a silent fallback. */
+static void test_hw_path_refused_without_sha_extensions(void **state)
+{
+    (void)state;
+    uint8_t mac[32];
+    if (arrpc__sha256_hw_available()) skip();
+    assert_int_equal(arrpc__auth_hmac_sha256(secret, SECRET_LEN, "x", 1, mac, ARRPC_SHA256_HW),
+                     ARRPC_EINVAL);
+}
+
+/* Deterministic bytes (xorshift32), so that a failure repeats. */
+static void fill_pseudo_random(uint8_t *p, size_t n, uint32_t seed)
+{
+    uint32_t x = seed ? seed : 1;
+    for (size_t i = 0; i < n; i++) {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        p[i] = (uint8_t)(x >> 24);
+    }
+}
+
+/* Both paths agree on every message length across the padding's one-or-two-block boundary (55,
+ * 56, 64) and several whole blocks, for keys shorter than, equal to and longer than a block;
+ * and arrpc__auth_sign_hex writes the same MAC in hex. */
+static void test_hw_path_matches_wolfcrypt(void **state)
+{
+    (void)state;
+    static const size_t key_lens[] = {1, 20, 63, 64, 65, 131};
+    uint8_t key[131], data[300];
+    if (!arrpc__sha256_hw_available()) skip();
+    for (size_t k = 0; k < sizeof key_lens / sizeof key_lens[0]; k++) {
+        fill_pseudo_random(key, key_lens[k], (uint32_t)(k + 1) * 7919u);
+        for (size_t len = 0; len <= sizeof data; len++) {
+            uint8_t soft[32], hard[32];
+            char hex[ARRPC_SIGN_HEX_LEN + 1], want[ARRPC_SIGN_HEX_LEN + 1];
+            fill_pseudo_random(data, len, (uint32_t)len + 1);
+            assert_int_equal(
+                arrpc__auth_hmac_sha256(key, key_lens[k], data, len, soft, ARRPC_SHA256_WOLFCRYPT),
+                0);
+            assert_int_equal(
+                arrpc__auth_hmac_sha256(key, key_lens[k], data, len, hard, ARRPC_SHA256_HW), 0);
+            if (memcmp(soft, hard, 32) != 0)
+                fail_msg("key of %zu bytes, message of %zu: the paths differ", key_lens[k], len);
+            assert_int_equal(arrpc__auth_sign_hex(key, key_lens[k], data, len, hex), 0);
+            hex_encode(soft, want);
+            assert_string_equal(hex, want);
+        }
     }
 }
 
@@ -410,6 +497,31 @@ static void test_wrap_packs_the_0_5_0_envelope(void **state)
     env_destroy(&e);
 }
 
+/* One wrong character anywhere in the signature, in each of the eight words the comparison
+ * reads, is refused. */
+static void test_open_refuses_each_single_character_change(void **state)
+{
+    (void)state;
+    char hex[ARRPC_SIGN_HEX_LEN + 1];
+    hex_of(secret, SECRET_LEN, request, REQUEST_LEN, hex);
+    for (size_t at = 0; at < ARRPC_SIGN_HEX_LEN; at++) {
+        envelope e;
+        const uint8_t *data = NULL;
+        size_t len = 0;
+        char bad[ARRPC_SIGN_HEX_LEN + 1];
+        memcpy(bad, hex, sizeof bad);
+        bad[at] = bad[at] == '0' ? '1' : '0';
+        env_init(&e);
+        msgpack_pack_map(&e.pk, 2);
+        pack_str(&e.pk, "arrpc.sign");
+        pack_str(&e.pk, bad);
+        pack_str(&e.pk, "data");
+        msgpack_pack_bin_with_body(&e.pk, request, REQUEST_LEN);
+        assert_int_equal(open_env(&e, &data, &len), ARRPC_EAUTH);
+        env_destroy(&e);
+    }
+}
+
 static void test_open_with_another_secret_fails(void **state)
 {
     (void)state;
@@ -427,6 +539,10 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hmac_sha256_rfc4231),
+        cmocka_unit_test(test_hmac_sha256_rfc4231_on_wolfcrypt),
+        cmocka_unit_test(test_hmac_sha256_rfc4231_on_sha_extensions),
+        cmocka_unit_test(test_hw_path_refused_without_sha_extensions),
+        cmocka_unit_test(test_hw_path_matches_wolfcrypt),
         cmocka_unit_test(test_hmac_with_empty_key_and_data),
         cmocka_unit_test(test_sign_refuses_a_secret_over_the_maximum),
         cmocka_unit_test(test_open_accepts_sign_then_data),
@@ -436,6 +552,7 @@ int main(void)
         cmocka_unit_test(test_bad_signature_lengths_are_off_by_one),
         cmocka_unit_test(test_wrap_then_open_round_trip),
         cmocka_unit_test(test_wrap_packs_the_0_5_0_envelope),
+        cmocka_unit_test(test_open_refuses_each_single_character_change),
         cmocka_unit_test(test_open_with_another_secret_fails),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
