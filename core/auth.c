@@ -88,12 +88,18 @@ static int hmac_prepare(hmac_key *k, const uint8_t *key, size_t key_len)
     return 0;
 }
 
+/* Whole-word byte swaps and stores: built byte by byte, GCC assembled the words in registers,
+ * stored them in pieces and read them back as vectors, stalling on every such load. */
 static void store_be32(uint8_t *p, uint32_t v)
 {
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
+    v = __builtin_bswap32(v);
+    memcpy(p, &v, sizeof v);
+}
+
+static void store_be64(uint8_t *p, uint64_t v)
+{
+    v = __builtin_bswap64(v);
+    memcpy(p, &v, sizeof v);
 }
 
 /* Finishes a SHA-256 whose first (and only) block so far was the padded key: the message's
@@ -110,8 +116,7 @@ static void hw_finish(uint32_t state[8], const uint8_t *data, size_t len,
     if (rest > 0) memcpy(tail, data + whole * WC_SHA256_BLOCK_SIZE, rest);
     tail[rest] = 0x80;
     memset(tail + rest + 1, 0, blocks * WC_SHA256_BLOCK_SIZE - 8 - rest - 1);
-    store_be32(tail + blocks * WC_SHA256_BLOCK_SIZE - 8, (uint32_t)(bits >> 32));
-    store_be32(tail + blocks * WC_SHA256_BLOCK_SIZE - 4, (uint32_t)bits);
+    store_be64(tail + blocks * WC_SHA256_BLOCK_SIZE - 8, bits);
     arrpc__sha256_hw_blocks(state, tail, blocks);
     for (size_t i = 0; i < 8; i++)
         store_be32(digest + 4 * i, state[i]);

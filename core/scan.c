@@ -82,9 +82,11 @@ static const type_info type_table[256] = {
 };
 /* clang-format on */
 
-static type_info type_of(uint8_t b)
+/* A pointer into the table, not a copy: a 3-byte struct passed by value was assembled on the
+ * stack byte by byte and read back as one word, another store-forwarding stall per header. */
+static const type_info *type_of(uint8_t b)
 {
-    return type_table[b];
+    return &type_table[b];
 }
 
 static uint64_t read_be(const uint8_t *p, unsigned n)
@@ -96,17 +98,17 @@ static uint64_t read_be(const uint8_t *p, unsigned n)
 }
 
 /* The length or element count a whole header declares. */
-static uint64_t declared_count(const uint8_t *h, type_info t)
+static uint64_t declared_count(const uint8_t *h, const type_info *t)
 {
     uint8_t b = h[0];
-    if (t.header_size == 1) {
-        if (t.kind == VALUE_MAP || t.kind == VALUE_ARRAY) return b & 0x0f;
-        if (t.kind == VALUE_BYTES) return b & 0x1f;
+    if (t->header_size == 1) {
+        if (t->kind == VALUE_MAP || t->kind == VALUE_ARRAY) return b & 0x0f;
+        if (t->kind == VALUE_BYTES) return b & 0x1f;
         return 0;
     }
     if (b >= 0xc7 && b <= 0xc9) /* ext: the length, then one type byte already in the header */
-        return read_be(h + 1, t.header_size - 2u);
-    return read_be(h + 1, t.header_size - 1u);
+        return read_be(h + 1, t->header_size - 2u);
+    return read_be(h + 1, t->header_size - 1u);
 }
 
 /* Records why a message is refused. fmt names the offending number, then the size limit. */
@@ -171,17 +173,18 @@ static int value_done(arrpc__scan *s)
 /* Acts on a whole header h, of type t, that ends offset bytes into the message; a string's or a
  * number's payload goes to *skip. Returns 1 when it completed the message, 0 to go on, <0 on
  * error. */
-static int on_header(arrpc__scan *s, const uint8_t *h, type_info t, size_t offset, uint64_t *skip)
+static int on_header(arrpc__scan *s, const uint8_t *h, const type_info *t, size_t offset,
+                     uint64_t *skip)
 {
     uint64_t count = declared_count(h, t);
     uint64_t room = s->max_message - offset; /* offset <= max_message was checked */
     s->header_have = s->header_need = 0;
-    switch (t.kind) {
+    switch (t->kind) {
     case VALUE_INVALID:
         snprintf(s->error, sizeof s->error, "byte 0x%02x starts no MessagePack value", h[0]);
         return ARRPC_EPROTO;
     case VALUE_SCALAR:
-        count = t.fixed_payload;
+        count = t->fixed_payload;
         __attribute__((fallthrough)); /* a number's payload is skipped like a string's */
     case VALUE_BYTES:
         if (count > room)
@@ -190,7 +193,7 @@ static int on_header(arrpc__scan *s, const uint8_t *h, type_info t, size_t offse
         return count == 0 ? value_done(s) : 0;
     case VALUE_ARRAY:
     case VALUE_MAP:
-        if (t.kind == VALUE_MAP)
+        if (t->kind == VALUE_MAP)
             count *= 2;   /* a key and a value per entry; at most 2^33, no overflow */
         if (count > room) /* every element takes at least one byte */
             return too_big(s, "declared %llu elements exceed the %llu-byte message limit", count);
@@ -224,18 +227,18 @@ int arrpc__scan_feed(arrpc__scan *s, const uint8_t *p, size_t n, size_t *used)
             continue;
         }
         if (s->header_need == 0) {
-            type_info t = type_of(p[i]);
-            if (n - i >= t.header_size) { /* the usual case: the whole header is here, no copy */
+            const type_info *t = type_of(p[i]);
+            if (n - i >= t->header_size) { /* the usual case: the whole header is here, no copy */
                 const uint8_t *h = p + i;
-                i += t.header_size;
-                offset += t.header_size;
+                i += t->header_size;
+                offset += t->header_size;
                 rc = offset > s->max_message
                          ? too_big(s, "message of %llu bytes so far exceeds the %llu-byte limit",
                                    offset)
                          : on_header(s, h, t, offset, &skip);
                 continue;
             }
-            s->header_need = t.header_size;
+            s->header_need = t->header_size;
         }
         while (s->header_have < s->header_need && i < n) {
             s->header[s->header_have++] = p[i++];
