@@ -15,6 +15,10 @@
 #                        arrpcd-tls arrpcd-metrics
 #   BENCH_SIZE [16]    payload bytes of an arrpc request (redis gets a plain PING)
 #   BENCH_BIN_DIR, BENCH_LIB_DIR [build/bin, build/lib]   BENCH_OUT [a new /tmp/arrpc-compare.*]
+#   BENCH_BASE_BIN_DIR, BENCH_BASE_LIB_DIR [unset, BASE_BIN_DIR/../lib]  another build (an older
+#                      commit, say) whose arrpcd runs as a twin "NAME@base" of every arrpcd
+#                      configuration, in the same rounds, with the same arrpc-bench: before/after
+#                      ratios from one invocation, so the machine's mood cancels out
 # Quick check: BENCH_SECONDS=2 BENCH_WARMUP=0.5 BENCH_ROUNDS=1 bench/compare.sh
 set -euo pipefail
 
@@ -36,13 +40,21 @@ STOP_TIMEOUT=10  # seconds for a graceful stop before SIGKILL
 ARRPCD=$BIN/arrpcd
 BENCH=$BIN/arrpc-bench
 PLUGIN=$LIB/arrpc-demo.so
+BASE_BIN=${BENCH_BASE_BIN_DIR:-}
+BASE_ARRPCD="" BASE_PLUGIN=""
+if [ -n "$BASE_BIN" ]; then
+    BASE_ARRPCD=$BASE_BIN/arrpcd
+    BASE_PLUGIN=${BENCH_BASE_LIB_DIR:-$BASE_BIN/../lib}/arrpc-demo.so
+fi
 mkdir -p "$OUT/raw"
 
 die() { echo "compare.sh: $*" >&2; exit 1; }
 note() { echo "note: $*" | tee -a "$OUT/notes.txt" >&2; }
 
-for f in "$ARRPCD" "$BENCH"; do [ -x "$f" ] || die "$f is missing: build first (cmake --build build)"; done
-[ -f "$PLUGIN" ] || die "$PLUGIN is missing: build first"
+for f in "$ARRPCD" "$BENCH" ${BASE_ARRPCD:+"$BASE_ARRPCD"}; do
+    [ -x "$f" ] || die "$f is missing: build first (cmake --build build)"
+done
+for f in "$PLUGIN" ${BASE_PLUGIN:+"$BASE_PLUGIN"}; do [ -f "$f" ] || die "$f is missing: build first"; done
 [ -x "$PY" ] || die "$PY is needed to summarise the results"
 
 # redis-server from Debian, installed here when missing (needs root, as the project's scripts do).
@@ -83,11 +95,11 @@ free_port() {
     "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# start_arrpcd NAME BENCH-OPTIONS ARRPCD-OPTIONS...: waits for "listening on HOST:PORT".
-start_arrpcd() {
-    local name=$1 extra=$2 log=$OUT/$1.log
-    shift 2
-    "$ARRPCD" --listen 127.0.0.1:0 --handler "$PLUGIN" "$@" >/dev/null 2>"$log" &
+# start_one NAME ARRPCD PLUGIN BENCH-OPTIONS ARRPCD-OPTIONS...: waits for "listening on HOST:PORT".
+start_one() {
+    local name=$1 arrpcd=$2 plugin=$3 extra=$4 log=$OUT/$1.log
+    shift 4
+    "$arrpcd" --listen 127.0.0.1:0 --handler "$plugin" "$@" >/dev/null 2>"$log" &
     local pid=$! port=""
     for _ in $(seq $((START_TIMEOUT * 20))); do
         port=$(sed -n 's/.*listening on [^ ]*:\([0-9][0-9]*\).*/\1/p' "$log" | head -1)
@@ -102,6 +114,15 @@ start_arrpcd() {
     fi
     PID[$name]=$pid PORT[$name]=$port EXTRA[$name]=$extra
     SERVERS+=("$name")
+}
+
+# start_arrpcd NAME BENCH-OPTIONS ARRPCD-OPTIONS...: this build's arrpcd, and its NAME@base twin
+# from BENCH_BASE_BIN_DIR when that is set.
+start_arrpcd() {
+    local name=$1 extra=$2
+    shift 2
+    start_one "$name" "$ARRPCD" "$PLUGIN" "$extra" "$@"
+    if [ -n "$BASE_ARRPCD" ]; then start_one "$name@base" "$BASE_ARRPCD" "$BASE_PLUGIN" "$extra" "$@"; fi
 }
 
 start_redis() {
@@ -189,7 +210,8 @@ fi
     echo "cpu:      $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
     echo "kernel:   $(uname -srm)"
     echo "redis:    $(redis-server --version | head -1)"
-    echo "arrpcd:   $("$ARRPCD" --version 2>&1 | head -1)"
+    echo "arrpcd:   $("$ARRPCD" --version 2>&1 | tr '\n' ' ')($ARRPCD)"
+    if [ -n "$BASE_ARRPCD" ]; then echo "base:     $("$BASE_ARRPCD" --version 2>&1 | head -1) ($BASE_ARRPCD)"; fi
     echo "load:     $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min, before the runs)"
     echo "settings: ${DURATION}s measured after ${WARMUP}s warm-up, $ROUNDS round(s), arrpc-bench --threads $THREADS, payload $SIZE bytes"
     echo "servers:  ${SERVERS[*]}"
@@ -298,10 +320,24 @@ def ratios(title, base, others):
             row += "%34s" % ("qps %s  p99 %s  cpu %s" % (fmt(q, ".2f"), fmt(l, ".2f"), fmt(u, ".2f")))
         print(row)
 
-arrpcds = [s for s in servers if s.startswith("arrpcd")]
+arrpcds = [s for s in servers if s.startswith("arrpcd") and not s.endswith("@base")]
 ratios("arrpcd configurations against redis (qps > 1: arrpcd faster; p99 and cpu < 1: arrpcd lower)",
        "redis", arrpcds)
 ratios("variants against plain arrpcd (1 worker)", "arrpcd", [s for s in arrpcds if s != "arrpcd"])
+twins = [s for s in arrpcds if s + "@base" in servers]
+if twins:
+    print()
+    print("this build against the base build (BENCH_BASE_BIN_DIR), each configuration with its twin")
+    print("%-8s" % "cell" + "".join("%34s" % ("%s/base" % s) for s in twins))
+    for cell in cells:
+        c, p = cell.split(":")
+        row = "%-8s" % ("c%s P%s" % (c, p))
+        for s in twins:
+            t, b = table[cell, s], table[cell, s + "@base"]
+            row += "%34s" % ("qps %s  p99 %s  cpu %s" % (
+                fmt(ratio(t["qps"], b["qps"]), ".2f"), fmt(ratio(t["p99"], b["p99"]), ".2f"),
+                fmt(ratio(t["srv"], b["srv"]), ".2f")))
+        print(row)
 print()
 print("client CPU, % of one core (median): " + "  ".join(
     "%s %s" % (n, "/".join(fmt(table[cell, n]["cpu"], ".0f") for cell in cells)) for n in servers))
