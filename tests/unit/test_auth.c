@@ -230,6 +230,16 @@ static int open_env(envelope *e, const uint8_t **data, size_t *len)
     return arrpc__auth_open(secret, SECRET_LEN, env_decode(e), data, len);
 }
 
+/* The envelope as 0.5.0 packs it, around `request`, with the signature given. */
+static void pack_sign_then_data(envelope *e, const char *sign)
+{
+    msgpack_pack_map(&e->pk, 2);
+    pack_str(&e->pk, "arrpc.sign");
+    pack_str(&e->pk, sign);
+    pack_str(&e->pk, "data");
+    msgpack_pack_bin_with_body(&e->pk, request, REQUEST_LEN);
+}
+
 static void test_open_accepts_sign_then_data(void **state)
 {
     (void)state;
@@ -239,11 +249,7 @@ static void test_open_accepts_sign_then_data(void **state)
     size_t len = 0;
     env_init(&e);
     hex_of(secret, SECRET_LEN, request, REQUEST_LEN, hex);
-    msgpack_pack_map(&e.pk, 2);
-    pack_str(&e.pk, "arrpc.sign");
-    pack_str(&e.pk, hex);
-    pack_str(&e.pk, "data");
-    msgpack_pack_bin_with_body(&e.pk, request, REQUEST_LEN);
+    pack_sign_then_data(&e, hex);
     assert_int_equal(open_env(&e, &data, &len), 0);
     assert_int_equal(len, REQUEST_LEN);
     assert_memory_equal(data, request, REQUEST_LEN);
@@ -512,11 +518,7 @@ static void test_open_refuses_each_single_character_change(void **state)
         memcpy(bad, hex, sizeof bad);
         bad[at] = bad[at] == '0' ? '1' : '0';
         env_init(&e);
-        msgpack_pack_map(&e.pk, 2);
-        pack_str(&e.pk, "arrpc.sign");
-        pack_str(&e.pk, bad);
-        pack_str(&e.pk, "data");
-        msgpack_pack_bin_with_body(&e.pk, request, REQUEST_LEN);
+        pack_sign_then_data(&e, bad);
         assert_int_equal(open_env(&e, &data, &len), ARRPC_EAUTH);
         env_destroy(&e);
     }
