@@ -12,9 +12,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "../core/http_reply.h"
+#include "../metrics/http_reply.h"
 #include "../core/log.h"
-#include "../shm/exposition.h"
+#include "../metrics/exposition.h"
 
 #define HTTP_CONNECTION_LIMIT 32
 #define HTTP_CONNECTION_TIMEOUT_S 5

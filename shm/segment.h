@@ -12,7 +12,7 @@
 #include <stdint.h>
 
 #include "arrpc.h" /* ARRPC_MAX_WORKERS */
-#include "metrics.h"
+#include "../metrics/metrics.h"
 
 #define ARRPC_SHM_MAGIC 0x61727270u /* "arrp" */
 #define ARRPC_SHM_VERSION 3u

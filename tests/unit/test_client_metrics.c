@@ -12,9 +12,9 @@
 
 #include <cmocka.h>
 
-#include "core/client.h"
-#include "core/client_metrics.h"
-#include "shm/metrics.h"
+#include "client/client.h"
+#include "client/client_metrics.h"
+#include "metrics/metrics.h"
 
 #define TEXT_MAX (64u * 1024u)
 #define RPC_ERROR "arrpc.error.RpcException: boom"

@@ -1,16 +1,16 @@
 /* client.h -- the client's state, shared by the files that implement it (client.c, client_io.c,
  * response.c). Users see only the opaque handle in arrpc.h. */
-#ifndef ARRPC_CORE_CLIENT_H
-#define ARRPC_CORE_CLIENT_H
+#ifndef ARRPC_CLIENT_CLIENT_H
+#define ARRPC_CLIENT_CLIENT_H
 
 #include <stddef.h>
 #include <stdint.h>
 
 #include "arrpc.h"
-#include "buf.h"
-#include "scan.h"
-#include "tls.h"
-#include "transport.h"
+#include "../core/buf.h"
+#include "../core/scan.h"
+#include "../core/tls.h"
+#include "../core/transport.h"
 
 #define ARRPC_CLIENT_ERRSTR_MAX 4352u /* a server message of 4096 bytes and our own context */
 #define ARRPC_DEFAULT_RETRY_BACKOFF_MS 1000u

@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "client.h"
-#include "wire.h"
+#include "../core/wire.h"
 
 #define RESPONSE_ZONE_CHUNK 2048u /* most replies are small; larger ones get more chunks */
 

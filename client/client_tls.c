@@ -9,8 +9,8 @@
 #include <string.h>
 
 #include "client.h"
-#include "log.h"
-#include "net.h"
+#include "../core/log.h"
+#include "../core/net.h"
 
 static int set_str(char **dst, const char *value)
 {

@@ -4,8 +4,8 @@
  * Label sets are bounded whatever clients do: each block has a table of ARRPC_METRICS_ADDRS
  * remote addresses filled on first sight, and one overflow row ("other") for the rest. Error
  * reasons come from a fixed list. No lock anywhere, so a dead worker cannot leave one held. */
-#ifndef ARRPC_SHM_METRICS_H
-#define ARRPC_SHM_METRICS_H
+#ifndef ARRPC_METRICS_METRICS_H
+#define ARRPC_METRICS_METRICS_H
 
 #include <stdatomic.h>
 #include <stddef.h>
@@ -18,7 +18,7 @@
 #define ARRPC_METRICS_BUCKETS 16 /* latency buckets, +Inf excluded */
 
 /* X(name, label): the fixed list of error reasons (the `reason` label), shared by the server and
- * the client (core/client_metrics.c); new reasons go at the end. */
+ * the client (client/client_metrics.c); new reasons go at the end. */
 #define ARRPC_METRICS_REASONS(X)                                                                   \
     X(AUTH, "auth")                                                                                \
     X(RPC, "rpc")                                                                                  \

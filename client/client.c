@@ -18,11 +18,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "auth.h"
+#include "../core/auth.h"
 #include "client.h"
 #include "client_metrics.h"
-#include "log.h"
-#include "net.h"
+#include "../core/log.h"
+#include "../core/net.h"
 
 int arrpc__client_fail(arrpc_client *cli, int code, const char *fmt, ...)
 {

@@ -1,13 +1,13 @@
 /* client_metrics.c -- the client's arrpc_client_* counters, their text, their HTTP exporter.
  *
- * One block of shm/metrics.h counters in private memory, with one row in use: the server this
+ * One block of metrics/metrics.h counters in private memory, with one row in use: the server this
  * client sends to. The client's thread writes it; arrpc_client_metrics_render (any thread) and
  * the libmicrohttpd thread read it. Both read through a sequence count (a seqlock: odd while the
  * writer counts), so that one rendering never shows a request in one family and not yet in
  * another. The writer never waits; a reader retries, and after SNAPSHOT_TRIES it takes the last
  * copy, which can be off by the one send being counted. */
 #include "client_metrics.h"
-#include "http_reply.h"
+#include "../metrics/http_reply.h"
 
 #include <microhttpd.h>
 #include <sched.h>
@@ -18,10 +18,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../shm/exposition.h"
+#include "../metrics/exposition.h"
 #include "client.h"
-#include "log.h"
-#include "net.h"
+#include "../core/log.h"
+#include "../core/net.h"
 
 #define SNAPSHOT_TRIES 1000
 #define HTTP_CONNECTION_LIMIT 8     /* scrapers at once; one Prometheus needs one */

@@ -19,7 +19,7 @@
 #include "../workers/handler.h"
 #include "../workers/worker.h"
 #include "arrpc.h"
-#include "master.h"
+#include "../master/master.h"
 
 #define SERVER_HOST_MAX 256
 #define SERVER_ERR_MAX 512

@@ -9,8 +9,8 @@
 #include <sys/socket.h>
 
 #include "client.h"
-#include "log.h"
-#include "net.h"
+#include "../core/log.h"
+#include "../core/net.h"
 
 #define READ_CHUNK (64u * 1024u) /* bytes asked of one recv() */
 

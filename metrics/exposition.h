@@ -1,7 +1,7 @@
 /* exposition.h -- writing counters in Prometheus's text format 0.0.4, with arrpc 0.5.0's metric
  * names and labels. Shared by the server's master and the client. */
-#ifndef ARRPC_SHM_EXPOSITION_H
-#define ARRPC_SHM_EXPOSITION_H
+#ifndef ARRPC_METRICS_EXPOSITION_H
+#define ARRPC_METRICS_EXPOSITION_H
 
 #include <stdio.h>
 

@@ -1,7 +1,7 @@
 /* http_reply.h -- answering a libmicrohttpd request from memory; shared by the master's exporter
  * and the client's. */
-#ifndef ARRPC_CORE_HTTP_REPLY_H
-#define ARRPC_CORE_HTTP_REPLY_H
+#ifndef ARRPC_METRICS_HTTP_REPLY_H
+#define ARRPC_METRICS_HTTP_REPLY_H
 
 #include <stddef.h>
 #include <microhttpd.h>

@@ -1,11 +1,11 @@
 /* client_metrics.h -- the client's arrpc_client_* counters: counting a finished send or batch,
  * rendering them as Prometheus text, and serving them from a libmicrohttpd thread.
  *
- * The counters are a shm/metrics.h block in private memory. The client's thread is its only
+ * The counters are a metrics/metrics.h block in private memory. The client's thread is its only
  * writer; readers (arrpc_client_metrics_render, the HTTP thread) copy it under a sequence count,
  * so the three families of one rendering agree with each other. */
-#ifndef ARRPC_CORE_CLIENT_METRICS_H
-#define ARRPC_CORE_CLIENT_METRICS_H
+#ifndef ARRPC_CLIENT_CLIENT_METRICS_H
+#define ARRPC_CLIENT_CLIENT_METRICS_H
 
 #include <stddef.h>
 #include <stdint.h>
