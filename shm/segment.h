@@ -2,8 +2,9 @@
  *
  * Plain data and arithmetic, included by the master and the workers. The master creates the
  * segment before it forks (a memfd, so that a binary upgrade can hand it to the next master) and
- * assigns a record to each worker it starts; the worker writes its state and the "busy since"
- * stamp around each handler call; the master reads them. No locks: each field has one writer. */
+ * assigns a record to each worker it starts; the worker writes its counters and the "busy
+ * since" stamp around each handler call; the master reads them. No locks: each field has one
+ * writer at a time. */
 #ifndef ARRPC_SHM_SEGMENT_H
 #define ARRPC_SHM_SEGMENT_H
 
@@ -20,15 +21,22 @@
 /* Records: during a reload a slot has a worker of the old and one of the new generation. */
 #define ARRPC_SHM_RECORDS (2u * ARRPC_MAX_WORKERS)
 
+/* A worker's life, one enum for the master's process table and the shared record. The master
+ * moves its row through all four from what it knows first hand (it forks, it hears "ready", it
+ * sends "retire", it reaps). The shared record's state is written only by masters and says only
+ * whether the record is in use: STARTING when a master claims it (compare-and-swap from FREE,
+ * since two masters share the segment during an upgrade), FREE again once arrpc__shm_fold has
+ * taken the exited worker's counts. A worker never writes it. */
 typedef enum {
     ARRPC_WORKER_FREE = 0, /* record unused */
-    ARRPC_WORKER_STARTING, /* forked, not yet accepting */
+    ARRPC_WORKER_STARTING, /* forked, not yet accepting; for a record: claimed */
     ARRPC_WORKER_READY,    /* accepting and serving */
     ARRPC_WORKER_RETIRING, /* handing its connections on, accepting no more */
 } arrpc__worker_state;
 
-/* One worker's record. The master writes pid, slot and generation before the fork; the worker
- * writes state and busy_since_ms. Cache-line aligned so that workers never share a line. */
+/* One worker's record. The master writes state, pid, slot and generation before the fork; the
+ * worker writes its pid again, busy_since_ms and its counters. Cache-line aligned so that
+ * workers never share a line. */
 typedef struct arrpc__shm_worker {
     _Alignas(ARRPC_CACHE_LINE) _Atomic uint32_t state;
     _Atomic int32_t pid;

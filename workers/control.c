@@ -19,7 +19,6 @@ static void retire(arrpc__loop *loop, int handoff_fd)
         return;
     }
     arrpc__loop_stop_accepting(loop);
-    if (loop->cfg->record) atomic_store(&loop->cfg->record->state, ARRPC_WORKER_RETIRING);
     loop->retiring = 1;
     loop->handoff_out = handoff_fd;
     loop->drain_until_ms = loop->now_ms + loop->cfg->drain_timeout_ms;

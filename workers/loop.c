@@ -278,7 +278,6 @@ int arrpc__worker_run(const arrpc__worker_io *io, const arrpc__worker_config *cf
     arrpc__loop loop = {.epfd = -1, .cfg = cfg};
     struct epoll_event *events = calloc(LOOP_EVENTS, sizeof *events);
     int rc = events ? loop_init(&loop, io, err, errlen) : ARRPC_ENOMEM;
-    if (rc == 0 && cfg->record) atomic_store(&cfg->record->state, ARRPC_WORKER_READY);
     if (rc == 0 && io->control_fd >= 0) {
         arrpc__ctl_msg ready = {.type = ARRPC_CTL_READY};
         arrpc__fd_send(io->control_fd, &ready, sizeof ready, NULL, 0);
