@@ -1,6 +1,6 @@
 /* generation.c -- replacing workers without closing a connection: reload (SIGHUP) by
  * generations, and scaling by one worker up (SIGTTIN) or down (SIGTTOU). */
-#include "master.h"
+#include "internal.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -15,16 +15,22 @@ int arrpc__row_of_slot(const arrpc__master *m, uint32_t slot, uint32_t generatio
 {
     for (unsigned r = 0; r < ARRPC_SHM_RECORDS; r++) {
         const arrpc__worker_row *row = &m->row[r];
-        if ((row->state == ROW_STARTING || row->state == ROW_READY) && row->slot == slot &&
-            row->generation == generation)
+        if ((row->state == ARRPC_WORKER_STARTING || row->state == ARRPC_WORKER_READY) &&
+            row->slot == slot && row->generation == generation)
             return (int)r;
     }
     return -1;
 }
 
+void arrpc__retire(arrpc__master *m, int row, int handoff_fd)
+{
+    arrpc__master_send(m, row, ARRPC_CTL_RETIRE, 0, handoff_fd);
+    m->row[row].state = ARRPC_WORKER_RETIRING;
+}
+
 /* Retires worker `from`, handing its connections to worker `to` over a fresh socket pair; with
  * no `to` (or no socket pair) it drains instead. */
-int arrpc__handover(arrpc__master *m, int from, int to)
+static void handover(arrpc__master *m, int from, int to)
 {
     int sv[2] = {-1, -1};
     if (to >= 0 && socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0) {
@@ -36,11 +42,9 @@ int arrpc__handover(arrpc__master *m, int from, int to)
         close(sv[0]);
         sv[0] = -1;
     }
-    arrpc__master_send(m, from, ARRPC_CTL_RETIRE, 0, sv[0]);
-    m->row[from].state = ROW_RETIRING;
+    arrpc__retire(m, from, sv[0]);
     if (sv[0] >= 0) close(sv[0]);
     if (sv[1] >= 0) close(sv[1]);
-    return 0;
 }
 
 void arrpc__reload_start(arrpc__master *m)
@@ -65,7 +69,7 @@ int arrpc__generation_ready(const arrpc__master *m, uint32_t gen)
     for (uint32_t s = 0; s < m->nslots; s++) {
         if (!m->slot[s].active) continue;
         int r = arrpc__row_of_slot(m, s, gen);
-        if (r < 0 || m->row[r].state != ROW_READY) return 0;
+        if (r < 0 || m->row[r].state != ARRPC_WORKER_READY) return 0;
     }
     return 1;
 }
@@ -87,7 +91,7 @@ void arrpc__reload_on_ready(arrpc__master *m)
     for (uint32_t s = 0; s < m->nslots; s++) {
         if (!m->slot[s].active) continue;
         int old = arrpc__row_of_slot(m, s, m->generation);
-        if (old >= 0) arrpc__handover(m, old, arrpc__row_of_slot(m, s, gen));
+        if (old >= 0) handover(m, old, arrpc__row_of_slot(m, s, gen));
     }
     arrpc__log("master: reload: generation %u serving, generation %u handing over", gen,
                m->generation);
@@ -103,8 +107,9 @@ void arrpc__reload_on_failure(arrpc__master *m, const char *why)
     /* New workers may already have accepted connections: they hand them back. */
     for (unsigned r = 0; r < ARRPC_SHM_RECORDS; r++) {
         arrpc__worker_row *row = &m->row[r];
-        if ((row->state == ROW_STARTING || row->state == ROW_READY) && row->generation == gen)
-            arrpc__handover(m, (int)r, arrpc__row_of_slot(m, row->slot, m->generation));
+        if ((row->state == ARRPC_WORKER_STARTING || row->state == ARRPC_WORKER_READY) &&
+            row->generation == gen)
+            handover(m, (int)r, arrpc__row_of_slot(m, row->slot, m->generation));
     }
     reload_finished(m);
 }
@@ -114,7 +119,7 @@ void arrpc__reload_check_deadline(arrpc__master *m)
     if (!m->reload.active || m->now_ms < m->reload.deadline_ms) return;
     uint32_t gen = m->reload.generation;
     for (unsigned r = 0; r < ARRPC_SHM_RECORDS; r++) /* never ready: nothing accepted */
-        if (m->row[r].state == ROW_STARTING && m->row[r].generation == gen)
+        if (m->row[r].state == ARRPC_WORKER_STARTING && m->row[r].generation == gen)
             kill(m->row[r].pid, SIGKILL);
     arrpc__reload_on_failure(m, "new workers were not ready in time");
 }
@@ -140,8 +145,8 @@ void arrpc__scale_up(arrpc__master *m)
     }
     m->slot[s].active = 1;
     m->slot[s].failures = 0;
-    m->cfg->workers = active_slots(m);
-    arrpc__log("master: SIGTTIN: %u workers", m->cfg->workers);
+    m->workers_wanted = active_slots(m);
+    arrpc__log("master: SIGTTIN: %u workers", m->workers_wanted);
     arrpc__spawn_worker(m, s, m->generation);
 }
 
@@ -169,7 +174,7 @@ void arrpc__scale_down(arrpc__master *m)
             if (to >= 0) arrpc__master_send(m, to, ARRPC_CTL_LISTEN_ADD, t, m->slot[t].listen_fd);
         }
     }
-    if (from >= 0) arrpc__handover(m, from, to);
-    m->cfg->workers = active_slots(m);
-    arrpc__log("master: SIGTTOU: %u workers", m->cfg->workers);
+    if (from >= 0) handover(m, from, to);
+    m->workers_wanted = active_slots(m);
+    arrpc__log("master: SIGTTOU: %u workers", m->workers_wanted);
 }

@@ -4,7 +4,7 @@
  * the master's epoll watches), only in the master, never in a worker: it is not fork-safe.
  * Connections are limited in number and time so that a slow or hostile HTTP client cannot
  * stall the loop; every answer is built in memory at once. */
-#include "master.h"
+#include "internal.h"
 
 #include <microhttpd.h>
 #include <stdio.h>
@@ -36,7 +36,7 @@ static unsigned workers_alive(const arrpc__master *m)
 {
     unsigned n = 0;
     for (unsigned r = 0; r < ARRPC_SHM_RECORDS; r++)
-        n += m->row[r].state == ROW_READY || m->row[r].state == ROW_RETIRING;
+        n += m->row[r].state == ARRPC_WORKER_READY || m->row[r].state == ARRPC_WORKER_RETIRING;
     return n;
 }
 

@@ -1,5 +1,5 @@
 /* master.c -- the process table and the single-threaded supervision loop (signalfd + epoll). */
-#include "master.h"
+#include "internal.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -31,7 +31,7 @@ static uint64_t now_ms(void)
 int arrpc__master_send(arrpc__master *m, int row, uint32_t type, uint32_t arg, int fd)
 {
     arrpc__ctl_msg msg = {.type = type, .arg = arg};
-    if (m->row[row].state == ROW_FREE) return ARRPC_ESTATE;
+    if (m->row[row].state == ARRPC_WORKER_FREE) return ARRPC_ESTATE;
     return arrpc__fd_send(m->row[row].ctl_fd, &msg, sizeof msg, &fd, fd >= 0 ? 1 : 0);
 }
 
@@ -44,8 +44,6 @@ int arrpc__master_read_secret(arrpc__master *m)
         arrpc__log("master: %s", err);
         return ARRPC_EINVAL;
     }
-    m->cfg->worker.secret = m->secret;
-    m->cfg->worker.secret_len = m->secret_len;
     return 0;
 }
 
@@ -53,14 +51,14 @@ static int live_rows(const arrpc__master *m)
 {
     int n = 0;
     for (unsigned i = 0; i < ARRPC_SHM_RECORDS; i++)
-        n += m->row[i].state != ROW_FREE;
+        n += m->row[i].state != ARRPC_WORKER_FREE;
     return n;
 }
 
 static void on_ready(arrpc__master *m, int r)
 {
     arrpc__worker_row *row = &m->row[r];
-    row->state = ROW_READY;
+    row->state = ARRPC_WORKER_READY;
     arrpc__slot *slot = &m->slot[row->slot];
     if (slot->adopter >= 0) { /* reactivated by scale-up: its adopter stops watching it */
         int a = arrpc__row_of_slot(m, (uint32_t)slot->adopter, m->generation);
@@ -71,7 +69,7 @@ static void on_ready(arrpc__master *m, int r)
     if (!m->told_ready && arrpc__generation_ready(m, m->generation)) {
         m->told_ready = 1;
         arrpc__log("master: listening on %s:%u with %u workers", m->cfg->host,
-                   (unsigned)arrpc__net_local_port(m->slot[0].listen_fd), m->cfg->workers);
+                   (unsigned)arrpc__net_local_port(m->slot[0].listen_fd), m->workers_wanted);
         if (m->cfg->ready_fd >= 0) {
             char ok = 1;
             ssize_t ignored = write(m->cfg->ready_fd, &ok, 1);
@@ -127,7 +125,7 @@ static void count_restart(arrpc__master *m, const arrpc__worker_row *row, int st
         cause = ARRPC_CAUSE_START_FAILURE;
     else if (!expected)
         cause = ARRPC_CAUSE_CRASH;
-    else if (row->state == ROW_RETIRING && row->generation < m->generation && status == 0)
+    else if (row->state == ARRPC_WORKER_RETIRING && row->generation < m->generation && status == 0)
         cause = ARRPC_CAUSE_RELOAD;
     else
         return; /* a planned stop or a scale-down is not a restart */
@@ -142,8 +140,8 @@ static void on_worker_exit(arrpc__master *m, int r, int status)
     close(row.ctl_fd);
     m->row[r] = (arrpc__worker_row){.ctl_fd = -1};
     arrpc__shm_fold(m->shm, m->area, (unsigned)r); /* its counts live on in our area */
-    int start_failed = row.state == ROW_STARTING;
-    int expected = row.state == ROW_RETIRING || m->stopping;
+    int start_failed = row.state == ARRPC_WORKER_STARTING;
+    int expected = row.state == ARRPC_WORKER_RETIRING || m->stopping;
     count_restart(m, &row, status, start_failed, expected);
     if (!expected || status != 0)
         arrpc__log("master: worker %d (slot %u, generation %u) %s%s", (int)row.pid, row.slot,
@@ -178,7 +176,7 @@ static void reap_children(arrpc__master *m)
             continue;
         }
         for (unsigned r = 0; r < ARRPC_SHM_RECORDS; r++)
-            if (m->row[r].state != ROW_FREE && m->row[r].pid == pid)
+            if (m->row[r].state != ARRPC_WORKER_FREE && m->row[r].pid == pid)
                 on_worker_exit(m, (int)r, status);
     }
 }
@@ -257,7 +255,8 @@ static void start_stop(arrpc__master *m)
     arrpc__log("master: stopping gracefully");
     arrpc__notify("STOPPING=1");
     for (unsigned r = 0; r < ARRPC_SHM_RECORDS; r++)
-        if (m->row[r].state != ROW_FREE) arrpc__master_send(m, (int)r, ARRPC_CTL_STOP, 0, -1);
+        if (m->row[r].state != ARRPC_WORKER_FREE)
+            arrpc__master_send(m, (int)r, ARRPC_CTL_STOP, 0, -1);
 }
 
 static void stop_now(arrpc__master *m)
@@ -265,7 +264,7 @@ static void stop_now(arrpc__master *m)
     m->stopping = 1;
     m->stop_deadline_ms = m->now_ms;
     for (unsigned r = 0; r < ARRPC_SHM_RECORDS; r++)
-        if (m->row[r].state != ROW_FREE) kill(m->row[r].pid, SIGKILL);
+        if (m->row[r].state != ARRPC_WORKER_FREE) kill(m->row[r].pid, SIGKILL);
 }
 
 /* A handler busy longer than the timeout: SIGABRT (a core dump shows where it hung), then
@@ -276,7 +275,7 @@ static void check_stuck(arrpc__master *m)
     uint64_t now = arrpc__shm_clock_ms();
     for (unsigned r = 0; r < ARRPC_SHM_RECORDS; r++) {
         arrpc__worker_row *row = &m->row[r];
-        if (row->state == ROW_FREE) continue;
+        if (row->state == ARRPC_WORKER_FREE) continue;
         if (row->kill_at_ms && now >= row->kill_at_ms) {
             kill(row->pid, SIGKILL);
             row->kill_at_ms = UINT64_MAX;
@@ -310,7 +309,7 @@ static void run_timers(arrpc__master *m)
     arrpc__http_run(m->http); /* its connection timeouts, even when nothing arrives */
     if (m->stopping && m->now_ms >= m->stop_deadline_ms)
         for (unsigned r = 0; r < ARRPC_SHM_RECORDS; r++)
-            if (m->row[r].state != ROW_FREE) kill(m->row[r].pid, SIGKILL);
+            if (m->row[r].state != ARRPC_WORKER_FREE) kill(m->row[r].pid, SIGKILL);
 }
 
 static void on_event(arrpc__master *m, uint64_t tag)
@@ -357,7 +356,7 @@ static int master_init(arrpc__master *m)
     signal(SIGPIPE, SIG_IGN);
     if (sigprocmask(SIG_BLOCK, &set, NULL) != 0) return ARRPC_ESYS;
     int inherited_shm = -1;
-    arrpc__upgrade_inherit_extras(m, &inherited_shm, &m->metrics_fd);
+    arrpc__upgrade_inherit(m, &inherited_shm, &m->metrics_fd);
     if (inherited_shm >= 0 && (m->shm = arrpc__shm_attach(inherited_shm))) {
         m->shm_fd = inherited_shm; /* counters continue where the old master's left off */
         m->area = 1 - atomic_load(&m->shm->area_in_use);
@@ -429,11 +428,12 @@ static void serve(arrpc__master *m)
     }
 }
 
-int arrpc__master_run(arrpc__master_config *cfg)
+int arrpc__master_run(const arrpc__master_config *cfg)
 {
     arrpc__master *m = calloc(1, sizeof *m);
     if (!m) return 1;
     m->cfg = cfg;
+    m->workers_wanted = cfg->workers;
     m->sigfd = m->epfd = m->shm_fd = m->upgrade_fd = m->inherited_upgrade_fd = -1;
     m->metrics_fd = -1;
     m->now_ms = now_ms();
@@ -452,7 +452,7 @@ int arrpc__master_run(arrpc__master_config *cfg)
         arrpc__log("master: cannot write pid file %s: %s", cfg->pid_file, strerror(errno));
     serve(m);
     status = m->start_failed ? 1 : 0;
-    arrpc__pidfile_remove(m);
+    arrpc__pidfile_remove(cfg->pid_file, m->upgrade_pid != 0);
 out:
     master_destroy(m);
     explicit_bzero(m->secret, sizeof m->secret);

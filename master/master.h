@@ -1,146 +1,34 @@
-/* master.h -- the pre-fork master: one slot per listening socket, one worker process per slot,
- * supervised from one single-threaded loop. Internal to master/. */
+/* master.h -- the pre-fork master as the server facade sees it: the options it runs with and
+ * the call that runs it. Its state and the files behind it are in internal.h. */
 #ifndef ARRPC_MASTER_MASTER_H
 #define ARRPC_MASTER_MASTER_H
 
 #include <stdint.h>
-#include <sys/types.h>
 
-#include "../core/auth.h"
-#include "../shm/segment.h"
-#include "../workers/handler.h"
 #include "../workers/worker.h"
 
 #define ARRPC_EXIT_START_FAILED 78 /* a worker that could not start (EX_CONFIG) */
-#define ARRPC_RESPAWN_BACKOFF_MIN_MS 100u
-#define ARRPC_RESPAWN_BACKOFF_MAX_MS 10000u
-#define ARRPC_RESPAWN_STABLE_MS                                                                    \
-    5000u                          /* a worker that lived this long resets its slot's back-off     \
-                                    */
-#define ARRPC_ABORT_GRACE_MS 2000u /* SIGABRT to a stuck worker, SIGKILL this long after */
-#define ARRPC_RELOAD_START_TIMEOUT_MS 15000u /* new workers must be ready within this */
-#define ARRPC_MASTER_TICK_MS 200 /* how often the master looks at busy stamps and timers */
-#define ARRPC_LISTEN_FDS_ENV "LISTEN_FDS"
-#define ARRPC_UPGRADE_ENV "ARRPC_UPGRADE_FD" /* the binary-upgrade channel to the old master */
 
-/* What every worker is made from. Re-read on SIGHUP where it names files. */
+/* What every worker is made from. Parsed once; the master never writes it: what changes while
+ * it runs (the worker count, the secret read from secret_file, the sockets) is its own state. */
 typedef struct arrpc__master_config {
     arrpc__worker_config worker; /* limits, and the handler when it is not a plugin */
     const char *plugin;          /* PATH.so[:SYMBOL] loaded by each worker; NULL: worker.handler */
     const char *secret_file;     /* re-read on SIGHUP; NULL: worker.secret as given */
     const char *host;
     uint16_t port;
-    unsigned workers;
+    unsigned workers;            /* asked for at start; SIGTTIN/SIGTTOU change the master's count */
     unsigned handler_timeout_ms; /* 0: off */
     const char *pid_file;        /* NULL: none */
     int ready_fd;                /* written once when every worker first accepts; -1: none */
     int stop_fd;                 /* readable: graceful stop (arrpc_server_stop); -1: none */
-    int bound_fd;                /* slot 0's socket, already bound (the master owns it); -1 */
-    const char *metrics_host;    /* NULL: no HTTP exporter */
+    int bound_fd; /* slot 0's socket, already bound; the master takes it over at start; -1 */
+    const char *metrics_host; /* NULL: no HTTP exporter */
     uint16_t metrics_port;
     unsigned predrain_ms; /* on SIGTERM, /readyz fails this long before draining */
 } arrpc__master_config;
 
-typedef enum { ROW_FREE, ROW_STARTING, ROW_READY, ROW_RETIRING } row_state;
-
-/* One worker process; rows are indexed like the shared-memory records. */
-typedef struct arrpc__worker_row {
-    row_state state;
-    pid_t pid;
-    int ctl_fd; /* the master's end of the control socket pair */
-    uint32_t slot;
-    uint32_t generation;
-    uint64_t started_ms;
-    uint64_t kill_at_ms; /* SIGKILL then, after a SIGABRT for a stuck handler; 0: not set */
-} arrpc__worker_row;
-
-/* One listening socket. An active slot has a worker of its own; an inactive one (after a
- * scale-down) is served by the worker of slot `adopter`, so queued connections are never reset. */
-typedef struct arrpc__slot {
-    int listen_fd;
-    int active;
-    int adopter; /* for an inactive slot: the active slot whose worker accepts on it */
-    unsigned restarts;
-    unsigned failures;      /* start failures in a row, for the back-off */
-    uint64_t respawn_at_ms; /* 0: no respawn pending */
-} arrpc__slot;
-
-typedef struct arrpc__http arrpc__http;
-
-typedef struct arrpc__master {
-    arrpc__master_config *cfg;
-    arrpc__http *http;          /* the metrics exporter; NULL when off */
-    int metrics_fd;             /* its listening socket */
-    unsigned area;              /* the shared-memory area this master writes */
-    uint64_t predrain_until_ms; /* SIGTERM came: not ready, still serving until then */
-    pid_t old_master;           /* after an upgrade: the master we replaced, until it exits */
-    arrpc__shm *shm;
-    int shm_fd;
-    int epfd;
-    int sigfd;
-    arrpc__slot slot[ARRPC_MAX_WORKERS];
-    unsigned nslots; /* sockets bound (active or not) */
-    arrpc__worker_row row[ARRPC_SHM_RECORDS];
-    uint32_t generation; /* the generation that serves */
-    uint32_t next_generation;
-    struct {
-        int active;
-        uint32_t generation;
-        uint64_t deadline_ms;
-        int pending; /* another SIGHUP came during this reload */
-    } reload;
-    int stopping;
-    uint64_t stop_deadline_ms;
-    int told_ready;
-    int start_failed; /* the first workers could not start: the master gives up */
-    uint8_t secret[ARRPC_AUTH_SECRET_MAX + 1];
-    size_t secret_len;
-    uint64_t now_ms;
-    int upgrade_fd; /* binary upgrade in progress: channel to the new master (old side) */
-    pid_t upgrade_pid;
-    int inherited_upgrade_fd; /* we are the new master: channel to the old one; -1 otherwise */
-} arrpc__master;
-
-/* What an epoll event of the master's loop belongs to: the kind in the high half of data.u64,
- * a row index in the low half. */
-enum { EV_SIGNAL = 1, EV_STOP, EV_ROW, EV_UPGRADE, EV_HTTP };
-int arrpc__master_watch(arrpc__master *m, int fd, uint32_t kind, uint32_t index);
-
 /* Runs the master until a stop; returns the exit status for the process. */
-int arrpc__master_run(arrpc__master_config *cfg);
-
-/* spawn.c */
-int arrpc__spawn_worker(arrpc__master *m, uint32_t slot, uint32_t generation);
-/* generation.c */
-void arrpc__reload_start(arrpc__master *m);
-void arrpc__reload_on_ready(arrpc__master *m);
-void arrpc__reload_on_failure(arrpc__master *m, const char *why);
-void arrpc__reload_check_deadline(arrpc__master *m);
-void arrpc__scale_up(arrpc__master *m);
-void arrpc__scale_down(arrpc__master *m);
-int arrpc__handover(arrpc__master *m, int from_row, int to_row);
-int arrpc__row_of_slot(const arrpc__master *m, uint32_t slot, uint32_t generation);
-/* True when every active slot has a ready worker of generation `gen`. */
-int arrpc__generation_ready(const arrpc__master *m, uint32_t gen);
-/* upgrade.c */
-int arrpc__sockets_inherit(arrpc__master *m);
-int arrpc__slot_bind(arrpc__master *m); /* one more listening socket, as slot nslots */
-void arrpc__upgrade_start(arrpc__master *m);
-void arrpc__upgrade_on_message(arrpc__master *m);
-void arrpc__upgrade_tell_ready(arrpc__master *m);
-int arrpc__pidfile_write(const char *path);
-void arrpc__pidfile_remove(const arrpc__master *m);
-/* notify.c: "READY=1", "RELOADING=1", "STOPPING=1" to systemd, with MAINPID=<this pid>. */
-void arrpc__notify(const char *state);
-/* http.c: the exporter, polled from the master's loop. */
-arrpc__http *arrpc__http_start(arrpc__master *m, int listen_fd);
-int arrpc__http_epoll_fd(const arrpc__http *h);
-void arrpc__http_run(arrpc__http *h);
-void arrpc__http_stop(arrpc__http *h);
-/* upgrade.c: the segment and metrics socket an old master handed over, if any. */
-void arrpc__upgrade_inherit_extras(arrpc__master *m, int *shm_fd, int *metrics_fd);
-/* master.c */
-int arrpc__master_send(arrpc__master *m, int row, uint32_t type, uint32_t arg, int fd);
-int arrpc__master_read_secret(arrpc__master *m);
+int arrpc__master_run(const arrpc__master_config *cfg);
 
 #endif

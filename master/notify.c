@@ -1,6 +1,6 @@
 /* notify.c -- telling systemd about readiness, reloads, stops and a new main pid (sd_notify's
  * datagram protocol, without linking libsystemd). Does nothing outside systemd. */
-#include "master.h"
+#include "internal.h"
 
 #include <stddef.h>
 #include <stdio.h>

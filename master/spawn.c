@@ -1,5 +1,5 @@
 /* spawn.c -- forking one worker into a slot, and what the child does before it serves. */
-#include "master.h"
+#include "internal.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "../core/log.h"
+#include "../workers/handler.h"
 
 #ifdef ARRPC_LEAK_CHECK
 #include <sanitizer/lsan_interface.h>
@@ -86,6 +87,10 @@ static void worker_main(arrpc__master *m, int r, int ctl_fd, pid_t master_pid)
     atomic_store(&record->pid, (int32_t)getpid());
     arrpc__worker_config cfg = m->cfg->worker;
     cfg.record = record;
+    if (m->cfg->secret_file) { /* as last read, at start or on SIGHUP */
+        cfg.secret = m->secret;
+        cfg.secret_len = m->secret_len;
+    }
     char err[512];
     arrpc__handler handler;
     if (m->cfg->plugin) { /* loaded here, after the fork: a reload picks up the file on disk */
@@ -118,7 +123,7 @@ static int claim_row(arrpc__master *m)
 {
     for (unsigned r = 0; r < ARRPC_SHM_RECORDS; r++) {
         uint32_t free_state = ARRPC_WORKER_FREE;
-        if (m->row[r].state == ROW_FREE &&
+        if (m->row[r].state == ARRPC_WORKER_FREE &&
             atomic_compare_exchange_strong(&m->shm->worker[r].state, &free_state,
                                            ARRPC_WORKER_STARTING))
             return (int)r;
@@ -157,7 +162,7 @@ int arrpc__spawn_worker(arrpc__master *m, uint32_t slot, uint32_t generation)
         atomic_store(&record->state, ARRPC_WORKER_FREE);
         return ARRPC_ESYS;
     }
-    m->row[r] = (arrpc__worker_row){.state = ROW_STARTING,
+    m->row[r] = (arrpc__worker_row){.state = ARRPC_WORKER_STARTING,
                                     .pid = pid,
                                     .ctl_fd = sv[0],
                                     .slot = slot,

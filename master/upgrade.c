@@ -1,6 +1,7 @@
-/* upgrade.c -- sockets from outside (systemd's LISTEN_FDS, or the old master on a binary
- * upgrade: one code path), the SIGUSR2 exec hand-over, and the pid file. */
-#include "master.h"
+/* upgrade.c -- the binary upgrade (SIGUSR2): exec the program again with the listening
+ * sockets, counters' segment and metrics socket, then hand the workers' connections over to the
+ * new master's workers; and the new master's side of the same channel. */
+#include "internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -13,10 +14,8 @@
 
 #include "../core/fdpass.h"
 #include "../core/log.h"
-#include "../core/net.h"
 #include "../workers/control.h"
 
-#define LISTEN_FDS_START 3 /* sd_listen_fds(3): passed sockets start at descriptor 3 */
 #define UPGRADE_WORKERS_ENV "ARRPC_UPGRADE_WORKERS"
 #define UPGRADE_SHM_ENV "ARRPC_UPGRADE_SHM_FD"         /* the counters' segment */
 #define UPGRADE_METRICS_ENV "ARRPC_UPGRADE_METRICS_FD" /* the exporter's listening socket */
@@ -26,146 +25,30 @@
 /* Messages from the new master to the old one on the upgrade channel. */
 enum { UPGRADE_SLOT_READY = 1, UPGRADE_DONE };
 
-static unsigned long env_number(const char *name)
-{
-    unsigned long v = 0;
-    const char *s = getenv(name);
-    return s && arrpc__parse_ulong(s, 0, 1u << 30, &v) == 0 ? v : 0;
-}
-
 /* A descriptor named by an environment variable, if set, made close-on-exec again. */
 static int fd_from_env(const char *name)
 {
     if (!getenv(name)) return -1;
-    int fd = (int)env_number(name);
+    int fd = (int)arrpc__env_number(name);
     unsetenv(name);
     return fcntl(fd, F_SETFD, FD_CLOEXEC) == 0 ? fd : -1;
 }
 
-void arrpc__upgrade_inherit_extras(arrpc__master *m, int *shm_fd, int *metrics_fd)
+void arrpc__upgrade_inherit(arrpc__master *m, int *shm_fd, int *metrics_fd)
 {
-    unsigned long for_pid = env_number("LISTEN_PID");
-    if (for_pid != (unsigned long)getpid() || !getenv(ARRPC_UPGRADE_ENV)) return;
-    *shm_fd = fd_from_env(UPGRADE_SHM_ENV);
-    *metrics_fd = fd_from_env(UPGRADE_METRICS_ENV);
-    m->old_master = getppid(); /* no upgrade of ours until it has gone */
-}
-
-static int adopt_fd(arrpc__master *m, int fd)
-{
-    int flags = fcntl(fd, F_GETFL);
-    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0 ||
-        fcntl(fd, F_SETFD, FD_CLOEXEC) != 0)
-        return ARRPC_ESYS;
-    m->slot[m->nslots++] = (arrpc__slot){.listen_fd = fd, .adopter = -1};
-    return 0;
-}
-
-/* Slots beyond the worker count are served by the first workers, round robin. */
-static void assign_slots(arrpc__master *m, unsigned workers)
-{
-    if (workers == 0 || workers > m->nslots) workers = m->nslots;
-    for (uint32_t s = 0; s < m->nslots; s++) {
-        m->slot[s].active = s < workers;
-        m->slot[s].adopter = s < workers ? -1 : (int)(s % workers);
-    }
-    m->cfg->workers = workers;
-}
-
-int arrpc__slot_bind(arrpc__master *m)
-{
-    char err[256];
-    int fd;
-    if (m->nslots >= ARRPC_MAX_WORKERS) {
-        arrpc__log("master: at the limit of %u worker slots", ARRPC_MAX_WORKERS);
-        return ARRPC_EINVAL;
-    }
-    /* The first socket decides the address (a free port when asked for port 0, or systemd's
-     * socket); every later one joins its SO_REUSEPORT group. */
-    if (m->nslots == 0 && m->cfg->bound_fd >= 0) { /* bound by arrpc_server_bind */
-        fd = m->cfg->bound_fd;
-        m->cfg->bound_fd = -1;
-    } else if (m->nslots == 0) {
-        fd = arrpc__net_listen_group(m->cfg->host, m->cfg->port, err, sizeof err);
-    } else if ((fd = arrpc__net_listen_like(m->slot[0].listen_fd)) < 0)
-        snprintf(err, sizeof err, "cannot add a listening socket: %s", strerror(errno));
-    if (fd < 0) {
-        arrpc__log("master: %s", err);
-        return fd;
-    }
-    m->slot[m->nslots++] = (arrpc__slot){.listen_fd = fd, .adopter = -1};
-    return 0;
-}
-
-static int bind_slots(arrpc__master *m, unsigned count)
-{
-    while (m->nslots < count)
-        if (arrpc__slot_bind(m) != 0) return ARRPC_ESYS;
-    return 0;
-}
-
-int arrpc__sockets_inherit(arrpc__master *m)
-{
-    unsigned long n = env_number(ARRPC_LISTEN_FDS_ENV);
-    unsigned long for_pid = env_number("LISTEN_PID");
-    unsigned workers = m->cfg->workers;
-    if (n > 0 && for_pid == (unsigned long)getpid()) {
-        for (unsigned long i = 0; i < n && i < ARRPC_MAX_WORKERS; i++)
-            if (adopt_fd(m, LISTEN_FDS_START + (int)i) != 0) return ARRPC_ESYS;
-        unsigned long up = env_number(UPGRADE_WORKERS_ENV);
-        if (getenv(ARRPC_UPGRADE_ENV)) {
-            m->inherited_upgrade_fd = (int)env_number(ARRPC_UPGRADE_ENV);
-            fcntl(m->inherited_upgrade_fd, F_SETFD, FD_CLOEXEC);
-            workers = up ? (unsigned)up : workers;
-        }
-        arrpc__log("master: using %lu inherited listening sockets", n);
+    unsigned long for_pid = arrpc__env_number("LISTEN_PID");
+    unsigned long workers = arrpc__env_number(UPGRADE_WORKERS_ENV);
+    if (for_pid == (unsigned long)getpid() && getenv(ARRPC_UPGRADE_ENV)) {
+        *shm_fd = fd_from_env(UPGRADE_SHM_ENV);
+        *metrics_fd = fd_from_env(UPGRADE_METRICS_ENV);
+        m->inherited_upgrade_fd = (int)arrpc__env_number(ARRPC_UPGRADE_ENV);
+        fcntl(m->inherited_upgrade_fd, F_SETFD, FD_CLOEXEC);
+        if (workers) m->workers_wanted = (unsigned)workers;
+        m->old_master = getppid(); /* no upgrade of ours until it has gone */
     }
     /* Children must not mistake these for their own. */
-    unsetenv("LISTEN_FDS");
-    unsetenv("LISTEN_PID");
-    unsetenv("LISTEN_FDNAMES");
     unsetenv(ARRPC_UPGRADE_ENV);
     unsetenv(UPGRADE_WORKERS_ENV);
-    if (m->nslots == 0 && bind_slots(m, workers) != 0) return ARRPC_ESYS;
-    /* Under systemd with fewer sockets than workers, add our own to the group when the passed
-     * socket allows it (ReusePort=yes); otherwise run one worker per passed socket. */
-    if (m->nslots < workers && bind_slots(m, workers) != 0) workers = m->nslots;
-    assign_slots(m, workers);
-    return 0;
-}
-
-int arrpc__pidfile_write(const char *path)
-{
-    char tmp[4096], line[32];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
-        return ARRPC_EINVAL;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) return ARRPC_ESYS;
-    int len = snprintf(line, sizeof line, "%ld\n", (long)getpid());
-    int ok = write(fd, line, (size_t)len) == len;
-    ok = close(fd) == 0 && ok;
-    if (!ok || rename(tmp, path) != 0) { /* rename: readers never see a half-written file */
-        unlink(tmp);
-        return ARRPC_ESYS;
-    }
-    return 0;
-}
-
-static void oldbin_path(const char *pid_file, char *out, size_t len)
-{
-    snprintf(out, len, "%s.oldbin", pid_file);
-}
-
-void arrpc__pidfile_remove(const arrpc__master *m)
-{
-    char old[4200];
-    if (!m->cfg->pid_file) return;
-    if (m->upgrade_pid) { /* upgraded: the file is the new master's; ours is .oldbin */
-        oldbin_path(m->cfg->pid_file, old, sizeof old);
-        unlink(old);
-    } else {
-        unlink(m->cfg->pid_file);
-    }
 }
 
 /* The arguments this process was started with, to exec the same command again. */
@@ -203,8 +86,9 @@ static void exec_new_master(arrpc__master *m, int channel, char **argv)
     }
     for (int i = 0; i < count; i++)
         if (high[i] >= 0)
-            dup2(high[i], LISTEN_FDS_START + i); /* dup2 clears close-on-exec: these survive */
-    int after = LISTEN_FDS_START + (int)m->nslots;
+            dup2(high[i],
+                 ARRPC_LISTEN_FDS_START + i); /* dup2 clears close-on-exec: these survive */
+    int after = ARRPC_LISTEN_FDS_START + (int)m->nslots;
     setenv_number(UPGRADE_SHM_ENV, after + 1);
     if (m->metrics_fd >= 0) setenv_number(UPGRADE_METRICS_ENV, after + 2);
     char value[32];
@@ -212,9 +96,9 @@ static void exec_new_master(arrpc__master *m, int channel, char **argv)
     setenv(ARRPC_LISTEN_FDS_ENV, value, 1);
     snprintf(value, sizeof value, "%ld", (long)getpid());
     setenv("LISTEN_PID", value, 1);
-    snprintf(value, sizeof value, "%d", LISTEN_FDS_START + (int)m->nslots);
+    snprintf(value, sizeof value, "%d", ARRPC_LISTEN_FDS_START + (int)m->nslots);
     setenv(ARRPC_UPGRADE_ENV, value, 1);
-    snprintf(value, sizeof value, "%u", m->cfg->workers);
+    snprintf(value, sizeof value, "%u", m->workers_wanted);
     setenv(UPGRADE_WORKERS_ENV, value, 1);
     sigset_t none;
     sigemptyset(&none);
@@ -254,11 +138,7 @@ void arrpc__upgrade_start(arrpc__master *m)
         close(sv[0]);
         return;
     }
-    if (m->cfg->pid_file) {
-        char old[4200];
-        oldbin_path(m->cfg->pid_file, old, sizeof old);
-        rename(m->cfg->pid_file, old);
-    }
+    arrpc__pidfile_set_aside(m->cfg->pid_file);
     m->upgrade_pid = pid;
     m->upgrade_fd = sv[0];
     arrpc__master_watch(m, sv[0], EV_UPGRADE, 0);
@@ -271,11 +151,7 @@ static void upgrade_abort(arrpc__master *m)
     arrpc__log("master: upgrade failed: the new master %d exited before it was ready; "
                "this master keeps serving",
                (int)m->upgrade_pid);
-    if (m->cfg->pid_file) {
-        char old[4200];
-        oldbin_path(m->cfg->pid_file, old, sizeof old);
-        rename(old, m->cfg->pid_file);
-    }
+    arrpc__pidfile_restore(m->cfg->pid_file);
     close(m->upgrade_fd);
     m->upgrade_fd = -1;
     m->upgrade_pid = 0;
@@ -287,8 +163,8 @@ static void upgrade_commit(arrpc__master *m)
     arrpc__log("master: upgrade: new master %d ready; handing over and exiting",
                (int)m->upgrade_pid);
     for (unsigned r = 0; r < ARRPC_SHM_RECORDS; r++) /* rows without a counterpart drain */
-        if (m->row[r].state == ROW_STARTING || m->row[r].state == ROW_READY)
-            arrpc__handover(m, (int)r, -1);
+        if (m->row[r].state == ARRPC_WORKER_STARTING || m->row[r].state == ARRPC_WORKER_READY)
+            arrpc__retire(m, (int)r, -1);
     m->stopping = 1;
     m->stop_deadline_ms = m->now_ms + m->cfg->worker.drain_timeout_ms + ARRPC_ABORT_GRACE_MS;
     close(m->upgrade_fd);
@@ -313,10 +189,8 @@ void arrpc__upgrade_on_message(arrpc__master *m)
         return;
     }
     int r = nfds > 0 ? arrpc__row_of_slot(m, msg.arg, m->generation) : -1;
-    if (r >= 0) { /* our worker of that slot retires into the new master's */
-        arrpc__master_send(m, r, ARRPC_CTL_RETIRE, 0, fds[0]);
-        m->row[r].state = ROW_RETIRING;
-    }
+    if (r >= 0) /* our worker of that slot retires into the new master's */
+        arrpc__retire(m, r, fds[0]);
     for (int i = 0; i < nfds; i++)
         close(fds[i]);
 }
