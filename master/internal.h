@@ -13,9 +13,9 @@
 
 #define ARRPC_RESPAWN_BACKOFF_MIN_MS 100u
 #define ARRPC_RESPAWN_BACKOFF_MAX_MS 10000u
-#define ARRPC_RESPAWN_STABLE_MS 5000u /* a worker that lived this long resets its slot's back-off  \
-                                       */
-#define ARRPC_ABORT_GRACE_MS 2000u    /* SIGABRT to a stuck worker, SIGKILL this long after */
+/* A worker that lived this long resets its slot's back-off. */
+#define ARRPC_RESPAWN_STABLE_MS 5000u
+#define ARRPC_ABORT_GRACE_MS 2000u /* SIGABRT to a stuck worker, SIGKILL this long after */
 #define ARRPC_RELOAD_START_TIMEOUT_MS 15000u /* new workers must be ready within this */
 #define ARRPC_MASTER_TICK_MS 200 /* how often the master looks at busy stamps and timers */
 #define ARRPC_LISTEN_FDS_ENV "LISTEN_FDS"
