@@ -38,13 +38,19 @@ int arrpc__master_send(arrpc__master *m, int row, uint32_t type, uint32_t arg, i
 int arrpc__master_read_secret(arrpc__master *m)
 {
     char err[512];
+    uint8_t secret[sizeof m->secret];
+    size_t len;
     if (!m->cfg->secret_file) return 0;
-    if (arrpc__auth_read_secret(m->cfg->secret_file, m->secret, &m->secret_len, err, sizeof err) !=
-        0) {
+    /* Into a scratch buffer first: a failed re-read on SIGHUP keeps the secret that serves. */
+    int rc = arrpc__auth_read_secret(m->cfg->secret_file, secret, &len, err, sizeof err);
+    if (rc == 0) {
+        memcpy(m->secret, secret, len);
+        m->secret_len = len;
+    } else {
         arrpc__log("master: %s", err);
-        return ARRPC_EINVAL;
     }
-    return 0;
+    explicit_bzero(secret, sizeof secret);
+    return rc == 0 ? 0 : ARRPC_EINVAL;
 }
 
 static int live_rows(const arrpc__master *m)

@@ -171,6 +171,31 @@ class ReloadTest(MasterCase):
         with server.connect() as fresh:
             self.assertEqual(fresh.call({"version": 1}), "demo-1")
 
+    def test_failed_secret_reread_keeps_the_serving_secret(self):
+        """A secret file that fails to load on SIGHUP (here: longer than the limit) fails the
+        reload; a worker started afterwards (the crashed one's replacement) still checks the
+        secret that was serving, not a half-overwritten one."""
+        server = self.start("--workers", "1", secret=b"the first secret")
+        with server.connect(secret=b"the first secret") as c:
+            self.assertEqual(c.call({"echo": 1}), 1)
+        with open(server._secret_file.name, "wb") as f:
+            f.write(b"x" * 5000)  # over ARRPC_AUTH_SECRET_MAX (4096)
+        server.signal(signal.SIGHUP)
+        self.assertTrue(wait_until(lambda: "reload aborted" in server.log()), server.log())
+        with server.connect(secret=b"the first secret") as c:
+            pid = c.call({"pid": 1})
+            c.send({"crash": True})
+        self.assertTrue(wait_until(lambda: not alive(pid)), server.log())
+        def answered():
+            try:
+                with server.connect(secret=b"the first secret") as c:
+                    return c.call({"pid": 1}) != pid
+            except OSError:
+                return False
+        self.assertTrue(wait_until(answered), server.log())
+        with server.connect(secret=b"the first secret") as c:
+            self.assertEqual(c.call({"echo": 2}), 2)
+
 
 class UpgradeTest(MasterCase):
     def test_5_binary_upgrades_under_load(self):
