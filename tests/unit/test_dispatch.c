@@ -30,6 +30,8 @@ typedef struct {
     int calls;
     int was_signed;
     size_t reply_bin; /* h_bin: bytes of the bin to answer with */
+    const char *raw;  /* h_raw: the bytes to answer with */
+    size_t raw_len;
 } ctx;
 
 /* ---- handlers ----------------------------------------------------------------------------- */
@@ -91,30 +93,13 @@ static int h_nothing(arrpc_call *call, const msgpack_object *req, msgpack_packer
     return 0;
 }
 
-static int h_two(arrpc_call *call, const msgpack_object *req, msgpack_packer *pk, void *udata)
+/* Appends the case's raw bytes, unchecked, as the reply. */
+static int h_raw(arrpc_call *call, const msgpack_object *req, msgpack_packer *pk, void *udata)
 {
+    const ctx *c = udata;
     (void)req;
     seen(call, udata);
-    msgpack_pack_int(pk, 1);
-    msgpack_pack_int(pk, 2);
-    return 0;
-}
-
-static int h_c1(arrpc_call *call, const msgpack_object *req, msgpack_packer *pk, void *udata)
-{
-    (void)req;
-    seen(call, udata);
-    return pk->callback(pk->data, "\xc1", 1) == 0 ? 0 : ARRPC_ENOMEM;
-}
-
-static int h_half_array(arrpc_call *call, const msgpack_object *req, msgpack_packer *pk,
-                        void *udata)
-{
-    (void)req;
-    seen(call, udata);
-    msgpack_pack_array(pk, 2);
-    msgpack_pack_int(pk, 1);
-    return 0;
+    return pk->callback(pk->data, c->raw, c->raw_len) == 0 ? 0 : ARRPC_ENOMEM;
 }
 
 static int h_bin(arrpc_call *call, const msgpack_object *req, msgpack_packer *pk, void *udata)
@@ -208,179 +193,6 @@ static void assert_reply_bytes(const reply *r, const void *bytes, size_t n)
 static const char sample[] = "\x93\x01\xa3two\x81\xa1k\xc0"; /* [1, "two", {"k": nil}] */
 #define SAMPLE_LEN (sizeof sample - 1)
 
-/* ---- handler results ---------------------------------------------------------------------- */
-
-static void test_echo(void **state)
-{
-    (void)state;
-    ctx c = {0};
-    arrpc__worker_config cfg = config(h_echo, &c, 0);
-    reply r;
-    run(&cfg, sample, SAMPLE_LEN, &r);
-    assert_int_equal(r.outcome, ARRPC_OUTCOME_OK);
-    assert_reply_bytes(&r, sample, SAMPLE_LEN);
-    assert_int_equal(c.calls, 1);
-    assert_false(c.was_signed);
-    reply_free(&r);
-}
-
-/* 0.5.0 leaves falsy requests unanswered; every request gets its reply here. */
-static void test_falsy_requests_are_answered(void **state)
-{
-    (void)state;
-    static const struct {
-        const char *bytes;
-        size_t len;
-    } falsy[] = {{"\x80", 1}, {"\x00", 1}, {"\xa0", 1}, {"\xc0", 1}, {"\xc2", 1}, {"\x90", 1}};
-    for (size_t i = 0; i < sizeof falsy / sizeof falsy[0]; i++) {
-        ctx c = {0};
-        arrpc__worker_config cfg = config(h_echo, &c, 0);
-        reply r;
-        run(&cfg, falsy[i].bytes, falsy[i].len, &r);
-        assert_reply_bytes(&r, falsy[i].bytes, falsy[i].len);
-        reply_free(&r);
-    }
-}
-
-static void test_call_fail_gives_exact_rpc_exception(void **state)
-{
-    (void)state;
-    ctx c = {0};
-    arrpc__worker_config cfg = config(h_fail, &c, 0);
-    reply r;
-    run(&cfg, sample, SAMPLE_LEN, &r);
-    assert_int_equal(r.outcome, ARRPC_OUTCOME_RPC_ERROR);
-    assert_str(&r.obj, "arrpc.error.RpcException: no such key: k1");
-    reply_free(&r);
-}
-
-static void test_fail_after_packing_drops_the_partial_reply(void **state)
-{
-    (void)state;
-    ctx c = {0};
-    arrpc__worker_config cfg = config(h_pack_then_fail, &c, 0);
-    reply r;
-    run(&cfg, sample, SAMPLE_LEN, &r);
-    assert_int_equal(r.outcome, ARRPC_OUTCOME_RPC_ERROR);
-    assert_str(&r.obj, "arrpc.error.RpcException: changed my mind");
-    reply_free(&r);
-}
-
-static void test_long_failure_message_is_cut(void **state)
-{
-    (void)state;
-    ctx c = {0};
-    arrpc__worker_config cfg = config(h_long_fail, &c, 0);
-    reply r;
-    run(&cfg, sample, SAMPLE_LEN, &r);
-    assert_int_equal(r.obj.type, MSGPACK_OBJECT_STR);
-    assert_int_equal(r.obj.via.str.size, strlen(RPC_PREFIX) + ARRPC_FAIL_MESSAGE_MAX - 1);
-    reply_free(&r);
-}
-
-static void test_error_code_without_message_names_the_code(void **state)
-{
-    (void)state;
-    ctx c = {0};
-    arrpc__worker_config cfg = config(h_error_code, &c, 0);
-    reply r;
-    run(&cfg, sample, SAMPLE_LEN, &r);
-    assert_int_equal(r.outcome, ARRPC_OUTCOME_RPC_ERROR);
-    assert_str_with(&r.obj, RPC_PREFIX, arrpc_strerror(ARRPC_EINVAL));
-    reply_free(&r);
-}
-
-static void test_packing_nothing_answers_nil(void **state)
-{
-    (void)state;
-    ctx c = {0};
-    arrpc__worker_config cfg = config(h_nothing, &c, 0);
-    reply r;
-    run(&cfg, sample, SAMPLE_LEN, &r);
-    assert_int_equal(r.outcome, ARRPC_OUTCOME_OK);
-    assert_reply_bytes(&r, "\xc0", 1);
-    reply_free(&r);
-}
-
-static void test_invalid_replies_become_rpc_exceptions(void **state)
-{
-    (void)state;
-    static const struct {
-        const char *name;
-        arrpc_handler_fn handler;
-    } cases[] = {
-        {"two objects", h_two},
-        {"byte 0xc1", h_c1},
-        {"array missing an element", h_half_array},
-    };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        ctx c = {0};
-        arrpc__worker_config cfg = config(cases[i].handler, &c, 0);
-        reply r;
-        print_message("%s\n", cases[i].name);
-        run(&cfg, sample, SAMPLE_LEN, &r);
-        assert_int_equal(r.outcome, ARRPC_OUTCOME_BAD_REPLY);
-        assert_str_with(&r.obj, RPC_PREFIX, "reply is invalid");
-        reply_free(&r);
-    }
-}
-
-/* bin16 has a 3-byte header: a bin of MAX_MESSAGE - 3 bytes is a reply of exactly the limit. */
-static void test_reply_of_exactly_max_message_passes(void **state)
-{
-    (void)state;
-    ctx c = {.reply_bin = MAX_MESSAGE - 3};
-    arrpc__worker_config cfg = config(h_bin, &c, 0);
-    reply r;
-    run(&cfg, sample, SAMPLE_LEN, &r);
-    assert_int_equal(r.outcome, ARRPC_OUTCOME_OK);
-    assert_int_equal(arrpc__buf_used(&r.out), MAX_MESSAGE);
-    assert_int_equal(r.obj.type, MSGPACK_OBJECT_BIN);
-    reply_free(&r);
-}
-
-static void test_reply_over_max_message_is_an_rpc_exception(void **state)
-{
-    (void)state;
-    ctx c = {.reply_bin = MAX_MESSAGE - 2};
-    arrpc__worker_config cfg = config(h_bin, &c, 0);
-    reply r;
-    run(&cfg, sample, SAMPLE_LEN, &r);
-    assert_int_equal(r.outcome, ARRPC_OUTCOME_BAD_REPLY);
-    assert_str_with(&r.obj, RPC_PREFIX, "1024");
-    reply_free(&r);
-}
-
-/* ---- request decoding --------------------------------------------------------------------- */
-
-/* dispatch is given what the scanner framed, but checks again: bytes that are not exactly one
- * object are answered with an error, never passed on. */
-static void test_undecodable_request_is_an_rpc_exception(void **state)
-{
-    (void)state;
-    static const struct {
-        const char *name;
-        const char *bytes;
-        size_t len;
-    } cases[] = {
-        {"byte 0xc1", "\xc1", 1},
-        {"truncated", "\x92\x01", 2},
-        {"trailing bytes", "\x01\x02", 2},
-        {"empty", "", 0},
-    };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        ctx c = {0};
-        arrpc__worker_config cfg = config(h_echo, &c, 0);
-        reply r;
-        print_message("%s\n", cases[i].name);
-        run(&cfg, cases[i].bytes, cases[i].len, &r);
-        assert_int_equal(r.outcome, ARRPC_OUTCOME_INVALID);
-        assert_str(&r.obj, "arrpc.error.RpcException: invalid MessagePack");
-        assert_int_equal(c.calls, 0);
-        reply_free(&r);
-    }
-}
-
 /* depth nested one-element arrays around a nil. */
 static size_t nested(uint8_t *p, unsigned depth)
 {
@@ -389,35 +201,223 @@ static size_t nested(uint8_t *p, unsigned depth)
     return depth + 1u;
 }
 
-/* msgpack-c decodes at most 32 levels (MSGPACK_EMBED_STACK_SIZE); up to there requests work. */
-static void test_request_nested_32_deep_is_echoed(void **state)
+/* The envelope arrpc 0.5.0's client sends around `data`, signed with key. */
+static msgpack_sbuffer envelope(const uint8_t *key, size_t key_len, const void *data, size_t len)
 {
-    (void)state;
-    uint8_t msg[64];
-    size_t n = nested(msg, 32);
-    ctx c = {0};
-    arrpc__worker_config cfg = config(h_echo, &c, 0);
-    reply r;
-    run(&cfg, msg, n, &r);
-    assert_int_equal(r.outcome, ARRPC_OUTCOME_OK);
-    assert_reply_bytes(&r, msg, n);
-    reply_free(&r);
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    assert_int_equal(arrpc__auth_wrap(key, key_len, data, len, &pk), 0);
+    return sb;
 }
 
-/* Deeper than msgpack-c can decode: still exactly one reply, an RpcException. */
-static void test_request_deeper_than_the_decoder_gets_one_error_reply(void **state)
+/* ---- one request, one reply: the table ---------------------------------------------------- */
+
+/* How a case's request goes to dispatch. */
+typedef enum {
+    PLAIN,        /* the bytes as they are */
+    SIGNED,       /* in an envelope signed with the server's secret */
+    SIGNED_WRONG, /* in an envelope signed with another key */
+} wrapping;
+
+/* What the one reply must be. */
+typedef enum {
+    REPLY_DATA,     /* the request before wrapping: the handler echoed what it was given */
+    REPLY_WIRE,     /* the bytes dispatched, envelope included */
+    REPLY_BYTES,    /* exactly the `size` bytes of `text` */
+    REPLY_STR,      /* a str, exactly `text` */
+    REPLY_STR_WITH, /* a str: RPC_PREFIX, then `text` somewhere after it */
+    REPLY_STR_LEN,  /* a str of `size` bytes */
+    REPLY_BIN,      /* a bin; the whole reply is `size` bytes */
+} reply_check;
+
+#define ANY_ERROR (-1) /* expected outcome: anything but ARRPC_OUTCOME_OK */
+
+typedef struct dispatch_case {
+    const char *name;
+    arrpc_handler_fn handler;
+    int with_secret;    /* the server requires signatures */
+    unsigned max_depth; /* 0: ARRPC_DEFAULT_MAX_DEPTH */
+    size_t reply_bin;   /* h_bin's answer */
+    const char *raw;    /* h_raw's answer */
+    size_t raw_len;
+    wrapping wrap;
+    const void *request; /* NULL: sample */
+    size_t len;
+    unsigned nest; /* not 0: the request is `nest` nested one-element arrays around a nil */
+    int outcome;   /* an arrpc__outcome, or ANY_ERROR */
+    reply_check check;
+    const char *text;
+    size_t size;
+    int was_signed; /* whether the handler, if it ran, saw a verified signature */
+} dispatch_case;
+
+/* Signed data one byte larger than MAX_MESSAGE: a bin16 of MAX_MESSAGE - 2 zero bytes. */
+static const uint8_t big_bin[MAX_MESSAGE + 1] = {0xc5, (MAX_MESSAGE - 2) >> 8,
+                                                 (MAX_MESSAGE - 2) & 0xff};
+
+#define SIGNED_NOT_ONE_OBJECT "signed data is not one valid MessagePack object"
+#define INVALID_MSGPACK "arrpc.error.RpcException: invalid MessagePack"
+
+static const dispatch_case cases[] = {
+    /* handler results */
+    {"echo", h_echo, .outcome = ARRPC_OUTCOME_OK, .check = REPLY_DATA},
+    /* 0.5.0 leaves falsy requests unanswered; every request gets its reply here. */
+    {"falsy {} is answered", h_echo, .request = "\x80", .len = 1, .check = REPLY_DATA},
+    {"falsy 0 is answered", h_echo, .request = "\x00", .len = 1, .check = REPLY_DATA},
+    {"falsy \"\" is answered", h_echo, .request = "\xa0", .len = 1, .check = REPLY_DATA},
+    {"falsy nil is answered", h_echo, .request = "\xc0", .len = 1, .check = REPLY_DATA},
+    {"falsy false is answered", h_echo, .request = "\xc2", .len = 1, .check = REPLY_DATA},
+    {"falsy [] is answered", h_echo, .request = "\x90", .len = 1, .check = REPLY_DATA},
+    {"call_fail gives the exact RpcException", h_fail, .outcome = ARRPC_OUTCOME_RPC_ERROR,
+     .check = REPLY_STR, .text = RPC_PREFIX "no such key: k1"},
+    {"failing after packing drops the partial reply", h_pack_then_fail,
+     .outcome = ARRPC_OUTCOME_RPC_ERROR, .check = REPLY_STR, .text = RPC_PREFIX "changed my mind"},
+    {"a long failure message is cut", h_long_fail, .outcome = ARRPC_OUTCOME_RPC_ERROR,
+     .check = REPLY_STR_LEN, .size = sizeof RPC_PREFIX - 1 + ARRPC_FAIL_MESSAGE_MAX - 1},
+    {"an error code without a message names the code", h_error_code,
+     .outcome = ARRPC_OUTCOME_RPC_ERROR, .check = REPLY_STR_WITH, .text = NULL /* strerror */},
+    {"packing nothing answers nil", h_nothing, .check = REPLY_BYTES, .text = "\xc0", .size = 1},
+    {"a reply of two objects is invalid", h_raw, .raw = "\x01\x02", .raw_len = 2,
+     .outcome = ARRPC_OUTCOME_BAD_REPLY, .check = REPLY_STR_WITH, .text = "reply is invalid"},
+    {"a reply with byte 0xc1 is invalid", h_raw, .raw = "\xc1", .raw_len = 1,
+     .outcome = ARRPC_OUTCOME_BAD_REPLY, .check = REPLY_STR_WITH, .text = "reply is invalid"},
+    {"a reply array missing an element is invalid", h_raw, .raw = "\x92\x01", .raw_len = 2,
+     .outcome = ARRPC_OUTCOME_BAD_REPLY, .check = REPLY_STR_WITH, .text = "reply is invalid"},
+    /* bin16 has a 3-byte header: a bin of MAX_MESSAGE - 3 bytes is a reply of the limit. */
+    {"a reply of exactly max_message passes", h_bin, .reply_bin = MAX_MESSAGE - 3,
+     .check = REPLY_BIN, .size = MAX_MESSAGE},
+    {"a reply over max_message is an RpcException", h_bin, .reply_bin = MAX_MESSAGE - 2,
+     .outcome = ARRPC_OUTCOME_BAD_REPLY, .check = REPLY_STR_WITH, .text = "1024"},
+
+    /* request decoding: dispatch is given what the scanner framed, but checks again; bytes that
+     * are not exactly one object are answered with an error, never passed on. */
+    {"an undecodable request (byte 0xc1) is an RpcException", h_echo, .request = "\xc1", .len = 1,
+     .outcome = ARRPC_OUTCOME_INVALID, .check = REPLY_STR, .text = INVALID_MSGPACK},
+    {"an undecodable request (truncated) is an RpcException", h_echo, .request = "\x92\x01",
+     .len = 2, .outcome = ARRPC_OUTCOME_INVALID, .check = REPLY_STR, .text = INVALID_MSGPACK},
+    {"an undecodable request (trailing bytes) is an RpcException", h_echo, .request = "\x01\x02",
+     .len = 2, .outcome = ARRPC_OUTCOME_INVALID, .check = REPLY_STR, .text = INVALID_MSGPACK},
+    {"an undecodable request (empty) is an RpcException", h_echo, .request = "", .len = 0,
+     .outcome = ARRPC_OUTCOME_INVALID, .check = REPLY_STR, .text = INVALID_MSGPACK},
+    /* msgpack-c decodes at most 32 levels (MSGPACK_EMBED_STACK_SIZE); up to there requests work;
+     * deeper, there is still exactly one reply, an RpcException. */
+    {"a request nested 32 deep is echoed", h_echo, .nest = 32, .check = REPLY_DATA},
+    {"a request deeper than the decoder gets one error reply", h_echo, .nest = 40,
+     .outcome = ANY_ERROR, .check = REPLY_STR_WITH, .text = ""},
+
+    /* signatures */
+    {"a valid envelope reaches the handler signed", h_echo, .with_secret = 1, .wrap = SIGNED,
+     .check = REPLY_DATA, .was_signed = 1},
+    {"an unsigned request gets the exact AuthException", h_echo, .with_secret = 1,
+     .outcome = ARRPC_OUTCOME_AUTH_ERROR, .check = REPLY_STR, .text = AUTH_REPLY},
+    {"an envelope signed with another secret is refused", h_echo, .with_secret = 1,
+     .wrap = SIGNED_WRONG, .outcome = ARRPC_OUTCOME_AUTH_ERROR, .check = REPLY_STR,
+     .text = AUTH_REPLY},
+    /* Without a secret an envelope is an ordinary request: passed on as is, not signed. */
+    {"an envelope without a secret is a plain request", h_echo, .wrap = SIGNED,
+     .check = REPLY_WIRE},
+    {"signed data that is empty", h_echo, .with_secret = 1, .wrap = SIGNED, .request = "", .len = 0,
+     .outcome = ARRPC_OUTCOME_INVALID, .check = REPLY_STR_WITH, .text = SIGNED_NOT_ONE_OBJECT},
+    {"signed data that is truncated", h_echo, .with_secret = 1, .wrap = SIGNED,
+     .request = "\x93\x01\x02", .len = 3, .outcome = ARRPC_OUTCOME_INVALID, .check = REPLY_STR_WITH,
+     .text = SIGNED_NOT_ONE_OBJECT},
+    {"signed data with trailing bytes", h_echo, .with_secret = 1, .wrap = SIGNED,
+     .request = "\x01\x02", .len = 2, .outcome = ARRPC_OUTCOME_INVALID, .check = REPLY_STR_WITH,
+     .text = SIGNED_NOT_ONE_OBJECT},
+    {"signed data with byte 0xc1", h_echo, .with_secret = 1, .wrap = SIGNED, .request = "\x91\xc1",
+     .len = 2, .outcome = ARRPC_OUTCOME_INVALID, .check = REPLY_STR_WITH,
+     .text = SIGNED_NOT_ONE_OBJECT},
+    {"signed data that declares more than the limit", h_echo, .with_secret = 1, .wrap = SIGNED,
+     .request = "\xdb\xff\xff\xff\xff", .len = 5, .outcome = ARRPC_OUTCOME_INVALID,
+     .check = REPLY_STR_WITH, .text = SIGNED_NOT_ONE_OBJECT},
+    {"signed data deeper than max_depth", h_echo, .with_secret = 1, .wrap = SIGNED,
+     .nest = ARRPC_DEFAULT_MAX_DEPTH + 1, .outcome = ARRPC_OUTCOME_INVALID, .check = REPLY_STR_WITH,
+     .text = SIGNED_NOT_ONE_OBJECT},
+    /* Signed data is held to the server's own limits, which are tighter than what msgpack-c
+     * would decode: nesting beyond max_depth, and more bytes than max_message. */
+    {"signed data one level deeper than a max_depth of 4", h_echo, .with_secret = 1, .max_depth = 4,
+     .wrap = SIGNED, .nest = 5, .outcome = ARRPC_OUTCOME_INVALID, .check = REPLY_STR_WITH,
+     .text = SIGNED_NOT_ONE_OBJECT},
+    {"signed data one byte larger than max_message", h_echo, .with_secret = 1, .max_depth = 4,
+     .wrap = SIGNED, .request = big_bin, .len = sizeof big_bin, .outcome = ARRPC_OUTCOME_INVALID,
+     .check = REPLY_STR_WITH, .text = SIGNED_NOT_ONE_OBJECT},
+    {"a signed call can fail", h_fail, .with_secret = 1, .wrap = SIGNED,
+     .outcome = ARRPC_OUTCOME_RPC_ERROR, .check = REPLY_STR, .text = RPC_PREFIX "no such key: k1",
+     .was_signed = 1},
+};
+
+static void check_reply(const dispatch_case *k, const reply *r, const void *data, size_t len,
+                        const msgpack_sbuffer *wire)
 {
-    (void)state;
-    uint8_t msg[64];
-    size_t n = nested(msg, 40);
-    ctx c = {0};
-    arrpc__worker_config cfg = config(h_echo, &c, 0);
-    reply r;
-    run(&cfg, msg, n, &r);
-    assert_int_not_equal(r.outcome, ARRPC_OUTCOME_OK);
-    assert_str_with(&r.obj, RPC_PREFIX, "");
-    reply_free(&r);
+    switch (k->check) {
+    case REPLY_DATA:
+        assert_reply_bytes(r, data, len);
+        break;
+    case REPLY_WIRE:
+        assert_reply_bytes(r, wire->data, wire->size);
+        break;
+    case REPLY_BYTES:
+        assert_reply_bytes(r, k->text, k->size);
+        break;
+    case REPLY_STR:
+        assert_str(&r->obj, k->text);
+        break;
+    case REPLY_STR_WITH:
+        assert_str_with(&r->obj, RPC_PREFIX, k->text ? k->text : arrpc_strerror(ARRPC_EINVAL));
+        break;
+    case REPLY_STR_LEN:
+        assert_int_equal(r->obj.type, MSGPACK_OBJECT_STR);
+        assert_int_equal(r->obj.via.str.size, k->size);
+        break;
+    case REPLY_BIN:
+        assert_int_equal(r->obj.type, MSGPACK_OBJECT_BIN);
+        assert_int_equal(arrpc__buf_used(&r->out), k->size);
+        break;
+    }
 }
+
+/* The handler runs exactly when the request was decoded and, with a secret, verified. */
+static void check_outcome(const dispatch_case *k, arrpc__outcome outcome, const ctx *c)
+{
+    if (k->outcome == ANY_ERROR) {
+        assert_int_not_equal(outcome, ARRPC_OUTCOME_OK);
+        return;
+    }
+    assert_int_equal(outcome, k->outcome);
+    int ran = outcome != ARRPC_OUTCOME_INVALID && outcome != ARRPC_OUTCOME_AUTH_ERROR;
+    assert_int_equal(c->calls, ran);
+    if (ran) assert_int_equal(c->was_signed, k->was_signed);
+}
+
+static void run_case(void **state)
+{
+    const dispatch_case *k = *state;
+    ctx c = {.reply_bin = k->reply_bin, .raw = k->raw, .raw_len = k->raw_len};
+    arrpc__worker_config cfg = config(k->handler, &c, k->with_secret);
+    if (k->max_depth) cfg.max_depth = k->max_depth;
+    uint8_t deep[64];
+    const void *data = k->request ? k->request : sample;
+    size_t len = k->request ? k->len : SAMPLE_LEN;
+    if (k->nest) {
+        assert_true(k->nest < sizeof deep);
+        data = deep;
+        len = nested(deep, k->nest);
+    }
+    msgpack_sbuffer wire = {.data = (char *)data, .size = len};
+    if (k->wrap != PLAIN)
+        wire = k->wrap == SIGNED ? envelope(secret, SECRET_LEN, data, len)
+                                 : envelope((const uint8_t *)"wrong", 5, data, len);
+    reply r;
+    run(&cfg, wire.data, wire.size, &r);
+    check_outcome(k, r.outcome, &c);
+    check_reply(k, &r, data, len, &wire);
+    reply_free(&r);
+    if (k->wrap != PLAIN) msgpack_sbuffer_destroy(&wire);
+}
+
+/* ---- replies around other output ------------------------------------------------------- */
 
 /* Replies are appended after what the buffer already holds, in order. */
 static void test_replies_append_in_order(void **state)
@@ -489,187 +489,16 @@ static void test_rpc_error_helper_packs_one_str(void **state)
     reply_free(&r);
 }
 
-/* ---- signatures --------------------------------------------------------------------------- */
-
-/* The envelope arrpc 0.5.0's client sends around `data`, signed with key. */
-static msgpack_sbuffer envelope(const uint8_t *key, size_t key_len, const void *data, size_t len)
-{
-    msgpack_sbuffer sb;
-    msgpack_packer pk;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    assert_int_equal(arrpc__auth_wrap(key, key_len, data, len, &pk), 0);
-    return sb;
-}
-
-static void test_valid_envelope_reaches_handler_signed(void **state)
-{
-    (void)state;
-    ctx c = {0};
-    arrpc__worker_config cfg = config(h_echo, &c, 1);
-    msgpack_sbuffer env = envelope(secret, SECRET_LEN, sample, SAMPLE_LEN);
-    reply r;
-    run(&cfg, env.data, env.size, &r);
-    assert_int_equal(r.outcome, ARRPC_OUTCOME_OK);
-    assert_int_equal(c.calls, 1);
-    assert_true(c.was_signed);
-    assert_reply_bytes(&r, sample, SAMPLE_LEN); /* the handler saw the inner request */
-    reply_free(&r);
-    msgpack_sbuffer_destroy(&env);
-}
-
-static void test_unsigned_request_gets_exact_auth_exception(void **state)
-{
-    (void)state;
-    ctx c = {0};
-    arrpc__worker_config cfg = config(h_echo, &c, 1);
-    reply r;
-    run(&cfg, sample, SAMPLE_LEN, &r);
-    assert_int_equal(r.outcome, ARRPC_OUTCOME_AUTH_ERROR);
-    assert_str(&r.obj, AUTH_REPLY);
-    assert_int_equal(c.calls, 0);
-    reply_free(&r);
-}
-
-static void test_envelope_signed_with_another_secret_is_refused(void **state)
-{
-    (void)state;
-    ctx c = {0};
-    arrpc__worker_config cfg = config(h_echo, &c, 1);
-    msgpack_sbuffer env = envelope((const uint8_t *)"wrong", 5, sample, SAMPLE_LEN);
-    reply r;
-    run(&cfg, env.data, env.size, &r);
-    assert_int_equal(r.outcome, ARRPC_OUTCOME_AUTH_ERROR);
-    assert_str(&r.obj, AUTH_REPLY);
-    assert_int_equal(c.calls, 0);
-    reply_free(&r);
-    msgpack_sbuffer_destroy(&env);
-}
-
-/* Without a secret an envelope is an ordinary request: passed on as is, not signed. */
-static void test_envelope_without_secret_is_a_plain_request(void **state)
-{
-    (void)state;
-    ctx c = {0};
-    arrpc__worker_config cfg = config(h_echo, &c, 0);
-    msgpack_sbuffer env = envelope(secret, SECRET_LEN, sample, SAMPLE_LEN);
-    reply r;
-    run(&cfg, env.data, env.size, &r);
-    assert_int_equal(r.outcome, ARRPC_OUTCOME_OK);
-    assert_false(c.was_signed);
-    assert_reply_bytes(&r, env.data, env.size);
-    reply_free(&r);
-    msgpack_sbuffer_destroy(&env);
-}
-
-static void test_signed_data_that_is_not_one_object(void **state)
-{
-    (void)state;
-    uint8_t deep[80];
-    const struct {
-        const char *name;
-        const char *bytes;
-        size_t len;
-    } cases[] = {
-        {"empty", "", 0},
-        {"truncated", "\x93\x01\x02", 3},
-        {"trailing bytes", "\x01\x02", 2},
-        {"byte 0xc1", "\x91\xc1", 2},
-        {"declares more than the limit", "\xdb\xff\xff\xff\xff", 5},
-        {"deeper than max_depth", (const char *)deep, 0},
-    };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        size_t len = cases[i].len;
-        if (cases[i].bytes == (const char *)deep) len = nested(deep, ARRPC_DEFAULT_MAX_DEPTH + 1);
-        ctx c = {0};
-        arrpc__worker_config cfg = config(h_echo, &c, 1);
-        msgpack_sbuffer env = envelope(secret, SECRET_LEN, cases[i].bytes, len);
-        reply r;
-        print_message("%s\n", cases[i].name);
-        run(&cfg, env.data, env.size, &r);
-        assert_int_equal(r.outcome, ARRPC_OUTCOME_INVALID);
-        assert_str_with(&r.obj, RPC_PREFIX, "signed data is not one valid MessagePack object");
-        assert_int_equal(c.calls, 0);
-        reply_free(&r);
-        msgpack_sbuffer_destroy(&env);
-    }
-}
-
-/* Signed data is held to the server's own limits, which are tighter than what msgpack-c
- * would decode: nesting beyond max_depth, and more bytes than max_message. */
-static void test_signed_data_within_the_limits_only(void **state)
-{
-    (void)state;
-    uint8_t deep[8];
-    static uint8_t big[MAX_MESSAGE + 1];
-    big[0] = 0xc5; /* bin16 of MAX_MESSAGE - 2 zero bytes: MAX_MESSAGE + 1 in all */
-    big[1] = (uint8_t)((MAX_MESSAGE - 2) >> 8);
-    big[2] = (uint8_t)((MAX_MESSAGE - 2) & 0xff);
-    const struct {
-        const char *name;
-        const uint8_t *bytes;
-        size_t len;
-    } cases[] = {
-        {"one level deeper than max_depth", deep, nested(deep, 5)},
-        {"one byte larger than max_message", big, sizeof big},
-    };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        ctx c = {0};
-        arrpc__worker_config cfg = config(h_echo, &c, 1);
-        cfg.max_depth = 4;
-        msgpack_sbuffer env = envelope(secret, SECRET_LEN, cases[i].bytes, cases[i].len);
-        reply r;
-        print_message("%s\n", cases[i].name);
-        run(&cfg, env.data, env.size, &r);
-        assert_int_equal(r.outcome, ARRPC_OUTCOME_INVALID);
-        assert_str_with(&r.obj, RPC_PREFIX, "signed data is not one valid MessagePack object");
-        assert_int_equal(c.calls, 0);
-        reply_free(&r);
-        msgpack_sbuffer_destroy(&env);
-    }
-}
-
-static void test_signed_call_can_fail(void **state)
-{
-    (void)state;
-    ctx c = {0};
-    arrpc__worker_config cfg = config(h_fail, &c, 1);
-    msgpack_sbuffer env = envelope(secret, SECRET_LEN, sample, SAMPLE_LEN);
-    reply r;
-    run(&cfg, env.data, env.size, &r);
-    assert_int_equal(r.outcome, ARRPC_OUTCOME_RPC_ERROR);
-    assert_true(c.was_signed);
-    assert_str(&r.obj, "arrpc.error.RpcException: no such key: k1");
-    reply_free(&r);
-    msgpack_sbuffer_destroy(&env);
-}
-
 int main(void)
 {
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_echo),
-        cmocka_unit_test(test_falsy_requests_are_answered),
-        cmocka_unit_test(test_call_fail_gives_exact_rpc_exception),
-        cmocka_unit_test(test_fail_after_packing_drops_the_partial_reply),
-        cmocka_unit_test(test_long_failure_message_is_cut),
-        cmocka_unit_test(test_error_code_without_message_names_the_code),
-        cmocka_unit_test(test_packing_nothing_answers_nil),
-        cmocka_unit_test(test_invalid_replies_become_rpc_exceptions),
-        cmocka_unit_test(test_reply_of_exactly_max_message_passes),
-        cmocka_unit_test(test_reply_over_max_message_is_an_rpc_exception),
-        cmocka_unit_test(test_undecodable_request_is_an_rpc_exception),
-        cmocka_unit_test(test_request_nested_32_deep_is_echoed),
-        cmocka_unit_test(test_request_deeper_than_the_decoder_gets_one_error_reply),
-        cmocka_unit_test(test_replies_append_in_order),
+    enum { ncases = sizeof cases / sizeof cases[0] };
+    struct CMUnitTest tests[ncases + 3] = {
+        [ncases] = cmocka_unit_test(test_replies_append_in_order),
         cmocka_unit_test(test_reply_checked_after_unconsumed_output),
         cmocka_unit_test(test_rpc_error_helper_packs_one_str),
-        cmocka_unit_test(test_valid_envelope_reaches_handler_signed),
-        cmocka_unit_test(test_unsigned_request_gets_exact_auth_exception),
-        cmocka_unit_test(test_envelope_signed_with_another_secret_is_refused),
-        cmocka_unit_test(test_envelope_without_secret_is_a_plain_request),
-        cmocka_unit_test(test_signed_data_that_is_not_one_object),
-        cmocka_unit_test(test_signed_data_within_the_limits_only),
-        cmocka_unit_test(test_signed_call_can_fail),
     };
+    for (size_t i = 0; i < ncases; i++)
+        tests[i] = (struct CMUnitTest){
+            .name = cases[i].name, .test_func = run_case, .initial_state = (void *)&cases[i]};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,5 +1,6 @@
-/* test_server_api.c -- the library's server life cycle: background start in-process and
- * pre-fork, a call through the C client, a draining stop. Real sockets on 127.0.0.1. */
+/* test_server_api.c -- the library's server life cycle, in C: background start in-process and
+ * pre-fork, a call through the C client, a draining stop. Forks and uses real sockets on
+ * 127.0.0.1, so it is an integration test. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
