@@ -23,8 +23,12 @@ struct arrpc__http {
     struct MHD_Daemon *daemon;
     arrpc__master *m;
     arrpc__labels labels;
-    arrpc__metrics *sum; /* scratch for a scrape: large, so made once */
-    double start_time;   /* the master's start, seconds since the epoch */
+    /* The last exact sum and a scratch block for the next one: large, so made once. A scrape
+     * that cannot get an exact sum (another master stalled mid-fold) serves the last one. */
+    arrpc__metrics *sum, *next;
+    uint32_t connections; /* open connections as of `sum` */
+    int warned;           /* the stalled fold was logged */
+    double start_time;    /* the master's start, seconds since the epoch */
 };
 
 static int is_ready(const arrpc__master *m)
@@ -70,7 +74,16 @@ static void write_restarts(FILE *f, const arrpc__http *h)
 static void write_metrics(FILE *f, arrpc__http *h)
 {
     const arrpc__master *m = h->m;
-    uint32_t connections = arrpc__shm_sum(m->shm, h->sum);
+    uint32_t connections;
+    if (arrpc__shm_sum(m->shm, h->next, &connections) == 0) {
+        arrpc__metrics *exact = h->next;
+        h->next = h->sum;
+        h->sum = exact;
+        h->connections = connections;
+    } else if (!h->warned) {
+        arrpc__log("metrics: a fold in another master did not end; serving the last exact sum");
+        h->warned = 1;
+    }
     arrpc__exposition_write(f, "server", &h->labels, h->sum);
     write_restarts(f, h);
     uint64_t reloads = m->shm->area[0].reloads + m->shm->area[1].reloads;
@@ -79,7 +92,7 @@ static void write_metrics(FILE *f, arrpc__http *h)
     write_own(f, h, "arrpc_server_workers", "gauge", "Worker processes alive.", "",
               workers_alive(m));
     write_own(f, h, "arrpc_server_connections", "gauge", "Open client connections.", "",
-              connections);
+              h->connections);
     write_own(f, h, "arrpc_server_generation", "gauge", "Generation of workers serving.", "",
               m->generation);
     write_own(f, h, "arrpc_server_start_time_seconds", "gauge",
@@ -115,8 +128,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 arrpc__http *arrpc__http_start(arrpc__master *m, int listen_fd)
 {
     arrpc__http *h = calloc(1, sizeof *h);
-    if (!h || !(h->sum = malloc(sizeof *h->sum))) {
-        free(h);
+    if (!h || !(h->sum = calloc(1, sizeof *h->sum)) || !(h->next = malloc(sizeof *h->next))) {
+        arrpc__http_stop(h);
         return NULL;
     }
     h->m = m;
@@ -128,8 +141,7 @@ arrpc__http *arrpc__http_start(arrpc__master *m, int listen_fd)
                                  (unsigned)HTTP_CONNECTION_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
                                  (unsigned)HTTP_CONNECTION_TIMEOUT_S, MHD_OPTION_END);
     if (!h->daemon) {
-        free(h->sum);
-        free(h);
+        arrpc__http_stop(h);
         return NULL;
     }
     return h;
@@ -149,7 +161,8 @@ void arrpc__http_run(arrpc__http *h)
 void arrpc__http_stop(arrpc__http *h)
 {
     if (!h) return;
-    MHD_stop_daemon(h->daemon);
+    if (h->daemon) MHD_stop_daemon(h->daemon);
     free(h->sum);
+    free(h->next);
     free(h);
 }

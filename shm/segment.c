@@ -1,6 +1,7 @@
 /* segment.c -- creating, attaching and stamping the shared segment (see segment.h). */
 #include "segment.h"
 
+#include <sched.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
@@ -12,17 +13,18 @@ const char *const arrpc__cause_label[ARRPC_CAUSE_COUNT] = {
 #undef ARRPC_CAUSE_LABEL
 };
 
-#define SUM_TRIES 8 /* a scrape retries while folds keep happening, then takes what it has */
-
 void arrpc__shm_fold(arrpc__shm *shm, unsigned area, unsigned record)
 {
     arrpc__shm_worker *w = &shm->worker[record];
-    atomic_fetch_add(&shm->fold_seq, 1); /* odd: a fold in progress */
-    arrpc__metrics_add(&shm->area[area].retired, &w->metrics);
+    arrpc__shm_master *a = &shm->area[area];
+    /* The writer's half of a seqlock: odd, release fence, the moves, even with release. */
+    atomic_fetch_add_explicit(&a->fold_seq, 1, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+    arrpc__metrics_add(&a->retired, &w->metrics);
     arrpc__metrics_reset(&w->metrics);
     atomic_store(&w->busy_since_ms, 0);
     atomic_store(&w->state, ARRPC_WORKER_FREE); /* last: another master may claim it now */
-    atomic_fetch_add(&shm->fold_seq, 1);
+    atomic_fetch_add_explicit(&a->fold_seq, 1, memory_order_release);
 }
 
 static uint32_t sum_once(const arrpc__shm *shm, arrpc__metrics *sum)
@@ -40,15 +42,32 @@ static uint32_t sum_once(const arrpc__shm *shm, arrpc__metrics *sum)
     return connections;
 }
 
-uint32_t arrpc__shm_sum(const arrpc__shm *shm, arrpc__metrics *sum)
+/* Both areas' fold counters; *quiet is false while either area has a fold under way. */
+static void read_fold_seqs(const arrpc__shm *shm, uint64_t seq[2], int *quiet)
 {
-    uint32_t connections = 0;
-    for (int i = 0; i < SUM_TRIES; i++) {
-        uint64_t before = atomic_load(&shm->fold_seq);
-        connections = sum_once(shm, sum);
-        if (before % 2 == 0 && atomic_load(&shm->fold_seq) == before) break;
+    *quiet = 1;
+    for (unsigned a = 0; a < 2; a++) {
+        seq[a] = atomic_load_explicit(&shm->area[a].fold_seq, memory_order_acquire);
+        *quiet &= seq[a] % 2 == 0;
     }
-    return connections;
+}
+
+int arrpc__shm_sum(const arrpc__shm *shm, arrpc__metrics *sum, uint32_t *connections)
+{
+    uint64_t deadline = arrpc__shm_clock_ms() + ARRPC_SHM_SUM_WAIT_MS;
+    do {
+        uint64_t before[2], after[2];
+        int quiet, still_quiet;
+        read_fold_seqs(shm, before, &quiet);
+        if (quiet) {
+            *connections = sum_once(shm, sum);
+            atomic_thread_fence(memory_order_acquire); /* the reads above happen before... */
+            read_fold_seqs(shm, after, &still_quiet);  /* ...these */
+            if (before[0] == after[0] && before[1] == after[1]) return 0;
+        }
+        sched_yield();
+    } while (arrpc__shm_clock_ms() < deadline);
+    return ARRPC_ETIMEOUT;
 }
 
 arrpc__shm *arrpc__shm_create(int *fd)

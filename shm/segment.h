@@ -16,10 +16,13 @@
 #include "../metrics/metrics.h"
 
 #define ARRPC_SHM_MAGIC 0x61727270u /* "arrp" */
-#define ARRPC_SHM_VERSION 3u
+#define ARRPC_SHM_VERSION 4u
 #define ARRPC_CACHE_LINE 64
 /* Records: during a reload a slot has a worker of the old and one of the new generation. */
 #define ARRPC_SHM_RECORDS (2u * ARRPC_MAX_WORKERS)
+/* How long a sum waits for a fold to end. A fold takes microseconds; a master that holds one open
+ * longer is descheduled or dead, and a scrape must not stall behind it. */
+#define ARRPC_SHM_SUM_WAIT_MS 50u
 
 /* A worker's life, one enum for the master's process table and the shared record. The master
  * moves its row through all four from what it knows first hand (it forks, it hears "ready", it
@@ -69,6 +72,9 @@ extern const char *const arrpc__cause_label[ARRPC_CAUSE_COUNT];
 typedef struct arrpc__shm_master {
     _Alignas(ARRPC_CACHE_LINE) _Atomic uint64_t restarts[ARRPC_CAUSE_COUNT];
     _Atomic uint64_t reloads;
+    /* Odd while this area's master folds a worker's counts into `retired` (a seqlock). One per
+     * area, so that two masters folding at once (during an upgrade) cannot make it even. */
+    _Atomic uint64_t fold_seq;
     arrpc__metrics retired;
 } arrpc__shm_master;
 
@@ -77,9 +83,6 @@ typedef struct arrpc__shm {
     uint32_t version;
     uint32_t records;
     _Atomic uint32_t area_in_use; /* the area the newest master writes */
-    /* Odd while a master folds a worker's counts into its area: a reader that sees it change
-     * reads again, so a fold is never counted twice or not at all. */
-    _Atomic uint64_t fold_seq;
     arrpc__shm_worker worker[ARRPC_SHM_RECORDS];
     arrpc__shm_master area[2];
 } arrpc__shm;
@@ -93,9 +96,13 @@ void arrpc__shm_unmap(arrpc__shm *shm);
 
 /* Moves an exited worker's counts into `area` and frees its record for reuse. */
 void arrpc__shm_fold(arrpc__shm *shm, unsigned area, unsigned record);
-/* Everything counted so far, into `sum` (zeroed first): both areas and every live worker.
- * Returns the open connections of live workers (dead workers' gauges count as zero). */
-uint32_t arrpc__shm_sum(const arrpc__shm *shm, arrpc__metrics *sum);
+/* Everything counted so far, into `sum` (zeroed first): both areas and every live worker, and
+ * the open connections of live workers into *connections (dead workers' gauges count as zero).
+ * 0 when the sum is exact: no fold was under way while it was taken, so no exited worker's
+ * counts were missed or counted twice. ARRPC_ETIMEOUT when a fold did not end within
+ * ARRPC_SHM_SUM_WAIT_MS (its master stalled or died in the middle): `sum` is then unusable, and
+ * the caller should serve its last exact sum rather than one that could go backwards later. */
+int arrpc__shm_sum(const arrpc__shm *shm, arrpc__metrics *sum, uint32_t *connections);
 
 /* Stamps the start and end of a handler call. Cheap: a coarse clock and a relaxed store. */
 void arrpc__shm_busy_begin(arrpc__shm_worker *w);

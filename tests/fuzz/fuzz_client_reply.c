@@ -1,5 +1,5 @@
-/* fuzz_client_reply.c -- the client's reply reader (arrpc__client_cut_replies in client/client_io.c,
- * arrpc__response_new in client/response.c) over whatever a server might send.
+/* fuzz_client_reply.c -- the client's reply reader (arrpc__client_cut_replies in
+ * client/client_io.c, arrpc__response_new in client/response.c) over whatever a server might send.
  *
  * Input: byte 0 picks how many replies are due and the client's size limit, byte 1 the size of
  * the reads; the rest is the server's bytes. They are appended to the client's input buffer a
