@@ -22,6 +22,7 @@
 #include "client.h"
 #include "client_metrics.h"
 #include "../core/log.h"
+#include "../core/clock.h"
 #include "../core/net.h"
 
 int arrpc__client_fail(arrpc_client *cli, int code, const char *fmt, ...)

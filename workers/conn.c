@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "../core/clock.h"
 #include "../core/log.h"
 #include "loop.h"
 #include "stats.h"
@@ -138,13 +139,13 @@ static size_t answer_requests(arrpc__loop *loop, arrpc__conn *c, const uint8_t *
             break;
         }
         arrpc__outcome outcome;
-        if (!started) started = arrpc__stats_clock_ns();
+        if (!started) started = arrpc__clock_ns();
         if (arrpc__dispatch(loop->dispatcher, p + done, c->scanned, &c->out, &outcome) != 0) {
             arrpc__log("closing connection from %s: out of memory", c->peer);
             mark_close(c);
             break;
         }
-        uint64_t ended = arrpc__stats_clock_ns();
+        uint64_t ended = arrpc__clock_ns();
         arrpc__stats_request(loop, c, outcome, c->scanned, ended - started);
         started = ended;
         if (outcome == ARRPC_OUTCOME_BAD_REPLY && !(c->flags & CONN_WARNED)) {
