@@ -12,8 +12,6 @@
 #include "../core/log.h"
 #include "../core/net.h"
 
-#define READ_CHUNK (64u * 1024u) /* bytes asked of one recv() */
-
 /* The scanner bounds a reply to max_message bytes, so cli->in never holds more than that plus
  * one read's worth. No I/O: tests/fuzz/fuzz_client_reply.c drives it without a socket. */
 int arrpc__client_cut_replies(arrpc_client *cli, size_t count, arrpc_response **out, size_t *got)
@@ -44,7 +42,7 @@ int arrpc__client_cut_replies(arrpc_client *cli, size_t count, arrpc_response **
 static int fill(arrpc_client *cli, size_t missing, int *more)
 {
     *more = 0;
-    if (arrpc__buf_reserve(&cli->in, READ_CHUNK) != 0)
+    if (arrpc__buf_reserve(&cli->in, ARRPC_READ_CHUNK) != 0)
         return arrpc__client_fail(cli, ARRPC_ENOMEM, "no memory for a reply");
     ssize_t n = cli->io.ops->read(&cli->io, cli->in.data + cli->in.len, cli->in.cap - cli->in.len);
     if (n > 0) {

@@ -7,6 +7,12 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+/* Bytes offered to one read, by the worker (its one scratch buffer, then a connection's buffer)
+ * and by the client. 64 KiB: a pipelined batch of small requests arrives in one read and one
+ * wake-up instead of one per request, four full TLS records (16 KiB each) fit, and the cost is
+ * one buffer per worker, not per connection (an idle connection holds no input memory). */
+#define ARRPC_READ_CHUNK (64u * 1024u)
+
 /* What a call that returned -1 with errno EAGAIN waits for (t->want). A TLS read can need the
  * socket to be writable and a TLS write readable (handshake messages, key updates). */
 enum { ARRPC_WANT_READ = 1, ARRPC_WANT_WRITE = 2 };
