@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
 #include "arrpc.h"
 #include "tls.h"
@@ -59,13 +58,6 @@ static void describe_error(WOLFSSL *ssl, int e, char *buf, size_t len)
     }
     size_t used = strlen(buf);
     if (used < len) snprintf(buf + used, len - used, " (wolfSSL error %d)", e);
-}
-
-const char *arrpc__tls_last_error(const arrpc__transport *t, char *buf, size_t len)
-{
-    buf[0] = '\0';
-    if (t->tls && t->tls_err) describe_error(t->tls, t->tls_err, buf, len);
-    return buf;
 }
 
 /* ---- reading ahead -------------------------------------------------------------------------- */
@@ -178,7 +170,7 @@ static int tls_has_pending(const arrpc__transport *t)
 static void tls_shutdown(arrpc__transport *t)
 {
     wolfSSL_shutdown(t->tls); /* sends close_notify; we do not wait for the peer's */
-    shutdown(t->fd, SHUT_WR);
+    arrpc__transport_half_close(t);
 }
 
 static void tls_close(arrpc__transport *t)
@@ -186,10 +178,28 @@ static void tls_close(arrpc__transport *t)
     free(wolfSSL_GetIOReadCtx(t->tls));
     wolfSSL_free(t->tls);
     t->tls = NULL;
-    if (t->fd >= 0) close(t->fd);
-    t->fd = -1;
+    arrpc__transport_close_fd(t);
 }
 
+static const char *tls_last_error(const arrpc__transport *t, char *buf, size_t len)
+{
+    if (!t->tls || !t->tls_err) return NULL;
+    buf[0] = '\0';
+    describe_error(t->tls, t->tls_err, buf, len);
+    return buf;
+}
+
+static const char *tls_describe(const arrpc__transport *t, char *buf, size_t len)
+{
+    if (!t->tls)
+        snprintf(buf, len, "%s", t->ops->name);
+    else
+        snprintf(buf, len, "%s %s%s", wolfSSL_get_version(t->tls), wolfSSL_get_cipher_name(t->tls),
+                 wolfSSL_session_reused(t->tls) ? " (resumed)" : "");
+    return buf;
+}
+
+/* Once the stream is over (half_close, drain) or torn down (close), TLS is just its socket. */
 static const arrpc__transport_ops tls_ops = {
     .name = "tls",
     .can_hand_over = 0, /* the session keys live in this process */
@@ -197,8 +207,14 @@ static const arrpc__transport_ops tls_ops = {
     .write = tls_write,
     .handshake = tls_handshake,
     .has_pending = tls_has_pending,
+
     .shutdown = tls_shutdown,
+    .half_close = arrpc__transport_half_close,
+    .drain = arrpc__transport_drain,
     .close = tls_close,
+
+    .last_error = tls_last_error,
+    .describe = tls_describe,
 };
 
 static int tls_stream(arrpc__transport *t, int fd, arrpc__tls_ctx *ctx)
@@ -266,14 +282,4 @@ void arrpc__tls_session_free(void *session)
 int arrpc__tls_session_reused(const arrpc__transport *t)
 {
     return t->tls && wolfSSL_session_reused(t->tls);
-}
-
-const char *arrpc__tls_describe(const arrpc__transport *t, char *buf, size_t len)
-{
-    if (!t->tls)
-        snprintf(buf, len, "%s", "");
-    else
-        snprintf(buf, len, "%s %s%s", wolfSSL_get_version(t->tls), wolfSSL_get_cipher_name(t->tls),
-                 wolfSSL_session_reused(t->tls) ? " (resumed)" : "");
-    return buf;
 }
