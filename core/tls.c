@@ -20,39 +20,50 @@
 
 /* ---- error texts ---------------------------------------------------------------------------- */
 
-static void describe_error(WOLFSSL *ssl, int e, char *buf, size_t len)
+/* The failures a user can act on, in words; other codes get wolfSSL's own text. `same`: another
+ * code with the same meaning, or 0 for none. */
+static const struct error_text {
+    int code, same;
+    const char *text;
+} error_texts[] = {
+    {ASN_NO_SIGNER_E, 0, "the peer's certificate is not signed by a trusted CA"},
+    {ASN_AFTER_DATE_E, 0, "the peer's certificate has expired"},
+    {ASN_BEFORE_DATE_E, 0, "the peer's certificate is not valid yet"},
+    {DOMAIN_NAME_MISMATCH, IPADDR_MISMATCH, "the server's certificate is not for this host name"},
+    {NO_PEER_CERT, 0, "the peer sent no certificate"},
+    {VERSION_ERROR, MATCH_SUITE_ERROR,
+     "no TLS version or cipher suite in common (TLS 1.2+ with AEAD only)"},
+};
+
+/* A fatal alert names its reason when the peer sent one we recorded. */
+static void describe_alert(WOLFSSL *ssl, char *buf, size_t len)
 {
     WOLFSSL_ALERT_HISTORY h;
+    if (ssl && wolfSSL_get_alert_history(ssl, &h) == WOLFSSL_SUCCESS && h.last_rx.code >= 0)
+        snprintf(buf, len, "the peer refused the connection with the alert '%s'",
+                 wolfSSL_alert_desc_string_long(h.last_rx.code));
+    else
+        snprintf(buf, len, "the peer refused the connection with a fatal alert");
+}
+
+/* The text error_texts has for code e, or NULL. */
+static const char *known_error(int e)
+{
+    for (size_t i = 0; i < sizeof error_texts / sizeof error_texts[0]; i++)
+        if (error_texts[i].code == e || (error_texts[i].same && error_texts[i].same == e))
+            return error_texts[i].text;
+    return NULL;
+}
+
+static void describe_error(WOLFSSL *ssl, int e, char *buf, size_t len)
+{
     char text[WOLFSSL_MAX_ERROR_SZ];
-    switch (e) {
-    case ASN_NO_SIGNER_E:
-        snprintf(buf, len, "the peer's certificate is not signed by a trusted CA");
-        break;
-    case ASN_AFTER_DATE_E:
-        snprintf(buf, len, "the peer's certificate has expired");
-        break;
-    case ASN_BEFORE_DATE_E:
-        snprintf(buf, len, "the peer's certificate is not valid yet");
-        break;
-    case DOMAIN_NAME_MISMATCH:
-    case IPADDR_MISMATCH:
-        snprintf(buf, len, "the server's certificate is not for this host name");
-        break;
-    case NO_PEER_CERT:
-        snprintf(buf, len, "the peer sent no certificate");
-        break;
-    case VERSION_ERROR:
-    case MATCH_SUITE_ERROR:
-        snprintf(buf, len, "no TLS version or cipher suite in common (TLS 1.2+ with AEAD only)");
-        break;
-    case FATAL_ERROR:
-        if (ssl && wolfSSL_get_alert_history(ssl, &h) == WOLFSSL_SUCCESS && h.last_rx.code >= 0)
-            snprintf(buf, len, "the peer refused the connection with the alert '%s'",
-                     wolfSSL_alert_desc_string_long(h.last_rx.code));
-        else
-            snprintf(buf, len, "the peer refused the connection with a fatal alert");
-        break;
-    default:
+    const char *known = known_error(e);
+    if (known) {
+        snprintf(buf, len, "%s", known);
+    } else if (e == FATAL_ERROR) {
+        describe_alert(ssl, buf, len);
+    } else {
         wolfSSL_ERR_error_string_n((unsigned long)e, text, sizeof text);
         snprintf(buf, len, "%s", text);
     }
