@@ -22,6 +22,7 @@
 #include "client.h"
 #include "client_metrics.h"
 #include "../core/log.h"
+#include "../core/clock.h"
 #include "../core/net.h"
 
 int arrpc__client_fail(arrpc_client *cli, int code, const char *fmt, ...)
@@ -43,7 +44,7 @@ arrpc_client *arrpc_client_new(const char *host, uint16_t port)
     cli->tries = ARRPC_DEFAULT_CON_MAX_RETRIES;
     cli->backoff_ms = ARRPC_DEFAULT_RETRY_BACKOFF_MS;
     cli->max_message = ARRPC_DEFAULT_MAX_MESSAGE;
-    cli->max_depth = ARRPC_CLIENT_MAX_DEPTH;
+    cli->max_depth = ARRPC_DEFAULT_MAX_DEPTH;
     cli->fd = -1;
     arrpc__transport_tcp(&cli->io, -1);
     cli->scan = arrpc__scan_new(cli->max_message, cli->max_depth);
@@ -154,7 +155,8 @@ int arrpc_client_set_max_message(arrpc_client *cli, size_t bytes)
 
 int arrpc_client_set_max_depth(arrpc_client *cli, unsigned depth)
 {
-    if (depth == 0 || depth > ARRPC_CLIENT_MAX_DEPTH) return ARRPC_EINVAL;
+    /* Deeper replies would pass the scanner and then fail in msgpack-c's decoder (arrpc.h). */
+    if (depth == 0 || depth > ARRPC_MAX_DEPTH_LIMIT) return ARRPC_EINVAL;
     return set_limits(cli, cli->max_message, depth);
 }
 

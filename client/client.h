@@ -14,10 +14,6 @@
 
 #define ARRPC_CLIENT_ERRSTR_MAX 4352u /* a server message of 4096 bytes and our own context */
 #define ARRPC_DEFAULT_RETRY_BACKOFF_MS 1000u
-/* msgpack-c's unpacker decodes at most MSGPACK_EMBED_STACK_SIZE (32) nested containers, fixed
- * when the library was built; a deeper reply would pass the scanner and then fail to decode, so
- * the client's depth limit never goes above it. */
-#define ARRPC_CLIENT_MAX_DEPTH 32u
 
 struct arrpc_client {
     char *host;

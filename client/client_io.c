@@ -12,8 +12,6 @@
 #include "../core/log.h"
 #include "../core/net.h"
 
-#define READ_CHUNK (64u * 1024u) /* bytes asked of one recv() */
-
 /* The scanner bounds a reply to max_message bytes, so cli->in never holds more than that plus
  * one read's worth. No I/O: tests/fuzz/fuzz_client_reply.c drives it without a socket. */
 int arrpc__client_cut_replies(arrpc_client *cli, size_t count, arrpc_response **out, size_t *got)
@@ -39,12 +37,22 @@ int arrpc__client_cut_replies(arrpc_client *cli, size_t count, arrpc_response **
     return 0;
 }
 
+/* After a failed read or write: ARRPC_ETLS when the transport has a reason of its own (only TLS
+ * has: a bad record, an alert), with that reason; 0 when errno says it all (left untouched). */
+static int transport_failed(arrpc_client *cli)
+{
+    char why[256];
+    const char *reason = cli->io.ops->last_error(&cli->io, why, sizeof why);
+    if (!reason) return 0;
+    return arrpc__client_fail(cli, ARRPC_ETLS, "TLS with the server failed: %s", reason);
+}
+
 /* Reads what the socket has. 0 also when it had nothing after all (EAGAIN); *more: bytes came
  * and TLS holds more above the socket (poll would not see them). */
 static int fill(arrpc_client *cli, size_t missing, int *more)
 {
     *more = 0;
-    if (arrpc__buf_reserve(&cli->in, READ_CHUNK) != 0)
+    if (arrpc__buf_reserve(&cli->in, ARRPC_READ_CHUNK) != 0)
         return arrpc__client_fail(cli, ARRPC_ENOMEM, "no memory for a reply");
     ssize_t n = cli->io.ops->read(&cli->io, cli->in.data + cli->in.len, cli->in.cap - cli->in.len);
     if (n > 0) {
@@ -53,11 +61,8 @@ static int fill(arrpc_client *cli, size_t missing, int *more)
         return 0;
     }
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return 0;
-    if (n < 0 && cli->io.tls_err) {
-        char why[256];
-        return arrpc__client_fail(cli, ARRPC_ETLS, "TLS with the server failed: %s",
-                                  arrpc__tls_last_error(&cli->io, why, sizeof why));
-    }
+    int rc = n < 0 ? transport_failed(cli) : 0;
+    if (rc != 0) return rc;
     /* The request may have run: resending it could run it twice, so this is the caller's call. */
     if (n == 0 || errno == ECONNRESET)
         return arrpc__client_fail(cli, ARRPC_ECLOSED,
@@ -75,11 +80,8 @@ static int flush(arrpc_client *cli)
         return 0;
     }
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return 0;
-    if (cli->io.tls_err) {
-        char why[256];
-        return arrpc__client_fail(cli, ARRPC_ETLS, "TLS with the server failed: %s",
-                                  arrpc__tls_last_error(&cli->io, why, sizeof why));
-    }
+    int rc = transport_failed(cli);
+    if (rc != 0) return rc;
     if (errno == EPIPE || errno == ECONNRESET)
         return arrpc__client_fail(cli, ARRPC_ECLOSED,
                                   "the server closed the connection while a request was sent");

@@ -7,6 +7,7 @@
  * another. The writer never waits; a reader retries, and after SNAPSHOT_TRIES it takes the last
  * copy, which can be off by the one send being counted. */
 #include "client_metrics.h"
+#include "../core/clock.h"
 #include "../metrics/http_reply.h"
 
 #include <microhttpd.h>
@@ -57,16 +58,9 @@ int arrpc__client_metrics_reason(int err)
     return ARRPC_REASON_IO;
 }
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 uint64_t arrpc__client_metrics_now(const arrpc_client *cli)
 {
-    return cli->metrics && cli->metrics->on ? now_ns() : 0;
+    return cli->metrics && cli->metrics->on ? arrpc__clock_ns() : 0;
 }
 
 /* ---- counting (the client's thread) ------------------------------------------------------- */
@@ -89,7 +83,7 @@ void arrpc__client_metrics_count(arrpc_client *cli, int rc, const size_t *lens, 
 {
     arrpc__client_metrics *cm = cli->metrics;
     if (!cm || !cm->on || rc == ARRPC_EINVAL) return;
-    uint64_t ns = started_ns ? now_ns() - started_ns : 0;
+    uint64_t ns = started_ns ? arrpc__clock_ns() - started_ns : 0;
     int is_signed = cli->secret != NULL, tls = cli->tls.cafile != NULL;
     write_begin(cm);
     if (cm->row == UINT32_MAX) cm->row = arrpc__metrics_row_for(&cm->block, cli->host);

@@ -66,8 +66,8 @@ void arrpc__client_tls_free(arrpc_client *cli)
 
 void arrpc__client_tls_keep_session(arrpc_client *cli)
 {
-    if (!cli->io.tls || cli->tls.session_saved) return;
-    void *session = arrpc__tls_session_get(&cli->io);
+    if (cli->tls.session_saved) return;
+    void *session = arrpc__tls_session_get(&cli->io); /* NULL over TCP */
     if (!session) return;
     arrpc__tls_session_free(cli->tls.session);
     cli->tls.session = session;
@@ -119,7 +119,7 @@ int arrpc__client_tls_start(arrpc_client *cli, int fd, uint64_t deadline_ms, cha
     if (rc == 0 && cli->debug) {
         char desc[128];
         arrpc__log("client: TLS with %s:%u: %s", cli->host, (unsigned)cli->port,
-                   arrpc__tls_describe(&cli->io, desc, sizeof desc));
+                   cli->io.ops->describe(&cli->io, desc, sizeof desc));
     }
     return rc;
 }

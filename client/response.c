@@ -22,23 +22,26 @@ static int str_starts_with(const msgpack_object *o, const char *prefix, size_t n
            memcmp(o->via.str.ptr, prefix, n) == 0;
 }
 
+/* The error replies: a str that starts with one of these prefixes (core/wire.h). */
+static const struct error_kind {
+    const char *prefix;
+    size_t prefix_len;
+    int status;
+} error_kinds[] = {
+    {ARRPC_RPC_ERROR_PREFIX, sizeof ARRPC_RPC_ERROR_PREFIX - 1, ARRPC_ERPC},
+    {ARRPC_AUTH_ERROR_PREFIX, sizeof ARRPC_AUTH_ERROR_PREFIX - 1, ARRPC_EAUTH},
+};
+
 /* 0.5.0's client looks for the exception name anywhere in a str reply; we require it at the
  * start, which is where every server puts it, so a handler may answer text that mentions it. */
 static void classify(arrpc_response *res)
 {
-    static const struct {
-        const char *prefix;
-        int status;
-    } kinds[] = {
-        {ARRPC_RPC_ERROR_PREFIX, ARRPC_ERPC},
-        {ARRPC_AUTH_ERROR_PREFIX, ARRPC_EAUTH},
-    };
     res->status = ARRPC_OK;
-    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
-        size_t n = strlen(kinds[i].prefix);
-        if (str_starts_with(&res->obj, kinds[i].prefix, n)) {
-            res->status = kinds[i].status;
-            res->prefix_len = n;
+    for (size_t i = 0; i < sizeof error_kinds / sizeof error_kinds[0]; i++) {
+        const struct error_kind *k = &error_kinds[i];
+        if (str_starts_with(&res->obj, k->prefix, k->prefix_len)) {
+            res->status = k->status;
+            res->prefix_len = k->prefix_len;
         }
     }
 }

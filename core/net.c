@@ -12,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "arrpc.h"
@@ -145,13 +144,6 @@ int arrpc__net_split_hostport(const char *spec, char *host, size_t hostlen, uint
     host[n] = '\0';
     *port = (uint16_t)p;
     return 0;
-}
-
-uint64_t arrpc__clock_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 int arrpc__net_wait(int fd, short events, uint64_t deadline_ms, short *revents)

@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "clock.h" /* the deadlines below are arrpc__clock_ms() values */
+
 #define ARRPC_LISTEN_BACKLOG 4096 /* the kernel caps it at net.core.somaxconn */
 #define ARRPC_ADDR_MAX 64         /* "[v6 address]:port" and NUL */
 
@@ -30,9 +32,6 @@ void arrpc__net_peer_name(int fd, char *out, size_t outlen);
 
 /* Splits "HOST:PORT" or "[V6]:PORT" into host and port. 0, or ARRPC_EINVAL. */
 int arrpc__net_split_hostport(const char *spec, char *host, size_t hostlen, uint16_t *port);
-
-/* Milliseconds on CLOCK_MONOTONIC: deadlines do not move when the wall clock is set. */
-uint64_t arrpc__clock_ms(void);
 
 /* Waits for events on fd until deadline_ms (an arrpc__clock_ms() value; 0: no deadline), retrying
  * after signals. Returns 1 with *revents set, 0 when the deadline passed, ARRPC_ESYS on error. */

@@ -1,5 +1,6 @@
 /* tcp.c -- the plain TCP transport: the socket calls themselves. */
 #include <errno.h>
+#include <stdio.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -31,17 +32,35 @@ static int tcp_has_pending(const arrpc__transport *t)
     return 0;
 }
 
-static void tcp_shutdown(arrpc__transport *t)
+void arrpc__transport_half_close(arrpc__transport *t)
 {
     shutdown(t->fd, SHUT_WR);
 }
 
-static void tcp_close(arrpc__transport *t)
+ssize_t arrpc__transport_drain(arrpc__transport *t, void *buf, size_t len)
+{
+    return recv(t->fd, buf, len, 0);
+}
+
+void arrpc__transport_close_fd(arrpc__transport *t)
 {
     if (t->fd >= 0) close(t->fd);
     t->fd = -1;
 }
 
+static const char *tcp_last_error(const arrpc__transport *t, char *buf, size_t len)
+{
+    (void)t, (void)buf, (void)len;
+    return NULL; /* errno said it all */
+}
+
+static const char *tcp_describe(const arrpc__transport *t, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s", t->ops->name);
+    return buf;
+}
+
+/* Ending a TCP stream is sending FIN: shutdown and half_close are one call. */
 const arrpc__transport_ops arrpc__tcp_ops = {
     .name = "tcp",
     .can_hand_over = 1,
@@ -49,8 +68,14 @@ const arrpc__transport_ops arrpc__tcp_ops = {
     .write = tcp_write,
     .handshake = tcp_handshake,
     .has_pending = tcp_has_pending,
-    .shutdown = tcp_shutdown,
-    .close = tcp_close,
+
+    .shutdown = arrpc__transport_half_close,
+    .half_close = arrpc__transport_half_close,
+    .drain = arrpc__transport_drain,
+    .close = arrpc__transport_close_fd,
+
+    .last_error = tcp_last_error,
+    .describe = tcp_describe,
 };
 
 void arrpc__transport_tcp(arrpc__transport *t, int fd)

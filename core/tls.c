@@ -14,58 +14,61 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
 #include "arrpc.h"
 #include "tls.h"
 
 /* ---- error texts ---------------------------------------------------------------------------- */
 
-static void describe_error(WOLFSSL *ssl, int e, char *buf, size_t len)
+/* The failures a user can act on, in words; other codes get wolfSSL's own text. `same`: another
+ * code with the same meaning, or 0 for none. */
+static const struct error_text {
+    int code, same;
+    const char *text;
+} error_texts[] = {
+    {ASN_NO_SIGNER_E, 0, "the peer's certificate is not signed by a trusted CA"},
+    {ASN_AFTER_DATE_E, 0, "the peer's certificate has expired"},
+    {ASN_BEFORE_DATE_E, 0, "the peer's certificate is not valid yet"},
+    {DOMAIN_NAME_MISMATCH, IPADDR_MISMATCH, "the server's certificate is not for this host name"},
+    {NO_PEER_CERT, 0, "the peer sent no certificate"},
+    {VERSION_ERROR, MATCH_SUITE_ERROR,
+     "no TLS version or cipher suite in common (TLS 1.2+ with AEAD only)"},
+};
+
+/* A fatal alert names its reason when the peer sent one we recorded. */
+static void describe_alert(WOLFSSL *ssl, char *buf, size_t len)
 {
     WOLFSSL_ALERT_HISTORY h;
+    if (ssl && wolfSSL_get_alert_history(ssl, &h) == WOLFSSL_SUCCESS && h.last_rx.code >= 0)
+        snprintf(buf, len, "the peer refused the connection with the alert '%s'",
+                 wolfSSL_alert_desc_string_long(h.last_rx.code));
+    else
+        snprintf(buf, len, "the peer refused the connection with a fatal alert");
+}
+
+/* The text error_texts has for code e, or NULL. */
+static const char *known_error(int e)
+{
+    for (size_t i = 0; i < sizeof error_texts / sizeof error_texts[0]; i++)
+        if (error_texts[i].code == e || (error_texts[i].same && error_texts[i].same == e))
+            return error_texts[i].text;
+    return NULL;
+}
+
+static void describe_error(WOLFSSL *ssl, int e, char *buf, size_t len)
+{
     char text[WOLFSSL_MAX_ERROR_SZ];
-    switch (e) {
-    case ASN_NO_SIGNER_E:
-        snprintf(buf, len, "the peer's certificate is not signed by a trusted CA");
-        break;
-    case ASN_AFTER_DATE_E:
-        snprintf(buf, len, "the peer's certificate has expired");
-        break;
-    case ASN_BEFORE_DATE_E:
-        snprintf(buf, len, "the peer's certificate is not valid yet");
-        break;
-    case DOMAIN_NAME_MISMATCH:
-    case IPADDR_MISMATCH:
-        snprintf(buf, len, "the server's certificate is not for this host name");
-        break;
-    case NO_PEER_CERT:
-        snprintf(buf, len, "the peer sent no certificate");
-        break;
-    case VERSION_ERROR:
-    case MATCH_SUITE_ERROR:
-        snprintf(buf, len, "no TLS version or cipher suite in common (TLS 1.2+ with AEAD only)");
-        break;
-    case FATAL_ERROR:
-        if (ssl && wolfSSL_get_alert_history(ssl, &h) == WOLFSSL_SUCCESS && h.last_rx.code >= 0)
-            snprintf(buf, len, "the peer refused the connection with the alert '%s'",
-                     wolfSSL_alert_desc_string_long(h.last_rx.code));
-        else
-            snprintf(buf, len, "the peer refused the connection with a fatal alert");
-        break;
-    default:
+    const char *known = known_error(e);
+    if (known) {
+        snprintf(buf, len, "%s", known);
+    } else if (e == FATAL_ERROR) {
+        describe_alert(ssl, buf, len);
+    } else {
         wolfSSL_ERR_error_string_n((unsigned long)e, text, sizeof text);
         snprintf(buf, len, "%s", text);
     }
     size_t used = strlen(buf);
     if (used < len) snprintf(buf + used, len - used, " (wolfSSL error %d)", e);
-}
-
-const char *arrpc__tls_last_error(const arrpc__transport *t, char *buf, size_t len)
-{
-    buf[0] = '\0';
-    if (t->tls && t->tls_err) describe_error(t->tls, t->tls_err, buf, len);
-    return buf;
 }
 
 /* ---- reading ahead -------------------------------------------------------------------------- */
@@ -178,7 +181,7 @@ static int tls_has_pending(const arrpc__transport *t)
 static void tls_shutdown(arrpc__transport *t)
 {
     wolfSSL_shutdown(t->tls); /* sends close_notify; we do not wait for the peer's */
-    shutdown(t->fd, SHUT_WR);
+    arrpc__transport_half_close(t);
 }
 
 static void tls_close(arrpc__transport *t)
@@ -186,10 +189,28 @@ static void tls_close(arrpc__transport *t)
     free(wolfSSL_GetIOReadCtx(t->tls));
     wolfSSL_free(t->tls);
     t->tls = NULL;
-    if (t->fd >= 0) close(t->fd);
-    t->fd = -1;
+    arrpc__transport_close_fd(t);
 }
 
+static const char *tls_last_error(const arrpc__transport *t, char *buf, size_t len)
+{
+    if (!t->tls || !t->tls_err) return NULL;
+    buf[0] = '\0';
+    describe_error(t->tls, t->tls_err, buf, len);
+    return buf;
+}
+
+static const char *tls_describe(const arrpc__transport *t, char *buf, size_t len)
+{
+    if (!t->tls)
+        snprintf(buf, len, "%s", t->ops->name);
+    else
+        snprintf(buf, len, "%s %s%s", wolfSSL_get_version(t->tls), wolfSSL_get_cipher_name(t->tls),
+                 wolfSSL_session_reused(t->tls) ? " (resumed)" : "");
+    return buf;
+}
+
+/* Once the stream is over (half_close, drain) or torn down (close), TLS is just its socket. */
 static const arrpc__transport_ops tls_ops = {
     .name = "tls",
     .can_hand_over = 0, /* the session keys live in this process */
@@ -197,8 +218,14 @@ static const arrpc__transport_ops tls_ops = {
     .write = tls_write,
     .handshake = tls_handshake,
     .has_pending = tls_has_pending,
+
     .shutdown = tls_shutdown,
+    .half_close = arrpc__transport_half_close,
+    .drain = arrpc__transport_drain,
     .close = tls_close,
+
+    .last_error = tls_last_error,
+    .describe = tls_describe,
 };
 
 static int tls_stream(arrpc__transport *t, int fd, arrpc__tls_ctx *ctx)
@@ -266,14 +293,4 @@ void arrpc__tls_session_free(void *session)
 int arrpc__tls_session_reused(const arrpc__transport *t)
 {
     return t->tls && wolfSSL_session_reused(t->tls);
-}
-
-const char *arrpc__tls_describe(const arrpc__transport *t, char *buf, size_t len)
-{
-    if (!t->tls)
-        snprintf(buf, len, "%s", "");
-    else
-        snprintf(buf, len, "%s %s%s", wolfSSL_get_version(t->tls), wolfSSL_get_cipher_name(t->tls),
-                 wolfSSL_session_reused(t->tls) ? " (resumed)" : "");
-    return buf;
 }

@@ -61,9 +61,5 @@ int arrpc__tls_session_reused(const arrpc__transport *t);
 /* The TLS library and the AEAD family it is told to prefer, for --version: "wolfSSL 5.5.4,
  * ChaCha20-Poly1305 first (this wolfSSL has no AES-NI)". */
 const char *arrpc__tls_library(void);
-/* "TLSv1.3 TLS13-AES128-GCM-SHA256" for logs; "" for TCP. */
-const char *arrpc__tls_describe(const arrpc__transport *t, char *buf, size_t len);
-/* The reason of the last failed read or write on t, as a sentence ("" when none). */
-const char *arrpc__tls_last_error(const arrpc__transport *t, char *buf, size_t len);
 
 #endif

@@ -4,7 +4,6 @@
 #include <sched.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <time.h>
 #include <unistd.h>
 
 const char *const arrpc__cause_label[ARRPC_CAUSE_COUNT] = {
@@ -108,15 +107,8 @@ void arrpc__shm_unmap(arrpc__shm *shm)
     if (shm) munmap(shm, sizeof *shm);
 }
 
-uint64_t arrpc__shm_clock_ms(void)
-{
-    struct timespec ts;
-    /* The coarse clock costs a few nanoseconds; a few milliseconds of error do not matter to a
-     * timeout counted in seconds. Every process reads the same clock. */
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
+/* The coarse clock costs a few nanoseconds; a few milliseconds of error do not matter to a
+ * timeout counted in seconds. */
 void arrpc__shm_busy_begin(arrpc__shm_worker *w)
 {
     uint64_t now = arrpc__shm_clock_ms();

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "arrpc.h" /* ARRPC_MAX_WORKERS */
+#include "../core/clock.h"
 #include "../metrics/metrics.h"
 
 #define ARRPC_SHM_MAGIC 0x61727270u /* "arrp" */
@@ -108,7 +109,11 @@ int arrpc__shm_sum(const arrpc__shm *shm, arrpc__metrics *sum, uint32_t *connect
 void arrpc__shm_busy_begin(arrpc__shm_worker *w);
 void arrpc__shm_busy_end(arrpc__shm_worker *w);
 
-/* Milliseconds on the clock the busy stamps use. */
-uint64_t arrpc__shm_clock_ms(void);
+/* Milliseconds on the clock the busy stamps use: the coarse one (core/clock.h), which the
+ * master must read too when it ages a stamp, since the two clocks must not be mixed. */
+static inline uint64_t arrpc__shm_clock_ms(void)
+{
+    return arrpc__clock_coarse_ms();
+}
 
 #endif

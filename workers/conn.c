@@ -1,12 +1,12 @@
 /* conn.c -- one connection: read, scan, dispatch, queue replies, flush; closing is the loop's job.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
+#include "../core/clock.h"
 #include "../core/log.h"
 #include "loop.h"
 #include "stats.h"
@@ -138,13 +138,13 @@ static size_t answer_requests(arrpc__loop *loop, arrpc__conn *c, const uint8_t *
             break;
         }
         arrpc__outcome outcome;
-        if (!started) started = arrpc__stats_clock_ns();
+        if (!started) started = arrpc__clock_ns();
         if (arrpc__dispatch(loop->dispatcher, p + done, c->scanned, &c->out, &outcome) != 0) {
             arrpc__log("closing connection from %s: out of memory", c->peer);
             mark_close(c);
             break;
         }
-        uint64_t ended = arrpc__stats_clock_ns();
+        uint64_t ended = arrpc__clock_ns();
         arrpc__stats_request(loop, c, outcome, c->scanned, ended - started);
         started = ended;
         if (outcome == ARRPC_OUTCOME_BAD_REPLY && !(c->flags & CONN_WARNED)) {
@@ -187,6 +187,17 @@ void arrpc__conn_answer_buffered(arrpc__loop *loop, arrpc__conn *c)
 /* Reads once. With no partial message pending the bytes land in the loop's scratch buffer, and
  * only what is left unanswered is copied into the connection's own buffer: an idle connection
  * holds no input memory. Returns bytes read, 0 at EOF, -1 when nothing (or an error) came. */
+/* For a debug line after a failed read or write: errno's text, then the transport's reason when
+ * it has one (TLS: "Protocol error the peer's certificate has expired (wolfSSL error -151)"). */
+static const char *failure_text(const arrpc__conn *c, char *buf, size_t len)
+{
+    int err = errno;
+    char why[256];
+    const char *more = c->io.ops->last_error(&c->io, why, sizeof why);
+    snprintf(buf, len, "%s %s", strerror(err), more ? more : "");
+    return buf;
+}
+
 static ssize_t read_some(arrpc__loop *loop, arrpc__conn *c)
 {
     ssize_t n;
@@ -225,7 +236,7 @@ static int more_buffered(const arrpc__loop *loop, const arrpc__conn *c)
 static void on_readable(arrpc__loop *loop, arrpc__conn *c)
 {
     if (c->flags & CONN_LINGER) { /* discard until the peer closes, so our error reply lands */
-        ssize_t n = recv(c->fd, loop->scratch, ARRPC_READ_CHUNK, 0); /* raw: TLS is over */
+        ssize_t n = c->io.ops->drain(&c->io, loop->scratch, ARRPC_READ_CHUNK); /* TLS is over */
         if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) mark_close(c);
         return;
     }
@@ -242,9 +253,9 @@ static void on_readable(arrpc__loop *loop, arrpc__conn *c)
         if (arrpc__buf_used(&c->in) > 0)
             ARRPC_DEBUG(loop->cfg->debug, "connection from %s ended inside a request", c->peer);
     } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
-        char why[256];
-        ARRPC_DEBUG(loop->cfg->debug, "connection from %s failed: %s %s", c->peer, strerror(errno),
-                    arrpc__tls_last_error(&c->io, why, sizeof why));
+        char text[320];
+        ARRPC_DEBUG(loop->cfg->debug, "connection from %s failed: %s", c->peer,
+                    failure_text(c, text, sizeof text));
         mark_close(c);
         return;
     }
@@ -289,9 +300,9 @@ void arrpc__conn_flush(arrpc__loop *loop, arrpc__conn *c)
             if (again) return;
             continue;
         }
-        char why[256];
-        ARRPC_DEBUG(loop->cfg->debug, "writing to %s failed: %s %s", c->peer, strerror(errno),
-                    arrpc__tls_last_error(&c->io, why, sizeof why));
+        char text[320];
+        ARRPC_DEBUG(loop->cfg->debug, "writing to %s failed: %s", c->peer,
+                    failure_text(c, text, sizeof text));
         mark_close(c);
         return;
     }
@@ -373,7 +384,7 @@ static void continue_handshake(arrpc__loop *loop, arrpc__conn *c)
         arrpc__stats_tls_failure(loop, c);
         /* wolfSSL has written its alert; closing now with the client's next bytes unread would
          * reset the connection and could destroy the alert: end our side, wait for its EOF. */
-        shutdown(c->fd, SHUT_WR);
+        c->io.ops->half_close(&c->io);
         linger(loop, c);
         update_interest(loop, c, 0);
         return;
@@ -381,7 +392,7 @@ static void continue_handshake(arrpc__loop *loop, arrpc__conn *c)
     c->last_active_ms = loop->now_ms;
     if (loop->cfg->debug) {
         char desc[128];
-        arrpc__log("TLS with %s: %s", c->peer, arrpc__tls_describe(&c->io, desc, sizeof desc));
+        arrpc__log("TLS with %s: %s", c->peer, c->io.ops->describe(&c->io, desc, sizeof desc));
     }
     update_interest(loop, c, 0);
     if (c->io.ops->has_pending(&c->io)) /* the first request came with the client's Finished */

@@ -8,9 +8,9 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "../core/clock.h"
 #include "../core/fdpass.h"
 #include "../core/log.h"
 #include "../shm/segment.h"
@@ -20,13 +20,6 @@
 
 #define LOOP_EVENTS 256
 #define REJECT_LOG_INTERVAL_MS 1000u /* at most one "too many connections" line per second */
-
-uint64_t arrpc__now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 int arrpc__loop_watch(arrpc__loop *loop, arrpc__loop_source *src)
 {
@@ -208,10 +201,10 @@ static void on_event(arrpc__loop *loop, void *ptr, uint32_t events)
 static void run_iteration(arrpc__loop *loop, struct epoll_event *events)
 {
     int n = epoll_wait(loop->epfd, events, LOOP_EVENTS, timer_wait_ms(loop));
-    loop->now_ms = arrpc__now_ms();
+    loop->now_ms = arrpc__clock_ms();
     for (int i = 0; i < n; i++)
         on_event(loop, events[i].data.ptr, events[i].events);
-    loop->now_ms = arrpc__now_ms(); /* handlers may have run for a while: replies go out now */
+    loop->now_ms = arrpc__clock_ms(); /* handlers may have run for a while: replies go out now */
     flush_all(loop);
     /* Walking every connection is for timers and hand-over only, not every busy iteration. */
     if (loop->draining || loop->retiring ||
@@ -224,7 +217,7 @@ static void run_iteration(arrpc__loop *loop, struct epoll_event *events)
 
 static int loop_init(arrpc__loop *loop, const arrpc__worker_io *io, char *err, size_t errlen)
 {
-    loop->now_ms = arrpc__now_ms();
+    loop->now_ms = arrpc__clock_ms();
     loop->epfd = epoll_create1(EPOLL_CLOEXEC);
     loop->scratch = malloc(ARRPC_READ_CHUNK);
     loop->dispatcher = arrpc__dispatcher_new(loop->cfg);

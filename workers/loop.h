@@ -86,8 +86,6 @@ typedef struct arrpc__loop {
     uint64_t now_ms;  /* monotonic, refreshed once per iteration */
 } arrpc__loop;
 
-uint64_t arrpc__now_ms(void);
-
 /* Master commands and hand-over (control.c, handoff.c). */
 void arrpc__loop_on_control(arrpc__loop *loop);
 void arrpc__loop_start_drain(arrpc__loop *loop);

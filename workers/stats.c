@@ -3,7 +3,6 @@
 #include "stats.h"
 
 #include <stdatomic.h>
-#include <time.h>
 
 #include "../shm/segment.h"
 
@@ -15,13 +14,6 @@ static arrpc__metrics *block(const arrpc__loop *loop)
 static int is_tls(const arrpc__loop *loop)
 {
     return loop->tls != NULL;
-}
-
-uint64_t arrpc__stats_clock_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 void arrpc__stats_open(arrpc__loop *loop, arrpc__conn *c)

@@ -7,8 +7,6 @@
 
 #include "loop.h"
 
-/* Nanoseconds on CLOCK_MONOTONIC, for request durations. */
-uint64_t arrpc__stats_clock_ns(void);
 void arrpc__stats_open(arrpc__loop *loop, arrpc__conn *c);
 void arrpc__stats_close(arrpc__loop *loop, arrpc__conn *c);
 void arrpc__stats_request(arrpc__loop *loop, const arrpc__conn *c, arrpc__outcome outcome,

@@ -7,7 +7,6 @@
 
 #include "arrpc.h"
 
-#define ARRPC_READ_CHUNK (64u * 1024u)          /* free input space offered to each read */
 #define ARRPC_OUTPUT_HIGH_WATER (1024u * 1024u) /* unsent reply bytes that pause reading */
 #define ARRPC_ACCEPT_BATCH 64                   /* accepts per wake-up, so one socket can't hog */
 #define ARRPC_LINGER_MS 2000u                   /* after an error reply, wait this long for EOF */
