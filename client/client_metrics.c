@@ -35,7 +35,7 @@ struct arrpc__client_metrics {
     arrpc__labels labels;      /* read once, never changed: the HTTP thread reads them too */
     struct MHD_Daemon *daemon; /* NULL: not served */
     uint16_t port;             /* the exporter's port, once served */
-    arrpc__metrics block;
+    arrpc__metrics *block;     /* ARRPC_CLIENT_METRICS_ADDRS servers, then "other" */
 };
 
 /* Client error code -> reason label; codes not listed count as "io". */
@@ -86,12 +86,12 @@ void arrpc__client_metrics_count(arrpc_client *cli, int rc, const size_t *lens, 
     uint64_t ns = started_ns ? arrpc__clock_ns() - started_ns : 0;
     int is_signed = cli->secret != NULL, tls = cli->tls.cafile != NULL;
     write_begin(cm);
-    if (cm->row == UINT32_MAX) cm->row = arrpc__metrics_row_for(&cm->block, cli->host);
+    if (cm->row == UINT32_MAX) cm->row = arrpc__metrics_row_for(cm->block, cli->host);
     for (size_t i = 0; i < count; i++) {
-        arrpc__metrics_count_request(&cm->block, cm->row, is_signed, tls, ns, lens[i]);
+        arrpc__metrics_count_request(cm->block, cm->row, is_signed, tls, ns, lens[i]);
         int reason = arrpc__client_metrics_reason(rc != 0 ? rc : arrpc_response_status(out[i]));
         if (reason != ARRPC_REASON_COUNT)
-            arrpc__metrics_count_error(&cm->block, cm->row, is_signed, tls, (arrpc__reason)reason);
+            arrpc__metrics_count_error(cm->block, cm->row, is_signed, tls, (arrpc__reason)reason);
     }
     write_end(cm);
 }
@@ -103,7 +103,7 @@ static void snapshot(arrpc__client_metrics *cm, arrpc__metrics *into)
     for (unsigned tries = 0; tries < SNAPSHOT_TRIES; tries++) {
         uint32_t s = atomic_load_explicit(&cm->seq, memory_order_acquire);
         arrpc__metrics_reset(into);
-        arrpc__metrics_add(into, &cm->block);
+        arrpc__metrics_add(into, cm->block);
         atomic_thread_fence(memory_order_acquire); /* the copy is done before seq is read again */
         if (!(s & 1) && atomic_load_explicit(&cm->seq, memory_order_relaxed) == s) return;
         sched_yield();
@@ -114,7 +114,7 @@ static void snapshot(arrpc__client_metrics *cm, arrpc__metrics *into)
  * NUL-terminated. */
 static int render_alloc(arrpc__client_metrics *cm, char **text, size_t *len)
 {
-    arrpc__metrics *snap = calloc(1, sizeof *snap); /* large: not on a thread's stack */
+    arrpc__metrics *snap = arrpc__metrics_new(ARRPC_CLIENT_METRICS_ADDRS);
     arrpc__labels fresh = {.handler_func = NULL};
     if (!snap) return ARRPC_ENOMEM;
     if (cm)
@@ -152,7 +152,10 @@ int arrpc_client_metrics_render(const arrpc_client *cli, char *buf, size_t cap, 
 static arrpc__client_metrics *metrics_new(void)
 {
     arrpc__client_metrics *cm = calloc(1, sizeof *cm);
-    if (!cm) return NULL;
+    if (!cm || !(cm->block = arrpc__metrics_new(ARRPC_CLIENT_METRICS_ADDRS))) {
+        free(cm);
+        return NULL;
+    }
     cm->row = UINT32_MAX;
     arrpc__labels_load(&cm->labels);
     cm->labels.handler_func = NULL; /* the client has no handler_func label */
@@ -171,6 +174,7 @@ void arrpc__client_metrics_free(arrpc__client_metrics *cm)
 {
     if (!cm) return;
     if (cm->daemon) MHD_stop_daemon(cm->daemon); /* joins its thread, closes the listening socket */
+    free(cm->block);
     free(cm);
 }
 

@@ -128,7 +128,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 arrpc__http *arrpc__http_start(arrpc__master *m, int listen_fd)
 {
     arrpc__http *h = calloc(1, sizeof *h);
-    if (!h || !(h->sum = calloc(1, sizeof *h->sum)) || !(h->next = malloc(sizeof *h->next))) {
+    if (!h || !(h->sum = arrpc__metrics_new(ARRPC_METRICS_ADDRS)) ||
+        !(h->next = arrpc__metrics_new(ARRPC_METRICS_ADDRS))) {
         arrpc__http_stop(h);
         return NULL;
     }

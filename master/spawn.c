@@ -144,7 +144,8 @@ int arrpc__spawn_worker(arrpc__master *m, uint32_t slot, uint32_t generation)
         atomic_store(&record->state, ARRPC_WORKER_FREE);
         return ARRPC_ESYS;
     }
-    arrpc__metrics_reset(&record->metrics); /* folded when its last writer exited */
+    arrpc__metrics_reset(
+        arrpc__shm_metrics(record->metrics)); /* folded when its last writer exited */
     atomic_store(&record->pid, 0);
     atomic_store(&record->busy_since_ms, 0);
     record->slot = slot;

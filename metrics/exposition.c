@@ -88,10 +88,10 @@ static void for_each_series(FILE *f, const char *side, const arrpc__labels *l,
                             const arrpc__metrics *sum, series_writer write)
 {
     char labels[1024];
-    for (uint32_t i = 0; i <= ARRPC_METRICS_ADDRS; i++) {
-        if (i < ARRPC_METRICS_ADDRS && i >= sum->rows) continue;
+    for (uint32_t i = 0; i <= sum->addrs; i++) {
+        if (i < sum->addrs && i >= sum->rows) continue;
         const arrpc__metrics_row *row = &sum->row[i];
-        const char *addr = i == ARRPC_METRICS_ADDRS ? ARRPC_METRICS_OVERFLOW_LABEL : row->addr;
+        const char *addr = i == sum->addrs ? ARRPC_METRICS_OVERFLOW_LABEL : row->addr;
         for (int sig = 0; sig < 2; sig++) {
             for (int tls = 0; tls < 2; tls++) {
                 FILE *lf = fmemopen(labels, sizeof labels, "w");

@@ -1,6 +1,7 @@
 /* metrics.c -- counting into a shared block, and folding blocks together (see metrics.h). */
 #include "metrics.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 const char *const arrpc__reason_label[ARRPC_REASON_COUNT] = {
@@ -34,7 +35,7 @@ uint32_t arrpc__metrics_row_for(arrpc__metrics *m, const char *addr)
     uint32_t rows = atomic_load_explicit(&m->rows, RELAXED);
     uint32_t i = find_row(m, rows, addr);
     if (i != UINT32_MAX) return i;
-    if (rows == ARRPC_METRICS_ADDRS) return ARRPC_METRICS_ADDRS; /* the overflow row */
+    if (rows == m->addrs) return m->addrs; /* the overflow row */
     strncpy(m->row[rows].addr, addr, ARRPC_METRICS_ADDR_MAX - 1);
     atomic_store_explicit(&m->rows, rows + 1, memory_order_release);
     return rows;
@@ -92,14 +93,29 @@ static void add_row(arrpc__metrics_row *into, const arrpc__metrics_row *from)
 void arrpc__metrics_add(arrpc__metrics *into, const arrpc__metrics *from)
 {
     uint32_t rows = atomic_load_explicit(&from->rows, memory_order_acquire);
+    if (rows > from->addrs) rows = from->addrs; /* never read past the block, whatever it holds */
     for (uint32_t i = 0; i < rows; i++)
         add_row(&into->row[arrpc__metrics_row_for(into, from->row[i].addr)], &from->row[i]);
-    add_row(&into->row[ARRPC_METRICS_ADDRS], &from->row[ARRPC_METRICS_ADDRS]);
+    add_row(&into->row[into->addrs], &from->row[from->addrs]);
+}
+
+arrpc__metrics *arrpc__metrics_init(void *mem, uint32_t addrs)
+{
+    arrpc__metrics *m = mem;
+    memset(m, 0, ARRPC_METRICS_BYTES(addrs));
+    m->addrs = addrs;
+    return m;
+}
+
+arrpc__metrics *arrpc__metrics_new(uint32_t addrs)
+{
+    void *mem = malloc(ARRPC_METRICS_BYTES(addrs));
+    return mem ? arrpc__metrics_init(mem, addrs) : NULL;
 }
 
 void arrpc__metrics_reset(arrpc__metrics *m)
 {
-    memset(m, 0, sizeof *m);
+    arrpc__metrics_init(m, m->addrs);
 }
 
 void arrpc__metrics_addr_of(const char *peer, char out[ARRPC_METRICS_ADDR_MAX])

@@ -11,9 +11,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define ARRPC_METRICS_ADDRS 256u /* remote addresses per block before "other" */
-#define ARRPC_METRICS_ROWS (ARRPC_METRICS_ADDRS + 1u) /* the last row is the overflow */
-#define ARRPC_METRICS_ADDR_MAX 48                     /* an IPv6 address and NUL */
+#define ARRPC_METRICS_ADDRS 256u       /* remote addresses per block before "other" */
+#define ARRPC_CLIENT_METRICS_ADDRS 16u /* servers one client counts apart before "other" */
+#define ARRPC_METRICS_ADDR_MAX 48      /* an IPv6 address and NUL */
 #define ARRPC_METRICS_OVERFLOW_LABEL "other"
 #define ARRPC_METRICS_BUCKETS 16 /* latency buckets, +Inf excluded */
 
@@ -58,13 +58,27 @@ typedef struct arrpc__metrics_row {
     arrpc__series series[2][2]; /* [signed_payload][tls] */
 } arrpc__metrics_row;
 
-/* One writer's counters. `rows` is published with release order after a row's address is
- * written, so a reader that loads it with acquire sees whole addresses. */
+/* One writer's counters: `addrs` address rows, then the overflow row. The row count is fixed
+ * when the block is made: a server's worker needs ARRPC_METRICS_ADDRS (any client may call it),
+ * a client ARRPC_CLIENT_METRICS_ADDRS (the servers it calls). `rows` is published with release
+ * order after a row's address is written, so a reader that loads it with acquire sees whole
+ * addresses. */
 typedef struct arrpc__metrics {
     _Atomic uint32_t rows;        /* address rows in use, overflow excluded */
     _Atomic uint32_t connections; /* open connections: a gauge */
-    arrpc__metrics_row row[ARRPC_METRICS_ROWS];
+    uint32_t addrs;               /* address rows before the overflow row */
+    uint32_t reserved;
+    arrpc__metrics_row row[]; /* addrs + 1 */
 } arrpc__metrics;
+
+/* Bytes of a block with room for `addrs` addresses. */
+#define ARRPC_METRICS_BYTES(addrs)                                                                 \
+    (sizeof(arrpc__metrics) + ((size_t)(addrs) + 1u) * sizeof(arrpc__metrics_row))
+
+/* Makes the ARRPC_METRICS_BYTES(addrs) bytes at mem an empty block (shared memory, say). */
+arrpc__metrics *arrpc__metrics_init(void *mem, uint32_t addrs);
+/* An empty block on the heap, or NULL; free() it. */
+arrpc__metrics *arrpc__metrics_new(uint32_t addrs);
 
 /* The row for a remote address, added on first sight; the overflow row once the table is
  * full. Writer side; call once per connection, not per request. */
@@ -75,9 +89,10 @@ void arrpc__metrics_count_error(arrpc__metrics *m, uint32_t row, int is_signed, 
                                 arrpc__reason reason);
 
 /* Adds every counter of `from` into `into`, rows matched by address (the master folds a dead
- * worker's block into its retired totals this way). Gauges are not carried over. */
+ * worker's block into its retired totals this way); addresses `into` has no room for go to its
+ * overflow row. Gauges are not carried over. */
 void arrpc__metrics_add(arrpc__metrics *into, const arrpc__metrics *from);
-/* Zeroes a block for a new writer. */
+/* Zeroes a block for a new writer; its size stays. */
 void arrpc__metrics_reset(arrpc__metrics *m);
 
 /* The IP part of "ip:port" (or "[v6]:port"), as the remote_address label shows it. */

@@ -19,8 +19,8 @@ void arrpc__shm_fold(arrpc__shm *shm, unsigned area, unsigned record)
     /* The writer's half of a seqlock: odd, release fence, the moves, even with release. */
     atomic_fetch_add_explicit(&a->fold_seq, 1, memory_order_relaxed);
     atomic_thread_fence(memory_order_release);
-    arrpc__metrics_add(&a->retired, &w->metrics);
-    arrpc__metrics_reset(&w->metrics);
+    arrpc__metrics_add(arrpc__shm_metrics(a->retired), arrpc__shm_metrics(w->metrics));
+    arrpc__metrics_reset(arrpc__shm_metrics(w->metrics));
     atomic_store(&w->busy_since_ms, 0);
     atomic_store(&w->state, ARRPC_WORKER_FREE); /* last: another master may claim it now */
     atomic_fetch_add_explicit(&a->fold_seq, 1, memory_order_release);
@@ -31,12 +31,13 @@ static uint32_t sum_once(const arrpc__shm *shm, arrpc__metrics *sum)
     uint32_t connections = 0;
     arrpc__metrics_reset(sum);
     for (unsigned a = 0; a < 2; a++)
-        arrpc__metrics_add(sum, &shm->area[a].retired);
+        arrpc__metrics_add(sum, arrpc__shm_metrics_const(shm->area[a].retired));
     for (unsigned r = 0; r < ARRPC_SHM_RECORDS; r++) {
         const arrpc__shm_worker *w = &shm->worker[r];
         if (atomic_load(&w->state) == ARRPC_WORKER_FREE) continue;
-        arrpc__metrics_add(sum, &w->metrics);
-        connections += atomic_load_explicit(&w->metrics.connections, memory_order_relaxed);
+        const arrpc__metrics *m = arrpc__shm_metrics_const(w->metrics);
+        arrpc__metrics_add(sum, m);
+        connections += atomic_load_explicit(&m->connections, memory_order_relaxed);
     }
     return connections;
 }
@@ -82,6 +83,10 @@ arrpc__shm *arrpc__shm_create(int *fd)
         close(mfd);
         return NULL;
     }
+    for (unsigned r = 0; r < ARRPC_SHM_RECORDS; r++)
+        arrpc__metrics_init(shm->worker[r].metrics, ARRPC_METRICS_ADDRS);
+    for (unsigned a = 0; a < 2; a++)
+        arrpc__metrics_init(shm->area[a].retired, ARRPC_METRICS_ADDRS);
     shm->magic = ARRPC_SHM_MAGIC;
     shm->version = ARRPC_SHM_VERSION;
     shm->records = ARRPC_SHM_RECORDS;

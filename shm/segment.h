@@ -25,6 +25,9 @@
  * longer is descheduled or dead, and a scrape must not stall behind it. */
 #define ARRPC_SHM_SUM_WAIT_MS 50u
 
+/* Every block in the segment has room for this many bytes (ARRPC_METRICS_ADDRS addresses). */
+#define ARRPC_SHM_METRICS_BYTES ARRPC_METRICS_BYTES(ARRPC_METRICS_ADDRS)
+
 /* A worker's life, one enum for the master's process table and the shared record. The master
  * moves its row through all four from what it knows first hand (it forks, it hears "ready", it
  * sends "retire", it reaps). The shared record's state is written only by masters and says only
@@ -48,7 +51,9 @@ typedef struct arrpc__shm_worker {
     uint32_t generation;
     /* CLOCK_MONOTONIC milliseconds when the running handler call started; 0 between calls. */
     _Atomic uint64_t busy_since_ms;
-    _Alignas(ARRPC_CACHE_LINE) arrpc__metrics metrics; /* the worker's counters */
+    /* The worker's counters: an arrpc__metrics block of ARRPC_METRICS_ADDRS addresses, stored
+     * as bytes because a block's rows are a flexible array (arrpc__shm_metrics gives it). */
+    _Alignas(ARRPC_CACHE_LINE) unsigned char metrics[ARRPC_SHM_METRICS_BYTES];
 } arrpc__shm_worker;
 
 /* X(name, label): why a worker was replaced (arrpc_server_worker_restarts_total{cause}). */
@@ -76,7 +81,7 @@ typedef struct arrpc__shm_master {
     /* Odd while this area's master folds a worker's counts into `retired` (a seqlock). One per
      * area, so that two masters folding at once (during an upgrade) cannot make it even. */
     _Atomic uint64_t fold_seq;
-    arrpc__metrics retired;
+    _Alignas(ARRPC_CACHE_LINE) unsigned char retired[ARRPC_SHM_METRICS_BYTES]; /* a block */
 } arrpc__shm_master;
 
 typedef struct arrpc__shm {
@@ -94,6 +99,17 @@ arrpc__shm *arrpc__shm_create(int *fd);
 /* Maps a segment handed over by fd (binary upgrade); NULL when it is not a compatible segment. */
 arrpc__shm *arrpc__shm_attach(int fd);
 void arrpc__shm_unmap(arrpc__shm *shm);
+
+/* The counter block kept in `bytes` (a record's `metrics`, an area's `retired`), made by
+ * arrpc__shm_create with ARRPC_METRICS_ADDRS addresses. */
+static inline arrpc__metrics *arrpc__shm_metrics(unsigned char *bytes)
+{
+    return (arrpc__metrics *)(void *)bytes;
+}
+static inline const arrpc__metrics *arrpc__shm_metrics_const(const unsigned char *bytes)
+{
+    return (const arrpc__metrics *)(const void *)bytes;
+}
 
 /* Moves an exited worker's counts into `area` and frees its record for reuse. */
 void arrpc__shm_fold(arrpc__shm *shm, unsigned area, unsigned record);

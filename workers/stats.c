@@ -8,7 +8,7 @@
 
 static arrpc__metrics *block(const arrpc__loop *loop)
 {
-    return loop->cfg->record ? &loop->cfg->record->metrics : NULL;
+    return loop->cfg->record ? arrpc__shm_metrics(loop->cfg->record->metrics) : NULL;
 }
 
 static int is_tls(const arrpc__loop *loop)

@@ -44,7 +44,7 @@ static char *quoted(const char *value)
  * past the table (the overflow row), over TLS. */
 static arrpc__metrics *known_state(void)
 {
-    arrpc__metrics *m = calloc(1, sizeof *m);
+    arrpc__metrics *m = arrpc__metrics_new(ARRPC_METRICS_ADDRS);
     assert_non_null(m);
     uint32_t row = arrpc__metrics_row_for(m, "10.0.0.1");
     arrpc__metrics_count_request(m, row, 0, 0, 1000000, 100);
@@ -123,7 +123,7 @@ static void test_a_known_state_gives_the_expected_text(void **state)
 static void test_the_client_side_has_no_handler_label(void **state)
 {
     (void)state;
-    arrpc__metrics *m = calloc(1, sizeof *m);
+    arrpc__metrics *m = arrpc__metrics_new(ARRPC_METRICS_ADDRS);
     assert_non_null(m);
     arrpc__metrics_count_error(m, arrpc__metrics_row_for(m, "127.0.0.1"), 0, 0,
                                ARRPC_REASON_CONNECT);
@@ -146,7 +146,7 @@ static void test_the_client_side_has_no_handler_label(void **state)
 static void test_an_empty_block_gives_only_help_and_type(void **state)
 {
     (void)state;
-    arrpc__metrics *m = calloc(1, sizeof *m);
+    arrpc__metrics *m = arrpc__metrics_new(ARRPC_METRICS_ADDRS);
     assert_non_null(m);
     char *text = render("server", &server_labels, m);
     for (const char *line = text; *line; line = strchr(line, '\n') + 1)

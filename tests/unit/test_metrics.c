@@ -13,10 +13,10 @@
 
 #include "metrics/metrics.h"
 
-/* A block is a few hundred KiB: too large for a test's stack. */
+/* A server's block is a few hundred KiB: too large for a test's stack. */
 static int block_new(void **state)
 {
-    *state = calloc(1, sizeof(arrpc__metrics));
+    *state = arrpc__metrics_new(ARRPC_METRICS_ADDRS);
     return *state ? 0 : -1;
 }
 
@@ -28,7 +28,7 @@ static int block_free(void **state)
 
 static arrpc__metrics *block(void)
 {
-    arrpc__metrics *m = calloc(1, sizeof *m);
+    arrpc__metrics *m = arrpc__metrics_new(ARRPC_METRICS_ADDRS);
     assert_non_null(m);
     return m;
 }
@@ -165,7 +165,35 @@ static void test_a_full_table_overflows_into_one_row(void **state)
     assert_int_equal(get(&series(m, ARRPC_METRICS_ADDRS, 0, 0)->requests), 3);
     assert_int_equal(arrpc__metrics_row_for(m, "10.0.0.7"), 7); /* known ones are still found */
     assert_string_equal(ARRPC_METRICS_OVERFLOW_LABEL, "other");
-    assert_int_equal(ARRPC_METRICS_ROWS, ARRPC_METRICS_ADDRS + 1);
+}
+
+/* A client's block is sized for the client: ARRPC_CLIENT_METRICS_ADDRS servers, then "other";
+ * its size is a small fraction of a server worker's, and folding it into a server-sized block
+ * (or the other way) keeps every count. */
+static void test_a_client_sized_block_overflows_at_its_own_size(void **state)
+{
+    arrpc__metrics *server = *state, *client = arrpc__metrics_new(ARRPC_CLIENT_METRICS_ADDRS);
+    assert_non_null(client);
+    assert_int_equal(client->addrs, ARRPC_CLIENT_METRICS_ADDRS);
+    assert_true(ARRPC_METRICS_BYTES(ARRPC_CLIENT_METRICS_ADDRS) * 10 <
+                ARRPC_METRICS_BYTES(ARRPC_METRICS_ADDRS));
+    char addr[ARRPC_METRICS_ADDR_MAX];
+    for (unsigned i = 0; i < ARRPC_CLIENT_METRICS_ADDRS + 5; i++) {
+        snprintf(addr, sizeof addr, "10.1.0.%u", i);
+        uint32_t row = arrpc__metrics_row_for(client, addr);
+        assert_int_equal(row, i < ARRPC_CLIENT_METRICS_ADDRS ? i : ARRPC_CLIENT_METRICS_ADDRS);
+        arrpc__metrics_count_request(client, row, 0, 0, 1, 1);
+        arrpc__metrics_count_request(server, arrpc__metrics_row_for(server, addr), 0, 0, 1, 1);
+    }
+    assert_int_equal(get(&series(client, ARRPC_CLIENT_METRICS_ADDRS, 0, 0)->requests), 5);
+    arrpc__metrics *small = arrpc__metrics_new(ARRPC_CLIENT_METRICS_ADDRS);
+    assert_non_null(small);
+    arrpc__metrics_add(small, server); /* 21 addresses into 16 rows: 5 into "other" */
+    assert_int_equal(get(&series(small, ARRPC_CLIENT_METRICS_ADDRS, 0, 0)->requests), 5);
+    arrpc__metrics_reset(small);
+    assert_int_equal(small->addrs, ARRPC_CLIENT_METRICS_ADDRS); /* a reset keeps the size */
+    free(small);
+    free(client);
 }
 
 /* An address longer than a row holds is cut, not written past the row. */
@@ -254,8 +282,10 @@ static void test_reset_zeroes_the_block(void **state)
     arrpc__metrics_count_request(m, arrpc__metrics_row_for(m, "a"), 0, 0, 1, 1);
     atomic_store(&m->connections, 3);
     arrpc__metrics_reset(m);
-    static const arrpc__metrics zero;
-    assert_memory_equal(m, &zero, sizeof zero);
+    arrpc__metrics *zero = arrpc__metrics_new(ARRPC_METRICS_ADDRS);
+    assert_non_null(zero);
+    assert_memory_equal(m, zero, ARRPC_METRICS_BYTES(ARRPC_METRICS_ADDRS));
+    free(zero);
 }
 
 #define BLOCK_TEST(f) cmocka_unit_test_setup_teardown(f, block_new, block_free)
@@ -270,6 +300,7 @@ int main(void)
         cmocka_unit_test(test_bucket_bounds_ascend_from_100us_to_10s),
         BLOCK_TEST(test_an_address_keeps_its_row),
         BLOCK_TEST(test_a_full_table_overflows_into_one_row),
+        BLOCK_TEST(test_a_client_sized_block_overflows_at_its_own_size),
         BLOCK_TEST(test_a_long_address_is_cut),
         cmocka_unit_test(test_the_address_label_is_the_ip_part),
         BLOCK_TEST(test_add_matches_rows_by_address),

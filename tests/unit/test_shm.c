@@ -49,7 +49,7 @@ static int segment_free(void **state)
 static uint64_t requests_in(const arrpc__metrics *m)
 {
     uint64_t n = 0;
-    for (uint32_t r = 0; r < ARRPC_METRICS_ROWS; r++)
+    for (uint32_t r = 0; r <= m->addrs; r++)
         for (int sig = 0; sig < 2; sig++)
             for (int tls = 0; tls < 2; tls++)
                 n += atomic_load(&m->row[r].series[sig][tls].requests);
@@ -58,7 +58,7 @@ static uint64_t requests_in(const arrpc__metrics *m)
 
 static uint64_t sum_requests(const arrpc__shm *shm, uint32_t *connections)
 {
-    arrpc__metrics *sum = malloc(sizeof *sum);
+    arrpc__metrics *sum = arrpc__metrics_new(ARRPC_METRICS_ADDRS);
     assert_non_null(sum);
     uint32_t c = 0;
     assert_int_equal(arrpc__shm_sum(shm, sum, &c), 0); /* no fold under way: always exact */
@@ -71,10 +71,10 @@ static uint64_t sum_requests(const arrpc__shm *shm, uint32_t *connections)
 /* A worker's life as the master and the worker see it: a claimed record, `n` requests counted. */
 static void worker_serves(arrpc__shm_worker *w, uint64_t n)
 {
-    arrpc__metrics_reset(&w->metrics);
-    uint32_t row = arrpc__metrics_row_for(&w->metrics, ADDR);
+    arrpc__metrics_reset(arrpc__shm_metrics(w->metrics));
+    uint32_t row = arrpc__metrics_row_for(arrpc__shm_metrics(w->metrics), ADDR);
     for (uint64_t i = 0; i < n; i++)
-        arrpc__metrics_count_request(&w->metrics, row, 0, 0, 1000, 10);
+        arrpc__metrics_count_request(arrpc__shm_metrics(w->metrics), row, 0, 0, 1000, 10);
     atomic_store(&w->state, ARRPC_WORKER_READY);
 }
 
@@ -132,11 +132,11 @@ static void test_sum_counts_areas_and_live_records(void **state)
     segment *s = *state;
     worker_serves(&s->shm->worker[0], 3);
     worker_serves(&s->shm->worker[5], 4);
-    atomic_store(&s->shm->worker[5].metrics.connections, 2);
-    arrpc__metrics_count_request(&s->shm->area[1].retired,
-                                 arrpc__metrics_row_for(&s->shm->area[1].retired, ADDR), 1, 1, 1,
-                                 1);
-    arrpc__metrics_count_request(&s->shm->worker[9].metrics, 0, 0, 0, 1, 1);
+    atomic_store(&arrpc__shm_metrics(s->shm->worker[5].metrics)->connections, 2);
+    arrpc__metrics_count_request(
+        arrpc__shm_metrics(s->shm->area[1].retired),
+        arrpc__metrics_row_for(arrpc__shm_metrics(s->shm->area[1].retired), ADDR), 1, 1, 1, 1);
+    arrpc__metrics_count_request(arrpc__shm_metrics(s->shm->worker[9].metrics), 0, 0, 0, 1, 1);
     /* worker 9 is FREE: left over, not counted */
     uint32_t connections = 0;
     assert_int_equal(sum_requests(s->shm, &connections), 3 + 4 + 1);
@@ -151,17 +151,17 @@ static void test_fold_moves_counts_into_the_retired_totals(void **state)
     arrpc__shm_worker *w = &s->shm->worker[2];
     worker_serves(w, 5);
     worker_serves(&s->shm->worker[7], 1);
-    atomic_store(&w->metrics.connections, 1);
+    atomic_store(&arrpc__shm_metrics(w->metrics)->connections, 1);
     arrpc__shm_busy_begin(w);
     uint64_t before = sum_requests(s->shm, NULL);
     arrpc__shm_fold(s->shm, 1, 2);
     assert_int_equal(sum_requests(s->shm, NULL), before);
-    assert_int_equal(requests_in(&s->shm->area[1].retired), 5);
-    assert_int_equal(requests_in(&s->shm->area[0].retired), 0);
+    assert_int_equal(requests_in(arrpc__shm_metrics(s->shm->area[1].retired)), 5);
+    assert_int_equal(requests_in(arrpc__shm_metrics(s->shm->area[0].retired)), 0);
     assert_int_equal(atomic_load(&w->state), ARRPC_WORKER_FREE);
     assert_int_equal(atomic_load(&w->busy_since_ms), 0);
-    assert_int_equal(requests_in(&w->metrics), 0);
-    assert_int_equal(atomic_load(&w->metrics.rows), 0);
+    assert_int_equal(requests_in(arrpc__shm_metrics(w->metrics)), 0);
+    assert_int_equal(atomic_load(&arrpc__shm_metrics(w->metrics)->rows), 0);
     assert_int_equal(atomic_load(&s->shm->area[1].fold_seq), 2); /* the folding area's own */
     assert_int_equal(atomic_load(&s->shm->area[0].fold_seq), 0);
     uint32_t connections = 1;
@@ -260,7 +260,7 @@ static void *folder(void *arg)
 static void *summer(void *arg)
 {
     race *r = arg;
-    arrpc__metrics *sum = malloc(sizeof *sum);
+    arrpc__metrics *sum = arrpc__metrics_new(ARRPC_METRICS_ADDRS);
     uint64_t last = 0;
     uint32_t connections;
     if (!sum) abort();
@@ -312,7 +312,7 @@ static void test_a_fold_racing_a_sum_never_loses_or_doubles(void **state)
 static void test_a_fold_left_open_refuses_the_sum_without_stalling(void **state)
 {
     segment *s = *state;
-    arrpc__metrics *sum = malloc(sizeof *sum);
+    arrpc__metrics *sum = arrpc__metrics_new(ARRPC_METRICS_ADDRS);
     assert_non_null(sum);
     uint32_t connections;
     worker_serves(&s->shm->worker[1], 2);
@@ -334,7 +334,7 @@ static void test_a_fold_left_open_refuses_the_sum_without_stalling(void **state)
 static void test_two_folds_at_once_are_both_seen(void **state)
 {
     segment *s = *state;
-    arrpc__metrics *sum = malloc(sizeof *sum);
+    arrpc__metrics *sum = arrpc__metrics_new(ARRPC_METRICS_ADDRS);
     assert_non_null(sum);
     uint32_t connections;
     atomic_store(&s->shm->area[0].fold_seq, 1);
