@@ -34,21 +34,25 @@ static const char *display_name(const arrpc_opt *o, char *buf, size_t len)
 
 /* ---- reading values ------------------------------------------------------------------------ */
 
-static void store_unsigned(void *at, size_t size, uint64_t v)
+/* Stores v in the unsigned integer of size bytes at at. Returns 0. */
+static int store_unsigned(void *at, size_t size, uint64_t v)
 {
-    if (size == sizeof(uint32_t)) {
-        uint32_t v32 = (uint32_t)v;
+    uint32_t v32 = (uint32_t)v;
+    if (size == sizeof v32)
         memcpy(at, &v32, sizeof v32);
-    } else {
+    else
         memcpy(at, &v, sizeof v);
-    }
+    return 0;
 }
 
 static uint64_t load_unsigned(const void *at, size_t size)
 {
     uint32_t v32;
     uint64_t v64;
-    if (size == sizeof v32) return memcpy(&v32, at, sizeof v32), v32;
+    if (size == sizeof v32) {
+        memcpy(&v32, at, sizeof v32);
+        return v32;
+    }
     memcpy(&v64, at, sizeof v64);
     return v64;
 }
@@ -93,8 +97,7 @@ static int apply(const char *prog, const arrpc_opt *o, void *opts, const char *a
     case ARRPC_OPT_CUSTOM:
         return o->set(opts, arg);
     case ARRPC_OPT_UNSIGNED:
-        if (arrpc__parse_ulong(arg, o->min, o->max, &v) == 0)
-            return store_unsigned(at, o->size, v), 0;
+        if (arrpc__parse_ulong(arg, o->min, o->max, &v) == 0) return store_unsigned(at, o->size, v);
         fprintf(stderr, "%s: %s wants a number from %lu to %lu, not '%s'\n", prog,
                 display_name(o, name, sizeof name), o->min, o->max, arg);
         return -1;
@@ -114,6 +117,43 @@ static int apply(const char *prog, const arrpc_opt *o, void *opts, const char *a
     default:
         return -1; /* HELP and EXIT are handled by the parser */
     }
+}
+
+/* Whether each entry's place has the width its kind writes: a table mistake, caught on the
+ * first run of the program rather than as a silently half-written field. */
+static int sizes_ok(const char *prog, const arrpc_opt *opts, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        size_t want = 0, size = opts[i].size;
+        switch (opts[i].kind) {
+        case ARRPC_OPT_FLAG:
+            want = sizeof(int);
+            break;
+        case ARRPC_OPT_UNSIGNED:
+            want = size == sizeof(uint32_t) ? size : sizeof(uint64_t);
+            break;
+        case ARRPC_OPT_SECONDS_MS:
+            want = sizeof(unsigned);
+            break;
+        case ARRPC_OPT_SECONDS_NS:
+            want = sizeof(uint64_t);
+            break;
+        case ARRPC_OPT_STRING:
+            want = sizeof(const char *);
+            break;
+        case ARRPC_OPT_HOSTPORT:
+            want = sizeof(arrpc_opt_hostport);
+            break;
+        default:
+            continue; /* CUSTOM, HELP, EXIT have no place */
+        }
+        if (size != want) {
+            fprintf(stderr, "%s: option table: --%s has a field of %zu bytes\n", prog, opts[i].name,
+                    size);
+            return 0;
+        }
+    }
+    return 1;
 }
 
 /* ---- the parser ---------------------------------------------------------------------------- */
@@ -149,7 +189,7 @@ int arrpc_opt_parse(const arrpc_opt_program *p, void *opts, const void *defaults
     struct option longs[MAX_OPTS + 2];
     char shorts[2 * MAX_OPTS + 1];
     size_t n = count_opts(p->opts);
-    if (n > MAX_OPTS) return -1;
+    if (n > MAX_OPTS || !sizes_ok(p->name, p->opts, n)) return -1;
     build_getopt(p->opts, n, longs, shorts);
     int val, bad = 0;
     while ((!bad || !p->stop_at_error) &&

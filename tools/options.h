@@ -32,7 +32,9 @@ typedef struct {
 typedef struct arrpc_opt arrpc_opt;
 
 /* One option. Bounds are inclusive: numbers for UNSIGNED, milliseconds for the SECONDS kinds.
- * size is the width of the unsigned integer at off (4 or 8 bytes; ARRPC_OPT_AT fills it). */
+ * size is the width of the field at off (ARRPC_OPT_AT fills both); an UNSIGNED field has 4 or 8
+ * bytes, and the parser refuses a table whose field does not fit its kind. A default shown from
+ * the struct is left out when it is 0 or NULL. */
 struct arrpc_opt {
     const char *name; /* long name, without "--" */
     char short_name;  /* 0: none */
