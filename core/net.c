@@ -119,14 +119,6 @@ int arrpc__parse_ulong(const char *s, unsigned long min, unsigned long max, unsi
     return 0;
 }
 
-int arrpc__parse_option(const char *prog, const char *opt, const char *arg, unsigned long min,
-                        unsigned long max, unsigned long *out)
-{
-    if (arrpc__parse_ulong(arg, min, max, out) == 0) return 0;
-    fprintf(stderr, "%s: %s wants a number from %lu to %lu, not '%s'\n", prog, opt, min, max, arg);
-    return ARRPC_EINVAL;
-}
-
 int arrpc__net_split_hostport(const char *spec, char *host, size_t hostlen, uint16_t *port)
 {
     const char *colon = strrchr(spec, ':');

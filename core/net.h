@@ -46,9 +46,4 @@ int arrpc__net_connect(const char *host, uint16_t port, unsigned timeout_ms, cha
 /* Parses a decimal number within [min, max]. 0, or ARRPC_EINVAL. */
 int arrpc__parse_ulong(const char *s, unsigned long min, unsigned long max, unsigned long *out);
 
-/* The same for a command-line option's value, saying on stderr what is wrong, as
- * "PROG: OPT wants a number from MIN to MAX, not 'ARG'". 0, or ARRPC_EINVAL. */
-int arrpc__parse_option(const char *prog, const char *opt, const char *arg, unsigned long min,
-                        unsigned long max, unsigned long *out);
-
 #endif

@@ -1,6 +1,4 @@
 /* arrpc-call.c -- the command-line client: JSON in as MessagePack requests, replies out as JSON. */
-#include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,9 +6,9 @@
 #include <jansson.h>
 
 #include "../core/auth.h"
-#include "../core/net.h"
 #include "arrpc.h"
 #include "json_msgpack.h"
+#include "options.h"
 
 /* Exit codes, documented in --help. */
 enum {
@@ -46,148 +44,89 @@ typedef struct {
     size_t count, cap;
 } request_list;
 
-static void usage(FILE *to)
+static void print_version(void)
 {
-    fprintf(to,
-            "usage: arrpc-call [options] [JSON]\n"
-            "\n"
-            "Sends JSON (the argument, or stdin) as one MessagePack request to an arrpc\n"
-            "server and prints the reply as JSON on stdout.\n"
-            "\n"
-            "  --host H                server address (default 127.0.0.1)\n"
-            "  --port P                server port (default 8080)\n"
-            "  --auth-secret-file F    sign requests with the secret in F (one trailing newline\n"
-            "                          is ignored)\n"
-            "  --timeout S             give up on a reply after S seconds (default: never)\n"
-            "  --connect-timeout S     give up on one connect try after S seconds\n"
-            "                          (default: never)\n"
-            "  --retries N             connect tries (default %u), 1 s, 2 s ... apart\n"
-            "  --retry-backoff S       the step between connect tries (default 1)\n"
-            "  --tls-cafile F          speak TLS; the server's certificate must be signed by a\n"
-            "                          CA in F (PEM) and carry the host's name\n"
-            "  --tls-self-signed       F is the server's own certificate: no name check\n"
-            "  --tls-server-name N     the name the certificate must carry (default: --host)\n"
-            "  --tls-cert F, --tls-key F  our certificate and key, for mutual TLS\n"
-            "  --lines                 read one JSON request per line from stdin, send them all\n"
-            "                          pipelined, print one reply per line in order (blank lines\n"
-            "                          are skipped; error replies are printed as their strings)\n"
-            "  --debug                 log the connection and each request on stderr\n"
-            "  --help, --version\n"
-            "\n"
-            "JSON has no byte strings: bin is written {\"$bin\": \"<base64>\"}, ext\n"
-            "{\"$ext\": [type, \"<base64>\"]}, and a map with keys that are not strings\n"
-            "{\"$map\": [[key, value], ...]}, in requests and replies alike.\n"
-            "\n"
-            "Exit status: 0 ok, 2 usage or invalid JSON, 3 cannot connect, 4 authentication\n"
-            "failed, 5 timed out, 6 the remote procedure failed (its message on stderr),\n"
-            "7 protocol or other error, 8 TLS handshake or certificate failure.\n",
-            ARRPC_DEFAULT_CON_MAX_RETRIES);
+    printf("arrpc-call %s\n", ARRPC_VERSION);
 }
 
-static int parse_seconds(const char *opt, const char *arg, unsigned *ms)
-{
-    char *end = NULL;
-    errno = 0;
-    double s = strtod(arg, &end);
-    if (errno != 0 || end == arg || *end != '\0' || !(s >= 0) || s > 86400.0 * 24) {
-        fprintf(stderr, "arrpc-call: %s wants seconds, not '%s'\n", opt, arg);
-        return 1;
-    }
-    *ms = (unsigned)(s * 1000.0 + 0.5);
-    if (s > 0 && *ms == 0) *ms = 1;
-    return 0;
-}
+#define AT(member) ARRPC_OPT_AT(call_options, member)
+#define MAX_WAIT_MS (86400ul * 24 * 1000) /* the longest --timeout and the like: 24 days */
 
-static int parse_args(int argc, char **argv, call_options *o)
+static const arrpc_opt call_opts[] = {
+    {"host", 0, ARRPC_OPT_STRING, "H", AT(host), .help = "server address"},
+    {"port", 0, ARRPC_OPT_UNSIGNED, "P", AT(port), 1, 65535, .help = "server port"},
+    {"auth-secret-file", 0, ARRPC_OPT_STRING, "F", AT(secret_file),
+     .help = "sign requests with the secret in F (one trailing newline is ignored)"},
+    {"timeout", 0, ARRPC_OPT_SECONDS_MS, "S", AT(timeout_ms), 0, MAX_WAIT_MS, .def = "never",
+     .help = "give up on a reply after S seconds"},
+    {"connect-timeout", 0, ARRPC_OPT_SECONDS_MS, "S", AT(connect_timeout_ms), 0, MAX_WAIT_MS,
+     .def = "never", .help = "give up on one connect try after S seconds"},
+    {"retries", 0, ARRPC_OPT_UNSIGNED, "N", AT(retries), 1, 1000,
+     .help = "connect tries, 1 s, 2 s ... apart"},
+    {"retry-backoff", 0, ARRPC_OPT_SECONDS_MS, "S", AT(backoff_ms), 0, MAX_WAIT_MS,
+     .help = "the step between connect tries"},
+    {"tls-cafile", 0, ARRPC_OPT_STRING, "F", AT(tls_cafile),
+     .help = "speak TLS; the server's certificate must be signed by a CA in F (PEM) and carry "
+             "the host's name"},
+    {"tls-self-signed", 0, ARRPC_OPT_FLAG, NULL, AT(tls_self_signed),
+     .help = "the --tls-cafile file is the server's own certificate: no name check"},
+    {"tls-server-name", 0, ARRPC_OPT_STRING, "N", AT(tls_server_name), .def = "--host",
+     .help = "the name the certificate must carry"},
+    {"tls-cert", 0, ARRPC_OPT_STRING, "F", AT(tls_cert),
+     .help = "our certificate, for mutual TLS (with --tls-key)"},
+    {"tls-key", 0, ARRPC_OPT_STRING, "F", AT(tls_key), .help = "the private key of --tls-cert"},
+    {"lines", 0, ARRPC_OPT_FLAG, NULL, AT(lines),
+     .help = "read one JSON request per line from stdin, send them all pipelined, print one "
+             "reply per line in order (blank lines are skipped; error replies are printed as "
+             "their strings)"},
+    {"debug", 0, ARRPC_OPT_FLAG, NULL, AT(debug),
+     .help = "log the connection and each request on stderr"},
+    {"help", 0, ARRPC_OPT_HELP, .help = "print this help and exit"},
+    {"version", 0, ARRPC_OPT_EXIT, .run = print_version, .help = "print the version and exit"},
+    {0},
+};
+
+static const arrpc_opt_section call_sections[] = {
+    {"JSON", "JSON has no byte strings: bin is written {\"$bin\": \"<base64>\"}, ext\n"
+             "{\"$ext\": [type, \"<base64>\"]}, and a map with keys that are not strings\n"
+             "{\"$map\": [[key, value], ...]}, in requests and replies alike."},
+    {"EXIT STATUS",
+     "Exit status: 0 ok, 2 usage or invalid JSON, 3 cannot connect, 4 authentication\n"
+     "failed, 5 timed out, 6 the remote procedure failed (its message on stderr),\n"
+     "7 protocol or other error, 8 TLS handshake or certificate failure."},
+    {0},
+};
+
+static const arrpc_opt_program call_program = {
+    .name = "arrpc-call",
+    .man_section = "1",
+    .synopsis = "[options] [JSON]",
+    .summary = "call an arrpc server from the command line",
+    .description = "Sends JSON (the argument, or stdin) as one MessagePack request to an arrpc\n"
+                   "server and prints the reply as JSON on stdout.",
+    .opts = call_opts,
+    .sections = call_sections,
+};
+
+/* 0, 1 when --help or --version has answered, -1 on bad usage (said on stderr). */
+static int parse_args(int argc, char **argv, call_options *o, const call_options *defaults)
 {
-    static const struct option longopts[] = {
-        {"host", required_argument, 0, 'H'},
-        {"port", required_argument, 0, 'p'},
-        {"auth-secret-file", required_argument, 0, 's'},
-        {"timeout", required_argument, 0, 't'},
-        {"connect-timeout", required_argument, 0, 'c'},
-        {"retries", required_argument, 0, 'r'},
-        {"retry-backoff", required_argument, 0, 'b'},
-        {"lines", no_argument, 0, 'l'},
-        {"tls-cafile", required_argument, 0, 'A'},
-        {"tls-self-signed", no_argument, 0, 'S'},
-        {"tls-server-name", required_argument, 0, 'N'},
-        {"tls-cert", required_argument, 0, 'C'},
-        {"tls-key", required_argument, 0, 'K'},
-        {"debug", no_argument, 0, 'D'},
-        {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, 'V'},
-        {0, 0, 0, 0},
-    };
-    int opt, bad = 0;
-    while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-        switch (opt) {
-        case 'H':
-            o->host = optarg;
-            break;
-        case 'p':
-            bad |= arrpc__parse_option("arrpc-call", "--port", optarg, 1, 65535, &o->port);
-            break;
-        case 's':
-            o->secret_file = optarg;
-            break;
-        case 't':
-            bad |= parse_seconds("--timeout", optarg, &o->timeout_ms);
-            break;
-        case 'c':
-            bad |= parse_seconds("--connect-timeout", optarg, &o->connect_timeout_ms);
-            break;
-        case 'r':
-            bad |= arrpc__parse_option("arrpc-call", "--retries", optarg, 1, 1000, &o->retries);
-            break;
-        case 'b':
-            bad |= parse_seconds("--retry-backoff", optarg, &o->backoff_ms);
-            break;
-        case 'l':
-            o->lines = 1;
-            break;
-        case 'A':
-            o->tls_cafile = optarg;
-            break;
-        case 'S':
-            o->tls_self_signed = 1;
-            break;
-        case 'N':
-            o->tls_server_name = optarg;
-            break;
-        case 'C':
-            o->tls_cert = optarg;
-            break;
-        case 'K':
-            o->tls_key = optarg;
-            break;
-        case 'D':
-            o->debug = 1;
-            break;
-        case 'h':
-            usage(stdout);
-            exit(EXIT_OK);
-        case 'V':
-            printf("arrpc-call %s\n", ARRPC_VERSION);
-            exit(EXIT_OK);
-        default:
-            bad = 1;
-        }
-    }
-    if (optind < argc) o->json = argv[optind++];
+    int next, rc = arrpc_opt_parse(&call_program, o, defaults, argc, argv, &next);
+    if (rc > 0) return rc;
+    if (next < argc) o->json = argv[next++];
     if ((o->tls_self_signed || o->tls_cert || o->tls_server_name) && !o->tls_cafile) {
         fprintf(stderr, "arrpc-call: TLS options need --tls-cafile\n");
-        bad = 1;
+        rc = -1;
     }
     if (!o->tls_cert != !o->tls_key) {
         fprintf(stderr, "arrpc-call: --tls-cert and --tls-key go together\n");
-        bad = 1;
+        rc = -1;
     }
-    if (optind < argc || (o->lines && o->json)) {
+    if (next < argc || (o->lines && o->json)) {
         fprintf(stderr, "arrpc-call: one JSON argument at most, and none with --lines\n");
-        bad = 1;
+        rc = -1;
     }
-    return bad ? -1 : 0;
+    return rc;
 }
 
 static int read_secret(const char *path, uint8_t *buf, size_t *len)
@@ -418,12 +357,14 @@ int main(int argc, char **argv)
                       .port = 8080,
                       .retries = ARRPC_DEFAULT_CON_MAX_RETRIES,
                       .backoff_ms = 1000};
-    if (parse_args(argc, argv, &o) != 0) {
-        usage(stderr);
-        return EXIT_USAGE;
+    const call_options defaults = o;
+    int rc = parse_args(argc, argv, &o, &defaults);
+    if (rc != 0) {
+        if (rc < 0) arrpc_opt_write_help(stderr, &call_program, &defaults);
+        return rc < 0 ? EXIT_USAGE : EXIT_OK;
     }
     request_list r = {0};
-    int rc = read_requests(&o, &r);
+    rc = read_requests(&o, &r);
     arrpc_client *cli = NULL;
     if (rc == EXIT_OK && r.count > 0 && !(cli = make_client(&o))) rc = EXIT_USAGE;
     if (rc == EXIT_OK && cli) rc = o.lines ? call_lines(cli, &r) : call_one(cli, &r);

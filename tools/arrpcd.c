@@ -1,7 +1,6 @@
 /* arrpcd.c -- the arrpc server program: options from the command line, a handler by name or plugin.
  */
 #include <errno.h>
-#include <getopt.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -12,14 +11,14 @@
 #include "../core/net.h"
 #include "../core/tls.h"
 #include "arrpc.h"
+#include "options.h"
 
 #define EXIT_USAGE 2
 #define IDLE_TIMEOUT_MAX_S                                                                         \
     (UINT_MAX / 1000u) /* its milliseconds must fit the unsigned the API takes */
 
 typedef struct {
-    char host[256];
-    uint16_t port;
+    arrpc_opt_hostport listen, metrics;
     const char *handler;
     const char *secret_file;
     const char *pid_file;
@@ -28,8 +27,6 @@ typedef struct {
     unsigned long max_message, max_depth, max_connections, idle_timeout_s, drain_timeout_s;
     unsigned long request_timeout_s, write_timeout_s;
     unsigned long workers, handler_timeout_s, predrain_s;
-    char metrics_host[256];
-    uint16_t metrics_port;
     int debug;
 } arrpcd_options;
 
@@ -41,187 +38,107 @@ static void on_stop_signal(int sig)
     if (running) arrpc_server_stop(running);
 }
 
-static void usage(FILE *to)
+static void print_version(void)
 {
-    fprintf(to,
-            "usage: arrpcd --listen HOST:PORT --handler NAME|PATH.so[:SYMBOL] [options]\n"
-            "\n"
-            "Serves arrpc (MessagePack RPC, wire-compatible with Python arrpc 0.5.0).\n"
-            "\n"
-            "  --listen HOST:PORT        address to listen on; port 0 picks a free one\n"
-            "                            (default 127.0.0.1:8080)\n"
-            "  --handler SPEC            'echo' (built in), or a plugin PATH.so whose symbol\n"
-            "                            SYMBOL (default arrpc_handler) is an arrpc_handler_fn;\n"
-            "                            each worker loads it, so SIGHUP serves a new file\n"
-            "  --workers N               worker processes (default: the number of CPUs);\n"
-            "                            0 serves in this process, without a master\n"
-            "  --handler-timeout S       replace a worker stuck this long in one handler call\n"
-            "                            (default %u, 0 = off)\n"
-            "  --pid-file F              write the master's pid to F\n"
-            "  --metrics-listen HOST:PORT  serve /metrics, /healthz, /readyz over HTTP\n"
-            "                            (off by default; arrpc 0.5.0 used port 9095)\n"
-            "  --pre-drain S             on SIGTERM, fail /readyz but keep serving S seconds\n"
-            "                            before draining (default 0)\n"
-            "  --auth-secret-file F      require requests signed with the secret in F\n"
-            "                            (one trailing newline is ignored; re-read on SIGHUP)\n"
-            "  --max-message BYTES       largest request or reply (default %u)\n"
-            "  --max-depth N             deepest nesting of arrays and maps (default %u, max %u)\n"
-            "  --max-connections N       open connections; more are closed at once (default %u)\n"
-            "  --idle-timeout S          close connections idle this long (default 0: never)\n"
-            "  --request-timeout S       a request begun must be whole within S seconds, else\n"
-            "                            an error reply and close (default %u, 0 = off)\n"
-            "  --write-timeout S         close connections whose replies go unread this long\n"
-            "                            (default %u, 0 = off)\n"
-            "  --drain-timeout S         on SIGTERM/SIGINT, wait this long for busy connections\n"
-            "                            (default %u)\n"
-            "  --tls-cert F              serve TLS with the PEM certificate chain in F\n"
-            "  --tls-key F               the PEM private key of --tls-cert (required with it)\n"
-            "  --tls-client-ca F         mutual TLS: clients must present a certificate signed\n"
-            "                            by a CA in F (PEM)\n"
-            "  --tls-handshake-timeout S close TLS handshakes not done in S seconds (default %u)\n"
-            "                            TLS files are re-read on SIGHUP; TLS 1.2/1.3, AEAD only\n"
-            "  --debug                   log every connection and request\n"
-            "  --help, --version\n"
-            "\n"
-            "Signals to the master: HUP reload, USR2 binary upgrade, TERM/INT graceful stop,\n"
-            "QUIT immediate stop, TTIN/TTOU one worker more/fewer (docs/operations.md).\n",
-            ARRPC_DEFAULT_HANDLER_TIMEOUT_MS / 1000, ARRPC_DEFAULT_MAX_MESSAGE,
-            ARRPC_DEFAULT_MAX_DEPTH, ARRPC_MAX_DEPTH_LIMIT, ARRPC_DEFAULT_MAX_CONNECTIONS,
-            ARRPC_DEFAULT_REQUEST_TIMEOUT_MS / 1000, ARRPC_DEFAULT_WRITE_TIMEOUT_MS / 1000,
-            ARRPC_DEFAULT_DRAIN_TIMEOUT_MS / 1000, ARRPC_DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS / 1000);
+    printf("arrpcd %s\nTLS: %s\n", ARRPC_VERSION, arrpc__tls_library());
 }
 
-static int parse_args(int argc, char **argv, arrpcd_options *o)
-{
-    static const struct option longopts[] = {
-        {"listen", required_argument, 0, 'l'},
-        {"handler", required_argument, 0, 'H'},
-        {"auth-secret-file", required_argument, 0, 's'},
-        {"max-message", required_argument, 0, 'm'},
-        {"max-depth", required_argument, 0, 'd'},
-        {"max-connections", required_argument, 0, 'c'},
-        {"idle-timeout", required_argument, 0, 'i'},
-        {"drain-timeout", required_argument, 0, 't'},
-        {"workers", required_argument, 0, 'w'},
-        {"handler-timeout", required_argument, 0, 'T'},
-        {"pid-file", required_argument, 0, 'p'},
-        {"metrics-listen", required_argument, 0, 'M'},
-        {"pre-drain", required_argument, 0, 'R'},
-        {"tls-cert", required_argument, 0, 'C'},
-        {"tls-key", required_argument, 0, 'K'},
-        {"tls-client-ca", required_argument, 0, 'A'},
-        {"tls-handshake-timeout", required_argument, 0, 'S'},
-        {"request-timeout", required_argument, 0, 'q'},
-        {"write-timeout", required_argument, 0, 'W'},
-        {"debug", no_argument, 0, 'D'},
-        {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, 'V'},
-        {0, 0, 0, 0},
-    };
-    int opt, bad = 0;
-    while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-        switch (opt) {
-        case 'l':
-            if (arrpc__net_split_hostport(optarg, o->host, sizeof o->host, &o->port) != 0) {
-                fprintf(stderr, "arrpcd: --listen wants HOST:PORT, not '%s'\n", optarg);
-                bad = 1;
-            }
-            break;
-        case 'H':
-            o->handler = optarg;
-            break;
-        case 's':
-            o->secret_file = optarg;
-            break;
-        case 'm':
-            bad |= arrpc__parse_option("arrpcd", "--max-message", optarg, 16,
-                                       ARRPC_MAX_MESSAGE_LIMIT, &o->max_message);
-            break;
-        case 'd':
-            bad |= arrpc__parse_option("arrpcd", "--max-depth", optarg, 1, ARRPC_MAX_DEPTH_LIMIT,
-                                       &o->max_depth);
-            break;
-        case 'c':
-            bad |= arrpc__parse_option("arrpcd", "--max-connections", optarg, 1, 1000000,
-                                       &o->max_connections);
-            break;
-        case 'i':
-            bad |= arrpc__parse_option("arrpcd", "--idle-timeout", optarg, 0, IDLE_TIMEOUT_MAX_S,
-                                       &o->idle_timeout_s);
-            break;
-        case 't':
-            bad |= arrpc__parse_option("arrpcd", "--drain-timeout", optarg, 0, 86400,
-                                       &o->drain_timeout_s);
-            break;
-        case 'q':
-            bad |= arrpc__parse_option("arrpcd", "--request-timeout", optarg, 0, IDLE_TIMEOUT_MAX_S,
-                                       &o->request_timeout_s);
-            break;
-        case 'W':
-            bad |= arrpc__parse_option("arrpcd", "--write-timeout", optarg, 0, IDLE_TIMEOUT_MAX_S,
-                                       &o->write_timeout_s);
-            break;
-        case 'w':
-            bad |= arrpc__parse_option("arrpcd", "--workers", optarg, 0, ARRPC_MAX_WORKERS,
-                                       &o->workers);
-            break;
-        case 'T':
-            bad |= arrpc__parse_option("arrpcd", "--handler-timeout", optarg, 0, IDLE_TIMEOUT_MAX_S,
-                                       &o->handler_timeout_s);
-            break;
-        case 'p':
-            o->pid_file = optarg;
-            break;
-        case 'M':
-            if (arrpc__net_split_hostport(optarg, o->metrics_host, sizeof o->metrics_host,
-                                          &o->metrics_port) != 0) {
-                fprintf(stderr, "arrpcd: --metrics-listen wants HOST:PORT, not '%s'\n", optarg);
-                bad = 1;
-            }
-            break;
-        case 'R':
-            bad |= arrpc__parse_option("arrpcd", "--pre-drain", optarg, 0, 3600, &o->predrain_s);
-            break;
-        case 'C':
-            o->tls_cert = optarg;
-            break;
-        case 'K':
-            o->tls_key = optarg;
-            break;
-        case 'A':
-            o->tls_client_ca = optarg;
-            break;
-        case 'S':
-            bad |= arrpc__parse_option("arrpcd", "--tls-handshake-timeout", optarg, 1, 3600,
-                                       &o->tls_handshake_timeout_s);
-            break;
-        case 'D':
-            o->debug = 1;
-            break;
-        case 'h':
-            usage(stdout);
-            exit(0);
-        case 'V':
-            printf("arrpcd %s\nTLS: %s\n", ARRPC_VERSION, arrpc__tls_library());
-            exit(0);
-        default:
-            bad = 1;
-        }
+#define AT(member) ARRPC_OPT_AT(arrpcd_options, member)
+#define SECONDS(name, member, max, text)                                                           \
+    {                                                                                              \
+        name, 0, ARRPC_OPT_UNSIGNED, "S", AT(member), 0, max, .help = text                         \
     }
-    if (optind < argc) {
-        fprintf(stderr, "arrpcd: unexpected argument '%s'\n", argv[optind]);
-        bad = 1;
+
+/* In --help's order; README.md's option table says the same. */
+static const arrpc_opt arrpcd_opts[] = {
+    {"listen", 0, ARRPC_OPT_HOSTPORT, "HOST:PORT", AT(listen),
+     .help = "address to listen on; port 0 picks a free one"},
+    {"handler", 0, ARRPC_OPT_STRING, "SPEC", AT(handler),
+     .help = "'echo' (built in), or a plugin PATH.so whose symbol SYMBOL (default "
+             "arrpc_handler) is an arrpc_handler_fn; each worker loads it, so SIGHUP serves a new "
+             "file"},
+    {"workers", 0, ARRPC_OPT_UNSIGNED, "N", AT(workers), 0, ARRPC_MAX_WORKERS,
+     .def = "the number of CPUs",
+     .help = "worker processes; 0 serves in this process, without a master"},
+    SECONDS("handler-timeout", handler_timeout_s, IDLE_TIMEOUT_MAX_S,
+            "replace a worker stuck this long in one handler call (0 = off)"),
+    {"pid-file", 0, ARRPC_OPT_STRING, "F", AT(pid_file), .help = "write the master's pid to F"},
+    {"metrics-listen", 0, ARRPC_OPT_HOSTPORT, "HOST:PORT", AT(metrics),
+     .def = "off; arrpc 0.5.0 used port 9095",
+     .help = "serve /metrics, /healthz, /readyz over HTTP"},
+    {"pre-drain", 0, ARRPC_OPT_UNSIGNED, "S", AT(predrain_s), 0, 3600, .def = "0",
+     .help = "on SIGTERM, fail /readyz but keep serving S seconds before draining"},
+    {"auth-secret-file", 0, ARRPC_OPT_STRING, "F", AT(secret_file),
+     .help = "require requests signed with the secret in F (one trailing newline is ignored; "
+             "re-read on SIGHUP)"},
+    {"max-message", 0, ARRPC_OPT_UNSIGNED, "BYTES", AT(max_message), 16, ARRPC_MAX_MESSAGE_LIMIT,
+     .help = "largest request or reply"},
+    {"max-depth", 0, ARRPC_OPT_UNSIGNED, "N", AT(max_depth), 1, ARRPC_MAX_DEPTH_LIMIT,
+     .show_max = 1, .help = "deepest nesting of arrays and maps"},
+    {"max-connections", 0, ARRPC_OPT_UNSIGNED, "N", AT(max_connections), 1, 1000000,
+     .help = "open connections; more are closed at once"},
+    {"idle-timeout", 0, ARRPC_OPT_UNSIGNED, "S", AT(idle_timeout_s), 0, IDLE_TIMEOUT_MAX_S,
+     .def = "0, never", .help = "close connections idle this long"},
+    SECONDS("request-timeout", request_timeout_s, IDLE_TIMEOUT_MAX_S,
+            "a request begun must be whole within S seconds, else an error reply and close "
+            "(0 = off)"),
+    SECONDS("write-timeout", write_timeout_s, IDLE_TIMEOUT_MAX_S,
+            "close connections whose replies go unread this long (0 = off)"),
+    SECONDS("drain-timeout", drain_timeout_s, 86400,
+            "on SIGTERM/SIGINT, wait this long for busy connections"),
+    {"tls-cert", 0, ARRPC_OPT_STRING, "F", AT(tls_cert),
+     .help = "serve TLS (1.2/1.3, AEAD only) with the PEM certificate chain in F; TLS files are "
+             "re-read on SIGHUP"},
+    {"tls-key", 0, ARRPC_OPT_STRING, "F", AT(tls_key),
+     .help = "the PEM private key of --tls-cert (required with it)"},
+    {"tls-client-ca", 0, ARRPC_OPT_STRING, "F", AT(tls_client_ca),
+     .help = "mutual TLS: clients must present a certificate signed by a CA in F (PEM)"},
+    {"tls-handshake-timeout", 0, ARRPC_OPT_UNSIGNED, "S", AT(tls_handshake_timeout_s), 1, 3600,
+     .help = "close TLS handshakes not done in S seconds"},
+    {"debug", 0, ARRPC_OPT_FLAG, NULL, AT(debug), .help = "log every connection and request"},
+    {"help", 0, ARRPC_OPT_HELP, .help = "print this help and exit"},
+    {"version", 0, ARRPC_OPT_EXIT, .run = print_version,
+     .help = "print the version and the TLS library, and exit"},
+    {0},
+};
+
+static const arrpc_opt_section arrpcd_sections[] = {
+    {"SIGNALS", "Signals to the master: HUP reload, USR2 binary upgrade, TERM/INT graceful stop,\n"
+                "QUIT immediate stop, TTIN/TTOU one worker more/fewer (docs/operations.md)."},
+    {"EXIT STATUS", "Exit status: 0 after a stop, 1 when the server cannot start or fails,\n"
+                    "2 on bad usage."},
+    {0},
+};
+
+static const arrpc_opt_program arrpcd_program = {
+    .name = "arrpcd",
+    .man_section = "8",
+    .synopsis = "--listen HOST:PORT --handler NAME|PATH.so[:SYMBOL] [options]",
+    .summary = "the arrpc server",
+    .description = "Serves arrpc (MessagePack RPC, wire-compatible with Python arrpc 0.5.0).",
+    .opts = arrpcd_opts,
+    .sections = arrpcd_sections,
+};
+
+/* 0, 1 when --help or --version has answered, -1 on bad usage (said on stderr). */
+static int parse_args(int argc, char **argv, arrpcd_options *o, const arrpcd_options *defaults)
+{
+    int next, rc = arrpc_opt_parse(&arrpcd_program, o, defaults, argc, argv, &next);
+    if (rc > 0) return rc;
+    if (next < argc) {
+        fprintf(stderr, "arrpcd: unexpected argument '%s'\n", argv[next]);
+        rc = -1;
     }
     if (!o->tls_cert != !o->tls_key || (o->tls_client_ca && !o->tls_cert)) {
         fprintf(stderr,
                 "arrpcd: --tls-cert and --tls-key go together; --tls-client-ca needs both\n");
-        bad = 1;
+        rc = -1;
     }
     if (!o->handler) {
         fprintf(stderr, "arrpcd: --handler is required\n");
-        bad = 1;
+        rc = -1;
     }
-    return bad ? -1 : 0;
+    return rc;
 }
 
 static int configure(arrpc_server *srv, const arrpcd_options *o)
@@ -229,7 +146,7 @@ static int configure(arrpc_server *srv, const arrpcd_options *o)
     int rc =
         arrpc_server_set_handler_plugin(srv, o->handler) ||
         arrpc_server_set_workers(srv, (unsigned)o->workers) ||
-        (o->metrics_host[0] && arrpc_server_set_metrics(srv, o->metrics_host, o->metrics_port)) ||
+        (o->metrics.host[0] && arrpc_server_set_metrics(srv, o->metrics.host, o->metrics.port)) ||
         arrpc_server_set_pre_drain(srv, (unsigned)o->predrain_s * 1000u) ||
         arrpc_server_set_handler_timeout(srv, (unsigned)o->handler_timeout_s * 1000u) ||
         arrpc_server_set_max_message(srv, o->max_message) ||
@@ -260,8 +177,7 @@ static void install_signals(void)
 int main(int argc, char **argv)
 {
     arrpcd_options o = {
-        .host = "127.0.0.1",
-        .port = 8080,
+        .listen = {"127.0.0.1", 8080},
         .max_message = ARRPC_DEFAULT_MAX_MESSAGE,
         .max_depth = ARRPC_DEFAULT_MAX_DEPTH,
         .max_connections = ARRPC_DEFAULT_MAX_CONNECTIONS,
@@ -274,17 +190,19 @@ int main(int argc, char **argv)
     };
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     o.workers = cpus > 0 ? (unsigned long)cpus : 1;
-    if (parse_args(argc, argv, &o) != 0) {
-        usage(stderr);
-        return EXIT_USAGE;
+    const arrpcd_options defaults = o;
+    int rc = parse_args(argc, argv, &o, &defaults);
+    if (rc != 0) {
+        if (rc < 0) arrpc_opt_write_help(stderr, &arrpcd_program, &defaults);
+        return rc < 0 ? EXIT_USAGE : 0;
     }
-    arrpc_server *srv = arrpc_server_new(o.host, o.port, NULL, NULL);
+    arrpc_server *srv = arrpc_server_new(o.listen.host, o.listen.port, NULL, NULL);
     int status = 1;
     if (srv && configure(srv, &o) == 0) {
         /* Without workers this process serves: bind now to say where. With workers the
          * master binds and says it once every worker accepts. Scripts read the port there. */
         if (o.workers == 0 && arrpc_server_bind(srv) == 0)
-            fprintf(stderr, "arrpcd: listening on %s:%u (in-process, handler %s)\n", o.host,
+            fprintf(stderr, "arrpcd: listening on %s:%u (in-process, handler %s)\n", o.listen.host,
                     (unsigned)arrpc_server_port(srv), o.handler);
         running = srv;
         install_signals();

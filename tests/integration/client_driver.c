@@ -14,12 +14,14 @@
  *   serve HOST PORT   ok <bound port> | err NAME TEXT (arrpc_client_serve_metrics)
  *   metrics           ok N, then the N lines of arrpc_client_metrics_render's text
  * Bytes are hex so that any MessagePack fits on a line. */
-#include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <arrpc.h>
+
+#include "options.h"
 
 #define MAX_BATCH 100000
 
@@ -142,102 +144,95 @@ static void do_serve(arrpc_client *cli, char *args)
         printf("ok %u\n", (unsigned)arrpc_client_metrics_port(cli));
 }
 
-static arrpc_client *make_client(int argc, char **argv)
+typedef struct {
+    const char *host, *secret_hex;
+    unsigned long port, timeout_ms, connect_timeout_ms, retries, backoff_ms, max_message;
+    const char *tls_cafile, *tls_server_name, *tls_cert, *tls_key;
+    int tls_self_signed, debug;
+} driver_options;
+
+#define AT(member) ARRPC_OPT_AT(driver_options, member)
+#define MS(name, member, text)                                                                     \
+    {                                                                                              \
+        name, 0, ARRPC_OPT_UNSIGNED, "MS", AT(member), 0, UINT_MAX, .help = text                   \
+    }
+
+/* The C client's settings, named as arrpc-call names them where the two share one. */
+static const arrpc_opt driver_opts[] = {
+    {"host", 0, ARRPC_OPT_STRING, "H", AT(host), .help = "server address"},
+    {"port", 0, ARRPC_OPT_UNSIGNED, "P", AT(port), 0, 65535, .help = "server port"},
+    MS("timeout", timeout_ms, "arrpc_client_set_timeout (0: none)"),
+    MS("connect-timeout", connect_timeout_ms, "arrpc_client_set_connect_timeout (0: none)"),
+    {"retries", 0, ARRPC_OPT_UNSIGNED, "N", AT(retries), 0, UINT_MAX,
+     .help = "arrpc_client_set_con_max_retries"},
+    MS("backoff", backoff_ms, "arrpc_client_set_retry_backoff"),
+    {"secret-hex", 0, ARRPC_OPT_STRING, "HEX", AT(secret_hex),
+     .help = "arrpc_client_set_auth_secret, the secret in lowercase hex"},
+    {"max-message", 0, ARRPC_OPT_UNSIGNED, "BYTES", AT(max_message), 0, ULONG_MAX,
+     .help = "arrpc_client_set_max_message (0: the library's default)"},
+    {"tls-cafile", 0, ARRPC_OPT_STRING, "F", AT(tls_cafile), .help = "arrpc_client_set_tls"},
+    {"tls-self-signed", 0, ARRPC_OPT_FLAG, NULL, AT(tls_self_signed),
+     .help = "the --tls-cafile file is the server's own certificate"},
+    {"tls-server-name", 0, ARRPC_OPT_STRING, "N", AT(tls_server_name),
+     .help = "arrpc_client_set_tls_server_name"},
+    {"tls-cert", 0, ARRPC_OPT_STRING, "F", AT(tls_cert),
+     .help = "arrpc_client_set_tls_client_cert, with --tls-key"},
+    {"tls-key", 0, ARRPC_OPT_STRING, "F", AT(tls_key), .help = "the private key of --tls-cert"},
+    {"debug", 0, ARRPC_OPT_FLAG, NULL, AT(debug), .help = "arrpc_client_set_debug"},
+    {"help", 0, ARRPC_OPT_HELP, .help = "print this help and exit"},
+    {0},
+};
+
+static const arrpc_opt_program driver_program = {
+    .name = "client_driver",
+    .man_section = "1",
+    .synopsis = "--port P [options]",
+    .summary = "the C client under test, driven line by line",
+    .description = "Reads commands on stdin and answers each on stdout (see client_driver.c).",
+    .opts = driver_opts,
+};
+
+static arrpc_client *make_client(const driver_options *o)
 {
-    static const struct option longopts[] = {
-        {"host", required_argument, 0, 'H'},
-        {"port", required_argument, 0, 'p'},
-        {"timeout", required_argument, 0, 't'},
-        {"connect-timeout", required_argument, 0, 'c'},
-        {"retries", required_argument, 0, 'r'},
-        {"backoff", required_argument, 0, 'b'},
-        {"secret-hex", required_argument, 0, 's'},
-        {"max-message", required_argument, 0, 'm'},
-        {"tls-cafile", required_argument, 0, 'A'},
-        {"tls-self-signed", no_argument, 0, 'S'},
-        {"tls-server-name", required_argument, 0, 'N'},
-        {"tls-cert", required_argument, 0, 'C'},
-        {"tls-key", required_argument, 0, 'K'},
-        {"debug", no_argument, 0, 'D'},
-        {0, 0, 0, 0},
-    };
-    const char *host = "127.0.0.1";
-    unsigned long port = 0, timeout = 0, ctimeout = 0, retries = 5, backoff = 1000, maxmsg = 0;
-    char *secret = NULL;
-    const char *cafile = NULL, *name = NULL, *cert = NULL, *key = NULL;
-    int opt, self_signed = 0, debug = 0;
-    while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-        switch (opt) {
-        case 'H':
-            host = optarg;
-            break;
-        case 'p':
-            port = strtoul(optarg, NULL, 10);
-            break;
-        case 't':
-            timeout = strtoul(optarg, NULL, 10);
-            break;
-        case 'c':
-            ctimeout = strtoul(optarg, NULL, 10);
-            break;
-        case 'r':
-            retries = strtoul(optarg, NULL, 10);
-            break;
-        case 'b':
-            backoff = strtoul(optarg, NULL, 10);
-            break;
-        case 's':
-            secret = optarg;
-            break;
-        case 'm':
-            maxmsg = strtoul(optarg, NULL, 10);
-            break;
-        case 'A':
-            cafile = optarg;
-            break;
-        case 'S':
-            self_signed = 1;
-            break;
-        case 'N':
-            name = optarg;
-            break;
-        case 'C':
-            cert = optarg;
-            break;
-        case 'K':
-            key = optarg;
-            break;
-        case 'D':
-            debug = 1;
-            break;
-        default:
-            return NULL;
-        }
-    }
-    arrpc_client *cli = arrpc_client_new(host, (uint16_t)port);
+    arrpc_client *cli = arrpc_client_new(o->host, (uint16_t)o->port);
+    char *secret = o->secret_hex ? strdup(o->secret_hex) : NULL;
     long slen = secret ? unhex(secret) : 0;
-    if (!cli || slen < 0 || arrpc_client_set_timeout(cli, (unsigned)timeout) ||
-        arrpc_client_set_connect_timeout(cli, (unsigned)ctimeout) ||
-        arrpc_client_set_con_max_retries(cli, (unsigned)retries) ||
-        arrpc_client_set_retry_backoff(cli, (unsigned)backoff) ||
-        (maxmsg && arrpc_client_set_max_message(cli, maxmsg)) ||
+    if (!cli || slen < 0 || arrpc_client_set_timeout(cli, (unsigned)o->timeout_ms) ||
+        arrpc_client_set_connect_timeout(cli, (unsigned)o->connect_timeout_ms) ||
+        arrpc_client_set_con_max_retries(cli, (unsigned)o->retries) ||
+        arrpc_client_set_retry_backoff(cli, (unsigned)o->backoff_ms) ||
+        (o->max_message && arrpc_client_set_max_message(cli, o->max_message)) ||
         (slen > 0 && arrpc_client_set_auth_secret(cli, secret, (size_t)slen)) ||
-        (cafile && arrpc_client_set_tls(cli, cafile, self_signed)) ||
-        (cert && arrpc_client_set_tls_client_cert(cli, cert, key)) ||
-        (name && arrpc_client_set_tls_server_name(cli, name)) ||
-        arrpc_client_set_debug(cli, debug)) {
+        (o->tls_cafile && arrpc_client_set_tls(cli, o->tls_cafile, o->tls_self_signed)) ||
+        (o->tls_cert && arrpc_client_set_tls_client_cert(cli, o->tls_cert, o->tls_key)) ||
+        (o->tls_server_name && arrpc_client_set_tls_server_name(cli, o->tls_server_name)) ||
+        arrpc_client_set_debug(cli, o->debug)) {
         arrpc_client_free(cli);
-        return NULL;
+        cli = NULL;
     }
+    free(secret);
+    return cli;
+}
+
+/* Options into a client: NULL after --help (*status 0) or on bad options (*status 2). */
+static arrpc_client *client_from_args(int argc, char **argv, int *status)
+{
+    const driver_options defaults = {.host = "127.0.0.1", .retries = 5, .backoff_ms = 1000};
+    driver_options o = defaults;
+    int next, rc = arrpc_opt_parse(&driver_program, &o, &defaults, argc, argv, &next);
+    arrpc_client *cli = rc == 0 ? make_client(&o) : NULL; /* operands after next are ignored */
+    (void)next;
+    *status = rc > 0 ? 0 : 2;
     return cli;
 }
 
 int main(int argc, char **argv)
 {
-    arrpc_client *cli = make_client(argc, argv);
+    int status;
+    arrpc_client *cli = client_from_args(argc, argv, &status);
     if (!cli) {
-        fprintf(stderr, "client_driver: bad options\n");
-        return 2;
+        if (status) fprintf(stderr, "client_driver: bad options\n");
+        return status;
     }
     char *line = NULL;
     size_t cap = 0;

@@ -1,7 +1,6 @@
 /* main.c -- arrpc-bench, the load generator: options, threads, the live line, the summary. */
 #include <errno.h>
 #include <limits.h>
-#include <getopt.h>
 #include <math.h>
 #include <netdb.h>
 #include <signal.h>
@@ -15,6 +14,7 @@
 #include "../../core/net.h"
 #include "arrpc.h"
 #include "bench.h"
+#include "options.h"
 
 #define EXIT_USAGE 2
 #define DEFAULT_TARGET "127.0.0.1:8080"
@@ -31,61 +31,6 @@ static void on_interrupt(int sig)
 {
     (void)sig;
     interrupted = 1;
-}
-
-static void usage(FILE *to)
-{
-    fprintf(to,
-            "usage: arrpc-bench [options] [HOST:PORT]\n"
-            "\n"
-            "Drives an arrpc server (or, with --proto resp, redis-server) with pipelined requests\n"
-            "on many connections and reports throughput, errors and latency percentiles.\n"
-            "\n"
-            "  HOST:PORT, --connect HOST:PORT   the server (default " DEFAULT_TARGET ")\n"
-            "  -c, --connections N     connections (default 16)\n"
-            "  -P, --pipeline N        requests in flight per connection (default 1)\n"
-            "  -t, --threads N         client threads, each with its own epoll loop (default 1)\n"
-            "  -d, --duration S        measure for S seconds (default 10; decimals allowed)\n"
-            "  -n, --requests N        measure N requests instead of a duration\n"
-            "  -w, --warmup S          run S seconds unmeasured first (default 0)\n"
-            "  -s, --size BYTES        payload: a str of BYTES bytes (default %d), which the\n"
-            "                          demo plugin echoes\n"
-            "      --total BYTES       size the payload so that the whole request, envelope\n"
-            "                          included, has BYTES bytes on the wire\n"
-            "      --auth-secret-file F  sign every request with the secret in F (the 0.5.0\n"
-            "                          envelope; signed once, the same bytes are resent)\n"
-            "      --verify            check every reply against its request (an echo)\n"
-            "      --timeout S         a request unanswered after S seconds counts as a\n"
-            "                          timeout and its connection is reopened (default: none)\n"
-            "      --proto arrpc|resp  resp sends RESP PING and expects +PONG (redis-server)\n"
-            "      --json              print the summary as one JSON object\n"
-            "      --server-pid PID    also report the CPU time PID, its threads and its child\n"
-            "                          processes (a pre-fork server's workers) used in the\n"
-            "                          measured window, per reply: steadier than qps on a\n"
-            "                          busy machine (Linux /proc)\n"
-            "  -q, --quiet             no live line (it is shown only on a terminal anyway)\n"
-            "  -h, --help, --version\n"
-            "\n"
-            "      --tls-cafile F      speak TLS (one handshake per connection); the server's\n"
-            "                          certificate must be signed by a CA in F (PEM)\n"
-            "      --tls-self-signed   F is the server's own certificate: no name check\n"
-            "      --tls-server-name N the name the certificate must carry (default: the host)\n"
-            "      --tls-cert F, --tls-key F  our certificate and key, for mutual TLS\n"
-            "Exit status: 0 when some reply was counted, 1 when none was, 2 on bad usage.\n",
-            DEFAULT_SIZE);
-}
-
-static int parse_seconds(const char *opt, const char *arg, double min, uint64_t *ns)
-{
-    char *end = NULL;
-    errno = 0;
-    double s = strtod(arg, &end);
-    if (errno != 0 || end == arg || *end != '\0' || !isfinite(s) || s < min || s > 1e7) {
-        fprintf(stderr, "arrpc-bench: %s wants seconds, not '%s'\n", opt, arg);
-        return -1;
-    }
-    *ns = (uint64_t)(s * 1e9);
-    return 0;
 }
 
 static int resolve(bench_config *cfg, const char *spec)
@@ -110,155 +55,113 @@ static int resolve(bench_config *cfg, const char *spec)
     return 0;
 }
 
+/* Options with no place in bench_config; the table below fills both. */
 typedef struct {
     const char *target, *secret_file;
     const char *tls_cafile, *tls_cert, *tls_key, *tls_server_name;
-    int tls_self_signed;
+    int tls_self_signed, quiet;
     unsigned long total;
-    int duration_set;
 } extra_options;
 
-enum {
-    OPT_TOTAL = 256,
-    OPT_AUTH,
-    OPT_VERIFY,
-    OPT_TIMEOUT,
-    OPT_PROTO,
-    OPT_JSON,
-    OPT_CONNECT,
-    OPT_VERSION,
-    OPT_TLS_CAFILE,
-    OPT_TLS_SELF_SIGNED,
-    OPT_TLS_NAME,
-    OPT_TLS_CERT,
-    OPT_TLS_KEY,
-    OPT_SERVER_PID
-};
+typedef struct {
+    bench_config cfg;
+    extra_options x;
+} bench_options;
 
-static const struct option long_options[] = {
-    {"connect", required_argument, NULL, OPT_CONNECT},
-    {"connections", required_argument, NULL, 'c'},
-    {"pipeline", required_argument, NULL, 'P'},
-    {"threads", required_argument, NULL, 't'},
-    {"duration", required_argument, NULL, 'd'},
-    {"requests", required_argument, NULL, 'n'},
-    {"warmup", required_argument, NULL, 'w'},
-    {"size", required_argument, NULL, 's'},
-    {"total", required_argument, NULL, OPT_TOTAL},
-    {"auth-secret-file", required_argument, NULL, OPT_AUTH},
-    {"verify", no_argument, NULL, OPT_VERIFY},
-    {"timeout", required_argument, NULL, OPT_TIMEOUT},
-    {"proto", required_argument, NULL, OPT_PROTO},
-    {"json", no_argument, NULL, OPT_JSON},
-    {"quiet", no_argument, NULL, 'q'},
-    {"help", no_argument, NULL, 'h'},
-    {"version", no_argument, NULL, OPT_VERSION},
-    {"tls-cafile", required_argument, NULL, OPT_TLS_CAFILE},
-    {"tls-self-signed", no_argument, NULL, OPT_TLS_SELF_SIGNED},
-    {"tls-server-name", required_argument, NULL, OPT_TLS_NAME},
-    {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
-    {"tls-key", required_argument, NULL, OPT_TLS_KEY},
-    {"server-pid", required_argument, NULL, OPT_SERVER_PID},
-    {NULL, 0, NULL, 0},
-};
-
-/* One option into cfg or x. 0, -1 on a bad value, 1 when the program should exit 0. */
-static int apply_option(int opt, const char *arg, bench_config *cfg, extra_options *x)
+static void print_version(void)
 {
-    unsigned long v;
-    int rc = 0;
-    switch (opt) {
-    case OPT_CONNECT:
-        x->target = arg;
-        break;
-    case 'c':
-        rc = arrpc__parse_option("arrpc-bench", "-c", arg, 1, MAX_CONNECTIONS, &v);
-        cfg->connections = (unsigned)v;
-        break;
-    case 'P':
-        rc = arrpc__parse_option("arrpc-bench", "-P", arg, 1, MAX_PIPELINE, &v);
-        cfg->pipeline = (unsigned)v;
-        break;
-    case 't':
-        rc = arrpc__parse_option("arrpc-bench", "--threads", arg, 1, MAX_THREADS, &v);
-        cfg->threads = (unsigned)v;
-        break;
-    case 'd':
-        rc = parse_seconds("-d", arg, 0.001, &cfg->duration_ns);
-        x->duration_set = 1;
-        break;
-    case 'n':
-        rc = arrpc__parse_option("arrpc-bench", "-n", arg, 1, ULONG_MAX, &v);
-        cfg->requests = v;
-        break;
-    case 'w':
-        rc = parse_seconds("--warmup", arg, 0, &cfg->warmup_ns);
-        break;
-    case 's':
-        rc = arrpc__parse_option("arrpc-bench", "--size", arg, 0, ARRPC_MAX_MESSAGE_LIMIT / 4, &v);
-        cfg->payload_size = v;
-        break;
-    case OPT_TOTAL:
-        rc = arrpc__parse_option("arrpc-bench", "--total", arg, 1, ARRPC_MAX_MESSAGE_LIMIT / 4,
-                                 &x->total);
-        break;
-    case OPT_AUTH:
-        x->secret_file = arg;
-        break;
-    case OPT_TLS_CAFILE:
-        x->tls_cafile = arg;
-        break;
-    case OPT_TLS_SELF_SIGNED:
-        x->tls_self_signed = 1;
-        break;
-    case OPT_TLS_NAME:
-        x->tls_server_name = arg;
-        break;
-    case OPT_TLS_CERT:
-        x->tls_cert = arg;
-        break;
-    case OPT_TLS_KEY:
-        x->tls_key = arg;
-        break;
-    case OPT_SERVER_PID:
-        rc = arrpc__parse_option("arrpc-bench", "--server-pid", arg, 1, INT_MAX, &v);
-        cfg->server_pid = (long)v;
-        break;
-    case OPT_VERIFY:
-        cfg->verify = 1;
-        break;
-    case OPT_TIMEOUT:
-        rc = parse_seconds("--timeout", arg, 0.001, &cfg->timeout_ns);
-        break;
-    case OPT_JSON:
-        cfg->json = 1;
-        break;
-    case 'q':
-        cfg->live = 0;
-        break;
-    case 'h':
-        usage(stdout);
-        return 1;
-    case OPT_VERSION:
-        printf("arrpc-bench %s\n", ARRPC_VERSION);
-        return 1;
-    case OPT_PROTO:
-        if (strcmp(arg, "arrpc") == 0 || strcmp(arg, "resp") == 0)
-            cfg->proto = arg[0] == 'r' ? BENCH_PROTO_RESP : BENCH_PROTO_ARRPC;
-        else
-            rc = -1, fprintf(stderr, "arrpc-bench: --proto is arrpc or resp, not '%s'\n", arg);
-        break;
-    default:
-        rc = -1;
-        break;
-    }
-    return rc;
+    printf("arrpc-bench %s\n", ARRPC_VERSION);
 }
+
+static int set_proto(void *opts, const char *arg)
+{
+    bench_config *cfg = &((bench_options *)opts)->cfg;
+    if (strcmp(arg, "arrpc") != 0 && strcmp(arg, "resp") != 0) {
+        fprintf(stderr, "arrpc-bench: --proto is arrpc or resp, not '%s'\n", arg);
+        return -1;
+    }
+    cfg->proto = arg[0] == 'r' ? BENCH_PROTO_RESP : BENCH_PROTO_ARRPC;
+    return 0;
+}
+
+#define AT(member) ARRPC_OPT_AT(bench_options, member)
+#define MAX_SECONDS_MS (10000000ul * 1000) /* -d, -w, --timeout: at most 1e7 s */
+
+static const arrpc_opt bench_opts[] = {
+    {"connect", 0, ARRPC_OPT_STRING, "HOST:PORT", AT(x.target),
+     .help = "the server, also given as the operand HOST:PORT"},
+    {"connections", 'c', ARRPC_OPT_UNSIGNED, "N", AT(cfg.connections), 1, MAX_CONNECTIONS,
+     .help = "connections"},
+    {"pipeline", 'P', ARRPC_OPT_UNSIGNED, "N", AT(cfg.pipeline), 1, MAX_PIPELINE,
+     .help = "requests in flight per connection"},
+    {"threads", 't', ARRPC_OPT_UNSIGNED, "N", AT(cfg.threads), 1, MAX_THREADS,
+     .help = "client threads, each with its own epoll loop"},
+    {"duration", 'd', ARRPC_OPT_SECONDS_NS, "S", AT(cfg.duration_ns), 1, MAX_SECONDS_MS,
+     .def = "10", .help = "measure for S seconds (decimals allowed)"},
+    {"requests", 'n', ARRPC_OPT_UNSIGNED, "N", AT(cfg.requests), 1, ULONG_MAX,
+     .help = "measure N requests instead of a duration"},
+    {"warmup", 'w', ARRPC_OPT_SECONDS_NS, "S", AT(cfg.warmup_ns), 0, MAX_SECONDS_MS, .def = "0",
+     .help = "run S seconds unmeasured first"},
+    {"size", 's', ARRPC_OPT_UNSIGNED, "BYTES", AT(cfg.payload_size), 0, ARRPC_MAX_MESSAGE_LIMIT / 4,
+     .help = "payload: a str of BYTES bytes, which the demo plugin echoes"},
+    {"total", 0, ARRPC_OPT_UNSIGNED, "BYTES", AT(x.total), 1, ARRPC_MAX_MESSAGE_LIMIT / 4,
+     .help = "size the payload so that the whole request, envelope included, has BYTES bytes on "
+             "the wire"},
+    {"auth-secret-file", 0, ARRPC_OPT_STRING, "F", AT(x.secret_file),
+     .help = "sign every request with the secret in F (the 0.5.0 envelope; signed once, the same "
+             "bytes are resent)"},
+    {"verify", 0, ARRPC_OPT_FLAG, NULL, AT(cfg.verify),
+     .help = "check every reply against its request (an echo)"},
+    {"timeout", 0, ARRPC_OPT_SECONDS_NS, "S", AT(cfg.timeout_ns), 1, MAX_SECONDS_MS, .def = "none",
+     .help = "a request unanswered after S seconds counts as a timeout and its connection is "
+             "reopened"},
+    {"proto", 0, ARRPC_OPT_CUSTOM, "arrpc|resp", .set = set_proto, .def = "arrpc",
+     .help = "resp sends RESP PING and expects +PONG (redis-server)"},
+    {"json", 0, ARRPC_OPT_FLAG, NULL, AT(cfg.json), .help = "print the summary as one JSON object"},
+    {"server-pid", 0, ARRPC_OPT_UNSIGNED, "PID", AT(cfg.server_pid), 1, INT_MAX,
+     .help = "also report the CPU time PID, its threads and its child processes (a pre-fork "
+             "server's workers) used in the measured window, per reply: steadier than qps on a "
+             "busy machine (Linux /proc)"},
+    {"quiet", 'q', ARRPC_OPT_FLAG, NULL, AT(x.quiet),
+     .help = "no live line (it is shown only on a terminal anyway)"},
+    {"help", 'h', ARRPC_OPT_HELP, .help = "print this help and exit"},
+    {"version", 0, ARRPC_OPT_EXIT, .run = print_version, .help = "print the version and exit"},
+    {"tls-cafile", 0, ARRPC_OPT_STRING, "F", AT(x.tls_cafile),
+     .help = "speak TLS (one handshake per connection); the server's certificate must be signed "
+             "by a CA in F (PEM)"},
+    {"tls-self-signed", 0, ARRPC_OPT_FLAG, NULL, AT(x.tls_self_signed),
+     .help = "the --tls-cafile file is the server's own certificate: no name check"},
+    {"tls-server-name", 0, ARRPC_OPT_STRING, "N", AT(x.tls_server_name), .def = "the host",
+     .help = "the name the certificate must carry"},
+    {"tls-cert", 0, ARRPC_OPT_STRING, "F", AT(x.tls_cert),
+     .help = "our certificate, for mutual TLS (with --tls-key)"},
+    {"tls-key", 0, ARRPC_OPT_STRING, "F", AT(x.tls_key), .help = "the private key of --tls-cert"},
+    {0},
+};
+
+static const arrpc_opt_section bench_sections[] = {
+    {"EXIT STATUS", "Exit status: 0 when some reply was counted, 1 when none was, 2 on bad usage."},
+    {0},
+};
+
+static const arrpc_opt_program bench_program = {
+    .name = "arrpc-bench",
+    .man_section = "1",
+    .synopsis = "[options] [HOST:PORT]",
+    .summary = "load generator for arrpc and redis servers",
+    .description =
+        "Drives an arrpc server (or, with --proto resp, redis-server) with pipelined requests\n"
+        "on many connections and reports throughput, errors and latency percentiles.",
+    .opts = bench_opts,
+    .sections = bench_sections,
+    .stop_at_error = 1,
+};
 
 /* The options that make sense only together, and the defaults that depend on others. */
 static int check_options(bench_config *cfg, const extra_options *x)
 {
-    if (x->duration_set && cfg->requests) {
+    int duration_set = cfg->duration_ns != 0; /* -d is at least 1 ms */
+    if (duration_set && cfg->requests) {
         fprintf(stderr, "arrpc-bench: give -d or -n, not both\n");
         return -1;
     }
@@ -276,25 +179,24 @@ static int check_options(bench_config *cfg, const extra_options *x)
         fprintf(stderr, "arrpc-bench: --tls-cert and --tls-key go together\n");
         return -1;
     }
-    if (!cfg->requests && !x->duration_set) cfg->duration_ns = (uint64_t)(DEFAULT_DURATION_S * 1e9);
-    if (cfg->requests) cfg->duration_ns = 0;
+    if (!cfg->requests && !duration_set) cfg->duration_ns = (uint64_t)(DEFAULT_DURATION_S * 1e9);
     if (cfg->threads > cfg->connections) cfg->threads = cfg->connections;
+    cfg->live = !x->quiet;
     return 0;
 }
 
-static int parse_options(int argc, char **argv, bench_config *cfg, extra_options *x)
+/* 0, 1 when --help or --version has answered, -1 on bad usage (said on stderr). */
+static int parse_options(int argc, char **argv, bench_options *o)
 {
-    int opt;
-    while ((opt = getopt_long(argc, argv, "c:P:t:d:n:w:s:qh", long_options, NULL)) != -1) {
-        int rc = apply_option(opt, optarg, cfg, x);
-        if (rc != 0) return rc > 0 ? 1 : -1;
-    }
-    if (optind < argc) x->target = argv[optind++];
-    if (optind < argc) {
-        fprintf(stderr, "arrpc-bench: unexpected argument '%s'\n", argv[optind]);
+    const bench_options defaults = *o;
+    int next, rc = arrpc_opt_parse(&bench_program, o, &defaults, argc, argv, &next);
+    if (rc != 0) return rc;
+    if (next < argc) o->x.target = argv[next++];
+    if (next < argc) {
+        fprintf(stderr, "arrpc-bench: unexpected argument '%s'\n", argv[next]);
         return -1;
     }
-    return check_options(cfg, x);
+    return check_options(&o->cfg, &o->x);
 }
 
 /* One client context for every connection, from --tls-* (nothing without --tls-cafile). */
@@ -461,40 +363,42 @@ static int run(bench_config *cfg, bench_thread *ths, bench_result *r)
 
 int main(int argc, char **argv)
 {
-    static bench_config cfg = {
-        .connections = 16, .pipeline = 1, .threads = 1, .live = 1, .payload_size = DEFAULT_SIZE};
-    extra_options x = {.target = DEFAULT_TARGET};
+    static bench_options o = {
+        .cfg = {.connections = 16, .pipeline = 1, .threads = 1, .payload_size = DEFAULT_SIZE},
+        .x = {.target = DEFAULT_TARGET}};
     static atomic_int stop;
-    int rc = parse_options(argc, argv, &cfg, &x);
+    int rc = parse_options(argc, argv, &o);
     if (rc != 0) return rc > 0 ? 0 : EXIT_USAGE;
+    bench_config *cfg = &o.cfg;
+    const extra_options *x = &o.x;
     uint64_t ignored;
-    if (cfg.server_pid && bench_server_cpu_ns(cfg.server_pid, &ignored) != 0) {
+    if (cfg->server_pid && bench_server_cpu_ns(cfg->server_pid, &ignored) != 0) {
         fprintf(stderr, "arrpc-bench: --server-pid %ld: no such process (or no /proc to read)\n",
-                cfg.server_pid);
+                cfg->server_pid);
         return EXIT_USAGE;
     }
-    if (resolve(&cfg, x.target) != 0 || setup_tls(&cfg, &x) != 0 ||
-        bench_request_build(&cfg, x.secret_file, x.total) != 0)
+    if (resolve(cfg, x->target) != 0 || setup_tls(cfg, x) != 0 ||
+        bench_request_build(cfg, x->secret_file, x->total) != 0)
         return EXIT_USAGE;
-    cfg.live = cfg.live && isatty(STDERR_FILENO);
+    cfg->live = cfg->live && isatty(STDERR_FILENO);
     struct sigaction sa = {.sa_handler = on_interrupt};
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    bench_thread *ths = threads_new(&cfg, &stop);
-    if (!ths || !threads_ready(&cfg, ths)) {
+    bench_thread *ths = threads_new(cfg, &stop);
+    if (!ths || !threads_ready(cfg, ths)) {
         fprintf(stderr, "arrpc-bench: out of memory or descriptors for %u connections\n",
-                cfg.connections);
-        threads_free(&cfg, ths);
+                cfg->connections);
+        threads_free(cfg, ths);
         return 1;
     }
     bench_result r;
-    rc = run(&cfg, ths, &r);
-    if (cfg.json)
-        bench_report_json(stdout, &cfg, &r);
+    rc = run(cfg, ths, &r);
+    if (cfg->json)
+        bench_report_json(stdout, cfg, &r);
     else
-        bench_report_text(stdout, &cfg, &r);
-    threads_free(&cfg, ths);
-    bench_request_free(&cfg);
+        bench_report_text(stdout, cfg, &r);
+    threads_free(cfg, ths);
+    bench_request_free(cfg);
     return rc == 0 && r.total.replies > 0 ? 0 : 1;
 }

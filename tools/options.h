@@ -1,0 +1,87 @@
+/* options.h -- one table of command-line options drives parsing, --help and the man page.
+ *
+ * Each program describes its options once, as an array of arrpc_opt ending in an entry whose
+ * name is NULL, and its page as an arrpc_opt_program. arrpc_opt_parse reads argv into the
+ * program's options struct (at each entry's offset) through getopt_long built from the table;
+ * --help prints text made from the same table, and the hidden --help-man a roff man page. */
+#ifndef ARRPC_TOOLS_OPTIONS_H
+#define ARRPC_TOOLS_OPTIONS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+typedef enum {
+    ARRPC_OPT_FLAG,       /* no argument: the int at off becomes 1 */
+    ARRPC_OPT_UNSIGNED,   /* a decimal number in [min, max] into the unsigned integer at off */
+    ARRPC_OPT_SECONDS_MS, /* decimal seconds, fractions allowed, into an unsigned of ms */
+    ARRPC_OPT_SECONDS_NS, /* the same into a uint64_t of ns */
+    ARRPC_OPT_STRING,     /* a string or path: the const char * at off points into argv */
+    ARRPC_OPT_HOSTPORT,   /* HOST:PORT into the arrpc_opt_hostport at off */
+    ARRPC_OPT_CUSTOM,     /* the entry's set callback takes the value */
+    ARRPC_OPT_HELP,       /* prints the help on stdout; the program exits 0 */
+    ARRPC_OPT_EXIT,       /* runs the entry's run callback (--version); the program exits 0 */
+} arrpc_opt_kind;
+
+/* Where a HOST:PORT option goes. */
+typedef struct {
+    char host[256];
+    uint16_t port;
+} arrpc_opt_hostport;
+
+typedef struct arrpc_opt arrpc_opt;
+
+/* One option. Bounds are inclusive: numbers for UNSIGNED, milliseconds for the SECONDS kinds.
+ * size is the width of the field at off (ARRPC_OPT_AT fills both); an UNSIGNED field has 4 or 8
+ * bytes, and the parser refuses a table whose field does not fit its kind. A default shown from
+ * the struct is left out when it is 0 or NULL. */
+struct arrpc_opt {
+    const char *name; /* long name, without "--" */
+    char short_name;  /* 0: none */
+    arrpc_opt_kind kind;
+    const char *arg;  /* the value's name in help, e.g. "N", "HOST:PORT"; NULL for FLAG */
+    size_t off, size; /* where the value goes in the program's options struct */
+    unsigned long min, max;
+    const char *def;  /* the default as words; NULL: shown from the struct's initial value */
+    int show_max;     /* 1: help names max, as "(default: D, at most MAX)" */
+    const char *help; /* one sentence or more; help and man wrap it */
+    int (*set)(void *opts, const char *arg); /* CUSTOM: 0, or -1 after saying why on stderr */
+    void (*run)(void);                       /* EXIT: prints what the option asks for */
+};
+
+/* The place of a member of the options struct, for an entry's off and size. */
+#define ARRPC_OPT_AT(type, member) offsetof(type, member), sizeof(((type *)0)->member)
+
+/* A titled paragraph after the options: plain in --help, a section in the man page. */
+typedef struct {
+    const char *title; /* man section, e.g. "EXIT STATUS"; help prints only the text */
+    const char *text;  /* blank lines separate paragraphs */
+} arrpc_opt_section;
+
+/* What a program's help and man page say around its options. */
+typedef struct {
+    const char *name;                  /* the program, also the prefix of every message */
+    const char *man_section;           /* "1", "8" */
+    const char *synopsis;              /* after the name, e.g. "[options] [JSON]" */
+    const char *summary;               /* the man page's NAME line */
+    const char *description;           /* paragraphs before the options */
+    const arrpc_opt *opts;             /* ends with an entry whose name is NULL */
+    const arrpc_opt_section *sections; /* after the options; ends with a NULL title; may be NULL */
+    int stop_at_error; /* 1: the first bad option ends parsing (later --help is not seen) */
+} arrpc_opt_program;
+
+/* Reads argv's options into opts; help and man show defaults from defaults (a copy of opts as
+ * the program initialised it, before any option was read). Returns 0 with *next the index of the
+ * first operand, 1 when an option such as --help has done the program's work (exit 0), or -1 after
+ * saying on stderr what is wrong (the program exits 2; bad numbers read "PROG: --OPT wants a number
+ * from MIN to MAX, not 'ARG'"). Unless stop_at_error, every bad option is reported before -1. */
+int arrpc_opt_parse(const arrpc_opt_program *p, void *opts, const void *defaults, int argc,
+                    char **argv, int *next);
+
+/* Writes the help, with defaults read from opts (the struct as the program initialised it). */
+void arrpc_opt_write_help(FILE *to, const arrpc_opt_program *p, const void *opts);
+
+/* Writes a roff man page (man(7) macros) of the same content. */
+void arrpc_opt_write_man(FILE *to, const arrpc_opt_program *p, const void *opts);
+
+#endif
