@@ -14,7 +14,7 @@
 #include "../../core/net.h"
 #include "arrpc.h"
 #include "bench.h"
-#include "options.h"
+#include "../options.h"
 
 #define EXIT_USAGE 2
 #define DEFAULT_TARGET "127.0.0.1:8080"

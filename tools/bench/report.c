@@ -143,7 +143,7 @@ void bench_report_json(FILE *to, const bench_config *cfg, const bench_result *r)
         fprintf(to, " \"server_cpu\": null}\n");
     else
         fprintf(to,
-                " \"server_cpu\": {\"seconds\": %.3f, \"percent_of_core\": %.1f, "
+                " \"server_cpu\": {\"seconds\": %.6f, \"percent_of_core\": %.1f, "
                 "\"us_per_reply\": %.3f}}\n",
                 r->server_cpu_s, 100.0 * r->server_cpu_s / el, per_reply_us(r->server_cpu_s, s));
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-# check_layers.sh -- fails, naming file and line, on an #include "..." that runs against the
+# check_layers.py -- fails, naming file and line, on an #include "..." that runs against the
 # layering (docs: the layout issue). Bottom up:
 #
 #   core <- metrics <- shm <- workers <- master <- server <- tools
@@ -7,7 +7,7 @@
 #
 # A directory may include its own files and those of any layer below it; workers and client
 # never include each other; include/ (the public header) may be included from anywhere and
-# includes nothing of the layers. Usage: check_layers.sh [SOURCE_DIR] (default: this file's
+# includes nothing of the layers. Usage: check_layers.py [SOURCE_DIR] (default: this file's
 # parent's parent). Python, despite the name: it is run as a program, by its #! line.
 import os
 import re
