@@ -387,10 +387,16 @@ class SystemdTest(MasterCase):
             os.dup2(listener.fileno(), 3)
             os.environ.update(LISTEN_FDS="1", LISTEN_PID=str(os.getpid()),
                               NOTIFY_SOCKET=notify_path)
+        log = tempfile.TemporaryFile()
+        self.addCleanup(log.close)
+
+        def log_text():
+            log.seek(0)
+            return log.read().decode(errors="replace")
         proc = subprocess.Popen([harness.ARRPCD, "--listen", "127.0.0.1:1", "--workers", "2",
                                  "--handler", harness.DEMO_PLUGIN], preexec_fn=as_systemd,
                                 # fds are closed after preexec_fn runs: keep 3 open
-                                pass_fds=(3, listener.fileno()), stderr=subprocess.DEVNULL)
+                                pass_fds=(3, listener.fileno()), stderr=log)
         self.addCleanup(lambda: (kill_quietly(proc.pid), proc.wait()))
         listener.close()  # arrpcd holds it now
         ready = notify.recv(256).decode()
@@ -405,7 +411,11 @@ class SystemdTest(MasterCase):
             self.assertEqual(c.call("reloaded"), "reloaded")
         proc.send_signal(signal.SIGTERM)
         self.assertIn("STOPPING=1", notify.recv(256).decode())
-        self.assertEqual(proc.wait(timeout=WAIT_S), 0)
+        try:
+            self.assertEqual(proc.wait(timeout=WAIT_S), 0, log_text())
+        except subprocess.TimeoutExpired:
+            self.fail("arrpcd did not stop in %ss; workers %s:\n%s" % (
+                WAIT_S, children(proc.pid), log_text()))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,216 @@
+/* test_pool.c -- the worker's handler threads and the mailbox that brings their work back to the
+ * loop: every job runs once and comes back once, jobs run in parallel, nothing is left behind at
+ * stop, and posts from many threads all arrive, each thread's in its order. */
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "workers/mailbox.h"
+#include "workers/pool.h"
+
+#define WAIT_MS 10000 /* a generous bound on any wait: a hang fails instead of blocking ctest */
+
+typedef struct {
+    arrpc__job job; /* first */
+    unsigned id;
+    unsigned ran;    /* times run */
+    unsigned thread; /* which thread ran it */
+    pthread_barrier_t *barrier;
+} test_job;
+
+static void run_counting(arrpc__job *job, unsigned thread, void *arg)
+{
+    test_job *t = (test_job *)job;
+    t->ran++;
+    t->thread = thread;
+    if (t->barrier) pthread_barrier_wait(t->barrier); /* returns only when all are running */
+    (void)arg;
+}
+
+/* Takes mail until `want` items came back or WAIT_MS passed; returns how many came. */
+static unsigned collect(arrpc__mailbox *box, unsigned want, unsigned *seen, unsigned nseen)
+{
+    unsigned got = 0;
+    while (got < want) {
+        struct pollfd pfd = {.fd = box->fd, .events = POLLIN};
+        if (poll(&pfd, 1, WAIT_MS) <= 0) break;
+        for (arrpc__mail *m = arrpc__mailbox_take(box), *next; m; m = next) {
+            next = m->next;
+            test_job *t = (test_job *)m;
+            if (t->id < nseen) seen[t->id]++;
+            got++;
+        }
+    }
+    return got;
+}
+
+static void test_every_job_runs_once_and_comes_back_once(void **state)
+{
+    (void)state;
+    enum { JOBS = 2000, THREADS = 4 };
+    arrpc__mailbox box;
+    assert_int_equal(arrpc__mailbox_init(&box), 0);
+    arrpc__pool *pool = arrpc__pool_new(THREADS, &box, NULL);
+    assert_non_null(pool);
+    test_job *jobs = calloc(JOBS, sizeof *jobs);
+    unsigned *seen = calloc(JOBS, sizeof *seen);
+    assert_non_null(jobs);
+    assert_non_null(seen);
+    for (unsigned i = 0; i < JOBS; i++) {
+        jobs[i] = (test_job){.job.run = run_counting, .id = i};
+        arrpc__pool_submit(pool, &jobs[i].job);
+    }
+    assert_int_equal(collect(&box, JOBS, seen, JOBS), JOBS);
+    assert_int_equal(arrpc__pool_busy(pool), 0);
+    for (unsigned i = 0; i < JOBS; i++) {
+        assert_int_equal(jobs[i].ran, 1);
+        assert_int_equal(seen[i], 1);
+        assert_true(jobs[i].thread < THREADS);
+    }
+    arrpc__pool_free(pool);
+    arrpc__mailbox_destroy(&box);
+    free(seen);
+    free(jobs);
+}
+
+/* Four jobs that each wait for all four to be running at once can only finish on four threads. */
+static void test_jobs_run_in_parallel(void **state)
+{
+    (void)state;
+    enum { THREADS = 4 };
+    arrpc__mailbox box;
+    assert_int_equal(arrpc__mailbox_init(&box), 0);
+    arrpc__pool *pool = arrpc__pool_new(THREADS, &box, NULL);
+    assert_non_null(pool);
+    pthread_barrier_t barrier;
+    pthread_barrier_init(&barrier, NULL, THREADS);
+    test_job jobs[THREADS];
+    unsigned seen[THREADS] = {0};
+    for (unsigned i = 0; i < THREADS; i++) {
+        jobs[i] = (test_job){.job.run = run_counting, .id = i, .barrier = &barrier};
+        arrpc__pool_submit(pool, &jobs[i].job);
+    }
+    assert_int_equal(collect(&box, THREADS, seen, THREADS), THREADS);
+    unsigned threads_used = 0;
+    for (unsigned t = 0; t < THREADS; t++)
+        for (unsigned i = 0; i < THREADS; i++)
+            if (jobs[i].thread == t) {
+                threads_used++;
+                break;
+            }
+    assert_int_equal(threads_used, THREADS);
+    arrpc__pool_free(pool);
+    pthread_barrier_destroy(&barrier);
+    arrpc__mailbox_destroy(&box);
+}
+
+/* Freeing the pool runs what was queued first: no job is lost at a worker's clean exit. */
+static void test_free_runs_the_queue_first(void **state)
+{
+    (void)state;
+    enum { JOBS = 300 };
+    arrpc__mailbox box;
+    assert_int_equal(arrpc__mailbox_init(&box), 0);
+    arrpc__pool *pool = arrpc__pool_new(1, &box, NULL);
+    assert_non_null(pool);
+    test_job jobs[JOBS];
+    unsigned seen[JOBS] = {0};
+    for (unsigned i = 0; i < JOBS; i++) {
+        jobs[i] = (test_job){.job.run = run_counting, .id = i};
+        arrpc__pool_submit(pool, &jobs[i].job);
+    }
+    arrpc__pool_free(pool);
+    assert_int_equal(collect(&box, JOBS, seen, JOBS), JOBS);
+    for (unsigned i = 0; i < JOBS; i++)
+        assert_int_equal(jobs[i].ran, 1);
+    arrpc__mailbox_destroy(&box);
+}
+
+static void test_thread_counts_out_of_range_are_refused(void **state)
+{
+    (void)state;
+    arrpc__mailbox box;
+    assert_int_equal(arrpc__mailbox_init(&box), 0);
+    assert_null(arrpc__pool_new(0, &box, NULL));
+    assert_null(arrpc__pool_new(ARRPC_MAX_THREADS + 1, &box, NULL));
+    arrpc__mailbox_destroy(&box);
+}
+
+/* ---- the mailbox alone -------------------------------------------------------------------- */
+
+#define POSTERS 4
+#define POSTS 5000
+
+typedef struct {
+    arrpc__mail mail;
+    unsigned poster, seq;
+} numbered;
+
+typedef struct {
+    arrpc__mailbox *box;
+    numbered *items;
+    unsigned poster;
+} poster_arg;
+
+static void *poster(void *arg)
+{
+    poster_arg *a = arg;
+    for (unsigned i = 0; i < POSTS; i++) {
+        a->items[i] = (numbered){.poster = a->poster, .seq = i};
+        arrpc__mailbox_post(a->box, &a->items[i].mail);
+    }
+    return NULL;
+}
+
+static void test_posts_from_many_threads_all_arrive_in_each_threads_order(void **state)
+{
+    (void)state;
+    arrpc__mailbox box;
+    assert_int_equal(arrpc__mailbox_init(&box), 0);
+    pthread_t threads[POSTERS];
+    poster_arg args[POSTERS];
+    numbered *items = calloc(POSTERS * POSTS, sizeof *items);
+    assert_non_null(items);
+    for (unsigned p = 0; p < POSTERS; p++) {
+        args[p] = (poster_arg){&box, items + p * POSTS, p};
+        assert_int_equal(pthread_create(&threads[p], NULL, poster, &args[p]), 0);
+    }
+    unsigned next[POSTERS] = {0}, got = 0, out_of_order = 0;
+    while (got < POSTERS * POSTS) {
+        struct pollfd pfd = {.fd = box.fd, .events = POLLIN};
+        if (poll(&pfd, 1, WAIT_MS) <= 0) break; /* a lost wake-up ends here and fails below */
+        for (arrpc__mail *m = arrpc__mailbox_take(&box); m; m = m->next) {
+            numbered *n = (numbered *)m;
+            out_of_order += n->seq != next[n->poster];
+            next[n->poster] = n->seq + 1;
+            got++;
+        }
+    }
+    for (unsigned p = 0; p < POSTERS; p++)
+        pthread_join(threads[p], NULL);
+    assert_int_equal(got, POSTERS * POSTS);
+    assert_int_equal(out_of_order, 0);
+    assert_null(arrpc__mailbox_take(&box));
+    arrpc__mailbox_destroy(&box);
+    free(items);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_every_job_runs_once_and_comes_back_once),
+        cmocka_unit_test(test_jobs_run_in_parallel),
+        cmocka_unit_test(test_free_runs_the_queue_first),
+        cmocka_unit_test(test_thread_counts_out_of_range_are_refused),
+        cmocka_unit_test(test_posts_from_many_threads_all_arrive_in_each_threads_order),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

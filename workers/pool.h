@@ -1,0 +1,36 @@
+/* pool.h -- one worker's handler threads: jobs go in from the loop, run on one of N threads, and
+ * come back through the loop's mailbox when they are done.
+ *
+ * The pool knows nothing of requests: a job is any struct that starts with an arrpc__job, and
+ * `run` is called on a pool thread with that thread's index (0..N-1), which the caller uses to
+ * keep per-thread state (a decoder, a busy stamp) without locks. Submitting never allocates. */
+#ifndef ARRPC_WORKERS_POOL_H
+#define ARRPC_WORKERS_POOL_H
+
+#include <pthread.h>
+
+#include "mailbox.h"
+
+#define ARRPC_MAX_THREADS 64 /* handler threads per worker (--threads) */
+
+typedef struct arrpc__job arrpc__job;
+struct arrpc__job {
+    arrpc__mail mail; /* first: a finished job is posted to the mailbox as it is */
+    arrpc__job *next_queued;
+    void (*run)(arrpc__job *job, unsigned thread, void *arg);
+};
+
+typedef struct arrpc__pool arrpc__pool;
+
+/* Starts `threads` threads (1..ARRPC_MAX_THREADS) that call job->run(job, index, arg) and then
+ * post the job to `done`. NULL when a thread cannot be started (then none is left running). */
+arrpc__pool *arrpc__pool_new(unsigned threads, arrpc__mailbox *done, void *arg);
+/* Queues a job; the loop must not touch it until it comes back through the mailbox. */
+void arrpc__pool_submit(arrpc__pool *p, arrpc__job *job);
+/* Jobs queued or running. */
+unsigned arrpc__pool_busy(const arrpc__pool *p);
+/* Runs every job already queued, then stops and joins the threads. Finished jobs stay in the
+ * mailbox for the caller. */
+void arrpc__pool_free(arrpc__pool *p);
+
+#endif
