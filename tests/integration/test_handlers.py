@@ -82,8 +82,8 @@ class LifecycleTest(unittest.TestCase):
         srv.signal(signal.SIGHUP)
         self.assertTrue(wait_until(lambda: sorted(read_lines(fini)) == fini_lines(old)),
                         (read_lines(fini), srv.log()))
-        new = children(srv.pid)
-        self.assertFalse(set(old) & set(new))
+        # fini runs just before a worker exits: wait for the exits themselves
+        self.assertTrue(wait_until(lambda: not set(old) & set(children(srv.pid))))
         self.assertEqual(set(answers_by_worker(srv.port, {"init_arg": 1}).values()), {"a"})
 
     def test_scale_down_runs_fini_in_the_removed_worker(self):
@@ -91,7 +91,7 @@ class LifecycleTest(unittest.TestCase):
         old = wait_until(lambda: len(children(srv.pid)) == 2 and children(srv.pid))
         srv.signal(signal.SIGTTOU)
         self.assertTrue(wait_until(lambda: len(read_lines(fini)) == 1), srv.log())
-        gone = [p for p in old if not alive(p)]
+        gone = wait_until(lambda: [p for p in old if not alive(p)])  # fini, then the exit
         self.assertEqual(read_lines(fini), fini_lines(gone))
 
     def test_failing_init_fails_the_start(self):
