@@ -60,6 +60,12 @@ static const char *tcp_describe(const arrpc__transport *t, char *buf, size_t len
     return buf;
 }
 
+static const char *tcp_peer_identity(const arrpc__transport *t, char *buf, size_t len)
+{
+    (void)t, (void)buf, (void)len;
+    return NULL; /* an address is not an identity */
+}
+
 /* Ending a TCP stream is sending FIN: shutdown and half_close are one call. */
 const arrpc__transport_ops arrpc__tcp_ops = {
     .name = "tcp",
@@ -76,6 +82,7 @@ const arrpc__transport_ops arrpc__tcp_ops = {
 
     .last_error = tcp_last_error,
     .describe = tcp_describe,
+    .peer_identity = tcp_peer_identity,
 };
 
 void arrpc__transport_tcp(arrpc__transport *t, int fd)

@@ -12,6 +12,8 @@
  * wake-up instead of one per request, four full TLS records (16 KiB each) fit, and the cost is
  * one buffer per worker, not per connection (an idle connection holds no input memory). */
 #define ARRPC_READ_CHUNK (64u * 1024u)
+/* Bytes of a peer identity kept, its NUL included (what arrpc_call_tls_peer promises). */
+#define ARRPC_PEER_IDENTITY_MAX 512u
 
 /* What a call that returned -1 with errno EAGAIN waits for (t->want). A TLS read can need the
  * socket to be writable and a TLS write readable (handshake messages, key updates). */
@@ -71,6 +73,11 @@ typedef struct arrpc__transport_ops {
      * after the handshake: "TLSv1.3 TLS13-AES128-GCM-SHA256", with " (resumed)" after a
      * resumed session. Never NULL. */
     const char *(*describe)(const arrpc__transport *t, char *buf, size_t len);
+    /* Who the peer proved to be, after the handshake: the subject of the certificate it
+     * presented and we verified, on one line ("/O=Example/CN=client"), written into buf (len > 0;
+     * ARRPC_PEER_IDENTITY_MAX fits any we keep, a longer one is cut); returns buf. NULL when the
+     * peer presented none (TCP: always; TLS without mutual authentication). */
+    const char *(*peer_identity)(const arrpc__transport *t, char *buf, size_t len);
 } arrpc__transport_ops;
 
 struct arrpc__transport {

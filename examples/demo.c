@@ -8,8 +8,17 @@
  *   {"pid": _}       answers the worker's process id
  *   {"repeat": [s, n]}  answers the str or bin s repeated n times (a reply larger than its
  *                    request, for the reply size limit; n is capped at 1 GiB of output)
- *   anything else    is echoed back whole */
+ *   {"init_arg": _}  answers the argument init was given (--handler-arg), or nil
+ *   {"whoami": _}    answers {"peer": "IP:PORT", "tls_peer": subject or nil, "signed": bool}
+ *   anything else    is echoed back whole
+ *
+ * Its lifecycle, for tests: init keeps its argument for {"init_arg": _}; an argument "fail:N"
+ * makes init return N, and so does a file named by ARRPC_DEMO_INIT_FAIL_FILE holding N, when that
+ * file exists (a test creates it to make a reload fail). fini appends "fini <pid>" to the file
+ * named by ARRPC_DEMO_FINI_FILE, when set. */
 #include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -69,11 +78,72 @@ static double as_seconds(const msgpack_object *o)
     }
 }
 
+/* What init leaves for the calls and fini: one per worker. */
+typedef struct demo_state {
+    char *arg; /* init's argument, our copy; NULL: none */
+} demo_state;
+
+/* The failure init is told to report: "fail:N" as its argument, or N in the fail file. */
+static int told_to_fail(const char *arg)
+{
+    const char *path = getenv("ARRPC_DEMO_INIT_FAIL_FILE");
+    int n = 0;
+    if (arg && strncmp(arg, "fail:", 5) == 0) return atoi(arg + 5);
+    FILE *f = path ? fopen(path, "r") : NULL;
+    if (f) {
+        if (fscanf(f, "%d", &n) != 1) n = 0;
+        fclose(f);
+    }
+    return n;
+}
+
+ARRPC_API int arrpc_handler_init(const char *arg, void **udata)
+{
+    int fail = told_to_fail(arg);
+    if (fail) return fail;
+    demo_state *st = calloc(1, sizeof *st);
+    if (!st || (arg && !(st->arg = strdup(arg)))) {
+        free(st);
+        return -1;
+    }
+    *udata = st;
+    return 0;
+}
+
+ARRPC_API void arrpc_handler_fini(void *udata)
+{
+    demo_state *st = udata;
+    const char *path = getenv("ARRPC_DEMO_FINI_FILE");
+    FILE *f = path ? fopen(path, "a") : NULL;
+    if (f) {
+        fprintf(f, "fini %ld\n", (long)getpid());
+        fclose(f);
+    }
+    free(st->arg);
+    free(st);
+}
+
+static int pack_str_or_nil(msgpack_packer *res, const char *s)
+{
+    return s ? msgpack_pack_str_with_body(res, s, strlen(s)) : msgpack_pack_nil(res);
+}
+
+/* {"peer": ..., "tls_peer": ..., "signed": ...}: what the call knows of its client. */
+static int whoami(arrpc_call *call, msgpack_packer *res)
+{
+    return msgpack_pack_map(res, 3) || msgpack_pack_str_with_body(res, "peer", 4) ||
+           pack_str_or_nil(res, arrpc_call_peer(call)) ||
+           msgpack_pack_str_with_body(res, "tls_peer", 8) ||
+           pack_str_or_nil(res, arrpc_call_tls_peer(call)) ||
+           msgpack_pack_str_with_body(res, "signed", 6) ||
+           (arrpc_call_signed(call) ? msgpack_pack_true(res) : msgpack_pack_false(res));
+}
+
 ARRPC_API int arrpc_handler(arrpc_call *call, const msgpack_object *req, msgpack_packer *res,
                             void *udata)
 {
     const msgpack_object *v;
-    (void)udata;
+    const demo_state *st = udata;
     if ((v = only_entry(req, "echo"))) return msgpack_pack_object(res, *v);
     if ((v = only_entry(req, "fail"))) {
         if (v->type == MSGPACK_OBJECT_STR)
@@ -91,6 +161,8 @@ ARRPC_API int arrpc_handler(arrpc_call *call, const msgpack_object *req, msgpack
         return msgpack_pack_str_with_body(res, ARRPC_DEMO_VERSION, strlen(ARRPC_DEMO_VERSION));
     if ((v = only_entry(req, "repeat"))) return repeat(call, v, res);
     if (only_entry(req, "pid")) return msgpack_pack_int64(res, (int64_t)getpid());
+    if (only_entry(req, "init_arg")) return pack_str_or_nil(res, st ? st->arg : NULL);
+    if (only_entry(req, "whoami")) return whoami(call, res);
     if ((v = only_entry(req, "crash")) && v->type == MSGPACK_OBJECT_BOOLEAN && v->via.boolean) {
         signal(SIGSEGV, SIG_DFL);
         raise(SIGSEGV);

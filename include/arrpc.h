@@ -89,6 +89,24 @@ ARRPC_API int arrpc_call_fail(arrpc_call *call, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* True when the request arrived in a verified signature envelope. */
 ARRPC_API int arrpc_call_signed(const arrpc_call *call);
+/* The client's address as "IP:PORT" ("[IPv6]:PORT"), as the connection was accepted. Valid for
+ * the call only: copy it to keep it. */
+ARRPC_API const char *arrpc_call_peer(const arrpc_call *call);
+/* Under mutual TLS, the subject of the client's verified certificate on one line, e.g.
+ * "/O=Example/CN=client" (at most 511 bytes; longer ones are cut); NULL without TLS or without
+ * a client certificate. Valid for the call only. */
+ARRPC_API const char *arrpc_call_tls_peer(const arrpc_call *call);
+
+/* A handler's per-process lifecycle (optional). init runs once in each worker process after it
+ * is forked, before it accepts (with 0 workers: once, before serving), with the argument set by
+ * arrpc_server_set_handler_lifecycle (NULL when none). *udata starts as the udata given to
+ * arrpc_server_new (NULL for a plugin); what init leaves there is passed to every call of the
+ * handler and to fini. A non-zero return is a failed start: the server does not serve (a failed
+ * SIGHUP reload keeps the old workers serving), and the log names init and the value. fini runs
+ * once when that process stops serving cleanly (stop, reload, scale-down), never after a crash or
+ * SIGKILL, and only when init succeeded. */
+typedef int (*arrpc_handler_init_fn)(const char *arg, void **udata);
+typedef void (*arrpc_handler_fini_fn)(void *udata);
 
 /* A server for host:port answering with `handler` (NULL when a plugin is set instead). Returns
  * NULL only when out of memory. */
@@ -115,6 +133,14 @@ ARRPC_API int arrpc_server_set_debug(arrpc_server *srv, int on);
 /* The handler from a plugin, "PATH.so[:SYMBOL]" (default symbol arrpc_handler) or a built-in
  * name ("echo"). Each worker loads it when it starts, so a reload serves the file on disk. */
 ARRPC_API int arrpc_server_set_handler_plugin(arrpc_server *srv, const char *spec);
+/* The handler's init and fini (either may be NULL) and init's argument, copied (NULL: none).
+ * With a plugin (arrpc_server_set_handler_plugin "PATH.so:SYMBOL"), init and fini are instead
+ * the plugin's SYMBOL_init and SYMBOL_fini when it has them (arrpc_handler_init and
+ * arrpc_handler_fini for the default symbol); arg is given to either. A failed init makes
+ * arrpc_server_run (0 workers) return ARRPC_ELOAD, with "<init> returned <value>" in
+ * arrpc_server_errstr. 0, ARRPC_ESTATE (running), ARRPC_ENOMEM. */
+ARRPC_API int arrpc_server_set_handler_lifecycle(arrpc_server *srv, arrpc_handler_init_fn init,
+                                                 arrpc_handler_fini_fn fini, const char *arg);
 /* A secret read from a file (one trailing newline ignored), re-read on every reload (SIGHUP). */
 ARRPC_API int arrpc_server_set_auth_secret_file(arrpc_server *srv, const char *path);
 

@@ -98,9 +98,7 @@ static void worker_main(arrpc__master *m, int r, int ctl_fd, pid_t master_pid)
             arrpc__log("worker: %s", err);
             _exit(ARRPC_EXIT_START_FAILED);
         }
-        cfg.handler = handler.fn;
-        cfg.udata = handler.udata;
-        cfg.handler_name = handler.name;
+        arrpc__handler_apply(&handler, &cfg);
     }
     int fds[ARRPC_WORKER_LISTENERS_MAX];
     uint32_t slots[ARRPC_WORKER_LISTENERS_MAX];

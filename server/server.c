@@ -51,6 +51,7 @@ struct arrpc_server {
     int has_thread;
     int run_status;
     char handler_name[ARRPC_HANDLER_NAME_MAX];
+    char *handler_arg; /* init's argument, our copy; NULL: none */
     uint8_t *secret;
     char err[SERVER_ERR_MAX];
 };
@@ -84,6 +85,7 @@ arrpc_server *arrpc_server_new(const char *host, uint16_t port, arrpc_handler_fn
         .handler = handler,
         .udata = udata,
         .handler_name = srv->handler_name,
+        .init_name = "the handler's init function",
         .max_message = ARRPC_DEFAULT_MAX_MESSAGE,
         .max_depth = ARRPC_DEFAULT_MAX_DEPTH,
         .max_connections = ARRPC_DEFAULT_MAX_CONNECTIONS,
@@ -106,6 +108,7 @@ void arrpc_server_free(arrpc_server *srv)
     if (srv->listen_fd >= 0) close(srv->listen_fd);
     close(srv->stop_fd);
     arrpc__handler_unload(&srv->plugin);
+    free(srv->handler_arg);
     if (srv->secret) /* a secret should not linger in freed memory */
         explicit_bzero(srv->secret, srv->cfg.secret_len);
     free(srv->secret);
@@ -137,6 +140,21 @@ int arrpc_server_set_handler_name(arrpc_server *srv, const char *name)
         rc = set_err(srv, ARRPC_EINVAL, "handler name missing or too long");
     if (rc == 0) snprintf(srv->handler_name, sizeof srv->handler_name, "%s", name);
     return rc;
+}
+
+int arrpc_server_set_handler_lifecycle(arrpc_server *srv, arrpc_handler_init_fn init,
+                                       arrpc_handler_fini_fn fini, const char *arg)
+{
+    int rc = settable(srv);
+    char *copy = NULL;
+    if (rc == 0 && arg && !(copy = strdup(arg))) rc = set_err(srv, ARRPC_ENOMEM, "out of memory");
+    if (rc != 0) return rc;
+    free(srv->handler_arg);
+    srv->handler_arg = copy;
+    srv->cfg.init = init;
+    srv->cfg.fini = fini;
+    srv->cfg.init_arg = copy;
+    return 0;
 }
 
 /* Replaces the secret (NULL: none), wiping the old one. Checks nothing about the state. */
@@ -345,9 +363,7 @@ static int run_in_process(arrpc_server *srv)
     if (rc == 0 && srv->secret_file[0]) rc = load_secret_file(srv);
     if (rc == 0 && srv->plugin_spec[0] && !srv->plugin.fn) {
         rc = arrpc__handler_load(srv->plugin_spec, &srv->plugin, srv->err, sizeof srv->err);
-        srv->cfg.handler = srv->plugin.fn;
-        srv->cfg.udata = srv->plugin.udata;
-        srv->cfg.handler_name = srv->plugin.name;
+        if (rc == 0) arrpc__handler_apply(&srv->plugin, &srv->cfg);
     }
     if (rc != 0) return rc;
     srv->state = SERVER_RUNNING;

@@ -19,7 +19,7 @@
 
 typedef struct {
     arrpc_opt_hostport listen, metrics;
-    const char *handler;
+    const char *handler, *handler_arg;
     const char *secret_file;
     const char *pid_file;
     const char *tls_cert, *tls_key, *tls_client_ca;
@@ -57,6 +57,9 @@ static const arrpc_opt arrpcd_opts[] = {
      .help = "'echo' (built in), or a plugin PATH.so whose symbol SYMBOL (default "
              "arrpc_handler) is an arrpc_handler_fn; each worker loads it, so SIGHUP serves a new "
              "file"},
+    {"handler-arg", 0, ARRPC_OPT_STRING, "STRING", AT(handler_arg),
+     .help = "the argument of the plugin's SYMBOL_init, which each worker calls before it "
+             "accepts (a non-zero return fails the start or the reload)"},
     {"workers", 0, ARRPC_OPT_UNSIGNED, "N", AT(workers), 0, ARRPC_MAX_WORKERS,
      .def = "the number of CPUs",
      .help = "worker processes; 0 serves in this process, without a master"},
@@ -145,6 +148,7 @@ static int configure(arrpc_server *srv, const arrpcd_options *o)
 {
     int rc =
         arrpc_server_set_handler_plugin(srv, o->handler) ||
+        (o->handler_arg && arrpc_server_set_handler_lifecycle(srv, NULL, NULL, o->handler_arg)) ||
         arrpc_server_set_workers(srv, (unsigned)o->workers) ||
         (o->metrics.host[0] && arrpc_server_set_metrics(srv, o->metrics.host, o->metrics.port)) ||
         arrpc_server_set_pre_drain(srv, (unsigned)o->predrain_s * 1000u) ||

@@ -69,6 +69,7 @@ void arrpc__conn_free(arrpc__loop *loop, arrpc__conn *c)
     arrpc__buf_free(&c->in);
     arrpc__buf_free(&c->out);
     arrpc__scan_free(c->scan);
+    free(c->tls_peer);
     free(c);
 }
 
@@ -124,6 +125,7 @@ static size_t answer_requests(arrpc__loop *loop, arrpc__conn *c, const uint8_t *
 {
     size_t done = 0;
     uint64_t started = 0; /* a request's clock starts where the previous one's stopped */
+    const arrpc__call_context ctx = {.peer = c->peer, .tls_peer = c->tls_peer};
     while (!(c->flags & CONN_DOOMED) && arrpc__buf_used(&c->out) < ARRPC_OUTPUT_HIGH_WATER &&
            done + c->scanned < n) {
         size_t used = 0;
@@ -139,7 +141,7 @@ static size_t answer_requests(arrpc__loop *loop, arrpc__conn *c, const uint8_t *
         }
         arrpc__outcome outcome;
         if (!started) started = arrpc__clock_ns();
-        if (arrpc__dispatch(loop->dispatcher, p + done, c->scanned, &c->out, &outcome) != 0) {
+        if (arrpc__dispatch(loop->dispatcher, &ctx, p + done, c->scanned, &c->out, &outcome) != 0) {
             arrpc__log("closing connection from %s: out of memory", c->peer);
             mark_close(c);
             break;
@@ -390,6 +392,11 @@ static void continue_handshake(arrpc__loop *loop, arrpc__conn *c)
         return;
     }
     c->last_active_ms = loop->now_ms;
+    char who[ARRPC_PEER_IDENTITY_MAX]; /* read once: every call of the connection asks for it */
+    if (c->io.ops->peer_identity(&c->io, who, sizeof who) && !(c->tls_peer = strdup(who))) {
+        mark_close(c);
+        return;
+    }
     if (loop->cfg->debug) {
         char desc[128];
         arrpc__log("TLS with %s: %s", c->peer, c->io.ops->describe(&c->io, desc, sizeof desc));

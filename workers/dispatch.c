@@ -12,6 +12,7 @@
 #include "../shm/segment.h"
 
 struct arrpc_call {
+    const arrpc__call_context *ctx;
     int is_signed;
     int failed;
     char message[ARRPC_FAIL_MESSAGE_MAX];
@@ -57,6 +58,16 @@ int arrpc_call_fail(arrpc_call *call, const char *fmt, ...)
 int arrpc_call_signed(const arrpc_call *call)
 {
     return call->is_signed;
+}
+
+const char *arrpc_call_peer(const arrpc_call *call)
+{
+    return call->ctx->peer;
+}
+
+const char *arrpc_call_tls_peer(const arrpc_call *call)
+{
+    return call->ctx->tls_peer;
 }
 
 arrpc__dispatcher *arrpc__dispatcher_new(const arrpc__worker_config *cfg)
@@ -109,11 +120,12 @@ static int decode(arrpc__dispatcher *d, const uint8_t *p, size_t n, msgpack_obje
 
 /* Runs the handler; replaces whatever it packed with an error reply when it failed or packed
  * something other than one object within the size limit. */
-static arrpc__outcome call_handler(arrpc__dispatcher *d, const msgpack_object *req, int is_signed,
-                                   arrpc__buf *out)
+static arrpc__outcome call_handler(arrpc__dispatcher *d, const arrpc__call_context *ctx,
+                                   const msgpack_object *req, int is_signed, arrpc__buf *out)
 {
     arrpc_call call; /* not `= {...}`: zeroing its 4 KiB message per request cost more than the
                       * rest of the dispatch; the message is written only when the call fails */
+    call.ctx = ctx;
     call.is_signed = is_signed;
     call.failed = 0;
     size_t start = arrpc__buf_used(out);
@@ -146,11 +158,11 @@ static arrpc__outcome call_handler(arrpc__dispatcher *d, const msgpack_object *r
     return ARRPC_OUTCOME_OK;
 }
 
-static arrpc__outcome dispatch_decoded(arrpc__dispatcher *d, const msgpack_object *obj,
-                                       arrpc__buf *out)
+static arrpc__outcome dispatch_decoded(arrpc__dispatcher *d, const arrpc__call_context *ctx,
+                                       const msgpack_object *obj, arrpc__buf *out)
 {
     const arrpc__worker_config *cfg = d->cfg;
-    if (!cfg->secret) return call_handler(d, obj, 0, out);
+    if (!cfg->secret) return call_handler(d, ctx, obj, 0, out);
     const uint8_t *data;
     size_t len;
     if (arrpc__auth_open(cfg->secret, cfg->secret_len, obj, &data, &len) != 0) {
@@ -166,11 +178,11 @@ static arrpc__outcome dispatch_decoded(arrpc__dispatcher *d, const msgpack_objec
         return ARRPC_OUTCOME_INVALID;
     }
     d->last_signed = 1;
-    return call_handler(d, &inner, 1, out);
+    return call_handler(d, ctx, &inner, 1, out);
 }
 
-int arrpc__dispatch(arrpc__dispatcher *d, const uint8_t *msg, size_t n, arrpc__buf *out,
-                    arrpc__outcome *outcome)
+int arrpc__dispatch(arrpc__dispatcher *d, const arrpc__call_context *ctx, const uint8_t *msg,
+                    size_t n, arrpc__buf *out, arrpc__outcome *outcome)
 {
     msgpack_object obj;
     size_t before = arrpc__buf_used(out);
@@ -179,7 +191,7 @@ int arrpc__dispatch(arrpc__dispatcher *d, const uint8_t *msg, size_t n, arrpc__b
         append_error(out, ARRPC_RPC_ERROR_PREFIX, "invalid MessagePack");
         *outcome = ARRPC_OUTCOME_INVALID;
     } else {
-        *outcome = dispatch_decoded(d, &obj, out);
+        *outcome = dispatch_decoded(d, ctx, &obj, out);
     }
     msgpack_zone_clear(&d->zone);
     return arrpc__buf_used(out) > before ? 0 : ARRPC_ENOMEM;

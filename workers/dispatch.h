@@ -15,6 +15,13 @@
 
 typedef struct arrpc__dispatcher arrpc__dispatcher;
 
+/* Who sent a request: what arrpc_call_peer and arrpc_call_tls_peer answer. The strings belong to
+ * the connection and outlive the call. */
+typedef struct arrpc__call_context {
+    const char *peer;     /* "IP:PORT" or "[IPv6]:PORT" */
+    const char *tls_peer; /* the verified client certificate's subject; NULL: none */
+} arrpc__call_context;
+
 /* How one request went, for logs and metrics. */
 typedef enum {
     ARRPC_OUTCOME_OK,
@@ -29,11 +36,11 @@ arrpc__dispatcher *arrpc__dispatcher_new(const arrpc__worker_config *cfg);
 int arrpc__dispatcher_last_signed(const arrpc__dispatcher *d);
 void arrpc__dispatcher_free(arrpc__dispatcher *d);
 
-/* Answers the n bytes at msg, which the scanner found to be one whole message, by appending
- * exactly one reply to out. Returns ARRPC_ENOMEM only if even an error reply could not be queued.
- */
-int arrpc__dispatch(arrpc__dispatcher *d, const uint8_t *msg, size_t n, arrpc__buf *out,
-                    arrpc__outcome *outcome);
+/* Answers the n bytes at msg, which the scanner found to be one whole message and ctx's client
+ * sent, by appending exactly one reply to out. Returns ARRPC_ENOMEM only if even an error reply
+ * could not be queued. */
+int arrpc__dispatch(arrpc__dispatcher *d, const arrpc__call_context *ctx, const uint8_t *msg,
+                    size_t n, arrpc__buf *out, arrpc__outcome *outcome);
 
 /* Appends the reply "arrpc.error.RpcException: <text>" (used for unreadable input too). */
 int arrpc__dispatch_rpc_error(arrpc__buf *out, const char *text);

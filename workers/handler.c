@@ -27,6 +27,14 @@ static int is_path(const char *spec)
     return memchr(spec, '/', len) || (len > 3 && memcmp(spec + len - 3, ".so", 3) == 0);
 }
 
+/* Looks up a function of the plugin into *fn (size bytes, a function pointer); true if found. */
+static int find_function(void *dl, const char *symbol, void *fn, size_t size)
+{
+    void *sym = dlsym(dl, symbol);
+    if (sym) memcpy(fn, &sym, size); /* object pointer to function pointer, as POSIX allows */
+    return sym != NULL;
+}
+
 static int load_plugin(const char *spec, arrpc__handler *out, char *err, size_t errlen)
 {
     char path[4096];
@@ -45,16 +53,19 @@ static int load_plugin(const char *spec, arrpc__handler *out, char *err, size_t 
         snprintf(err, errlen, "cannot load handler plugin: %s", dlerror());
         return ARRPC_ELOAD;
     }
-    void *sym = dlsym(dl, symbol);
-    if (!sym) {
+    *out = (arrpc__handler){.dl = dl};
+    snprintf(out->name, sizeof out->name, "%s", symbol);
+    snprintf(out->init_name, sizeof out->init_name, "%s_init", symbol);
+    if (!find_function(dl, out->name, &out->fn, sizeof out->fn)) {
         snprintf(err, errlen, "handler plugin %s has no symbol '%s'", path, symbol);
         dlclose(dl);
+        *out = (arrpc__handler){0};
         return ARRPC_ELOAD;
     }
-    *out = (arrpc__handler){.dl = dl};
-    memcpy(&out->fn, &sym,
-           sizeof out->fn); /* object pointer to function pointer, as POSIX allows */
-    snprintf(out->name, sizeof out->name, "%s", symbol);
+    char fini_name[sizeof out->init_name];
+    snprintf(fini_name, sizeof fini_name, "%s_fini", symbol);
+    find_function(dl, out->init_name, &out->init, sizeof out->init); /* both optional */
+    find_function(dl, fini_name, &out->fini, sizeof out->fini);
     return 0;
 }
 
@@ -86,4 +97,16 @@ void arrpc__handler_unload(arrpc__handler *h)
     if (h->dl) dlclose(h->dl);
     h->dl = NULL;
     h->fn = NULL;
+    h->init = NULL;
+    h->fini = NULL;
+}
+
+void arrpc__handler_apply(const arrpc__handler *h, arrpc__worker_config *cfg)
+{
+    cfg->handler = h->fn;
+    cfg->udata = h->udata;
+    cfg->handler_name = h->name;
+    cfg->init = h->init;
+    cfg->fini = h->fini;
+    cfg->init_name = h->init_name;
 }

@@ -265,8 +265,8 @@ static int finished(const arrpc__loop *loop)
     return (loop->draining || loop->retiring) && loop->nconns == 0;
 }
 
-int arrpc__worker_run(const arrpc__worker_io *io, const arrpc__worker_config *cfg, char *err,
-                      size_t errlen)
+static int serve(const arrpc__worker_io *io, const arrpc__worker_config *cfg, char *err,
+                 size_t errlen)
 {
     arrpc__loop loop = {.epfd = -1, .cfg = cfg};
     struct epoll_event *events = calloc(LOOP_EVENTS, sizeof *events);
@@ -279,5 +279,22 @@ int arrpc__worker_run(const arrpc__worker_io *io, const arrpc__worker_config *cf
         run_iteration(&loop, events);
     loop_destroy(&loop);
     free(events);
+    return rc;
+}
+
+/* The handler's lifecycle around the loop: what init leaves in udata is what every call and fini
+ * get, so the loop serves with a copy of the configuration holding it. */
+int arrpc__worker_run(const arrpc__worker_io *io, const arrpc__worker_config *cfg, char *err,
+                      size_t errlen)
+{
+    arrpc__worker_config own = *cfg;
+    int rc = cfg->init ? cfg->init(cfg->init_arg, &own.udata) : 0;
+    if (rc != 0) {
+        snprintf(err, errlen, "%s returned %d; not serving",
+                 cfg->init_name ? cfg->init_name : "the handler's init", rc);
+        return ARRPC_ELOAD;
+    }
+    rc = serve(io, &own, err, errlen);
+    if (cfg->fini) cfg->fini(own.udata);
     return rc;
 }

@@ -57,6 +57,7 @@ typedef struct arrpc__conn {
     struct arrpc__conn *prev, *next; /* every connection of the loop */
     struct arrpc__conn *next_flush;  /* connections with replies to write this iteration */
     char peer[ARRPC_ADDR_MAX];
+    char *tls_peer; /* the client certificate's subject (mutual TLS), read after the handshake */
     uint32_t metrics_row; /* its remote address's row in the worker's metrics block */
 } arrpc__conn;
 

@@ -15,9 +15,13 @@
 
 typedef struct arrpc__worker_config {
     arrpc_handler_fn handler;
-    void *udata;
+    void *udata; /* given to init, which may replace it; then to every call and to fini */
     const char *handler_name;
-    const uint8_t *secret; /* NULL: requests are not signed */
+    arrpc_handler_init_fn init; /* run once before accepting; NULL: none */
+    arrpc_handler_fini_fn fini; /* run once after serving, when init succeeded; NULL: none */
+    const char *init_arg;       /* init's argument; NULL: none */
+    const char *init_name;      /* what the log calls init when it fails */
+    const uint8_t *secret;      /* NULL: requests are not signed */
     size_t secret_len;
     size_t max_message;
     unsigned max_depth;
@@ -45,11 +49,12 @@ typedef struct arrpc__worker_io {
     int control_fd; /* SOCK_SEQPACKET to the master; -1 when there is none */
 } arrpc__worker_io;
 
-/* Serves connections accepted on the listening sockets until stop_fd becomes readable or the
+/* Runs init (a non-zero return is a failed start: ARRPC_ELOAD, nothing accepted), then serves
+ * connections accepted on the listening sockets until stop_fd becomes readable or the
  * master says stop, then drains: stops accepting, answers what was read, closes connections as
  * they become idle, and the rest when the drain timeout passes. Told to retire, it hands its
  * connections to another worker instead. With a master it sends ARRPC_CTL_READY once accepting.
- * Returns 0, or an error with its text in err. */
+ * Then fini, however serving ended. Returns 0, or an error with its text in err. */
 int arrpc__worker_run(const arrpc__worker_io *io, const arrpc__worker_config *cfg, char *err,
                       size_t errlen);
 

@@ -69,12 +69,14 @@ static void pack_into(msgpack_sbuffer *sb, const char *str, const msgpack_object
 
 /* Dispatches msg (a whole message) and checks its one reply: the bytes of `expect`, or when that
  * is NULL a str that starts with `prefix`. */
+static const arrpc__call_context caller = {.peer = "127.0.0.1:5000"};
+
 static void dispatch_expect(const uint8_t *msg, size_t n, const msgpack_sbuffer *expect,
                             const char *prefix)
 {
     arrpc__buf out = {0};
     arrpc__outcome outcome;
-    FUZZ_CHECK(arrpc__dispatch(dispatcher, msg, n, &out, &outcome) == 0);
+    FUZZ_CHECK(arrpc__dispatch(dispatcher, &caller, msg, n, &out, &outcome) == 0);
     const char *reply = (const char *)out.data + out.head;
     size_t len = arrpc__buf_used(&out);
     FUZZ_CHECK(arrpc__scan_whole(scan, (const uint8_t *)reply, len) == 0);

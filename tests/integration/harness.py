@@ -173,10 +173,11 @@ class Tls:
 class Server:
     """arrpcd as a child process. Use as a context manager; it is always stopped by PID."""
 
-    def __init__(self, *args, handler=None, secret=None, tls=None):
+    def __init__(self, *args, handler=None, secret=None, tls=None, env=None):
         """tls: a Tls, True for the default one, False for plain TCP; None follows
-        ARRPC_TRANSPORT."""
+        ARRPC_TRANSPORT. env: variables added to arrpcd's environment."""
         self.args = list(args)
+        self.env = dict(os.environ, **(env or {}))
         if tls is None:
             tls = TRANSPORT == "tls"
         self.tls = Tls() if tls is True else (tls or None)
@@ -206,7 +207,7 @@ class Server:
         log = tempfile.NamedTemporaryFile("w+b", delete=False, prefix="arrpcd-", suffix=".log")
         self.stderr_path = log.name
         atexit.register(_unlink_quietly, log.name)  # kept until exit: tests read logs after stop
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, env=self.env)
         log.close()
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:

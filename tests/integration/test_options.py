@@ -18,7 +18,7 @@ PROGRAMS = ("arrpcd", "arrpc-call", "arrpc-bench", "client_driver")
 # A valid value for each value name the help uses.
 VALUE_FOR = {
     "N": "1", "S": "1", "MS": "100", "BYTES": "1024", "PID": "1", "P": "8080", "H": "localhost",
-    "F": "/dev/null", "HOST:PORT": "127.0.0.1:0", "SPEC": "echo", "HEX": "00",
+    "F": "/dev/null", "HOST:PORT": "127.0.0.1:0", "SPEC": "echo", "HEX": "00", "STRING": "x",
     "arrpc|resp": "resp",
 }
 

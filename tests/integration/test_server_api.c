@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -63,6 +64,68 @@ static void test_background_prefork(void **state)
     run_in_background(2);
 }
 
+/* ---- the lifecycle set through the API, in-process ---- */
+
+static long init_value; /* what init read from its argument; the handler answers it */
+static int finis;
+
+static int answer_udata(arrpc_call *call, const msgpack_object *req, msgpack_packer *res, void *ud)
+{
+    (void)call, (void)req;
+    return msgpack_pack_long(res, *(const long *)ud);
+}
+
+static int init_from_arg(const char *arg, void **udata)
+{
+    init_value = strtol(arg, NULL, 10);
+    if (init_value < 0) return (int)-init_value; /* "-3": fail with 3 */
+    *udata = &init_value;
+    return 0;
+}
+
+static void count_fini(void *udata)
+{
+    assert_ptr_equal(udata, &init_value);
+    finis++;
+}
+
+static arrpc_server *lifecycle_server(const char *arg)
+{
+    arrpc_server *srv = arrpc_server_new("127.0.0.1", 0, answer_udata, NULL);
+    assert_non_null(srv);
+    assert_int_equal(arrpc_server_set_handler_lifecycle(srv, init_from_arg, count_fini, arg), 0);
+    return srv;
+}
+
+static void test_lifecycle_in_process(void **state)
+{
+    (void)state;
+    char arg[] = "7";
+    arrpc_server *srv = lifecycle_server(arg);
+    arg[0] = '9'; /* the server keeps its own copy */
+    finis = 0;
+    assert_int_equal(arrpc_server_bind(srv), 0);
+    assert_int_equal(arrpc_server_start(srv), 0);
+    assert_int_equal(call_once(arrpc_server_port(srv)), 7);
+    assert_int_equal(arrpc_server_set_handler_lifecycle(srv, NULL, NULL, NULL), ARRPC_ESTATE);
+    assert_int_equal(finis, 0);
+    arrpc_server_stop(srv);
+    assert_int_equal(arrpc_server_wait(srv), 0);
+    assert_int_equal(finis, 1);
+    arrpc_server_free(srv);
+}
+
+static void test_lifecycle_failing_init(void **state)
+{
+    (void)state;
+    arrpc_server *srv = lifecycle_server("-3");
+    finis = 0;
+    assert_int_equal(arrpc_server_run(srv), ARRPC_ELOAD);
+    assert_non_null(strstr(arrpc_server_errstr(srv), "returned 3"));
+    assert_int_equal(finis, 0);
+    arrpc_server_free(srv);
+}
+
 static void test_run_without_handler_fails(void **state)
 {
     (void)state;
@@ -88,6 +151,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_background_in_process),
         cmocka_unit_test(test_background_prefork),
+        cmocka_unit_test(test_lifecycle_in_process),
+        cmocka_unit_test(test_lifecycle_failing_init),
         cmocka_unit_test(test_run_without_handler_fails),
         cmocka_unit_test(test_settings_refused_while_running),
     };

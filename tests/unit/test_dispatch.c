@@ -23,14 +23,17 @@
 #define MAX_MESSAGE 1024u
 
 static const uint8_t secret[] = "s3cret";
+/* Who sends every request of these tests. */
+static const arrpc__call_context caller = {.peer = "127.0.0.1:5000", .tls_peer = "/CN=client"};
 #define SECRET_LEN (sizeof secret - 1)
 
 /* What the test handlers saw and what some of them are told to do. */
 typedef struct {
     int calls;
     int was_signed;
-    size_t reply_bin; /* h_bin: bytes of the bin to answer with */
-    const char *raw;  /* h_raw: the bytes to answer with */
+    const char *peer, *tls_peer; /* what the call said about its client */
+    size_t reply_bin;            /* h_bin: bytes of the bin to answer with */
+    const char *raw;             /* h_raw: the bytes to answer with */
     size_t raw_len;
 } ctx;
 
@@ -41,6 +44,8 @@ static void seen(arrpc_call *call, void *udata)
     ctx *c = udata;
     c->calls++;
     c->was_signed = arrpc_call_signed(call);
+    c->peer = arrpc_call_peer(call);
+    c->tls_peer = arrpc_call_tls_peer(call);
 }
 
 static int h_echo(arrpc_call *call, const msgpack_object *req, msgpack_packer *pk, void *udata)
@@ -153,7 +158,7 @@ static void run(const arrpc__worker_config *cfg, const void *msg, size_t n, repl
     assert_non_null(d);
     *r = (reply){0};
     assert_true(msgpack_zone_init(&r->zone, 1024));
-    assert_int_equal(arrpc__dispatch(d, msg, n, &r->out, &r->outcome), 0);
+    assert_int_equal(arrpc__dispatch(d, &caller, msg, n, &r->out, &r->outcome), 0);
     arrpc__dispatcher_free(d);
     decode_reply(r, 0);
 }
@@ -388,7 +393,10 @@ static void check_outcome(const dispatch_case *k, arrpc__outcome outcome, const 
     assert_int_equal(outcome, k->outcome);
     int ran = outcome != ARRPC_OUTCOME_INVALID && outcome != ARRPC_OUTCOME_AUTH_ERROR;
     assert_int_equal(c->calls, ran);
-    if (ran) assert_int_equal(c->was_signed, k->was_signed);
+    if (!ran) return;
+    assert_int_equal(c->was_signed, k->was_signed);
+    assert_ptr_equal(c->peer, caller.peer); /* the connection's strings, not copies */
+    assert_ptr_equal(c->tls_peer, caller.tls_peer);
 }
 
 static void run_case(void **state)
@@ -432,9 +440,9 @@ static void test_replies_append_in_order(void **state)
     assert_true(msgpack_zone_init(&r.zone, 1024));
     assert_int_equal(arrpc__buf_append(&r.out, "xx", 2), 0);
     arrpc__buf_consume(&r.out, 1);
-    assert_int_equal(arrpc__dispatch(d, (const uint8_t *)"\x01", 1, &r.out, &outcome), 0);
-    assert_int_equal(arrpc__dispatch(d, (const uint8_t *)"\xc1", 1, &r.out, &outcome), 0);
-    assert_int_equal(arrpc__dispatch(d, (const uint8_t *)"\x02", 1, &r.out, &outcome), 0);
+    assert_int_equal(arrpc__dispatch(d, &caller, (const uint8_t *)"\x01", 1, &r.out, &outcome), 0);
+    assert_int_equal(arrpc__dispatch(d, &caller, (const uint8_t *)"\xc1", 1, &r.out, &outcome), 0);
+    assert_int_equal(arrpc__dispatch(d, &caller, (const uint8_t *)"\x02", 1, &r.out, &outcome), 0);
     assert_memory_equal(r.out.data + r.out.head, "x\x01", 2);
     size_t error_len = arrpc__buf_used(&r.out) - 3; /* "x", 0x01, the error, 0x02 */
     assert_int_equal(r.out.data[r.out.head + 2 + error_len], 0x02);
@@ -465,8 +473,8 @@ static void test_reply_checked_after_unconsumed_output(void **state)
         assert_true(msgpack_zone_init(&r.zone, 1024));
         assert_int_equal(arrpc__buf_append(&r.out, invalid, fill[i]), 0);
         arrpc__buf_consume(&r.out, fill[i] - 1); /* one unconsumed 0xc1 stays */
-        assert_int_equal(arrpc__dispatch(d, (const uint8_t *)sample, SAMPLE_LEN, &r.out, &outcome),
-                         0);
+        assert_int_equal(
+            arrpc__dispatch(d, &caller, (const uint8_t *)sample, SAMPLE_LEN, &r.out, &outcome), 0);
         assert_int_equal(outcome, ARRPC_OUTCOME_OK);
         assert_int_equal(r.out.data[r.out.head], 0xc1);
         decode_reply(&r, 1);
