@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import tempfile
+import time
 import unittest
 
 import harness
@@ -15,15 +16,35 @@ BENCH = os.path.join(harness.BIN_DIR, "arrpc-bench")
 RUN_TIMEOUT = 60  # seconds: a one-second run that takes this long is stuck
 
 
+def bench_cmd(port, *args):
+    return [BENCH, "--json", "-d", "1", "127.0.0.1:%d" % port] + list(args)
+
+
+def summary_of(proc, stdout, stderr):
+    """(exit status, summary, stderr) of a finished arrpc-bench --json."""
+    try:
+        summary = json.loads(stdout)
+    except ValueError:
+        raise AssertionError("not JSON: %r\nstderr: %s" % (stdout, stderr))
+    return proc.returncode, summary, stderr
+
+
 def bench(port, *args):
     """Runs arrpc-bench --json against 127.0.0.1:port; returns (exit status, summary, stderr)."""
-    cmd = [BENCH, "--json", "-d", "1", "127.0.0.1:%d" % port] + list(args)
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=RUN_TIMEOUT)
-    try:
-        summary = json.loads(proc.stdout)
-    except ValueError:
-        raise AssertionError("not JSON: %r\nstderr: %s" % (proc.stdout, proc.stderr))
-    return proc.returncode, summary, proc.stderr
+    proc = subprocess.run(bench_cmd(port, *args), capture_output=True, text=True,
+                          timeout=RUN_TIMEOUT)
+    return summary_of(proc, proc.stdout, proc.stderr)
+
+
+def bench_start(port, *args):
+    """Starts arrpc-bench --json in the background; bench_wait gives what bench() would."""
+    return subprocess.Popen(bench_cmd(port, *args), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def bench_wait(proc):
+    out, err = proc.communicate(timeout=RUN_TIMEOUT)
+    return summary_of(proc, out, err)
 
 
 class BenchSmoke(unittest.TestCase):
@@ -104,6 +125,111 @@ class BenchSmoke(unittest.TestCase):
             self.assertEqual(proc.returncode, 0, proc.stderr)
             self.assertEqual(summary["replies"], 500)
             self.assertEqual(summary["errors"], 0)
+
+
+class BenchRate(unittest.TestCase):
+    """--rate: an open loop whose latency counts from each request's due time."""
+
+    assert_clean = BenchSmoke.assert_clean
+
+    def assert_schedule(self, summary, rate, low, high):
+        self.assertEqual(summary["rate"], rate)
+        self.assertTrue(low <= summary["sent"] <= high, summary["sent"])
+        lag = summary["lag_us"]
+        self.assertLessEqual(lag["mean"], lag["max"])
+        self.assertEqual(summary["late_after_us"], 1000)
+        self.assertLessEqual(summary["late"], summary["sent"])
+        self.assertGreaterEqual(summary["unsent"], 0)
+
+    def test_rate_sends_about_rate_times_duration(self):
+        with harness.Server() as srv:
+            status, summary, err = bench(srv.port, "--rate", "500", "-d", "2", "-c", "4")
+            self.assert_clean(status, summary, err)
+            self.assert_schedule(summary, 500, 700, 1300)
+            status, summary, err = bench(srv.port, "-c", "1")  # closed loop: no schedule
+            self.assert_clean(status, summary, err)
+            for key in ("rate", "lag_us", "late", "unsent"):
+                self.assertIsNone(summary[key], key)
+
+    def test_rate_with_threads_pipeline_verify_tls_and_signing(self):
+        secret = b"bench-rate-secret"
+        with harness.Server(secret=secret, tls=True) as srv, \
+                tempfile.NamedTemporaryFile("wb", prefix="bench-secret-") as f:
+            f.write(secret + b"\n")
+            f.flush()
+            status, summary, err = bench(srv.port, "--rate", "400", "-w", "0.5", "-c", "4",
+                                         "-t", "2", "-P", "4", "--verify",
+                                         "--auth-secret-file", f.name, *srv.client_args())
+            self.assert_clean(status, summary, err)
+            self.assert_schedule(summary, 400, 250, 550)
+            self.assertEqual(summary["threads"], 2)
+
+    def test_bad_rates_are_usage_errors(self):
+        for bad in ("0", "-5", "1.5", "abc", "10000001"):
+            with self.subTest(rate=bad):
+                proc = subprocess.run([BENCH, "--rate", bad, "127.0.0.1:1"],
+                                      capture_output=True, text=True, timeout=RUN_TIMEOUT)
+                self.assertEqual(proc.returncode, 2, proc.stderr)
+                self.assertIn("--rate", proc.stderr)
+                self.assertEqual(proc.stdout, "")
+
+    def test_a_stall_shows_in_the_latency(self):
+        """One worker held 0.3 s by another client's sleep: requests due meanwhile wait, and
+        their latency, counted from when they were due, shows it (a closed loop would send none
+        of them and see one slow request per connection)."""
+        with harness.Server("--workers", "1") as srv:
+            proc = bench_start(srv.port, "--rate", "200", "-d", "2", "-c", "4")
+            time.sleep(0.2)
+            with harness.Conn(srv.port) as conn:
+                conn.send({"sleep": 0.3})
+                self.assertEqual(conn.recv(), "slept")
+            status, summary, err = bench_wait(proc)
+            self.assert_clean(status, summary, err)
+            self.assertGreaterEqual(summary["latency_us"]["max"], 250000, summary["latency_us"])
+            self.assertGreater(summary["late"], 0)
+
+    def test_rate_beside_a_closed_loop_of_slow_requests(self):
+        """The issue's measurement: an open loop of echoes at 1600/s on 16 connections while
+        another client keeps one connection busy with {"sleep": 0.05}."""
+        with harness.Server() as srv:
+            proc = bench_start(srv.port, "--rate", "1600", "-c", "16")
+            status, slow, err = bench(srv.port, "-c", "1", "--request", '{"sleep": 0.05}',
+                                      "--verify")
+            self.assert_clean(status, slow, err)
+            self.assertEqual(slow["request"], {"sleep": 0.05})
+            status, summary, err = bench_wait(proc)
+            self.assert_clean(status, summary, err)
+            self.assert_schedule(summary, 1600, 800, 2400)
+
+
+class BenchRequest(unittest.TestCase):
+    """--request JSON: one chosen request instead of the --size str."""
+
+    assert_clean = BenchSmoke.assert_clean
+
+    def test_request_from_json(self):
+        with harness.Server() as srv:
+            status, summary, err = bench(srv.port, "-c", "2", "--request", '{"echo": "x"}',
+                                         "--verify")
+            self.assert_clean(status, summary, err)
+            self.assertEqual(summary["request"], {"echo": "x"})
+            self.assertEqual(summary["request_bytes"], 8)  # fixmap, "echo", "x"
+
+    def test_error_replies_count_as_errors(self):
+        with harness.Server() as srv:
+            status, summary, _ = bench(srv.port, "-c", "1", "--request", '{"fail": "no"}')
+            self.assertEqual(status, 1)
+            self.assertEqual(summary["replies"], 0)
+            self.assertGreater(summary["errors_by_kind"]["rpc"], 0)
+
+    def test_bad_requests_are_usage_errors(self):
+        for args in (["--request", "{not json"], ["--request", '{"echo": 1}', "--size", "3"],
+                     ["--request", '{"echo": 1}', "--proto", "resp"]):
+            with self.subTest(args=args):
+                proc = subprocess.run([BENCH] + args + ["127.0.0.1:1"], capture_output=True,
+                                      text=True, timeout=RUN_TIMEOUT)
+                self.assertEqual(proc.returncode, 2, proc.stderr)
+                self.assertIn("--request", proc.stderr)
 
 
 if __name__ == "__main__":

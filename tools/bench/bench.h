@@ -5,7 +5,11 @@
  * connection sends, once; report.c prints the merged result. Nothing on the hot path allocates:
  * the request bytes are prebuilt (P copies back to back, so a connection writes all the requests
  * it may have in flight with one send), replies are framed in place in a per-connection buffer
- * that only grows, and send times live in a per-connection ring of P slots. */
+ * that only grows, and send times live in a per-connection ring of P slots.
+ *
+ * With --rate the loop is open (rate.c): requests fall due on a fixed schedule whether or not
+ * earlier ones were answered, and latency counts from the time a request was due, not from when
+ * it could be sent, so a stalled server cannot hide behind the client's own waiting. */
 #ifndef ARRPC_BENCH_H
 #define ARRPC_BENCH_H
 
@@ -56,12 +60,17 @@ typedef struct bench_config {
     uint64_t duration_ns; /* -d: length of the measured window; 0 with -n */
     uint64_t warmup_ns, timeout_ns;
     int verify, json, live, auth;
-    size_t payload_size; /* --size as asked (arrpc) */
+    size_t payload_size;      /* --size as asked (arrpc) */
+    unsigned rate;            /* --rate: requests per second over all connections; 0: closed loop */
+    double rate_ns;           /* --rate: ns between two due times of the run, 1e9 / rate */
+    const char *request_json; /* --request as given; NULL: the --size str */
+    char *request_shown;      /* --request as compact JSON, for the summary */
 
     uint8_t *request; /* one request as written on the wire */
     size_t request_len;
     uint8_t *batch;  /* `pipeline` copies of request, back to back */
-    uint8_t *expect; /* the reply an echo gives: the packed payload, or "+PONG\r\n" */
+    uint8_t *expect; /* the reply an echo gives: the packed payload, or "+PONG\r\n"; NULL with
+                      * --request, whose reply cannot be known */
     size_t expect_len;
     msgpack_object expect_obj; /* decoded expect, for --verify when bytes differ */
     msgpack_zone *expect_zone;
@@ -73,9 +82,22 @@ typedef struct bench_config {
     uint64_t t_start, t_measure, t_end; /* t_end is 0 with -n */
 } bench_config;
 
-/* What one thread counted in the measured window. */
+#define BENCH_LATE_NS                                                                              \
+    (1000ull * 1000) /* --rate: a request sent this long after its time is late                    \
+                      */
+
+/* --rate: how far behind its schedule the client fell, over the requests due in the window. */
+typedef struct bench_lag {
+    uint64_t late;   /* sent more than BENCH_LATE_NS after their due time */
+    uint64_t unsent; /* due in the window but never sent (a pipeline stuck behind a stall) */
+    uint64_t max;    /* the largest lag, ns */
+    double sum;      /* ns, over the `sent` requests; 0 in a closed loop, which sends at once */
+} bench_lag;
+
+/* What one thread counted in the measured window (with --rate, requests due in it). */
 typedef struct bench_stats {
     uint64_t sent, replies, bytes_out, bytes_in;
+    bench_lag lag;
     uint64_t errors[BENCH_ERR_COUNT];
     uint64_t last_reply; /* time of the last counted reply */
     bench_hist hist;     /* latency of counted replies, ns */
@@ -91,8 +113,12 @@ typedef struct bench_conn {
     int fd, state;
     arrpc__transport io; /* the stream over fd: TCP, or TLS with --tls-cafile */
     int want_out;        /* EPOLLOUT is armed: a write is pending */
+    unsigned slot;       /* its place among all connections, which sets its due times */
+    uint64_t issued;     /* requests sent so far: with --rate, the next one's number */
     uint64_t at;         /* IDLE: when to connect again; CONNECTING: when the connect began */
-    uint64_t *sent_at;   /* ring of pipeline slots: send time of each request in flight */
+    uint64_t *due_at;    /* ring of pipeline slots: when each request in flight was due, where
+                          * its latency starts (its send time in a closed loop) */
+    uint64_t *sent_at;   /* the same slots: when each was sent, where --timeout starts */
     unsigned ring_head;  /* the oldest request in flight */
     unsigned inflight;   /* requests queued or written, not yet answered */
     size_t wpos, wend;   /* pending bytes cfg->batch[wpos, wend) */
@@ -109,7 +135,11 @@ struct bench_thread {
     int epfd;
     bench_conn *conns;
     unsigned nconns;
-    uint64_t budget; /* -n: measured requests this thread may still send */
+    uint64_t budget;   /* -n: measured requests this thread may still send */
+    int timerfd;       /* --rate: wakes the loop when the next request falls due; -1 without */
+    uint64_t timer_at; /* when timerfd is set to fire; 0: not set */
+    uint64_t next_due; /* --rate: the thread's first request not yet due, counting its
+                        * requests in the order they fall due (round-robin over conns) */
     bench_stats stats;
     pthread_mutex_t lock;  /* guards published */
     bench_stats published; /* a copy of stats a few times a second, for the live line */
@@ -141,7 +171,19 @@ void bench_conn_free(bench_conn *c);
 void bench_conn_connect(bench_conn *c, uint64_t now);
 void bench_conn_event(bench_conn *c, uint32_t events);
 void bench_conn_tick(bench_conn *c, uint64_t now);
+int bench_conn_fill(bench_conn *c, uint64_t now);
 int bench_conn_busy(const bench_conn *c);
+
+/* rate.c: the open-loop schedule. Connection `slot` of C sends its k-th request at
+ * t_start + (k * C + slot) / rate seconds. */
+uint64_t bench_rate_due(const bench_config *cfg, unsigned slot, uint64_t k);
+/* 1 with *due when c may send a request now: always in a closed loop (*due is now). */
+int bench_rate_next(const bench_conn *c, uint64_t now, uint64_t *due);
+/* Sends what has fallen due on the thread's connections and sets its timer for the next. */
+void bench_rate_advance(bench_thread *th, uint64_t now);
+/* Requests c owed before min(now, t_end) and in the window, but never sent. */
+uint64_t bench_rate_unsent(const bench_conn *c, uint64_t now);
+int bench_rate_timer_new(bench_thread *th);
 
 /* loop.c */
 void *bench_thread_main(void *arg);

@@ -39,12 +39,14 @@ int bench_conn_init(bench_conn *c, bench_thread *th)
     c->th = th;
     c->fd = -1;
     arrpc__transport_tcp(&c->io, -1);
+    c->due_at = calloc(cfg->pipeline, sizeof *c->due_at);
     c->sent_at = calloc(cfg->pipeline, sizeof *c->sent_at);
     c->in_cap = IN_MIN_CAP;
     c->in = malloc(c->in_cap);
     if (cfg->proto == BENCH_PROTO_ARRPC)
         c->scan = arrpc__scan_new(cfg->max_message, ARRPC_DEFAULT_MAX_DEPTH);
-    if (!c->sent_at || !c->in || (cfg->proto == BENCH_PROTO_ARRPC && !c->scan)) return ARRPC_ENOMEM;
+    if (!c->due_at || !c->sent_at || !c->in || (cfg->proto == BENCH_PROTO_ARRPC && !c->scan))
+        return ARRPC_ENOMEM;
     return 0;
 }
 
@@ -52,10 +54,11 @@ void bench_conn_free(bench_conn *c)
 {
     c->io.ops->close(&c->io); /* and the fd, when it is open */
     c->fd = -1;
+    free(c->due_at);
     free(c->sent_at);
     free(c->in);
     arrpc__scan_free(c->scan);
-    c->sent_at = NULL;
+    c->due_at = c->sent_at = NULL;
     c->in = NULL;
     c->scan = NULL;
 }
@@ -115,22 +118,39 @@ static int conn_write(bench_conn *c, uint64_t now)
     return conn_arm_out(c, 0, now);
 }
 
-/* Queues as many requests as the pipeline has room for (and -n allows) and writes them at once. */
-static int conn_fill(bench_conn *c, uint64_t now)
+/* A request due at `due` goes out at `now`: counted by its due time, with how late it is. */
+static void count_sent(bench_stats *s, uint64_t due, uint64_t now)
+{
+    uint64_t lag = now - due;
+    s->sent++;
+    s->lag.sum += (double)lag;
+    if (lag > s->lag.max) s->lag.max = lag;
+    if (lag > BENCH_LATE_NS) s->lag.late++;
+}
+
+/* Queues the requests the pipeline has room for that are due (in a closed loop, all of them) and
+ * -n allows, and writes them at once. -1 when the connection failed. */
+int bench_conn_fill(bench_conn *c, uint64_t now)
 {
     bench_thread *th = c->th;
     const bench_config *cfg = th->cfg;
     if (c->state != BENCH_CONN_OPEN || c->wend != 0 || (cfg->t_end && now >= cfg->t_end)) return 0;
-    uint64_t k = cfg->pipeline - c->inflight;
-    if (cfg->requests && now >= cfg->t_measure) {
-        if (k > th->budget) k = th->budget;
-        th->budget -= k;
+    unsigned k = 0;
+    uint64_t due;
+    while (c->inflight + k < cfg->pipeline && bench_rate_next(c, now, &due)) {
+        if (cfg->requests && due >= cfg->t_measure) {
+            if (th->budget == 0) break;
+            th->budget--;
+        }
+        unsigned slot = (c->ring_head + c->inflight + k) % cfg->pipeline;
+        c->due_at[slot] = due;
+        c->sent_at[slot] = now;
+        c->issued++;
+        k++;
+        if (in_window(cfg, due)) count_sent(&th->stats, due, now);
     }
     if (k == 0) return 0;
-    for (unsigned i = 0; i < k; i++)
-        c->sent_at[(c->ring_head + c->inflight + i) % cfg->pipeline] = now;
-    c->inflight += (unsigned)k;
-    if (in_window(cfg, now)) th->stats.sent += k;
+    c->inflight += k;
     c->wpos = 0;
     c->wend = (size_t)k * cfg->request_len;
     return conn_write(c, now);
@@ -173,7 +193,8 @@ static int judge_arrpc(const bench_config *cfg, const uint8_t *m, size_t n)
                        memcmp(m + off, AUTH_PREFIX, strlen(AUTH_PREFIX)) == 0
                    ? BENCH_ERR_AUTH
                    : BENCH_ERR_RPC;
-    if (!cfg->verify || (n == cfg->expect_len && memcmp(m, cfg->expect, n) == 0)) return -1;
+    if (!cfg->verify || !cfg->expect || (n == cfg->expect_len && memcmp(m, cfg->expect, n) == 0))
+        return -1;
     /* Other bytes may still encode the same object (another packer's choices): decode. */
     msgpack_unpacked u;
     size_t used = 0;
@@ -202,11 +223,11 @@ static int conn_reply(bench_conn *c, const uint8_t *m, size_t n, uint64_t now)
         conn_fail(c, BENCH_ERR_PROTO, now, now);
         return -1;
     }
-    uint64_t sent = c->sent_at[c->ring_head];
+    uint64_t due = c->due_at[c->ring_head];
     c->ring_head = (c->ring_head + 1) % cfg->pipeline;
     c->inflight--;
-    if (sent < cfg->t_measure || (cfg->t_end && now >= cfg->t_end))
-        return 0; /* asked in the warm-up, or answered after the end: not counted */
+    if (due < cfg->t_measure || (cfg->t_end && now >= cfg->t_end))
+        return 0; /* due in the warm-up, or answered after the end: not counted */
     int kind = cfg->proto == BENCH_PROTO_ARRPC ? judge_arrpc(cfg, m, n) : judge_resp(cfg, m, n);
     if (kind >= 0) {
         th->stats.errors[kind]++;
@@ -214,7 +235,7 @@ static int conn_reply(bench_conn *c, const uint8_t *m, size_t n, uint64_t now)
     }
     th->stats.replies++;
     th->stats.last_reply = now;
-    bench_hist_record(&th->stats.hist, now - sent);
+    bench_hist_record(&th->stats.hist, now - due);
     return 0;
 }
 
@@ -301,7 +322,7 @@ static void conn_handshake(bench_conn *c, uint64_t now)
         return;
     }
     c->state = BENCH_CONN_OPEN;
-    if (conn_arm_out(c, 0, now) == 0) conn_fill(c, now);
+    if (conn_arm_out(c, 0, now) == 0) bench_conn_fill(c, now);
 }
 
 static void conn_connected(bench_conn *c, uint64_t now)
@@ -325,7 +346,7 @@ static void conn_connected(bench_conn *c, uint64_t now)
         return;
     }
     c->state = BENCH_CONN_OPEN;
-    if (conn_arm_out(c, 0, now) == 0) conn_fill(c, now);
+    if (conn_arm_out(c, 0, now) == 0) bench_conn_fill(c, now);
 }
 
 void bench_conn_event(bench_conn *c, uint32_t events)
@@ -348,7 +369,7 @@ void bench_conn_event(bench_conn *c, uint32_t events)
     if (c->state != BENCH_CONN_OPEN) return;
     if (now == 0) now = bench_now_ns();
     if ((events & EPOLLOUT) && c->wend != 0 && conn_write(c, now) != 0) return;
-    conn_fill(c, now);
+    bench_conn_fill(c, now);
 }
 
 void bench_conn_tick(bench_conn *c, uint64_t now)

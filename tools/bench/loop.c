@@ -22,6 +22,10 @@ void bench_stats_merge(bench_stats *dst, const bench_stats *src)
     dst->replies += src->replies;
     dst->bytes_out += src->bytes_out;
     dst->bytes_in += src->bytes_in;
+    dst->lag.late += src->lag.late;
+    dst->lag.unsent += src->lag.unsent;
+    dst->lag.sum += src->lag.sum;
+    if (src->lag.max > dst->lag.max) dst->lag.max = src->lag.max;
     for (unsigned k = 0; k < BENCH_ERR_COUNT; k++)
         dst->errors[k] += src->errors[k];
     if (src->last_reply > dst->last_reply) dst->last_reply = src->last_reply;
@@ -64,8 +68,9 @@ void *bench_thread_main(void *arg)
     while (!thread_finished(th, now)) {
         int n = epoll_wait(th->epfd, ev, MAX_EVENTS, TICK_MS);
         for (int i = 0; i < n; i++)
-            bench_conn_event(ev[i].data.ptr, ev[i].events);
+            if (ev[i].data.ptr) bench_conn_event(ev[i].data.ptr, ev[i].events); /* else timerfd */
         now = bench_now_ns();
+        if (th->cfg->rate) bench_rate_advance(th, now);
         if (now >= next_tick) {
             for (unsigned i = 0; i < th->nconns; i++)
                 bench_conn_tick(&th->conns[i], now);
@@ -76,6 +81,8 @@ void *bench_thread_main(void *arg)
             next_publish = now + PUBLISH_NS;
         }
     }
+    for (unsigned i = 0; i < th->nconns; i++)
+        th->stats.lag.unsent += bench_rate_unsent(&th->conns[i], now);
     thread_publish(th);
     atomic_store(&th->exited, 1);
     return NULL;

@@ -23,6 +23,7 @@
 #define MAX_CONNECTIONS 100000ul
 #define MAX_PIPELINE 65536ul
 #define MAX_THREADS 256ul
+#define MAX_RATE 10000000ul            /* --rate: requests per second, over all threads */
 #define POLL_NS (100ull * 1000 * 1000) /* how often the main thread looks around */
 
 static volatile sig_atomic_t interrupted;
@@ -102,6 +103,15 @@ static const arrpc_opt bench_opts[] = {
      .help = "measure N requests instead of a duration"},
     {"warmup", 'w', ARRPC_OPT_SECONDS_NS, "S", AT(cfg.warmup_ns), 0, MAX_SECONDS_MS, .def = "0",
      .help = "run S seconds unmeasured first"},
+    {"rate", 'R', ARRPC_OPT_UNSIGNED, "N", AT(cfg.rate), 1, MAX_RATE, .def = "none", .show_max = 1,
+     .help = "open loop: N requests per second over all connections, due at fixed times whether "
+             "or not earlier ones were answered (up to -P in flight per connection; one past that "
+             "waits for a free slot); latency counts from the time a request was due, and the "
+             "summary says how far behind that schedule the client fell"},
+    {"request", 0, ARRPC_OPT_STRING, "JSON", AT(cfg.request_json),
+     .help = "send this request, written as JSON (as arrpc-call takes it), e.g. '{\"sleep\": "
+             "0.05}', instead of the --size str; its reply cannot be known, so --verify only "
+             "checks that it is not an error (error replies are counted as errors anyway)"},
     {"size", 's', ARRPC_OPT_UNSIGNED, "BYTES", AT(cfg.payload_size), 0, ARRPC_MAX_MESSAGE_LIMIT / 4,
      .help = "payload: a str of BYTES bytes, which the demo plugin echoes"},
     {"total", 0, ARRPC_OPT_UNSIGNED, "BYTES", AT(x.total), 1, ARRPC_MAX_MESSAGE_LIMIT / 4,
@@ -166,9 +176,13 @@ static int check_options(bench_config *cfg, const extra_options *x)
         return -1;
     }
     if (cfg->proto == BENCH_PROTO_RESP &&
-        (x->secret_file || x->total || cfg->payload_size != DEFAULT_SIZE)) {
-        fprintf(stderr,
-                "arrpc-bench: --size, --total and --auth-secret-file are for --proto arrpc\n");
+        (x->secret_file || x->total || cfg->request_json || cfg->payload_size != DEFAULT_SIZE)) {
+        fprintf(stderr, "arrpc-bench: --size, --total, --request and --auth-secret-file are for "
+                        "--proto arrpc\n");
+        return -1;
+    }
+    if (cfg->request_json && (x->total || cfg->payload_size != DEFAULT_SIZE)) {
+        fprintf(stderr, "arrpc-bench: --request sets the whole request: no --size or --total\n");
         return -1;
     }
     if ((x->tls_self_signed || x->tls_server_name || x->tls_cert) && !x->tls_cafile) {
@@ -181,6 +195,7 @@ static int check_options(bench_config *cfg, const extra_options *x)
     }
     if (!cfg->requests && !duration_set) cfg->duration_ns = (uint64_t)(DEFAULT_DURATION_S * 1e9);
     if (cfg->threads > cfg->connections) cfg->threads = cfg->connections;
+    if (cfg->rate) cfg->rate_ns = 1e9 / cfg->rate;
     cfg->live = !x->quiet;
     return 0;
 }
@@ -223,7 +238,8 @@ static int setup_tls(bench_config *cfg, const extra_options *x)
     return 0;
 }
 
-/* Connections are dealt round-robin; so is the -n budget. */
+/* Connections are dealt round-robin (thread t has slots t, t + T, ...: rate.c counts on it); so
+ * is the -n budget. */
 static bench_thread *threads_new(const bench_config *cfg, atomic_int *stop)
 {
     bench_thread *ths = calloc(cfg->threads, sizeof *ths);
@@ -236,13 +252,16 @@ static bench_thread *threads_new(const bench_config *cfg, atomic_int *stop)
         th->nconns = cfg->connections / cfg->threads + (t < cfg->connections % cfg->threads);
         th->budget = cfg->requests / cfg->threads + (t < cfg->requests % cfg->threads);
         th->epfd = epoll_create1(EPOLL_CLOEXEC);
+        th->timerfd = -1;
         th->conns = calloc(th->nconns, sizeof *th->conns);
         pthread_mutex_init(&th->lock, NULL);
         bench_hist_reset(&th->stats.hist);
         bench_hist_reset(&th->published.hist);
-        if (th->epfd < 0 || !th->conns) return ths;
-        for (unsigned i = 0; i < th->nconns; i++)
+        if (th->epfd < 0 || !th->conns || (cfg->rate && bench_rate_timer_new(th) != 0)) return ths;
+        for (unsigned i = 0; i < th->nconns; i++) {
             if (bench_conn_init(&th->conns[i], th) != 0) return ths;
+            th->conns[i].slot = t + i * cfg->threads;
+        }
     }
     return ths;
 }
@@ -250,7 +269,7 @@ static bench_thread *threads_new(const bench_config *cfg, atomic_int *stop)
 static int threads_ready(const bench_config *cfg, const bench_thread *ths)
 {
     for (unsigned t = 0; t < cfg->threads; t++) {
-        if (ths[t].epfd < 0 || !ths[t].conns) return 0;
+        if (ths[t].epfd < 0 || !ths[t].conns || (cfg->rate && ths[t].timerfd < 0)) return 0;
         for (unsigned i = 0; i < ths[t].nconns; i++)
             if (!ths[t].conns[i].in) return 0;
     }
@@ -264,6 +283,7 @@ static void threads_free(const bench_config *cfg, bench_thread *ths)
             bench_conn_free(&ths[t].conns[i]);
         free(ths[t].conns);
         if (ths[t].epfd >= 0) close(ths[t].epfd);
+        if (ths[t].timerfd >= 0) close(ths[t].timerfd);
         pthread_mutex_destroy(&ths[t].lock);
     }
     free(ths);

@@ -72,6 +72,25 @@ static double per_reply_us(double cpu_s, const bench_stats *s)
     return s->replies ? cpu_s * 1e6 / (double)s->replies : 0.0;
 }
 
+/* The mean lag of the sent requests behind their due times, ns. */
+static double lag_mean(const bench_stats *s)
+{
+    return s->sent ? s->lag.sum / (double)s->sent : 0.0;
+}
+
+/* --rate: the schedule, and how far behind it the client fell. */
+static void text_schedule(FILE *to, const bench_config *cfg, const bench_stats *s)
+{
+    char a[32], b[32], c[32];
+    if (!cfg->rate) return;
+    fprintf(to, "  schedule    %u/s open loop, latency from each request's due time\n", cfg->rate);
+    fprintf(to,
+            "  lag         mean %s  max %s; %" PRIu64 " sent over %s late, %" PRIu64
+            " never sent\n",
+            fmt_ns(a, sizeof a, lag_mean(s)), fmt_ns(b, sizeof b, (double)s->lag.max), s->lag.late,
+            fmt_ns(c, sizeof c, (double)BENCH_LATE_NS), s->lag.unsent);
+}
+
 void bench_report_text(FILE *to, const bench_config *cfg, const bench_result *r)
 {
     const bench_stats *s = &r->total;
@@ -83,10 +102,12 @@ void bench_report_text(FILE *to, const bench_config *cfg, const bench_result *r)
         cfg->target, cfg->proto == BENCH_PROTO_ARRPC ? "arrpc" : "RESP PING", cfg->connections,
         cfg->connections == 1 ? "" : "s", cfg->pipeline, cfg->threads, cfg->threads == 1 ? "" : "s",
         cfg->request_len, cfg->auth ? ", signed" : "", cfg->verify ? ", verified" : "");
+    if (cfg->request_shown) fprintf(to, "  request     %s\n", cfg->request_shown);
     fprintf(to, "  time        %.3f s measured after %.2f s warm-up%s\n", r->elapsed_s,
             (double)cfg->warmup_ns / 1e9, r->interrupted ? " (interrupted)" : "");
     fprintf(to, "  replies     %" PRIu64 " of %" PRIu64 " sent, %.0f/s\n", s->replies, s->sent,
             (double)s->replies / el);
+    text_schedule(to, cfg, s);
     fprintf(to, "  errors      %" PRIu64 "\n", errors_total(s));
     for (unsigned k = 0; k < BENCH_ERR_COUNT; k++)
         if (s->errors[k])
@@ -118,6 +139,15 @@ void bench_report_json(FILE *to, const bench_config *cfg, const bench_result *r)
             cfg->target, cfg->proto == BENCH_PROTO_ARRPC ? "arrpc" : "resp", cfg->connections,
             cfg->pipeline, cfg->threads, cfg->request_len, cfg->auth ? "true" : "false",
             cfg->verify ? "true" : "false");
+    fprintf(to, " \"request\": %s, \"rate\": ", cfg->request_shown ? cfg->request_shown : "null");
+    if (cfg->rate)
+        fprintf(to,
+                "%u, \"lag_us\": {\"mean\": %.1f, \"max\": %.1f}, \"late\": %" PRIu64
+                ", \"late_after_us\": %.0f, \"unsent\": %" PRIu64 ",\n",
+                cfg->rate, lag_mean(s) / 1e3, (double)s->lag.max / 1e3, s->lag.late,
+                (double)BENCH_LATE_NS / 1e3, s->lag.unsent);
+    else
+        fprintf(to, "null, \"lag_us\": null, \"late\": null, \"unsent\": null,\n");
     fprintf(to, " \"warmup_s\": %.3f, \"elapsed_s\": %.6f, \"interrupted\": %s,\n",
             (double)cfg->warmup_ns / 1e9, r->elapsed_s, r->interrupted ? "true" : "false");
     fprintf(to,
