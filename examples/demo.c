@@ -3,6 +3,8 @@
  *   {"echo": x}      answers x
  *   {"fail": "msg"}  fails the call with "msg" (the client gets an RpcException)
  *   {"sleep": s}     sleeps s seconds (integer or float), then answers "slept"
+ *   {"defer": s}     answers "deferred" s seconds later from the plugin's own timer thread
+ *                    (arrpc_call_defer: the worker serves other requests meanwhile)
  *   {"crash": true}  kills its process with SIGSEGV
  *   {"version": _}   answers ARRPC_DEMO_VERSION (tests swap builds to see a reload take effect)
  *   {"pid": _}       answers the worker's process id
@@ -25,6 +27,8 @@
 #include <unistd.h>
 
 #include <arrpc.h>
+
+#include "demo.h"
 
 #ifndef ARRPC_DEMO_VERSION
 #define ARRPC_DEMO_VERSION "demo-1"
@@ -157,6 +161,7 @@ ARRPC_API int arrpc_handler(arrpc_call *call, const msgpack_object *req, msgpack
         }
         return msgpack_pack_str_with_body(res, "slept", 5);
     }
+    if ((v = only_entry(req, "defer"))) return demo_defer(call, as_seconds(v), res);
     if (only_entry(req, "version"))
         return msgpack_pack_str_with_body(res, ARRPC_DEMO_VERSION, strlen(ARRPC_DEMO_VERSION));
     if ((v = only_entry(req, "repeat"))) return repeat(call, v, res);

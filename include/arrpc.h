@@ -63,9 +63,10 @@ ARRPC_API const char *arrpc_errname(int err);
  * (MSGPACK_EMBED_STACK_SIZE, fixed when Debian built it), so that is both default and ceiling. */
 #define ARRPC_DEFAULT_MAX_DEPTH 32u
 #define ARRPC_MAX_DEPTH_LIMIT 32u
-#define ARRPC_DEFAULT_MAX_CONNECTIONS 10000u          /* per worker; more are accepted, closed */
-#define ARRPC_DEFAULT_DRAIN_TIMEOUT_MS 30000u         /* graceful stop: wait for busy clients */
-#define ARRPC_MAX_WORKERS 128u                        /* worker processes (and listening sockets) */
+#define ARRPC_DEFAULT_MAX_CONNECTIONS 10000u  /* per worker; more are accepted, closed */
+#define ARRPC_DEFAULT_DRAIN_TIMEOUT_MS 30000u /* graceful stop: wait for busy clients */
+#define ARRPC_MAX_WORKERS 128u                /* worker processes (and listening sockets) */
+#define ARRPC_MAX_THREADS 64u /* handler threads per worker (arrpc_server_set_threads) */
 #define ARRPC_DEFAULT_HANDLER_TIMEOUT_MS 30000u       /* pre-fork: a stuck worker is replaced */
 #define ARRPC_DEFAULT_IDLE_TIMEOUT_MS 0u              /* 0: idle connections are kept forever */
 #define ARRPC_DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS 10000u /* a TLS handshake must finish by then */
@@ -107,6 +108,30 @@ ARRPC_API const char *arrpc_call_tls_peer(const arrpc_call *call);
  * SIGKILL, and only when init succeeded. */
 typedef int (*arrpc_handler_init_fn)(const char *arg, void **udata);
 typedef void (*arrpc_handler_fini_fn)(void *udata);
+
+/* ---- deferred replies: answering a call later, from any thread ---------------------------- */
+
+typedef struct arrpc_deferred arrpc_deferred;
+
+/* Takes the call out of the handler: once the handler returns, the connection goes on with its
+ * next request, and this call is answered when arrpc_deferred_reply or arrpc_deferred_fail is
+ * called, from any thread; replies still reach the client in request order. Whatever the
+ * handler packs or returns after deferring is ignored. Calling it twice in one call gives the
+ * same handle. NULL when out of memory (answer the call normally then).
+ *
+ * Answer each handle exactly once: the answer frees it. An answer that comes after the handler
+ * timeout (arrpc_server_set_handler_timeout: the client got "arrpc.error.RpcException: handler
+ * timed out") or after the client went away is dropped. A second answer to a handle is refused
+ * with ARRPC_ESTATE while the worker remembers it (its last ARRPC_DEFERRED_QUARANTINE answered
+ * handles, 1024), and is undefined after that, like a second free(). */
+ARRPC_API arrpc_deferred *arrpc_call_defer(arrpc_call *call);
+/* Answers with `len` bytes of one packed MessagePack object (copied; checked by the worker like
+ * an inline reply: one object within the size limit, or the client gets an RpcException). 0,
+ * ARRPC_EINVAL, ARRPC_ESTATE (already answered) or ARRPC_ENOMEM (answered with an error). */
+ARRPC_API int arrpc_deferred_reply(arrpc_deferred *d, const void *packed, size_t len);
+/* Answers "arrpc.error.RpcException: <message>". 0, ARRPC_EINVAL or ARRPC_ESTATE. */
+ARRPC_API int arrpc_deferred_fail(arrpc_deferred *d, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* A server for host:port answering with `handler` (NULL when a plugin is set instead). Returns
  * NULL only when out of memory. */
@@ -163,8 +188,17 @@ ARRPC_API int arrpc_server_set_tls_handshake_timeout(arrpc_server *srv, unsigned
  * (graceful stop), SIGQUIT, SIGTTIN/SIGTTOU (one worker more/fewer); see docs/operations.md.
  * With workers, the handler runs in the worker processes: state it changes is theirs. */
 ARRPC_API int arrpc_server_set_workers(arrpc_server *srv, unsigned count);
-/* Pre-fork only: a worker busy in one handler call longer than this is killed and replaced
- * (SIGABRT, then SIGKILL). 0 disables; default ARRPC_DEFAULT_HANDLER_TIMEOUT_MS. */
+/* Handler threads per worker (at most ARRPC_MAX_THREADS; default 0). With 0 a handler runs in
+ * the worker's event loop: the fastest path for short calls, but a call that waits holds up
+ * every connection of that worker. With N > 0 calls run on N threads while the loop goes on
+ * reading, writing and accepting: a slow call holds up only its own connection. A connection's
+ * requests are still handled one at a time and answered in order; calls of different
+ * connections run in parallel, so the handler (and its udata) must be thread-safe. */
+ARRPC_API int arrpc_server_set_threads(arrpc_server *srv, unsigned count);
+/* Pre-fork: a worker busy in one handler call (on any of its threads) longer than this is killed
+ * and replaced (SIGABRT, then SIGKILL). Any mode: a deferred call unanswered this long is
+ * answered "arrpc.error.RpcException: handler timed out" and its late answer dropped.
+ * 0 disables; default ARRPC_DEFAULT_HANDLER_TIMEOUT_MS. */
 ARRPC_API int arrpc_server_set_handler_timeout(arrpc_server *srv, unsigned ms);
 /* Pre-fork only: the master serves Prometheus metrics (the arrpc 0.5.0 names and labels, plus
  * a latency histogram and the master's own) at http://host:port/metrics, and /healthz and

@@ -287,8 +287,7 @@ static void check_stuck(arrpc__master *m)
             row->kill_at_ms = UINT64_MAX;
             continue;
         }
-        uint64_t busy =
-            atomic_load_explicit(&m->shm->worker[r].busy_since_ms, memory_order_relaxed);
+        uint64_t busy = arrpc__shm_busy_oldest(&m->shm->worker[r]);
         if (timeout && busy && !row->kill_at_ms && now - busy > timeout) {
             arrpc__log("master: worker %d busy in its handler for %llu ms: aborting it",
                        (int)row->pid, (unsigned long long)(now - busy));

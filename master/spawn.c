@@ -145,7 +145,7 @@ int arrpc__spawn_worker(arrpc__master *m, uint32_t slot, uint32_t generation)
     arrpc__metrics_reset(
         arrpc__shm_metrics(record->metrics)); /* folded when its last writer exited */
     atomic_store(&record->pid, 0);
-    atomic_store(&record->busy_since_ms, 0);
+    arrpc__shm_busy_clear(record);
     record->slot = slot;
     record->generation = generation;
     pid_t master_pid = getpid();

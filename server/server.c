@@ -45,7 +45,6 @@ struct arrpc_server {
     char metrics_host[SERVER_HOST_MAX];
     uint16_t metrics_port;
     unsigned predrain_ms;
-    unsigned handler_timeout_ms;
     pid_t master_pid; /* background pre-fork server: the master is our child */
     pthread_t thread; /* background in-process server */
     int has_thread;
@@ -80,7 +79,7 @@ arrpc_server *arrpc_server_new(const char *host, uint16_t port, arrpc_handler_fn
     snprintf(srv->handler_name, sizeof srv->handler_name, "handler");
     srv->port = port;
     srv->listen_fd = -1;
-    srv->handler_timeout_ms = ARRPC_DEFAULT_HANDLER_TIMEOUT_MS;
+    srv->cfg.handler_timeout_ms = ARRPC_DEFAULT_HANDLER_TIMEOUT_MS;
     srv->cfg = (arrpc__worker_config){
         .handler = handler,
         .udata = udata,
@@ -301,6 +300,15 @@ int arrpc_server_set_workers(arrpc_server *srv, unsigned count)
     return rc;
 }
 
+int arrpc_server_set_threads(arrpc_server *srv, unsigned count)
+{
+    int rc = settable(srv);
+    if (rc == 0 && count > ARRPC_MAX_THREADS)
+        rc = set_err(srv, ARRPC_EINVAL, "at most %u handler threads", ARRPC_MAX_THREADS);
+    if (rc == 0) srv->cfg.threads = count;
+    return rc;
+}
+
 int arrpc_server_set_metrics(arrpc_server *srv, const char *host, uint16_t port)
 {
     int rc = settable(srv);
@@ -320,7 +328,7 @@ int arrpc_server_set_pre_drain(arrpc_server *srv, unsigned ms)
 
 int arrpc_server_set_handler_timeout(arrpc_server *srv, unsigned ms)
 {
-    return srv ? set_unsigned(srv, &srv->handler_timeout_ms, ms) : ARRPC_EINVAL;
+    return srv ? set_unsigned(srv, &srv->cfg.handler_timeout_ms, ms) : ARRPC_EINVAL;
 }
 
 static int check_handler(arrpc_server *srv)
@@ -384,7 +392,7 @@ static int run_master(arrpc_server *srv, int ready_fd)
         .host = srv->host,
         .port = srv->port,
         .workers = srv->workers,
-        .handler_timeout_ms = srv->handler_timeout_ms,
+        .handler_timeout_ms = srv->cfg.handler_timeout_ms,
         .pid_file = srv->pid_file[0] ? srv->pid_file : NULL,
         .ready_fd = ready_fd,
         .stop_fd = srv->stop_fd,

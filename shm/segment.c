@@ -21,7 +21,7 @@ void arrpc__shm_fold(arrpc__shm *shm, unsigned area, unsigned record)
     atomic_thread_fence(memory_order_release);
     arrpc__metrics_add(arrpc__shm_metrics(a->retired), arrpc__shm_metrics(w->metrics));
     arrpc__metrics_reset(arrpc__shm_metrics(w->metrics));
-    atomic_store(&w->busy_since_ms, 0);
+    arrpc__shm_busy_clear(w);
     atomic_store(&w->state, ARRPC_WORKER_FREE); /* last: another master may claim it now */
     atomic_fetch_add_explicit(&a->fold_seq, 1, memory_order_release);
 }
@@ -114,13 +114,29 @@ void arrpc__shm_unmap(arrpc__shm *shm)
 
 /* The coarse clock costs a few nanoseconds; a few milliseconds of error do not matter to a
  * timeout counted in seconds. */
-void arrpc__shm_busy_begin(arrpc__shm_worker *w)
+void arrpc__shm_busy_begin(arrpc__shm_worker *w, unsigned stamp)
 {
     uint64_t now = arrpc__shm_clock_ms();
-    atomic_store_explicit(&w->busy_since_ms, now ? now : 1, memory_order_relaxed);
+    atomic_store_explicit(&w->busy_since_ms[stamp], now ? now : 1, memory_order_relaxed);
 }
 
-void arrpc__shm_busy_end(arrpc__shm_worker *w)
+void arrpc__shm_busy_end(arrpc__shm_worker *w, unsigned stamp)
 {
-    atomic_store_explicit(&w->busy_since_ms, 0, memory_order_relaxed);
+    atomic_store_explicit(&w->busy_since_ms[stamp], 0, memory_order_relaxed);
+}
+
+uint64_t arrpc__shm_busy_oldest(const arrpc__shm_worker *w)
+{
+    uint64_t oldest = 0;
+    for (unsigned i = 0; i < ARRPC_SHM_BUSY_STAMPS; i++) {
+        uint64_t since = atomic_load_explicit(&w->busy_since_ms[i], memory_order_relaxed);
+        if (since && (!oldest || since < oldest)) oldest = since;
+    }
+    return oldest;
+}
+
+void arrpc__shm_busy_clear(arrpc__shm_worker *w)
+{
+    for (unsigned i = 0; i < ARRPC_SHM_BUSY_STAMPS; i++)
+        atomic_store(&w->busy_since_ms[i], 0);
 }

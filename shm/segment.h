@@ -28,6 +28,9 @@
 /* Every block in the segment has room for this many bytes (ARRPC_METRICS_ADDRS addresses). */
 #define ARRPC_SHM_METRICS_BYTES ARRPC_METRICS_BYTES(ARRPC_METRICS_ADDRS)
 
+/* A busy stamp for the loop's thread and one per handler thread. */
+#define ARRPC_SHM_BUSY_STAMPS (1u + ARRPC_MAX_THREADS)
+
 /* A worker's life, one enum for the master's process table and the shared record. The master
  * moves its row through all four from what it knows first hand (it forks, it hears "ready", it
  * sends "retire", it reaps). The shared record's state is written only by masters and says only
@@ -49,8 +52,9 @@ typedef struct arrpc__shm_worker {
     _Atomic int32_t pid;
     uint32_t slot;
     uint32_t generation;
-    /* CLOCK_MONOTONIC milliseconds when the running handler call started; 0 between calls. */
-    _Atomic uint64_t busy_since_ms;
+    /* When each running handler call started (the busy stamps' clock, below); 0 between calls.
+     * Stamp 0 is the loop's thread (inline calls), stamp 1 + i handler thread i. */
+    _Atomic uint64_t busy_since_ms[ARRPC_SHM_BUSY_STAMPS];
     /* The worker's counters: an arrpc__metrics block of ARRPC_METRICS_ADDRS addresses, stored
      * as bytes because a block's rows are a flexible array (arrpc__shm_metrics gives it). */
     _Alignas(ARRPC_CACHE_LINE) unsigned char metrics[ARRPC_SHM_METRICS_BYTES];
@@ -122,8 +126,12 @@ void arrpc__shm_fold(arrpc__shm *shm, unsigned area, unsigned record);
 int arrpc__shm_sum(const arrpc__shm *shm, arrpc__metrics *sum, uint32_t *connections);
 
 /* Stamps the start and end of a handler call. Cheap: a coarse clock and a relaxed store. */
-void arrpc__shm_busy_begin(arrpc__shm_worker *w);
-void arrpc__shm_busy_end(arrpc__shm_worker *w);
+void arrpc__shm_busy_begin(arrpc__shm_worker *w, unsigned stamp);
+void arrpc__shm_busy_end(arrpc__shm_worker *w, unsigned stamp);
+/* The start of the longest-running call of the worker (its oldest stamp), or 0 when none runs. */
+uint64_t arrpc__shm_busy_oldest(const arrpc__shm_worker *w);
+/* Clears every stamp (a record given to a new worker, or folded). */
+void arrpc__shm_busy_clear(arrpc__shm_worker *w);
 
 /* Milliseconds on the clock the busy stamps use: the coarse one (core/clock.h), which the
  * master must read too when it ages a stamp, since the two clocks must not be mixed. */

@@ -26,7 +26,7 @@ typedef struct {
     unsigned long tls_handshake_timeout_s;
     unsigned long max_message, max_depth, max_connections, idle_timeout_s, drain_timeout_s;
     unsigned long request_timeout_s, write_timeout_s;
-    unsigned long workers, handler_timeout_s, predrain_s;
+    unsigned long workers, threads, handler_timeout_s, predrain_s;
     int debug;
 } arrpcd_options;
 
@@ -63,8 +63,12 @@ static const arrpc_opt arrpcd_opts[] = {
     {"workers", 0, ARRPC_OPT_UNSIGNED, "N", AT(workers), 0, ARRPC_MAX_WORKERS,
      .def = "the number of CPUs",
      .help = "worker processes; 0 serves in this process, without a master"},
+    {"threads", 0, ARRPC_OPT_UNSIGNED, "N", AT(threads), 0, ARRPC_MAX_THREADS, .def = "0",
+     .help = "handler threads per worker: a slow call then holds up only its own connection "
+             "(the handler must be thread-safe); 0 runs handlers in the event loop"},
     SECONDS("handler-timeout", handler_timeout_s, IDLE_TIMEOUT_MAX_S,
-            "replace a worker stuck this long in one handler call (0 = off)"),
+            "replace a worker stuck this long in one handler call, and answer a deferred call "
+            "unanswered this long with an error (0 = off)"),
     {"pid-file", 0, ARRPC_OPT_STRING, "F", AT(pid_file), .help = "write the master's pid to F"},
     {"metrics-listen", 0, ARRPC_OPT_HOSTPORT, "HOST:PORT", AT(metrics),
      .def = "off; arrpc 0.5.0 used port 9095",
@@ -150,6 +154,7 @@ static int configure(arrpc_server *srv, const arrpcd_options *o)
         arrpc_server_set_handler_plugin(srv, o->handler) ||
         (o->handler_arg && arrpc_server_set_handler_lifecycle(srv, NULL, NULL, o->handler_arg)) ||
         arrpc_server_set_workers(srv, (unsigned)o->workers) ||
+        arrpc_server_set_threads(srv, (unsigned)o->threads) ||
         (o->metrics.host[0] && arrpc_server_set_metrics(srv, o->metrics.host, o->metrics.port)) ||
         arrpc_server_set_pre_drain(srv, (unsigned)o->predrain_s * 1000u) ||
         arrpc_server_set_handler_timeout(srv, (unsigned)o->handler_timeout_s * 1000u) ||

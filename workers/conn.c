@@ -8,16 +8,9 @@
 
 #include "../core/clock.h"
 #include "../core/log.h"
+#include "calls.h"
 #include "loop.h"
 #include "stats.h"
-
-static const char *outcome_name[] = {
-    [ARRPC_OUTCOME_OK] = "ok",
-    [ARRPC_OUTCOME_RPC_ERROR] = "rpc error",
-    [ARRPC_OUTCOME_AUTH_ERROR] = "auth error",
-    [ARRPC_OUTCOME_INVALID] = "invalid request",
-    [ARRPC_OUTCOME_BAD_REPLY] = "invalid reply",
-};
 
 arrpc__conn *arrpc__conn_open(arrpc__loop *loop, int fd)
 {
@@ -63,6 +56,7 @@ void arrpc__conn_free(arrpc__loop *loop, arrpc__conn *c)
     if (c->next) c->next->prev = c->prev;
     loop->nconns--;
     arrpc__stats_close(loop, c);
+    arrpc__calls_conn_free(loop, c);
     if (c->flags & CONN_LINGER) loop->nlingering--;
     if (c->flags & CONN_HANDSHAKE) loop->nhandshaking--;
     c->io.ops->close(&c->io); /* closing the fd also removes it from the epoll set */
@@ -76,7 +70,7 @@ void arrpc__conn_free(arrpc__loop *loop, arrpc__conn *c)
 int arrpc__conn_idle(const arrpc__conn *c)
 {
     return arrpc__buf_used(&c->in) == 0 && arrpc__buf_used(&c->out) == 0 &&
-           !(c->flags & (CONN_DOOMED | CONN_LINGER));
+           !arrpc__calls_pending(c) && !(c->flags & (CONN_DOOMED | CONN_LINGER));
 }
 
 static void mark_close(arrpc__conn *c)
@@ -105,7 +99,8 @@ static void update_interest(arrpc__loop *loop, arrpc__conn *c, int want_write)
         ev = c->io.want == ARRPC_WANT_WRITE ? EPOLLOUT : EPOLLIN;
     else if (c->flags & CONN_LINGER)
         ev |= EPOLLIN;
-    else if (!(c->flags & (CONN_EOF | CONN_DOOMED | CONN_CLOSE)) && !paused && !moving)
+    else if (!(c->flags & (CONN_EOF | CONN_DOOMED | CONN_CLOSE)) && !paused && !moving &&
+             !arrpc__calls_blocked(c)) /* a call of its runs: the next waits in the kernel */
         ev |= EPOLLIN;
     if (c->io.want == ARRPC_WANT_READ && arrpc__buf_used(&c->out) && !(c->flags & CONN_LINGER))
         ev |= EPOLLIN; /* a TLS write waiting for the peer's bytes (a key update) */
@@ -125,38 +120,25 @@ static size_t answer_requests(arrpc__loop *loop, arrpc__conn *c, const uint8_t *
 {
     size_t done = 0;
     uint64_t started = 0; /* a request's clock starts where the previous one's stopped */
-    const arrpc__call_context ctx = {.peer = c->peer, .tls_peer = c->tls_peer};
     while (!(c->flags & CONN_DOOMED) && arrpc__buf_used(&c->out) < ARRPC_OUTPUT_HIGH_WATER &&
-           done + c->scanned < n) {
+           !arrpc__calls_blocked(c) && done + c->scanned < n) {
         size_t used = 0;
         int rc = arrpc__scan_feed(c->scan, p + done + c->scanned, n - done - c->scanned, &used);
         c->scanned += used;
         if (rc == 0) break;
         if (rc < 0) {
             arrpc__log("closing connection from %s: %s", c->peer, arrpc__scan_error(c->scan));
-            arrpc__dispatch_rpc_error(&c->out, arrpc__scan_error(c->scan));
+            arrpc__calls_answer_error(loop, c, arrpc__scan_error(c->scan));
             arrpc__stats_stream_error(loop, c, rc);
             c->flags |= CONN_DOOMED;
             break;
         }
-        arrpc__outcome outcome;
         if (!started) started = arrpc__clock_ns();
-        if (arrpc__dispatch(loop->dispatcher, &ctx, p + done, c->scanned, &c->out, &outcome) != 0) {
+        if (arrpc__calls_answer(loop, c, p + done, c->scanned, &started) != 0) {
             arrpc__log("closing connection from %s: out of memory", c->peer);
             mark_close(c);
             break;
         }
-        uint64_t ended = arrpc__clock_ns();
-        arrpc__stats_request(loop, c, outcome, c->scanned, ended - started);
-        started = ended;
-        if (outcome == ARRPC_OUTCOME_BAD_REPLY && !(c->flags & CONN_WARNED)) {
-            arrpc__log("connection from %s: the handler's reply was replaced by an error "
-                       "(over --max-message, or not one object); logged once per connection",
-                       c->peer);
-            c->flags |= CONN_WARNED;
-        }
-        ARRPC_DEBUG(loop->cfg->debug, "request from %s: %zu bytes, %s", c->peer, c->scanned,
-                    outcome_name[outcome]);
         done += c->scanned;
         c->scanned = 0;
         c->request_since_ms = 0; /* the next request's clock starts with its first byte */
@@ -231,7 +213,7 @@ static int more_buffered(const arrpc__loop *loop, const arrpc__conn *c)
 {
     return c->io.want != ARRPC_WANT_READ &&
            !(c->flags & (CONN_EOF | CONN_DOOMED | CONN_CLOSE | CONN_LINGER | CONN_HANDSHAKE)) &&
-           arrpc__buf_used(&c->out) < ARRPC_OUTPUT_HIGH_WATER &&
+           arrpc__buf_used(&c->out) < ARRPC_OUTPUT_HIGH_WATER && !arrpc__calls_blocked(c) &&
            !(loop->retiring && c->io.ops->can_hand_over) && c->io.ops->has_pending(&c->io);
 }
 
@@ -310,7 +292,9 @@ void arrpc__conn_flush(arrpc__loop *loop, arrpc__conn *c)
     }
     if (c->flags & CONN_CLOSE) return;
     if (arrpc__buf_used(&c->out) == 0) c->write_since_ms = 0;
-    if (c->flags & CONN_DOOMED)
+    if (arrpc__calls_pending(c))
+        ; /* replies still to come: the error reply or the close waits for them */
+    else if (c->flags & CONN_DOOMED)
         start_linger(loop, c);
     else if ((c->flags & CONN_EOF) && arrpc__buf_used(&c->out) == 0)
         mark_close(c); /* the peer sent everything and has all its replies */
@@ -361,7 +345,7 @@ int arrpc__conn_check_timeouts(arrpc__loop *loop, arrpc__conn *c)
     arrpc__log("closing connection from %s: request not completed in %u ms (--request-timeout)",
                c->peer, loop->cfg->request_timeout_ms);
     arrpc__stats_timeout(loop, c);
-    if (arrpc__dispatch_rpc_error(&c->out, "request not completed in time") != 0) {
+    if (arrpc__calls_answer_error(loop, c, "request not completed in time") != 0) {
         mark_close(c);
         return 1;
     }

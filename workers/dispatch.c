@@ -10,18 +10,24 @@
 #include "../core/scan.h"
 #include "../core/wire.h"
 #include "../shm/segment.h"
+#include "deferred.h"
 
 struct arrpc_call {
     const arrpc__call_context *ctx;
     int is_signed;
     int failed;
+    arrpc__dispatcher *d;
+    arrpc_deferred *deferred; /* taken by arrpc_call_defer */
     char message[ARRPC_FAIL_MESSAGE_MAX];
 };
 
 struct arrpc__dispatcher {
     const arrpc__worker_config *cfg;
-    msgpack_zone zone;  /* the arena decoded requests live in, cleared after each request */
-    arrpc__scan *check; /* validates signed data and handler replies */
+    unsigned busy_stamp;
+    arrpc__mailbox *box;
+    arrpc_deferred *deferred; /* the last call's, until taken */
+    msgpack_zone zone;        /* the arena decoded requests live in, cleared after each request */
+    arrpc__scan *check;       /* validates signed data and handler replies */
     int last_signed;
 };
 
@@ -44,15 +50,35 @@ static void trim_partial_utf8(char *s, size_t len)
     }
 }
 
+void arrpc__dispatch_format_failure(char *buf, size_t cap, const char *fmt, va_list ap)
+{
+    int n = vsnprintf(buf, cap, fmt, ap);
+    if (n >= (int)cap) trim_partial_utf8(buf, cap - 1);
+}
+
 int arrpc_call_fail(arrpc_call *call, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(call->message, sizeof call->message, fmt, ap);
+    arrpc__dispatch_format_failure(call->message, sizeof call->message, fmt, ap);
     va_end(ap);
-    if (n >= (int)sizeof call->message) trim_partial_utf8(call->message, sizeof call->message - 1);
     call->failed = 1;
     return ARRPC_ERPC;
+}
+
+arrpc_deferred *arrpc_call_defer(arrpc_call *call)
+{
+    if (!call || !call->d->box) return NULL;
+    if (!call->deferred)
+        call->deferred = arrpc__deferred_new(call->d->box, call->d->cfg->max_message);
+    return call->deferred;
+}
+
+arrpc_deferred *arrpc__dispatcher_take_deferred(arrpc__dispatcher *d)
+{
+    arrpc_deferred *taken = d->deferred;
+    d->deferred = NULL;
+    return taken;
 }
 
 int arrpc_call_signed(const arrpc_call *call)
@@ -70,11 +96,14 @@ const char *arrpc_call_tls_peer(const arrpc_call *call)
     return call->ctx->tls_peer;
 }
 
-arrpc__dispatcher *arrpc__dispatcher_new(const arrpc__worker_config *cfg)
+arrpc__dispatcher *arrpc__dispatcher_new(const arrpc__worker_config *cfg, unsigned busy_stamp,
+                                         arrpc__mailbox *box)
 {
     arrpc__dispatcher *d = calloc(1, sizeof *d);
     if (!d) return NULL;
     d->cfg = cfg;
+    d->busy_stamp = busy_stamp;
+    d->box = box;
     d->check = arrpc__scan_new(cfg->max_message, cfg->max_depth);
     if (!d->check || !msgpack_zone_init(&d->zone, MSGPACK_ZONE_CHUNK_SIZE)) {
         arrpc__scan_free(d->check);
@@ -87,6 +116,7 @@ arrpc__dispatcher *arrpc__dispatcher_new(const arrpc__worker_config *cfg)
 void arrpc__dispatcher_free(arrpc__dispatcher *d)
 {
     if (!d) return;
+    arrpc__deferred_free(d->deferred);
     msgpack_zone_destroy(&d->zone);
     arrpc__scan_free(d->check);
     free(d);
@@ -128,13 +158,20 @@ static arrpc__outcome call_handler(arrpc__dispatcher *d, const arrpc__call_conte
     call.ctx = ctx;
     call.is_signed = is_signed;
     call.failed = 0;
+    call.d = d;
+    call.deferred = NULL;
     size_t start = arrpc__buf_used(out);
     msgpack_packer pk;
     msgpack_packer_init(&pk, out, arrpc__buf_pack_write);
     if (d->cfg->record) /* the master kills a worker stuck past the handler timeout */
-        arrpc__shm_busy_begin(d->cfg->record);
+        arrpc__shm_busy_begin(d->cfg->record, d->busy_stamp);
     int rc = d->cfg->handler(&call, req, &pk, d->cfg->udata);
-    if (d->cfg->record) arrpc__shm_busy_end(d->cfg->record);
+    if (d->cfg->record) arrpc__shm_busy_end(d->cfg->record, d->busy_stamp);
+    if (call.deferred) { /* the handle answers: what the handler packed or returned is moot */
+        arrpc__buf_truncate(out, start);
+        d->deferred = call.deferred;
+        return ARRPC_OUTCOME_DEFERRED;
+    }
     if (rc != 0 || call.failed) {
         arrpc__buf_truncate(out, start);
         if (!call.failed)
@@ -142,8 +179,15 @@ static arrpc__outcome call_handler(arrpc__dispatcher *d, const arrpc__call_conte
         append_error(out, ARRPC_RPC_ERROR_PREFIX, call.message);
         return ARRPC_OUTCOME_RPC_ERROR;
     }
+    return arrpc__dispatch_check_reply(d, out, start);
+}
+
+arrpc__outcome arrpc__dispatch_check_reply(arrpc__dispatcher *d, arrpc__buf *out, size_t start)
+{
     size_t packed = arrpc__buf_used(out) - start;
     if (packed == 0) {
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, out, arrpc__buf_pack_write);
         msgpack_pack_nil(&pk);
         return ARRPC_OUTCOME_OK;
     }
@@ -194,5 +238,5 @@ int arrpc__dispatch(arrpc__dispatcher *d, const arrpc__call_context *ctx, const 
         *outcome = dispatch_decoded(d, ctx, &obj, out);
     }
     msgpack_zone_clear(&d->zone);
-    return arrpc__buf_used(out) > before ? 0 : ARRPC_ENOMEM;
+    return arrpc__buf_used(out) > before || *outcome == ARRPC_OUTCOME_DEFERRED ? 0 : ARRPC_ENOMEM;
 }

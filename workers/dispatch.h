@@ -2,11 +2,14 @@
 #ifndef ARRPC_WORKERS_DISPATCH_H
 #define ARRPC_WORKERS_DISPATCH_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "../core/buf.h"
 #include "worker.h"
+
+struct arrpc__mailbox;
 
 #define ARRPC_AUTH_ERROR_TEXT                                                                      \
     "Invalid or missing message signature, make sure 'auth_secret' is set/correct"
@@ -29,9 +32,16 @@ typedef enum {
     ARRPC_OUTCOME_AUTH_ERROR, /* missing or wrong signature */
     ARRPC_OUTCOME_INVALID,    /* well framed, but not a valid request (bad signed data) */
     ARRPC_OUTCOME_BAD_REPLY,  /* the handler's reply was invalid or too large */
+    ARRPC_OUTCOME_DEFERRED,   /* the handler took the call (arrpc_call_defer): no reply yet */
 } arrpc__outcome;
 
-arrpc__dispatcher *arrpc__dispatcher_new(const arrpc__worker_config *cfg);
+/* One per thread that runs handlers: `busy_stamp` is its stamp in the worker's shared record
+ * (0: the loop's thread), `box` the mailbox deferred answers go to (NULL: calls cannot be
+ * deferred). */
+arrpc__dispatcher *arrpc__dispatcher_new(const arrpc__worker_config *cfg, unsigned busy_stamp,
+                                         struct arrpc__mailbox *box);
+/* After ARRPC_OUTCOME_DEFERRED: the handle the handler took, now the caller's to wire up. */
+arrpc_deferred *arrpc__dispatcher_take_deferred(arrpc__dispatcher *d);
 /* Whether the last request dispatched came in a verified signature envelope (for metrics). */
 int arrpc__dispatcher_last_signed(const arrpc__dispatcher *d);
 void arrpc__dispatcher_free(arrpc__dispatcher *d);
@@ -44,5 +54,10 @@ int arrpc__dispatch(arrpc__dispatcher *d, const arrpc__call_context *ctx, const 
 
 /* Appends the reply "arrpc.error.RpcException: <text>" (used for unreadable input too). */
 int arrpc__dispatch_rpc_error(arrpc__buf *out, const char *text);
+/* Checks the reply packed into out from offset `start` (exactly one object within the size
+ * limit; nothing packed answers nil) and replaces it with an RpcException when it is not. */
+arrpc__outcome arrpc__dispatch_check_reply(arrpc__dispatcher *d, arrpc__buf *out, size_t start);
+/* A handler's failure message into buf, cut at a whole UTF-8 character when too long. */
+void arrpc__dispatch_format_failure(char *buf, size_t cap, const char *fmt, va_list ap);
 
 #endif

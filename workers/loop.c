@@ -14,6 +14,7 @@
 #include "../core/fdpass.h"
 #include "../core/log.h"
 #include "../shm/segment.h"
+#include "calls.h"
 #include "control.h"
 #include "loop.h"
 #include "stats.h"
@@ -87,7 +88,8 @@ static void on_stop(arrpc__loop *loop)
 static int ready_for_handoff(const arrpc__conn *c)
 {
     return c->io.ops->can_hand_over && /* TLS keys live in this process: never handed over */
-           arrpc__buf_used(&c->out) == 0 && c->scanned == arrpc__buf_used(&c->in) &&
+           arrpc__buf_used(&c->out) == 0 && !arrpc__calls_pending(c) &&
+           c->scanned == arrpc__buf_used(&c->in) &&
            !(c->flags & (CONN_EOF | CONN_DOOMED | CONN_LINGER | CONN_CLOSE));
 }
 
@@ -136,6 +138,7 @@ static void expire(arrpc__loop *loop)
             expire_handshake(loop, c); /* too slow, or this worker is stopping */
             continue;
         }
+        if (loop->ndeferred) arrpc__calls_expire(loop, c);
         if (arrpc__conn_check_timeouts(loop, c)) continue;
         int idle = arrpc__conn_idle(c);
         if (loop->handoff_out >= 0 && expire_kept_tls(loop, c, idle)) continue;
@@ -161,7 +164,8 @@ static void reap(arrpc__loop *loop)
     arrpc__conn *c = loop->conns;
     while (c) {
         arrpc__conn *next = c->next;
-        if (c->flags & CONN_CLOSE) arrpc__conn_free(loop, c);
+        if ((c->flags & CONN_CLOSE) && !c->running) /* a running call returns to it first */
+            arrpc__conn_free(loop, c);
         c = next;
     }
 }
@@ -170,7 +174,7 @@ static int timer_wait_ms(const arrpc__loop *loop)
 {
     const arrpc__worker_config *cfg = loop->cfg;
     if (loop->draining || loop->retiring || loop->nlingering || loop->nhandshaking ||
-        cfg->idle_timeout_ms ||
+        cfg->idle_timeout_ms || (loop->ndeferred && cfg->handler_timeout_ms) ||
         (loop->nconns && (cfg->request_timeout_ms || cfg->write_timeout_ms)))
         return ARRPC_TIMER_TICK_MS; /* a worker without connections sleeps until one comes */
     return -1;
@@ -194,6 +198,9 @@ static void on_event(arrpc__loop *loop, void *ptr, uint32_t events)
         break;
     case LOOP_HANDOFF_IN:
         arrpc__handoff_receive(loop, src);
+        break;
+    case LOOP_MAIL:
+        arrpc__calls_on_mail(loop);
         break;
     }
 }
@@ -220,12 +227,13 @@ static int loop_init(arrpc__loop *loop, const arrpc__worker_io *io, char *err, s
     loop->now_ms = arrpc__clock_ms();
     loop->epfd = epoll_create1(EPOLL_CLOEXEC);
     loop->scratch = malloc(ARRPC_READ_CHUNK);
-    loop->dispatcher = arrpc__dispatcher_new(loop->cfg);
     loop->stop = (arrpc__loop_source){.kind = LOOP_STOP, .fd = io->stop_fd};
     loop->control = (arrpc__loop_source){.kind = LOOP_CONTROL, .fd = io->control_fd};
     loop->handoff_out = -1;
     loop->accepting = 1;
-    int rc = (loop->epfd < 0 || !loop->scratch || !loop->dispatcher) ? ARRPC_ESYS : 0;
+    int rc = (loop->epfd < 0 || !loop->scratch) ? ARRPC_ESYS : 0;
+    if (rc == 0) rc = arrpc__calls_init(loop, err, errlen);
+    if (rc != 0) return rc;
     if (rc == 0 && loop->cfg->tls_cert) { /* read here, in the worker: a reload reads them anew */
         loop->tls =
             arrpc__tls_server_ctx(loop->cfg->tls_cert, loop->cfg->tls_key, loop->cfg->tls_client_ca,
@@ -248,12 +256,13 @@ static int loop_init(arrpc__loop *loop, const arrpc__worker_io *io, char *err, s
 
 static void loop_destroy(arrpc__loop *loop)
 {
+    arrpc__calls_stop(loop); /* the handler threads finish first: their calls name connections */
     while (loop->conns)
         arrpc__conn_free(loop, loop->conns);
     for (unsigned i = 0; i < ARRPC_LOOP_HANDOFF_IN_MAX; i++)
         if (loop->handoff_in[i].kind) close(loop->handoff_in[i].fd);
     if (loop->handoff_out >= 0) close(loop->handoff_out);
-    arrpc__dispatcher_free(loop->dispatcher);
+    arrpc__calls_destroy(loop);
     arrpc__tls_ctx_free(loop->tls);
     free(loop->scratch);
     if (loop->epfd >= 0) close(loop->epfd);

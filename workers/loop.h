@@ -29,6 +29,7 @@ typedef enum {
     LOOP_STOP,       /* readable when the worker should drain and exit */
     LOOP_CONTROL,    /* messages from the master */
     LOOP_HANDOFF_IN, /* connections handed over by a retiring worker */
+    LOOP_MAIL,       /* finished handler calls and deferred answers (calls.c) */
 } arrpc__loop_kind;
 
 typedef struct arrpc__loop_source {
@@ -59,6 +60,12 @@ typedef struct arrpc__conn {
     char peer[ARRPC_ADDR_MAX];
     char *tls_peer; /* the client certificate's subject (mutual TLS), read after the handshake */
     uint32_t metrics_row; /* its remote address's row in the worker's metrics block */
+    /* Calls answered out of line (calls.c): replies waiting in request order, and the job that
+     * carries this connection's call to a handler thread (one at a time). */
+    struct arrpc__reply *replies, *replies_tail;
+    unsigned nreplies;
+    struct arrpc__call_job *job;
+    int running; /* the job is on a handler thread: the connection is not freed meanwhile */
 } arrpc__conn;
 
 typedef struct arrpc__loop {
@@ -84,7 +91,16 @@ typedef struct arrpc__loop {
     arrpc__tls_ctx *tls; /* made by this worker from the files; NULL: plain TCP */
     arrpc__conn *flush_list;
     uint8_t *scratch; /* one read buffer for every connection with no partial message */
-    uint64_t now_ms;  /* monotonic, refreshed once per iteration */
+    /* Out-of-line calls (calls.c): handler threads, each with its own dispatcher, and the
+     * mailbox through which they and deferred answers wake the loop. */
+    struct arrpc__pool *pool; /* NULL: handlers run inline */
+    arrpc__dispatcher **thread_dispatchers;
+    struct arrpc__mailbox *mailbox;
+    arrpc__loop_source mail;
+    unsigned ndeferred;                      /* deferred calls waiting for their answer */
+    struct arrpc_deferred *kept, *kept_tail; /* answered handles in quarantine */
+    unsigned nkept;
+    uint64_t now_ms; /* monotonic, refreshed once per iteration */
 } arrpc__loop;
 
 /* Master commands and hand-over (control.c, handoff.c). */

@@ -1,33 +1,62 @@
 /* mailbox.c -- messages from any thread to a worker's loop (see mailbox.h). */
 #include "mailbox.h"
 
+#include <stdatomic.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "arrpc.h"
 
-int arrpc__mailbox_init(arrpc__mailbox *box)
+struct arrpc__mailbox {
+    pthread_mutex_t lock;
+    arrpc__mail *head, *tail; /* in the order they were posted */
+    int closed;
+    int fd;
+    _Atomic unsigned refs;
+};
+
+arrpc__mailbox *arrpc__mailbox_new(void)
 {
-    box->head = box->tail = NULL;
+    arrpc__mailbox *box = calloc(1, sizeof *box);
+    if (!box) return NULL;
     box->fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (box->fd < 0) return ARRPC_ESYS;
+    if (box->fd < 0) {
+        free(box);
+        return NULL;
+    }
     pthread_mutex_init(&box->lock, NULL);
-    return 0;
+    atomic_init(&box->refs, 1);
+    return box;
 }
 
-void arrpc__mailbox_destroy(arrpc__mailbox *box)
+void arrpc__mailbox_hold(arrpc__mailbox *box)
 {
-    if (box->fd < 0) return;
-    close(box->fd);
-    box->fd = -1;
-    pthread_mutex_destroy(&box->lock);
+    atomic_fetch_add(&box->refs, 1);
 }
 
-void arrpc__mailbox_post(arrpc__mailbox *box, arrpc__mail *mail)
+void arrpc__mailbox_release(arrpc__mailbox *box)
+{
+    if (!box || atomic_fetch_sub(&box->refs, 1) != 1) return;
+    close(box->fd);
+    pthread_mutex_destroy(&box->lock);
+    free(box);
+}
+
+int arrpc__mailbox_fd(const arrpc__mailbox *box)
+{
+    return box->fd;
+}
+
+int arrpc__mailbox_post(arrpc__mailbox *box, arrpc__mail *mail)
 {
     mail->next = NULL;
     pthread_mutex_lock(&box->lock);
+    if (box->closed) {
+        pthread_mutex_unlock(&box->lock);
+        return ARRPC_ECLOSED;
+    }
     int was_empty = box->head == NULL;
     if (box->tail)
         box->tail->next = mail;
@@ -36,22 +65,39 @@ void arrpc__mailbox_post(arrpc__mailbox *box, arrpc__mail *mail)
     box->tail = mail;
     pthread_mutex_unlock(&box->lock);
     /* One wake-up per batch: the loop takes everything at once, so a second write while the
-     * first is unread would only cost a system call. */
+     * first is unread would only cost a system call. The loop reads the eventfd before it takes
+     * the list, so a post it did not take leaves the eventfd readable. */
     if (was_empty) {
         uint64_t one = 1;
         ssize_t n = write(box->fd, &one, sizeof one);
         (void)n; /* fails only when the counter is full, and then the loop is woken anyway */
     }
+    return 0;
+}
+
+static arrpc__mail *take_locked(arrpc__mailbox *box)
+{
+    arrpc__mail *all = box->head;
+    box->head = box->tail = NULL;
+    return all;
 }
 
 arrpc__mail *arrpc__mailbox_take(arrpc__mailbox *box)
 {
     uint64_t count;
-    ssize_t n = read(box->fd, &count, sizeof count); /* before taking: no post is missed */
+    ssize_t n = read(box->fd, &count, sizeof count); /* first: see arrpc__mailbox_post */
     (void)n;
     pthread_mutex_lock(&box->lock);
-    arrpc__mail *all = box->head;
-    box->head = box->tail = NULL;
+    arrpc__mail *all = take_locked(box);
+    pthread_mutex_unlock(&box->lock);
+    return all;
+}
+
+arrpc__mail *arrpc__mailbox_close(arrpc__mailbox *box)
+{
+    pthread_mutex_lock(&box->lock);
+    box->closed = 1;
+    arrpc__mail *all = take_locked(box);
     pthread_mutex_unlock(&box->lock);
     return all;
 }

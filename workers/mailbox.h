@@ -2,7 +2,9 @@
  * that the loop watches, so a handler thread or a deferred reply wakes the loop at once.
  *
  * Many senders, one reader (the loop's thread). A message is any struct that starts with an
- * arrpc__mail; the mailbox never allocates, so posting cannot fail. */
+ * arrpc__mail; posting never allocates. The mailbox is reference-counted: a deferred call that a
+ * plugin's thread may answer after the worker's loop has ended holds a reference, so that its
+ * late answer finds a closed mailbox instead of freed memory. */
 #ifndef ARRPC_WORKERS_MAILBOX_H
 #define ARRPC_WORKERS_MAILBOX_H
 
@@ -10,22 +12,24 @@
 
 typedef struct arrpc__mail {
     struct arrpc__mail *next;
+    unsigned kind; /* what the containing struct is: the owner's tag */
 } arrpc__mail;
 
-typedef struct arrpc__mailbox {
-    pthread_mutex_t lock;
-    arrpc__mail *head, *tail; /* in the order they were posted */
-    int fd;                   /* eventfd: readable while mail waits */
-} arrpc__mailbox;
+typedef struct arrpc__mailbox arrpc__mailbox;
 
-/* 0, or ARRPC_ESYS (no eventfd). */
-int arrpc__mailbox_init(arrpc__mailbox *box);
-/* Closes the eventfd; mail still in the box is the caller's to free first (take it). */
-void arrpc__mailbox_destroy(arrpc__mailbox *box);
-/* From any thread. The loop sees the mail after its next wake-up. */
-void arrpc__mailbox_post(arrpc__mailbox *box, arrpc__mail *mail);
+/* A new mailbox with one reference (the loop's), or NULL. */
+arrpc__mailbox *arrpc__mailbox_new(void);
+void arrpc__mailbox_hold(arrpc__mailbox *box);
+/* Drops a reference; the last one frees the mailbox and closes its eventfd. */
+void arrpc__mailbox_release(arrpc__mailbox *box);
+/* The eventfd the loop watches: readable while mail waits. */
+int arrpc__mailbox_fd(const arrpc__mailbox *box);
+/* From any thread. 0, or ARRPC_ECLOSED after arrpc__mailbox_close: the mail stays the caller's. */
+int arrpc__mailbox_post(arrpc__mailbox *box, arrpc__mail *mail);
 /* The loop's side: every mail posted so far, oldest first, as a list (NULL: none). Clears the
  * eventfd, so the loop sleeps until the next post. */
 arrpc__mail *arrpc__mailbox_take(arrpc__mailbox *box);
+/* Refuses later posts (the loop is ending) and returns what was still waiting. */
+arrpc__mail *arrpc__mailbox_close(arrpc__mailbox *box);
 
 #endif

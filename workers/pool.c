@@ -43,7 +43,7 @@ static void *pool_thread(void *arg)
     while ((job = next_job(p))) {
         job->run(job, seat->index, p->arg);
         atomic_fetch_sub(&p->busy, 1);
-        arrpc__mailbox_post(p->done, &job->mail);
+        arrpc__mailbox_post(p->done, &job->mail); /* never closed while the pool runs */
     }
     return NULL;
 }

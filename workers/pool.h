@@ -9,9 +9,8 @@
 
 #include <pthread.h>
 
+#include "arrpc.h" /* ARRPC_MAX_THREADS */
 #include "mailbox.h"
-
-#define ARRPC_MAX_THREADS 64 /* handler threads per worker (--threads) */
 
 typedef struct arrpc__job arrpc__job;
 struct arrpc__job {

@@ -30,6 +30,8 @@ typedef struct arrpc__worker_config {
     unsigned idle_timeout_ms;    /* 0: none */
     unsigned request_timeout_ms; /* a request begun must arrive whole by then; 0: none */
     unsigned write_timeout_ms;   /* pending replies must make progress this often; 0: none */
+    unsigned threads;            /* handler threads; 0: handlers run inline in the loop */
+    unsigned handler_timeout_ms; /* a deferred call unanswered this long gets an error; 0: none */
     /* TLS: certificate chain and key files, read by each worker when it starts (so a reload
      * serves the files on disk); client_ca: mutual TLS. NULL cert: plain TCP. */
     const char *tls_cert, *tls_key, *tls_client_ca;

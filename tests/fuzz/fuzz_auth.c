@@ -49,7 +49,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
                                  .secret_len = SECRET_LEN,
                                  .max_message = MAX_MESSAGE,
                                  .max_depth = ARRPC_MAX_DEPTH_LIMIT};
-    dispatcher = arrpc__dispatcher_new(&cfg);
+    dispatcher = arrpc__dispatcher_new(&cfg, 0, NULL);
     scan = arrpc__scan_new(MAX_MESSAGE, ARRPC_MAX_DEPTH_LIMIT);
     FUZZ_CHECK(dispatcher && scan);
     return 0;

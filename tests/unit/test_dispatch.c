@@ -154,7 +154,7 @@ static void decode_reply(reply *r, size_t at)
 
 static void run(const arrpc__worker_config *cfg, const void *msg, size_t n, reply *r)
 {
-    arrpc__dispatcher *d = arrpc__dispatcher_new(cfg);
+    arrpc__dispatcher *d = arrpc__dispatcher_new(cfg, 0, NULL);
     assert_non_null(d);
     *r = (reply){0};
     assert_true(msgpack_zone_init(&r->zone, 1024));
@@ -433,7 +433,7 @@ static void test_replies_append_in_order(void **state)
     (void)state;
     ctx c = {0};
     arrpc__worker_config cfg = config(h_echo, &c, 0);
-    arrpc__dispatcher *d = arrpc__dispatcher_new(&cfg);
+    arrpc__dispatcher *d = arrpc__dispatcher_new(&cfg, 0, NULL);
     reply r = {0};
     arrpc__outcome outcome;
     assert_non_null(d);
@@ -463,7 +463,7 @@ static void test_reply_checked_after_unconsumed_output(void **state)
     for (size_t i = 0; i < sizeof fill / sizeof fill[0]; i++) {
         ctx c = {0};
         arrpc__worker_config cfg = config(h_echo, &c, 0);
-        arrpc__dispatcher *d = arrpc__dispatcher_new(&cfg);
+        arrpc__dispatcher *d = arrpc__dispatcher_new(&cfg, 0, NULL);
         reply r = {0};
         arrpc__outcome outcome;
         uint8_t *invalid = malloc(fill[i]);

@@ -13,6 +13,7 @@
 
 #include <cmocka.h>
 
+#include "arrpc.h"
 #include "workers/mailbox.h"
 #include "workers/pool.h"
 
@@ -40,7 +41,7 @@ static unsigned collect(arrpc__mailbox *box, unsigned want, unsigned *seen, unsi
 {
     unsigned got = 0;
     while (got < want) {
-        struct pollfd pfd = {.fd = box->fd, .events = POLLIN};
+        struct pollfd pfd = {.fd = arrpc__mailbox_fd(box), .events = POLLIN};
         if (poll(&pfd, 1, WAIT_MS) <= 0) break;
         for (arrpc__mail *m = arrpc__mailbox_take(box), *next; m; m = next) {
             next = m->next;
@@ -56,9 +57,9 @@ static void test_every_job_runs_once_and_comes_back_once(void **state)
 {
     (void)state;
     enum { JOBS = 2000, THREADS = 4 };
-    arrpc__mailbox box;
-    assert_int_equal(arrpc__mailbox_init(&box), 0);
-    arrpc__pool *pool = arrpc__pool_new(THREADS, &box, NULL);
+    arrpc__mailbox *box = arrpc__mailbox_new();
+    assert_non_null(box);
+    arrpc__pool *pool = arrpc__pool_new(THREADS, box, NULL);
     assert_non_null(pool);
     test_job *jobs = calloc(JOBS, sizeof *jobs);
     unsigned *seen = calloc(JOBS, sizeof *seen);
@@ -68,7 +69,7 @@ static void test_every_job_runs_once_and_comes_back_once(void **state)
         jobs[i] = (test_job){.job.run = run_counting, .id = i};
         arrpc__pool_submit(pool, &jobs[i].job);
     }
-    assert_int_equal(collect(&box, JOBS, seen, JOBS), JOBS);
+    assert_int_equal(collect(box, JOBS, seen, JOBS), JOBS);
     assert_int_equal(arrpc__pool_busy(pool), 0);
     for (unsigned i = 0; i < JOBS; i++) {
         assert_int_equal(jobs[i].ran, 1);
@@ -76,7 +77,7 @@ static void test_every_job_runs_once_and_comes_back_once(void **state)
         assert_true(jobs[i].thread < THREADS);
     }
     arrpc__pool_free(pool);
-    arrpc__mailbox_destroy(&box);
+    arrpc__mailbox_release(box);
     free(seen);
     free(jobs);
 }
@@ -86,9 +87,9 @@ static void test_jobs_run_in_parallel(void **state)
 {
     (void)state;
     enum { THREADS = 4 };
-    arrpc__mailbox box;
-    assert_int_equal(arrpc__mailbox_init(&box), 0);
-    arrpc__pool *pool = arrpc__pool_new(THREADS, &box, NULL);
+    arrpc__mailbox *box = arrpc__mailbox_new();
+    assert_non_null(box);
+    arrpc__pool *pool = arrpc__pool_new(THREADS, box, NULL);
     assert_non_null(pool);
     pthread_barrier_t barrier;
     pthread_barrier_init(&barrier, NULL, THREADS);
@@ -98,7 +99,7 @@ static void test_jobs_run_in_parallel(void **state)
         jobs[i] = (test_job){.job.run = run_counting, .id = i, .barrier = &barrier};
         arrpc__pool_submit(pool, &jobs[i].job);
     }
-    assert_int_equal(collect(&box, THREADS, seen, THREADS), THREADS);
+    assert_int_equal(collect(box, THREADS, seen, THREADS), THREADS);
     unsigned threads_used = 0;
     for (unsigned t = 0; t < THREADS; t++)
         for (unsigned i = 0; i < THREADS; i++)
@@ -109,7 +110,7 @@ static void test_jobs_run_in_parallel(void **state)
     assert_int_equal(threads_used, THREADS);
     arrpc__pool_free(pool);
     pthread_barrier_destroy(&barrier);
-    arrpc__mailbox_destroy(&box);
+    arrpc__mailbox_release(box);
 }
 
 /* Freeing the pool runs what was queued first: no job is lost at a worker's clean exit. */
@@ -117,9 +118,9 @@ static void test_free_runs_the_queue_first(void **state)
 {
     (void)state;
     enum { JOBS = 300 };
-    arrpc__mailbox box;
-    assert_int_equal(arrpc__mailbox_init(&box), 0);
-    arrpc__pool *pool = arrpc__pool_new(1, &box, NULL);
+    arrpc__mailbox *box = arrpc__mailbox_new();
+    assert_non_null(box);
+    arrpc__pool *pool = arrpc__pool_new(1, box, NULL);
     assert_non_null(pool);
     test_job jobs[JOBS];
     unsigned seen[JOBS] = {0};
@@ -128,20 +129,20 @@ static void test_free_runs_the_queue_first(void **state)
         arrpc__pool_submit(pool, &jobs[i].job);
     }
     arrpc__pool_free(pool);
-    assert_int_equal(collect(&box, JOBS, seen, JOBS), JOBS);
+    assert_int_equal(collect(box, JOBS, seen, JOBS), JOBS);
     for (unsigned i = 0; i < JOBS; i++)
         assert_int_equal(jobs[i].ran, 1);
-    arrpc__mailbox_destroy(&box);
+    arrpc__mailbox_release(box);
 }
 
 static void test_thread_counts_out_of_range_are_refused(void **state)
 {
     (void)state;
-    arrpc__mailbox box;
-    assert_int_equal(arrpc__mailbox_init(&box), 0);
-    assert_null(arrpc__pool_new(0, &box, NULL));
-    assert_null(arrpc__pool_new(ARRPC_MAX_THREADS + 1, &box, NULL));
-    arrpc__mailbox_destroy(&box);
+    arrpc__mailbox *box = arrpc__mailbox_new();
+    assert_non_null(box);
+    assert_null(arrpc__pool_new(0, box, NULL));
+    assert_null(arrpc__pool_new(ARRPC_MAX_THREADS + 1, box, NULL));
+    arrpc__mailbox_release(box);
 }
 
 /* ---- the mailbox alone -------------------------------------------------------------------- */
@@ -173,21 +174,21 @@ static void *poster(void *arg)
 static void test_posts_from_many_threads_all_arrive_in_each_threads_order(void **state)
 {
     (void)state;
-    arrpc__mailbox box;
-    assert_int_equal(arrpc__mailbox_init(&box), 0);
+    arrpc__mailbox *box = arrpc__mailbox_new();
+    assert_non_null(box);
     pthread_t threads[POSTERS];
     poster_arg args[POSTERS];
     numbered *items = calloc(POSTERS * POSTS, sizeof *items);
     assert_non_null(items);
     for (unsigned p = 0; p < POSTERS; p++) {
-        args[p] = (poster_arg){&box, items + p * POSTS, p};
+        args[p] = (poster_arg){box, items + p * POSTS, p};
         assert_int_equal(pthread_create(&threads[p], NULL, poster, &args[p]), 0);
     }
     unsigned next[POSTERS] = {0}, got = 0, out_of_order = 0;
     while (got < POSTERS * POSTS) {
-        struct pollfd pfd = {.fd = box.fd, .events = POLLIN};
+        struct pollfd pfd = {.fd = arrpc__mailbox_fd(box), .events = POLLIN};
         if (poll(&pfd, 1, WAIT_MS) <= 0) break; /* a lost wake-up ends here and fails below */
-        for (arrpc__mail *m = arrpc__mailbox_take(&box); m; m = m->next) {
+        for (arrpc__mail *m = arrpc__mailbox_take(box); m; m = m->next) {
             numbered *n = (numbered *)m;
             out_of_order += n->seq != next[n->poster];
             next[n->poster] = n->seq + 1;
@@ -198,8 +199,16 @@ static void test_posts_from_many_threads_all_arrive_in_each_threads_order(void *
         pthread_join(threads[p], NULL);
     assert_int_equal(got, POSTERS * POSTS);
     assert_int_equal(out_of_order, 0);
-    assert_null(arrpc__mailbox_take(&box));
-    arrpc__mailbox_destroy(&box);
+    assert_null(arrpc__mailbox_take(box));
+    /* Once closed, a post is refused and stays the poster's; the close returns what waited. */
+    numbered late = {.poster = 0};
+    assert_int_equal(arrpc__mailbox_post(box, &items[0].mail), 0);
+    assert_ptr_equal(arrpc__mailbox_close(box), &items[0].mail);
+    assert_int_equal(arrpc__mailbox_post(box, &late.mail), ARRPC_ECLOSED);
+    arrpc__mailbox_hold(box); /* a late poster's reference outlives the loop's */
+    arrpc__mailbox_release(box);
+    assert_int_equal(arrpc__mailbox_post(box, &late.mail), ARRPC_ECLOSED);
+    arrpc__mailbox_release(box);
     free(items);
 }
 

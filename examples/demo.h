@@ -1,0 +1,10 @@
+/* demo.h -- the parts of the demo plugin (examples/demo.c) that live in files of their own. */
+#ifndef ARRPC_EXAMPLES_DEMO_H
+#define ARRPC_EXAMPLES_DEMO_H
+
+#include <arrpc.h>
+
+/* {"defer": s}: answers "deferred" s seconds later, from the plugin's timer thread. */
+int demo_defer(arrpc_call *call, double seconds, msgpack_packer *res);
+
+#endif

@@ -1,0 +1,377 @@
+/* calls.c -- handler calls answered out of line: on handler threads, or later through a deferred
+ * reply; their replies queued per connection and released in request order (see calls.h). */
+#include "calls.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/clock.h"
+#include "../core/log.h"
+#include "deferred.h"
+#include "pool.h"
+#include "stats.h"
+
+/* One request's reply, in the connection's queue until every earlier one has left. */
+typedef struct arrpc__reply {
+    struct arrpc__reply *next;
+    arrpc__conn *conn;
+    int done;
+    arrpc__buf bytes;
+    arrpc_deferred *deferred; /* while it waits for a deferred answer */
+    uint64_t deadline_ms;     /* that answer must come by then; 0: no limit */
+    uint64_t started_ns;      /* the request's clock, for its latency */
+    size_t request_bytes;
+} arrpc__reply;
+
+/* A connection's call on its way to a handler thread and back. */
+typedef struct arrpc__call_job {
+    arrpc__job job; /* first */
+    arrpc__conn *conn;
+    arrpc__reply *reply;     /* filled by the thread; the loop's again once the job is back */
+    arrpc__buf request;      /* a copy: the loop's buffers move on while the call runs */
+    arrpc__call_context ctx; /* points into the connection, which outlives the running call */
+    arrpc__outcome outcome;
+    arrpc_deferred *deferred;
+    int dispatch_rc;
+} arrpc__call_job;
+
+static const char *outcome_name[] = {
+    [ARRPC_OUTCOME_OK] = "ok",
+    [ARRPC_OUTCOME_RPC_ERROR] = "rpc error",
+    [ARRPC_OUTCOME_AUTH_ERROR] = "auth error",
+    [ARRPC_OUTCOME_INVALID] = "invalid request",
+    [ARRPC_OUTCOME_BAD_REPLY] = "invalid reply",
+    [ARRPC_OUTCOME_DEFERRED] = "deferred",
+};
+
+void arrpc__calls_count(arrpc__loop *loop, arrpc__conn *c, arrpc__outcome outcome, size_t bytes,
+                        uint64_t ns)
+{
+    arrpc__stats_request(loop, c, outcome, bytes, ns);
+    if (outcome == ARRPC_OUTCOME_BAD_REPLY && !(c->flags & CONN_WARNED)) {
+        arrpc__log("connection from %s: the handler's reply was replaced by an error "
+                   "(over --max-message, or not one object); logged once per connection",
+                   c->peer);
+        c->flags |= CONN_WARNED;
+    }
+    ARRPC_DEBUG(loop->cfg->debug, "request from %s: %zu bytes, %s", c->peer, bytes,
+                outcome_name[outcome]);
+}
+
+/* ---- the reply queue ---------------------------------------------------------------------- */
+
+static arrpc__reply *queue_reply(arrpc__conn *c, size_t request_bytes, uint64_t started_ns)
+{
+    arrpc__reply *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    r->conn = c;
+    r->request_bytes = request_bytes;
+    r->started_ns = started_ns;
+    if (c->replies_tail)
+        c->replies_tail->next = r;
+    else
+        c->replies = r;
+    c->replies_tail = r;
+    c->nreplies++;
+    return r;
+}
+
+static void free_reply(arrpc__reply *r)
+{
+    arrpc__buf_free(&r->bytes);
+    free(r);
+}
+
+/* Marks r answered and counts it. */
+static void finish_reply(arrpc__loop *loop, arrpc__conn *c, arrpc__reply *r, arrpc__outcome outcome)
+{
+    r->done = 1;
+    arrpc__calls_count(loop, c, outcome, r->request_bytes, arrpc__clock_ns() - r->started_ns);
+}
+
+/* Moves the answered replies at the head of c's queue to its output, in order. */
+static void release_replies(arrpc__loop *loop, arrpc__conn *c)
+{
+    while (c->replies && c->replies->done) {
+        arrpc__reply *r = c->replies;
+        if (arrpc__buf_append(&c->out, r->bytes.data + r->bytes.head, arrpc__buf_used(&r->bytes)))
+            c->flags |= CONN_CLOSE; /* no memory for the output: the stream cannot go on */
+        c->replies = r->next;
+        if (!c->replies) c->replies_tail = NULL;
+        c->nreplies--;
+        free_reply(r);
+    }
+    arrpc__conn_queue_flush(loop, c);
+}
+
+/* Fills r from an error text, for a call that cannot be answered otherwise. */
+static void fail_reply(arrpc__loop *loop, arrpc__conn *c, arrpc__reply *r, const char *text)
+{
+    arrpc__buf_truncate(&r->bytes, 0);
+    arrpc__dispatch_rpc_error(&r->bytes, text);
+    finish_reply(loop, c, r, ARRPC_OUTCOME_RPC_ERROR);
+}
+
+/* ---- deferred answers --------------------------------------------------------------------- */
+
+/* A deferred call's reply now waits in r for its answer, which must come within the handler
+ * timeout. */
+static void wait_for_answer(arrpc__loop *loop, arrpc__reply *r, arrpc_deferred *d)
+{
+    r->deferred = d;
+    d->slot = r;
+    unsigned limit = loop->cfg->handler_timeout_ms;
+    r->deadline_ms = limit ? loop->now_ms + limit : 0;
+    loop->ndeferred++;
+}
+
+static void detach(arrpc__loop *loop, arrpc__reply *r)
+{
+    r->deferred->slot = NULL;
+    r->deferred = NULL;
+    loop->ndeferred--;
+}
+
+/* An answered handle is kept (not freed) for a while, so that a second answer to it finds it
+ * answered instead of memory that serves another call. */
+static void keep_answered(arrpc__loop *loop, arrpc_deferred *d)
+{
+    arrpc__buf_free(&d->reply);
+    d->next_kept = NULL;
+    if (loop->kept_tail)
+        loop->kept_tail->next_kept = d;
+    else
+        loop->kept = d;
+    loop->kept_tail = d;
+    if (++loop->nkept <= ARRPC_DEFERRED_QUARANTINE) return;
+    arrpc_deferred *oldest = loop->kept;
+    loop->kept = oldest->next_kept;
+    loop->nkept--;
+    arrpc__deferred_free(oldest);
+}
+
+static void on_answer(arrpc__loop *loop, arrpc_deferred *d)
+{
+    arrpc__reply *r = d->slot; /* a reply lives as long as its connection */
+    if (r) { /* else: timed out, or its connection closed: the answer is dropped */
+        arrpc__conn *c = r->conn;
+        detach(loop, r);
+        arrpc__buf_truncate(&r->bytes, 0);
+        arrpc__outcome outcome = ARRPC_OUTCOME_BAD_REPLY;
+        if (arrpc__buf_append(&r->bytes, d->reply.data + d->reply.head,
+                              arrpc__buf_used(&d->reply)) == 0)
+            outcome = arrpc__dispatch_check_reply(loop->dispatcher, &r->bytes, 0);
+        if (arrpc__buf_used(&d->reply) == 0) /* the answering thread ran out of memory */
+            fail_reply(loop, c, r, "the deferred reply was lost (out of memory)");
+        else
+            finish_reply(loop, c, r, outcome);
+        release_replies(loop, c);
+        if (!arrpc__calls_blocked(c)) arrpc__conn_answer_buffered(loop, c);
+    }
+    keep_answered(loop, d);
+}
+
+void arrpc__calls_expire(arrpc__loop *loop, arrpc__conn *c)
+{
+    int any = 0;
+    for (arrpc__reply *r = c->replies; r; r = r->next) {
+        if (!r->deferred || !r->deadline_ms || loop->now_ms < r->deadline_ms) continue;
+        arrpc__log("connection from %s: a deferred call was not answered in %u ms "
+                   "(--handler-timeout); its client gets an error",
+                   c->peer, loop->cfg->handler_timeout_ms);
+        detach(loop, r);
+        fail_reply(loop, c, r, "handler timed out");
+        any = 1;
+    }
+    if (!any) return;
+    release_replies(loop, c);
+    if (!arrpc__calls_blocked(c)) arrpc__conn_answer_buffered(loop, c);
+}
+
+void arrpc__calls_conn_free(arrpc__loop *loop, arrpc__conn *c)
+{
+    while (c->replies) {
+        arrpc__reply *r = c->replies;
+        c->replies = r->next;
+        if (r->deferred) detach(loop, r);
+        free_reply(r);
+    }
+    c->replies_tail = NULL;
+    c->nreplies = 0;
+    if (c->job) arrpc__buf_free(&c->job->request);
+    free(c->job);
+    c->job = NULL;
+}
+
+/* ---- handler threads ---------------------------------------------------------------------- */
+
+static void run_job(arrpc__job *job, unsigned thread, void *arg)
+{
+    arrpc__call_job *j = (arrpc__call_job *)job;
+    arrpc__dispatcher *d = ((arrpc__dispatcher **)arg)[thread];
+    j->dispatch_rc = arrpc__dispatch(d, &j->ctx, j->request.data + j->request.head,
+                                     arrpc__buf_used(&j->request), &j->reply->bytes, &j->outcome);
+    j->deferred = j->outcome == ARRPC_OUTCOME_DEFERRED ? arrpc__dispatcher_take_deferred(d) : NULL;
+}
+
+static void on_job_done(arrpc__loop *loop, arrpc__call_job *j)
+{
+    arrpc__conn *c = j->conn;
+    c->running = 0;
+    arrpc__buf_truncate(&j->request, 0);
+    if (j->dispatch_rc != 0)
+        fail_reply(loop, c, j->reply, "out of memory");
+    else if (j->deferred)
+        wait_for_answer(loop, j->reply, j->deferred);
+    else
+        finish_reply(loop, c, j->reply, j->outcome);
+    release_replies(loop, c);
+    if (c->flags & CONN_CLOSE) return; /* reaped at the end of this iteration */
+    arrpc__conn_refresh_interest(loop, c);
+    arrpc__conn_answer_buffered(loop, c); /* what came while it ran */
+}
+
+static int submit(arrpc__loop *loop, arrpc__conn *c, arrpc__reply *r, const uint8_t *msg, size_t n)
+{
+    if (!c->job && !(c->job = calloc(1, sizeof *c->job))) return ARRPC_ENOMEM;
+    arrpc__call_job *j = c->job;
+    j->job.mail.kind = ARRPC_MAIL_JOB;
+    j->job.run = run_job;
+    j->conn = c;
+    j->reply = r;
+    j->ctx = (arrpc__call_context){.peer = c->peer, .tls_peer = c->tls_peer};
+    if (arrpc__buf_append(&j->request, msg, n) != 0) return ARRPC_ENOMEM;
+    c->running = 1;
+    arrpc__pool_submit(loop->pool, &j->job);
+    return 0;
+}
+
+/* ---- answering a request ------------------------------------------------------------------ */
+
+/* Inline, into a reply of its own: used when earlier replies of c are still waiting. */
+static int answer_queued_inline(arrpc__loop *loop, arrpc__conn *c, arrpc__reply *r,
+                                const uint8_t *msg, size_t n)
+{
+    arrpc__outcome outcome;
+    const arrpc__call_context ctx = {.peer = c->peer, .tls_peer = c->tls_peer};
+    if (arrpc__dispatch(loop->dispatcher, &ctx, msg, n, &r->bytes, &outcome) != 0)
+        return ARRPC_ENOMEM;
+    if (outcome == ARRPC_OUTCOME_DEFERRED)
+        wait_for_answer(loop, r, arrpc__dispatcher_take_deferred(loop->dispatcher));
+    else
+        finish_reply(loop, c, r, outcome);
+    release_replies(loop, c);
+    return 0;
+}
+
+int arrpc__calls_answer(arrpc__loop *loop, arrpc__conn *c, const uint8_t *msg, size_t n,
+                        uint64_t *clock_ns)
+{
+    uint64_t started_ns = *clock_ns;
+    if (!loop->pool && !c->replies) { /* the fast path: straight into the output */
+        arrpc__outcome outcome;
+        size_t before = arrpc__buf_used(&c->out);
+        const arrpc__call_context ctx = {.peer = c->peer, .tls_peer = c->tls_peer};
+        int rc = arrpc__dispatch(loop->dispatcher, &ctx, msg, n, &c->out, &outcome);
+        *clock_ns = arrpc__clock_ns();
+        if (rc != 0) return ARRPC_ENOMEM;
+        if (outcome != ARRPC_OUTCOME_DEFERRED) {
+            arrpc__calls_count(loop, c, outcome, n, *clock_ns - started_ns);
+            return 0;
+        }
+        arrpc__buf_truncate(&c->out, before);
+        arrpc__reply *r = queue_reply(c, n, started_ns);
+        if (!r) return ARRPC_ENOMEM;
+        wait_for_answer(loop, r, arrpc__dispatcher_take_deferred(loop->dispatcher));
+        return 0;
+    }
+    arrpc__reply *r = queue_reply(c, n, started_ns);
+    if (!r) return ARRPC_ENOMEM;
+    int rc = loop->pool ? submit(loop, c, r, msg, n) : answer_queued_inline(loop, c, r, msg, n);
+    *clock_ns = arrpc__clock_ns();
+    return rc;
+}
+
+int arrpc__calls_answer_error(arrpc__loop *loop, arrpc__conn *c, const char *text)
+{
+    if (!c->replies) return arrpc__dispatch_rpc_error(&c->out, text);
+    arrpc__reply *r = queue_reply(c, 0, arrpc__clock_ns());
+    if (!r) return ARRPC_ENOMEM;
+    arrpc__dispatch_rpc_error(&r->bytes, text);
+    r->done = 1; /* counted by the caller, as a stream error or a timeout */
+    release_replies(loop, c);
+    return 0;
+}
+
+int arrpc__calls_blocked(const arrpc__conn *c)
+{
+    return c->running || c->nreplies >= ARRPC_CONN_PENDING_MAX;
+}
+
+int arrpc__calls_pending(const arrpc__conn *c)
+{
+    return c->running || c->replies != NULL;
+}
+
+void arrpc__calls_on_mail(arrpc__loop *loop)
+{
+    for (arrpc__mail *m = arrpc__mailbox_take(loop->mailbox), *next; m; m = next) {
+        next = m->next;
+        if (m->kind == ARRPC_MAIL_JOB)
+            on_job_done(loop, (arrpc__call_job *)m);
+        else
+            on_answer(loop, (arrpc_deferred *)m);
+    }
+}
+
+/* ---- the worker's side -------------------------------------------------------------------- */
+
+int arrpc__calls_init(arrpc__loop *loop, char *err, size_t errlen)
+{
+    unsigned n = loop->cfg->threads;
+    loop->mailbox = arrpc__mailbox_new();
+    loop->dispatcher = loop->mailbox ? arrpc__dispatcher_new(loop->cfg, 0, loop->mailbox) : NULL;
+    if (n) loop->thread_dispatchers = calloc(n, sizeof *loop->thread_dispatchers);
+    int ok = loop->dispatcher && (!n || loop->thread_dispatchers);
+    for (unsigned i = 0; ok && i < n; i++)
+        ok = (loop->thread_dispatchers[i] =
+                  arrpc__dispatcher_new(loop->cfg, 1 + i, loop->mailbox)) != NULL;
+    if (ok && n)
+        ok = (loop->pool = arrpc__pool_new(n, loop->mailbox, loop->thread_dispatchers)) != NULL;
+    if (!ok) {
+        snprintf(err, errlen, "cannot start %u handler threads", n);
+        return ARRPC_ESYS;
+    }
+    loop->mail = (arrpc__loop_source){.kind = LOOP_MAIL, .fd = arrpc__mailbox_fd(loop->mailbox)};
+    return arrpc__loop_watch(loop, &loop->mail);
+}
+
+void arrpc__calls_stop(arrpc__loop *loop)
+{
+    arrpc__pool_free(loop->pool); /* runs what was queued */
+    loop->pool = NULL;
+    if (loop->mailbox) arrpc__calls_on_mail(loop);
+}
+
+void arrpc__calls_destroy(arrpc__loop *loop)
+{
+    if (loop->mailbox) {
+        /* Answers that came too late to be sent; later ones find the mailbox closed. */
+        for (arrpc__mail *m = arrpc__mailbox_close(loop->mailbox), *next; m; m = next) {
+            next = m->next;
+            if (m->kind == ARRPC_MAIL_DEFERRED) arrpc__deferred_free((arrpc_deferred *)m);
+        }
+    }
+    while (loop->kept) {
+        arrpc_deferred *d = loop->kept;
+        loop->kept = d->next_kept;
+        arrpc__deferred_free(d);
+    }
+    loop->kept_tail = NULL;
+    for (unsigned i = 0; loop->thread_dispatchers && i < loop->cfg->threads; i++)
+        arrpc__dispatcher_free(loop->thread_dispatchers[i]);
+    free(loop->thread_dispatchers);
+    arrpc__dispatcher_free(loop->dispatcher);
+    arrpc__mailbox_release(loop->mailbox);
+}

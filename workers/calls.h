@@ -1,0 +1,57 @@
+/* calls.h -- handler calls that do not answer inline: on the worker's handler threads, or later
+ * through a deferred reply. Their replies wait in a per-connection queue and leave in request
+ * order. Internal to workers/.
+ *
+ * Ordering. A connection runs one call at a time: while one of its calls is on a handler thread,
+ * the loop neither reads from it nor starts its next request (the 0.5.0 semantics, a greenlet
+ * per connection). A deferred call has returned from its handler, so the connection goes on
+ * with its next request while the reply waits; replies still leave in request order. */
+#ifndef ARRPC_WORKERS_CALLS_H
+#define ARRPC_WORKERS_CALLS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "loop.h"
+
+/* Replies one connection may have waiting (deferred, or behind one that is); past it the loop
+ * stops reading from the connection until some are answered. Bounds its memory. */
+#define ARRPC_CONN_PENDING_MAX 1024u
+/* Answered deferred handles kept (not reused) so that a second answer to one of them is refused
+ * rather than landing in another call. */
+#define ARRPC_DEFERRED_QUARANTINE 1024u
+
+/* The worker's side: handler threads when cfg->threads > 0, and the mailbox either they or a
+ * deferred reply wake the loop through. 0, or an error with the reason in err. */
+int arrpc__calls_init(arrpc__loop *loop, char *err, size_t errlen);
+/* Finishes what the threads run, detaches every waiting deferred call, and frees the rest. Call
+ * before the connections are freed. */
+void arrpc__calls_stop(arrpc__loop *loop);
+void arrpc__calls_destroy(arrpc__loop *loop);
+
+/* Answers one whole request of c (n bytes at msg): inline into c->out when nothing of c's is out
+ * of line, else through c's reply queue. *clock_ns is when the request's clock started; it is
+ * set to when this call left the loop, where the next request's clock starts. 0, or
+ * ARRPC_ENOMEM (then c should be closed). */
+int arrpc__calls_answer(arrpc__loop *loop, arrpc__conn *c, const uint8_t *msg, size_t n,
+                        uint64_t *clock_ns);
+/* Queues "arrpc.error.RpcException: <text>" after c's waiting replies (for unreadable input or
+ * a request that never completed, whose connection then closes). 0 or ARRPC_ENOMEM. */
+int arrpc__calls_answer_error(arrpc__loop *loop, arrpc__conn *c, const char *text);
+/* True while c may not start another request: a call of its runs on a thread, or its reply
+ * queue is full. The loop does not read from it meanwhile. */
+int arrpc__calls_blocked(const arrpc__conn *c);
+/* True while c has replies waiting (a call running, deferred, or queued behind one). */
+int arrpc__calls_pending(const arrpc__conn *c);
+/* The loop's mailbox source became readable: finished calls and deferred answers. */
+void arrpc__calls_on_mail(arrpc__loop *loop);
+/* Deferred calls of c past the handler timeout are answered with an RpcException. */
+void arrpc__calls_expire(arrpc__loop *loop, arrpc__conn *c);
+/* c is being freed: its waiting deferred calls are detached (their answers will be dropped). */
+void arrpc__calls_conn_free(arrpc__loop *loop, arrpc__conn *c);
+
+/* Counts and logs one answered request (inline or not). */
+void arrpc__calls_count(arrpc__loop *loop, arrpc__conn *c, arrpc__outcome outcome, size_t bytes,
+                        uint64_t ns);
+
+#endif

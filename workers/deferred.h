@@ -1,0 +1,34 @@
+/* deferred.h -- a call answered later, from any thread (arrpc_call_defer): the handle the handler
+ * keeps, and how its answer travels to the worker's loop. Internal to workers/. */
+#ifndef ARRPC_WORKERS_DEFERRED_H
+#define ARRPC_WORKERS_DEFERRED_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+
+#include "../core/buf.h"
+#include "arrpc.h"
+#include "mailbox.h"
+
+/* What the mail posted to a worker's loop is. */
+enum { ARRPC_MAIL_JOB = 1, ARRPC_MAIL_DEFERRED };
+
+struct arrpc__reply;
+
+struct arrpc_deferred {
+    arrpc__mail mail;    /* first; kind ARRPC_MAIL_DEFERRED, posted once answered */
+    arrpc__mailbox *box; /* a reference, dropped when the handle is freed */
+    _Atomic int answered;
+    size_t max_message;
+    arrpc__buf reply; /* packed by the answering thread: the reply, or an RpcException */
+    /* The loop's alone: */
+    struct arrpc__reply *slot;        /* where the reply goes; NULL once timed out or its connection
+                                       * closed (the answer is then dropped) */
+    struct arrpc_deferred *next_kept; /* the quarantine of answered handles */
+};
+
+/* A handle answering through `box`; NULL when out of memory. */
+arrpc_deferred *arrpc__deferred_new(arrpc__mailbox *box, size_t max_message);
+void arrpc__deferred_free(arrpc_deferred *d);
+
+#endif
