@@ -162,6 +162,7 @@ ARRPC_API int arrpc_handler(arrpc_call *call, const msgpack_object *req, msgpack
         return msgpack_pack_str_with_body(res, "slept", 5);
     }
     if ((v = only_entry(req, "defer"))) return demo_defer(call, as_seconds(v), res);
+    if (only_entry(req, "answer_twice")) return demo_answer_twice(call);
     if (only_entry(req, "version"))
         return msgpack_pack_str_with_body(res, ARRPC_DEMO_VERSION, strlen(ARRPC_DEMO_VERSION));
     if ((v = only_entry(req, "repeat"))) return repeat(call, v, res);

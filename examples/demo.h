@@ -6,5 +6,8 @@
 
 /* {"defer": s}: answers "deferred" s seconds later, from the plugin's timer thread. */
 int demo_defer(arrpc_call *call, double seconds, msgpack_packer *res);
+/* {"answer_twice": _}: defers, answers "deferred", then tries a second answer and logs what it
+ * returned (ARRPC_ESTATE, -13: refused). */
+int demo_answer_twice(arrpc_call *call);
 
 #endif

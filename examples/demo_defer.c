@@ -3,6 +3,7 @@
  * with its own I/O thread or event loop answers without holding the worker's threads. */
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -65,6 +66,16 @@ static void start_timer_thread(void)
     pthread_t thread;
     running = pthread_create(&thread, NULL, timer_thread, NULL) == 0;
     if (running) pthread_detach(thread);
+}
+
+int demo_answer_twice(arrpc_call *call)
+{
+    arrpc_deferred *d = arrpc_call_defer(call);
+    if (!d) return arrpc_call_fail(call, "cannot defer");
+    arrpc_deferred_reply(d, answer, sizeof answer - 1);
+    int again = arrpc_deferred_fail(d, "a second answer");
+    fprintf(stderr, "demo: a second answer to one deferred call returned %d\n", again);
+    return 0;
 }
 
 int demo_defer(arrpc_call *call, double seconds, msgpack_packer *res)

@@ -1,0 +1,143 @@
+"""Handler threads and deferred replies: a slow call holds up only its own connection; one
+connection's replies keep request order whatever mix of slow, fast and deferred calls it pipelines;
+deferred calls are answered from the plugin's own thread, a second answer is refused, an
+unanswered one times out with an error and its late answer is dropped; a reload with calls running
+fails nothing. Timings are never asserted: "not delayed" is checked by order of arrival."""
+import signal
+import threading
+import time
+import unittest
+
+import msgpack
+
+import harness
+from harness import Conn, Server
+from test_master import Load, MasterCase, wait_until
+
+DEFERRED = "deferred"
+
+
+def pipeline(conn, requests):
+    conn.send_raw(b"".join(conn.pack(r) for r in requests))
+    return [conn.recv() for _ in requests]
+
+
+class ThreadsCase(unittest.TestCase):
+    def start(self, *args):
+        server = Server(*args).start()
+        self.addCleanup(server.stop)
+        return server
+
+
+class OrderTest(ThreadsCase):
+    REQUESTS = [{"sleep": 0.2}, {"echo": 1}, {"defer": 0.1}, {"echo": 2}, {"defer": 0.0},
+                {"sleep": 0.0}, {"echo": 3}]
+    EXPECTED = ["slept", 1, DEFERRED, 2, DEFERRED, "slept", 3]
+
+    def test_pipelined_mix_answers_in_order_with_threads(self):
+        server = self.start("--workers", "1", "--threads", "4")
+        with server.connect() as c:
+            self.assertEqual(pipeline(c, self.REQUESTS), self.EXPECTED)
+
+    def test_pipelined_mix_answers_in_order_inline(self):
+        server = self.start("--workers", "1", "--threads", "0")
+        with server.connect() as c:
+            self.assertEqual(pipeline(c, self.REQUESTS), self.EXPECTED)
+
+    def test_in_process_server_runs_threads_too(self):
+        server = self.start("--workers", "0", "--threads", "2")
+        with server.connect() as c:
+            self.assertEqual(pipeline(c, self.REQUESTS), self.EXPECTED)
+
+
+class StallTest(ThreadsCase):
+    def test_a_slow_call_does_not_hold_up_another_connection(self):
+        """With threads, a fast request on a second connection is answered while the first
+        connection's call still sleeps: its reply arrives before the slow one's."""
+        server = self.start("--workers", "1", "--threads", "4")
+        with server.connect() as slow, server.connect() as fast:
+            slow.send({"sleep": 1.0})
+            time.sleep(0.1)
+            self.assertEqual(fast.call({"echo": "fast"}), "fast")
+            slow.sock.setblocking(False)
+            try:
+                early = slow.sock.recv(1)
+            except BlockingIOError:
+                early = b""
+            slow.sock.setblocking(True)
+            self.assertEqual(early, b"", "the slow reply came before the fast one")
+            self.assertEqual(slow.recv(), "slept")
+
+    def test_deferred_calls_do_not_hold_the_loop(self):
+        """200 deferred calls, 10 pipelined on each of 20 connections, inline (--threads 0):
+        every one is answered, while the worker goes on answering others."""
+        server = self.start("--workers", "1", "--threads", "0")
+        conns = [server.connect() for _ in range(20)]
+        try:
+            for c in conns:
+                c.send_raw(b"".join(c.pack({"defer": 0.2}) for _ in range(10)))
+            with server.connect() as other:
+                self.assertEqual(other.call({"echo": "meanwhile"}), "meanwhile")
+            replies = [c.recv() for c in conns for _ in range(10)]
+        finally:
+            for c in conns:
+                c.close()
+        self.assertEqual(replies, [DEFERRED] * 200)
+
+
+class DeferredTest(ThreadsCase):
+    def test_a_second_answer_is_refused(self):
+        server = self.start("--workers", "1")
+        with server.connect() as c:
+            self.assertEqual(c.call({"answer_twice": 1}), DEFERRED)
+            self.assertEqual(c.call({"echo": "next"}), "next")
+        self.assertIn("a second answer to one deferred call returned -13", server.log())
+
+    def test_an_unanswered_call_times_out_and_its_late_answer_is_dropped(self):
+        server = self.start("--workers", "1", "--handler-timeout", "1")
+        with server.connect() as c:
+            reply = c.call({"defer": 2.5})
+            self.assertEqual(reply, harness.RPC_PREFIX + "handler timed out")
+            time.sleep(2.0)  # the plugin answers now; nothing may reach the client
+            self.assertEqual(c.call({"echo": "after"}), "after")
+        self.assertIn("deferred call was not answered", server.log())
+        with server.connect() as c:  # the worker lives on
+            self.assertEqual(c.call({"echo": 1}), 1)
+
+    def test_client_gone_before_the_answer(self):
+        server = self.start("--workers", "1", "--threads", "2")
+        with server.connect() as c:
+            c.send({"defer": 0.3})
+        time.sleep(0.6)
+        with server.connect() as c:
+            self.assertEqual(c.call({"echo": "still"}), "still")
+
+
+class ReloadTest(MasterCase):
+    def test_reloads_with_calls_running_fail_nothing(self):
+        server = self.start("--workers", "2", "--threads", "4")
+        load = Load(server.port, seconds=5)
+        stop = threading.Event()
+        slow_replies = []
+
+        def slow_client():
+            with server.connect() as c:
+                while not stop.is_set():
+                    slow_replies.append(c.call({"sleep": 0.05}))
+                    slow_replies.append(c.call({"defer": 0.05}))
+        t = threading.Thread(target=slow_client)
+        t.start()
+        try:
+            for _ in range(3):
+                time.sleep(1)
+                self.hup_and_wait(server)
+        finally:
+            stop.set()
+            t.join(timeout=30)
+        self.assert_no_failures(load.result())
+        self.assertTrue(slow_replies)
+        self.assertEqual(set(slow_replies), {"slept", DEFERRED})
+
+
+if __name__ == "__main__":
+    harness.main()
