@@ -12,7 +12,8 @@
 #   BENCH_ROUNDS [3]   sweeps (median over them)    BENCH_THREADS [1] arrpc-bench threads
 #   BENCH_CELLS ["1:1 16:1 64:1 16:16"] connections:pipeline pairs
 #   BENCH_SERVERS [all]  a subset, e.g. "redis arrpcd"; names: redis arrpcd arrpcd-wN arrpcd-auth
-#                        arrpcd-tls arrpcd-metrics
+#                        arrpcd-tls arrpcd-metrics arrpcd-threads (--threads BENCH_HANDLER_THREADS)
+#   BENCH_HANDLER_THREADS [8] handler threads of the arrpcd-threads variant
 #   BENCH_SIZE [16]    payload bytes of an arrpc request (redis gets a plain PING)
 #   BENCH_BIN_DIR, BENCH_LIB_DIR [build/bin, build/lib]   BENCH_OUT [a new /tmp/arrpc-compare.*]
 #   BENCH_BASE_BIN_DIR, BENCH_BASE_LIB_DIR [unset, BASE_BIN_DIR/../lib]  another build (an older
@@ -183,6 +184,24 @@ if wanted arrpcd-tls; then
             die "openssl could not make the TLS variant's certificates (apt-get install openssl)"
         start_arrpcd arrpcd-tls "$ARRPC_EXTRA --tls-cafile $OUT/ca.crt" "${ONE_WORKER[@]}" \
             --tls-cert "$OUT/server.crt" --tls-key "$OUT/server.key"
+    fi
+fi
+if wanted arrpcd-threads; then
+    if has_option --threads; then
+        start_one arrpcd-threads "$ARRPCD" "$PLUGIN" "$ARRPC_EXTRA" "${ONE_WORKER[@]}" \
+            --threads "${BENCH_HANDLER_THREADS:-8}"
+        # its twin: the base build's inline handlers, when that build has no threads
+        if [ -n "$BASE_ARRPCD" ]; then
+            if "$BASE_ARRPCD" --help 2>&1 | grep -q -- '--threads'; then
+                start_one arrpcd-threads@base "$BASE_ARRPCD" "$BASE_PLUGIN" "$ARRPC_EXTRA" \
+                    "${ONE_WORKER[@]}" --threads "${BENCH_HANDLER_THREADS:-8}"
+            else
+                start_one arrpcd-threads@base "$BASE_ARRPCD" "$BASE_PLUGIN" "$ARRPC_EXTRA" \
+                    "${ONE_WORKER[@]}"
+            fi
+        fi
+    else
+        note "arrpcd has no --threads option: the threads variant is skipped"
     fi
 fi
 if wanted arrpcd-metrics; then

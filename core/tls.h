@@ -44,6 +44,9 @@ arrpc__tls_ctx *arrpc__tls_server_ctx(const char *cert, const char *key, const c
 int arrpc__tls_ticket_key_new(uint8_t key[ARRPC_TLS_TICKET_KEY_SIZE]);
 arrpc__tls_ctx *arrpc__tls_client_ctx(const arrpc__tls_client_files *f, char *err, size_t errlen);
 void arrpc__tls_ctx_free(arrpc__tls_ctx *ctx);
+/* Frees what wolfSSL keeps per thread (Debian's build caches ECC points in thread-local memory,
+ * FP_ECC): call it on a thread that made TLS handshakes, before it exits. */
+void arrpc__tls_thread_done(void);
 
 /* TLS over connected socket fd (which the transport then owns, even on failure). A client gives
  * the name to check the server's certificate against (NULL: no check) and a session to resume

@@ -16,6 +16,17 @@
 #include "arrpc.h"
 #include "tls.h"
 
+#ifdef FP_ECC
+#include <wolfssl/wolfcrypt/ecc.h>
+#endif
+
+void arrpc__tls_thread_done(void)
+{
+#ifdef FP_ECC
+    wc_ecc_fp_free();
+#endif
+}
+
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static int init_rc;
 

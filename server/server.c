@@ -425,6 +425,7 @@ static void *in_process_thread(void *arg)
 {
     arrpc_server *srv = arg;
     srv->run_status = run_in_process(srv);
+    arrpc__tls_thread_done(); /* this thread made the TLS handshakes */
     return NULL;
 }
 

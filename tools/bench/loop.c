@@ -84,6 +84,7 @@ void *bench_thread_main(void *arg)
     for (unsigned i = 0; i < th->nconns; i++)
         th->stats.lag.unsent += bench_rate_unsent(&th->conns[i], now);
     thread_publish(th);
+    arrpc__tls_thread_done(); /* the thread's TLS caches die with it */
     atomic_store(&th->exited, 1);
     return NULL;
 }
