@@ -2,6 +2,7 @@
  * = 0) or the pre-fork master, in the foreground or in the background; stop. */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -29,7 +30,7 @@
 typedef enum { SERVER_NEW, SERVER_BOUND, SERVER_RUNNING, SERVER_DONE } server_state;
 
 struct arrpc_server {
-    server_state state;
+    _Atomic server_state state; /* the background thread moves it to RUNNING and DONE */
     char host[SERVER_HOST_MAX];
     uint16_t port;
     int listen_fd;

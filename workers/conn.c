@@ -59,7 +59,7 @@ void arrpc__conn_free(arrpc__loop *loop, arrpc__conn *c)
     arrpc__calls_conn_free(loop, c);
     if (c->flags & CONN_LINGER) loop->nlingering--;
     if (c->flags & CONN_HANDSHAKE) loop->nhandshaking--;
-    c->io.ops->close(&c->io); /* closing the fd also removes it from the epoll set */
+    c->io.ops->close(&c->io); /* the last descriptor: also out of the epoll set */
     arrpc__buf_free(&c->in);
     arrpc__buf_free(&c->out);
     arrpc__scan_free(c->scan);

@@ -57,7 +57,10 @@ int arrpc__handoff_send(arrpc__loop *loop, arrpc__conn *c)
         return rc;
     }
     ARRPC_DEBUG(loop->cfg->debug, "handed over %s with %zu pending bytes", c->peer, pending);
-    /* Our descriptor is a second reference to the socket: closing it closes nothing. */
+    /* Our descriptor is now a second reference to the socket: closing it closes nothing, and
+     * so would not take it out of our epoll set either (epoll forgets a socket only when its
+     * last descriptor closes): without this, its next event would name a freed connection. */
+    epoll_ctl(loop->epfd, EPOLL_CTL_DEL, c->fd, NULL);
     c->flags |= CONN_CLOSE;
     return 0;
 }
