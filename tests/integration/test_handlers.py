@@ -186,5 +186,15 @@ class ContextTest(unittest.TestCase):
         self.assertTrue(reused)
 
 
+
+class ContextOnThreadsTest(ContextTest):
+    """The same context when the call runs on a handler thread instead of the loop."""
+
+    def serve(self, **options):
+        srv = Server("--workers", "1", "--threads", "2", **options).start()
+        self.addCleanup(srv.stop)
+        return srv
+
+
 if __name__ == "__main__":
     unittest.main()

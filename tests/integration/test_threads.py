@@ -3,7 +3,10 @@ connection's replies keep request order whatever mix of slow, fast and deferred 
 deferred calls are answered from the plugin's own thread, a second answer is refused, an
 unanswered one times out with an error and its late answer is dropped; a reload with calls running
 fails nothing. Timings are never asserted: "not delayed" is checked by order of arrival."""
+import os
+import shutil
 import signal
+import tempfile
 import threading
 import time
 import unittest
@@ -12,7 +15,7 @@ import msgpack
 
 import harness
 from harness import Conn, Server
-from test_master import Load, MasterCase, wait_until
+from test_master import Load, MasterCase, alive, kill_quietly, wait_until
 
 DEFERRED = "deferred"
 
@@ -137,6 +140,72 @@ class ReloadTest(MasterCase):
         self.assert_no_failures(load.result())
         self.assertTrue(slow_replies)
         self.assertEqual(set(slow_replies), {"slept", DEFERRED})
+
+
+    def test_binary_upgrade_with_calls_running_fails_nothing(self):
+        tmp = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, tmp)
+        pid_file = os.path.join(tmp, "arrpcd.pid")
+        server = self.start("--workers", "2", "--threads", "4", "--pid-file", pid_file)
+        load = Load(server.port, seconds=5)
+        replies, stop = [], threading.Event()
+
+        def slow_client():
+            with server.connect() as c:
+                while not stop.is_set():
+                    replies.append(c.call({"sleep": 0.05}))
+                    replies.append(c.call({"defer": 0.05}))
+        t = threading.Thread(target=slow_client)
+        t.start()
+        masters = [server.pid]
+        self.addCleanup(lambda: [kill_quietly(p) for p in masters])
+        try:
+            time.sleep(1)
+            os.kill(server.pid, signal.SIGUSR2)
+
+            def new_master():
+                try:
+                    with open(pid_file) as f:
+                        pid = int(f.read())
+                except (FileNotFoundError, ValueError):
+                    return None
+                return pid if pid != server.pid and not alive(server.pid) else None
+            pid = wait_until(new_master)
+            self.assertTrue(pid, server.log())
+            masters.append(pid)
+            time.sleep(1)
+        finally:
+            stop.set()
+            t.join(timeout=30)
+        self.assert_no_failures(load.result())
+        self.assertEqual(set(replies), {"slept", DEFERRED})
+        os.kill(masters[-1], signal.SIGTERM)
+        self.assertTrue(wait_until(lambda: not alive(masters[-1])))
+
+
+class StuckThreadTest(MasterCase):
+    def test_a_call_stuck_on_a_thread_gets_its_worker_replaced(self):
+        """The busy stamp of each handler thread is watched: a call stuck past
+        --handler-timeout on one of 4 threads has its worker aborted and replaced, while the
+        other threads went on serving until then."""
+        server = self.start("--workers", "1", "--threads", "4", "--handler-timeout", "1")
+        with server.connect() as c:
+            pid = c.call({"pid": 1})
+        stuck = server.connect()
+        self.addCleanup(stuck.close)
+        stuck.send({"sleep": 30})
+        with server.connect() as c:  # another thread still answers meanwhile
+            self.assertEqual(c.call({"pid": 1}), pid)
+        self.assertTrue(wait_until(lambda: "busy in its handler" in server.log()), server.log())
+        self.assertTrue(wait_until(lambda: not alive(pid)), server.log())
+
+        def replaced():
+            try:
+                with server.connect() as c:
+                    return c.call({"pid": 1}) != pid
+            except OSError:
+                return False
+        self.assertTrue(wait_until(replaced), server.log())
 
 
 if __name__ == "__main__":
