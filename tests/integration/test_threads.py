@@ -116,6 +116,19 @@ class DeferredTest(ThreadsCase):
             self.assertEqual(c.call({"echo": "still"}), "still")
 
 
+
+class ResolverExampleTest(ThreadsCase):
+    def test_the_blocking_example_answers_on_threads(self):
+        server = Server("--workers", "1", "--threads", "4",
+                        handler=os.path.join(harness.LIB_DIR, "arrpc-resolver.so:resolver"))
+        server.start()
+        self.addCleanup(server.stop)
+        with server.connect() as c:
+            self.assertIn("127.0.0.1", c.call({"resolve": "127.0.0.1"}))
+            self.assertEqual(c.call({"other": 1}),
+                             harness.RPC_PREFIX + 'expected {"resolve": "name"}')
+
+
 class ReloadTest(MasterCase):
     def test_reloads_with_calls_running_fail_nothing(self):
         server = self.start("--workers", "2", "--threads", "4")
