@@ -28,6 +28,7 @@ SLOW_S=${STALL_SLOW_S:-0.05}
 CONFIGS=${STALL_CONFIGS:-"threads0 threads8"}
 WORKERS=${STALL_WORKERS:-2}
 OUT=${STALL_OUT:-$(mktemp -d /tmp/arrpc-stall.XXXXXX)}
+mkdir -p "$OUT"
 PY=/usr/bin/python3
 START_TIMEOUT=10
 

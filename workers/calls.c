@@ -228,8 +228,9 @@ static void on_job_done(arrpc__loop *loop, arrpc__call_job *j)
         finish_reply(loop, c, j->reply, j->outcome);
     release_replies(loop, c);
     if (c->flags & CONN_CLOSE) return; /* reaped at the end of this iteration */
-    arrpc__conn_refresh_interest(loop, c);
+    c->request_since_ms = 0; /* a request that waited behind the call starts its clock now */
     arrpc__conn_answer_buffered(loop, c); /* what came while it ran */
+    arrpc__conn_refresh_interest(loop, c);
 }
 
 static int submit(arrpc__loop *loop, arrpc__conn *c, arrpc__reply *r, const uint8_t *msg, size_t n)
@@ -307,6 +308,12 @@ int arrpc__calls_answer_error(arrpc__loop *loop, arrpc__conn *c, const char *tex
 int arrpc__calls_blocked(const arrpc__conn *c)
 {
     return c->running || c->nreplies >= ARRPC_CONN_PENDING_MAX;
+}
+
+int arrpc__calls_read_paused(const arrpc__conn *c)
+{
+    return (c->running && arrpc__buf_used(&c->in) >= ARRPC_READ_CHUNK) ||
+           c->nreplies >= ARRPC_CONN_PENDING_MAX;
 }
 
 int arrpc__calls_pending(const arrpc__conn *c)

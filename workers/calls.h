@@ -3,9 +3,10 @@
  * order. Internal to workers/.
  *
  * Ordering. A connection runs one call at a time: while one of its calls is on a handler thread,
- * the loop neither reads from it nor starts its next request (the 0.5.0 semantics, a greenlet
- * per connection). A deferred call has returned from its handler, so the connection goes on
- * with its next request while the reply waits; replies still leave in request order. */
+ * the loop does not start its next request (the 0.5.0 semantics, a greenlet per connection), and
+ * reads ahead only a bounded amount. A deferred call has returned from its handler, so the
+ * connection goes on with its next request while the reply waits; replies still leave in request
+ * order. */
 #ifndef ARRPC_WORKERS_CALLS_H
 #define ARRPC_WORKERS_CALLS_H
 
@@ -41,6 +42,11 @@ int arrpc__calls_answer_error(arrpc__loop *loop, arrpc__conn *c, const char *tex
 /* True while c may not start another request: a call of its runs on a thread, or its reply
  * queue is full. The loop does not read from it meanwhile. */
 int arrpc__calls_blocked(const arrpc__conn *c);
+/* True while the loop should not read from c: a call of its runs and ARRPC_READ_CHUNK bytes of
+ * its next requests are already buffered, or its reply queue is full. Reading on while a call
+ * runs costs nothing when the client waits for its reply (most do), and spares two epoll_ctl
+ * calls per request; the bound keeps a client that pipelines from filling memory. */
+int arrpc__calls_read_paused(const arrpc__conn *c);
 /* True while c has replies waiting (a call running, deferred, or queued behind one). */
 int arrpc__calls_pending(const arrpc__conn *c);
 /* The loop's mailbox source became readable: finished calls and deferred answers. */

@@ -100,7 +100,7 @@ static void update_interest(arrpc__loop *loop, arrpc__conn *c, int want_write)
     else if (c->flags & CONN_LINGER)
         ev |= EPOLLIN;
     else if (!(c->flags & (CONN_EOF | CONN_DOOMED | CONN_CLOSE)) && !paused && !moving &&
-             !arrpc__calls_blocked(c)) /* a call of its runs: the next waits in the kernel */
+             !arrpc__calls_read_paused(c))
         ev |= EPOLLIN;
     if (c->io.want == ARRPC_WANT_READ && arrpc__buf_used(&c->out) && !(c->flags & CONN_LINGER))
         ev |= EPOLLIN; /* a TLS write waiting for the peer's bytes (a key update) */
@@ -213,7 +213,7 @@ static int more_buffered(const arrpc__loop *loop, const arrpc__conn *c)
 {
     return c->io.want != ARRPC_WANT_READ &&
            !(c->flags & (CONN_EOF | CONN_DOOMED | CONN_CLOSE | CONN_LINGER | CONN_HANDSHAKE)) &&
-           arrpc__buf_used(&c->out) < ARRPC_OUTPUT_HIGH_WATER && !arrpc__calls_blocked(c) &&
+           arrpc__buf_used(&c->out) < ARRPC_OUTPUT_HIGH_WATER && !arrpc__calls_read_paused(c) &&
            !(loop->retiring && c->io.ops->can_hand_over) && c->io.ops->has_pending(&c->io);
 }
 
@@ -317,7 +317,7 @@ static int request_overdue(const arrpc__loop *loop, const arrpc__conn *c)
 {
     unsigned limit = loop->cfg->request_timeout_ms;
     return limit && c->request_since_ms && !(c->flags & (CONN_EOF | CONN_DOOMED)) &&
-           arrpc__buf_used(&c->out) < ARRPC_OUTPUT_HIGH_WATER &&
+           arrpc__buf_used(&c->out) < ARRPC_OUTPUT_HIGH_WATER && !arrpc__calls_blocked(c) &&
            loop->now_ms - c->request_since_ms >= limit;
 }
 

@@ -17,6 +17,15 @@ struct arrpc__mailbox {
     _Atomic unsigned refs;
 };
 
+void arrpc__mutex_init_adaptive(pthread_mutex_t *m)
+{
+    pthread_mutexattr_t attr;
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ADAPTIVE_NP);
+    pthread_mutex_init(m, &attr);
+    pthread_mutexattr_destroy(&attr);
+}
+
 arrpc__mailbox *arrpc__mailbox_new(void)
 {
     arrpc__mailbox *box = calloc(1, sizeof *box);
@@ -26,7 +35,7 @@ arrpc__mailbox *arrpc__mailbox_new(void)
         free(box);
         return NULL;
     }
-    pthread_mutex_init(&box->lock, NULL);
+    arrpc__mutex_init_adaptive(&box->lock);
     atomic_init(&box->refs, 1);
     return box;
 }

@@ -17,6 +17,11 @@ typedef struct arrpc__mail {
 
 typedef struct arrpc__mailbox arrpc__mailbox;
 
+/* A mutex that spins a little before it sleeps: the loop's and the handler threads' critical
+ * sections are a few pointer moves, and sleeping on each brief collision cost a context switch
+ * per request (perf: most of a threaded worker's time was futex wake and wait). */
+void arrpc__mutex_init_adaptive(pthread_mutex_t *m);
+
 /* A new mailbox with one reference (the loop's), or NULL. */
 arrpc__mailbox *arrpc__mailbox_new(void);
 void arrpc__mailbox_hold(arrpc__mailbox *box);
