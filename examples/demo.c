@@ -5,6 +5,7 @@
  *   {"sleep": s}     sleeps s seconds (integer or float), then answers "slept"
  *   {"defer": s}     answers "deferred" s seconds later from the plugin's own timer thread
  *                    (arrpc_call_defer: the worker serves other requests meanwhile)
+ *   {"defer_peer": s}  the same, answering the caller's address (arrpc_call_peer) instead
  *   {"crash": true}  kills its process with SIGSEGV
  *   {"version": _}   answers ARRPC_DEMO_VERSION (tests swap builds to see a reload take effect)
  *   {"pid": _}       answers the worker's process id
@@ -161,7 +162,8 @@ ARRPC_API int arrpc_handler(arrpc_call *call, const msgpack_object *req, msgpack
         }
         return msgpack_pack_str_with_body(res, "slept", 5);
     }
-    if ((v = only_entry(req, "defer"))) return demo_defer(call, as_seconds(v), res);
+    if ((v = only_entry(req, "defer"))) return demo_defer(call, as_seconds(v), 0, res);
+    if ((v = only_entry(req, "defer_peer"))) return demo_defer(call, as_seconds(v), 1, res);
     if (only_entry(req, "answer_twice")) return demo_answer_twice(call);
     if (only_entry(req, "version"))
         return msgpack_pack_str_with_body(res, ARRPC_DEMO_VERSION, strlen(ARRPC_DEMO_VERSION));

@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include <arrpc.h>
@@ -15,6 +16,7 @@ typedef struct timer {
     struct timer *next;
     struct timespec due; /* CLOCK_MONOTONIC */
     arrpc_deferred *call;
+    const char *peer; /* answer this string instead of "deferred" (valid until answered) */
 } timer;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -32,6 +34,19 @@ static int before(const struct timespec *a, const struct timespec *b)
 static const char answer[] = "\xa8"
                              "deferred";
 
+static void answer_string(arrpc_deferred *d, const char *s)
+{
+    msgpack_sbuffer buf;
+    msgpack_sbuffer_init(&buf);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
+    if (msgpack_pack_str_with_body(&pk, s, strlen(s)) == 0)
+        arrpc_deferred_reply(d, buf.data, buf.size);
+    else
+        arrpc_deferred_fail(d, "out of memory");
+    msgpack_sbuffer_destroy(&buf);
+}
+
 static void *timer_thread(void *arg)
 {
     (void)arg;
@@ -43,7 +58,10 @@ static void *timer_thread(void *arg)
             timer *t = timers;
             timers = t->next;
             pthread_mutex_unlock(&lock);
-            arrpc_deferred_reply(t->call, answer, sizeof answer - 1);
+            if (t->peer)
+                answer_string(t->call, t->peer);
+            else
+                arrpc_deferred_reply(t->call, answer, sizeof answer - 1);
             free(t);
             pthread_mutex_lock(&lock);
         }
@@ -78,7 +96,7 @@ int demo_answer_twice(arrpc_call *call)
     return 0;
 }
 
-int demo_defer(arrpc_call *call, double seconds, msgpack_packer *res)
+int demo_defer(arrpc_call *call, double seconds, int answer_peer, msgpack_packer *res)
 {
     pthread_once(&started, start_timer_thread);
     timer *t = calloc(1, sizeof *t);
@@ -99,6 +117,7 @@ int demo_defer(arrpc_call *call, double seconds, msgpack_packer *res)
         t->due.tv_nsec -= 1000000000L;
     }
     t->call = d;
+    t->peer = answer_peer ? arrpc_call_peer(call) : NULL; /* asked after deferring: it lasts */
     pthread_mutex_lock(&lock);
     timer **at = &timers;
     while (*at && !before(&t->due, &(*at)->due))

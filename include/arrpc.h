@@ -91,11 +91,11 @@ ARRPC_API int arrpc_call_fail(arrpc_call *call, const char *fmt, ...)
 /* True when the request arrived in a verified signature envelope. */
 ARRPC_API int arrpc_call_signed(const arrpc_call *call);
 /* The client's address as "IP:PORT" ("[IPv6]:PORT"), as the connection was accepted. Valid for
- * the call only: copy it to keep it. */
+ * the call only, or, when asked after arrpc_call_defer, until the deferred call is answered. */
 ARRPC_API const char *arrpc_call_peer(const arrpc_call *call);
 /* Under mutual TLS, the subject of the client's verified certificate on one line, e.g.
  * "/O=Example/CN=client" (at most 511 bytes; longer ones are cut); NULL without TLS or without
- * a client certificate. Valid for the call only. */
+ * a client certificate. Valid as arrpc_call_peer's answer is. */
 ARRPC_API const char *arrpc_call_tls_peer(const arrpc_call *call);
 
 /* A handler's per-process lifecycle (optional). init runs once in each worker process after it

@@ -7,10 +7,14 @@
 
 #include "dispatch.h"
 
-arrpc_deferred *arrpc__deferred_new(arrpc__mailbox *box, size_t max_message)
+arrpc_deferred *arrpc__deferred_new(arrpc__mailbox *box, size_t max_message, const char *peer,
+                                    const char *tls_peer)
 {
     arrpc_deferred *d = calloc(1, sizeof *d);
     if (!d) return NULL;
+    snprintf(d->peer, sizeof d->peer, "%s", peer ? peer : "");
+    snprintf(d->tls_peer, sizeof d->tls_peer, "%s", tls_peer ? tls_peer : "");
+    d->has_tls_peer = tls_peer != NULL;
     d->mail.kind = ARRPC_MAIL_DEFERRED;
     d->box = box;
     d->max_message = max_message;

@@ -7,6 +7,8 @@
 #include <stddef.h>
 
 #include "../core/buf.h"
+#include "../core/net.h"       /* ARRPC_ADDR_MAX */
+#include "../core/transport.h" /* ARRPC_PEER_IDENTITY_MAX */
 #include "arrpc.h"
 #include "mailbox.h"
 
@@ -20,6 +22,11 @@ struct arrpc_deferred {
     arrpc__mailbox *box; /* a reference, dropped when the handle is freed */
     _Atomic int answered;
     size_t max_message;
+    /* The caller, copied when the call was deferred: a handler may keep these strings until it
+     * answers, though the connection may be gone by then. */
+    char peer[ARRPC_ADDR_MAX];
+    char tls_peer[ARRPC_PEER_IDENTITY_MAX];
+    int has_tls_peer;
     arrpc__buf reply; /* packed by the answering thread: the reply, or an RpcException */
     /* The loop's alone: */
     struct arrpc__reply *slot;        /* where the reply goes; NULL once timed out or its connection
@@ -28,7 +35,8 @@ struct arrpc_deferred {
 };
 
 /* A handle answering through `box`; NULL when out of memory. */
-arrpc_deferred *arrpc__deferred_new(arrpc__mailbox *box, size_t max_message);
+arrpc_deferred *arrpc__deferred_new(arrpc__mailbox *box, size_t max_message, const char *peer,
+                                    const char *tls_peer);
 void arrpc__deferred_free(arrpc_deferred *d);
 
 #endif

@@ -17,7 +17,8 @@ struct arrpc_call {
     int is_signed;
     int failed;
     arrpc__dispatcher *d;
-    arrpc_deferred *deferred; /* taken by arrpc_call_defer */
+    arrpc_deferred *deferred;         /* taken by arrpc_call_defer */
+    arrpc__call_context deferred_ctx; /* then ctx points here, into the handle's copies */
     char message[ARRPC_FAIL_MESSAGE_MAX];
 };
 
@@ -69,8 +70,14 @@ int arrpc_call_fail(arrpc_call *call, const char *fmt, ...)
 arrpc_deferred *arrpc_call_defer(arrpc_call *call)
 {
     if (!call || !call->d->box) return NULL;
-    if (!call->deferred)
-        call->deferred = arrpc__deferred_new(call->d->box, call->d->cfg->max_message);
+    if (call->deferred) return call->deferred;
+    call->deferred = arrpc__deferred_new(call->d->box, call->d->cfg->max_message, call->ctx->peer,
+                                         call->ctx->tls_peer);
+    if (call->deferred) { /* from now on the call's context lives as long as its handle */
+        arrpc_deferred *d = call->deferred;
+        call->deferred_ctx = (arrpc__call_context){d->peer, d->has_tls_peer ? d->tls_peer : NULL};
+        call->ctx = &call->deferred_ctx;
+    }
     return call->deferred;
 }
 

@@ -107,6 +107,15 @@ class DeferredTest(ThreadsCase):
         with server.connect() as c:  # the worker lives on
             self.assertEqual(c.call({"echo": 1}), 1)
 
+    def test_the_callers_address_outlives_the_handler(self):
+        """arrpc_call_peer asked after arrpc_call_defer stays valid until the answer, which
+        comes from the plugin's thread after the handler (and its call) are gone."""
+        for threads in ("0", "2"):
+            server = self.start("--workers", "1", "--threads", threads)
+            with server.connect() as c:
+                me = "127.0.0.1:%d" % c.sock.getsockname()[1]
+                self.assertEqual(c.call({"defer_peer": 0.1}), me)
+
     def test_client_gone_before_the_answer(self):
         server = self.start("--workers", "1", "--threads", "2")
         with server.connect() as c:
