@@ -138,31 +138,49 @@ class ResolverExampleTest(ThreadsCase):
                              harness.RPC_PREFIX + 'expected {"resolve": "name"}')
 
 
+class SlowCalls:
+    """A client thread that keeps one threaded call and one deferred call going, one after the
+    other, until stopped: calls running on the server whenever a signal comes."""
+
+    def __init__(self, server):
+        self.server, self.replies, self.stop = server, [], threading.Event()
+        self.thread = threading.Thread(target=self.run)
+
+    def run(self):
+        with self.server.connect() as c:
+            while not self.stop.is_set():
+                self.replies.append(c.call({"sleep": 0.05}))
+                self.replies.append(c.call({"defer": 0.05}))
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(timeout=30)
+
+
+def new_master_of(pid_file, old):
+    """The pid in pid_file once it names a master other than `old` and `old` has exited."""
+    try:
+        with open(pid_file) as f:
+            pid = int(f.read())
+    except (FileNotFoundError, ValueError):
+        return None
+    return pid if pid != old and not alive(old) else None
+
+
 class ReloadTest(MasterCase):
     def test_reloads_with_calls_running_fail_nothing(self):
         server = self.start("--workers", "2", "--threads", "4")
         load = Load(server.port, seconds=5)
-        stop = threading.Event()
-        slow_replies = []
-
-        def slow_client():
-            with server.connect() as c:
-                while not stop.is_set():
-                    slow_replies.append(c.call({"sleep": 0.05}))
-                    slow_replies.append(c.call({"defer": 0.05}))
-        t = threading.Thread(target=slow_client)
-        t.start()
-        try:
+        with SlowCalls(server) as slow:
             for _ in range(3):
                 time.sleep(1)
                 self.hup_and_wait(server)
-        finally:
-            stop.set()
-            t.join(timeout=30)
         self.assert_no_failures(load.result())
-        self.assertTrue(slow_replies)
-        self.assertEqual(set(slow_replies), {"slept", DEFERRED})
-
+        self.assertEqual(set(slow.replies), {"slept", DEFERRED})
 
     def test_binary_upgrade_with_calls_running_fails_nothing(self):
         tmp = tempfile.mkdtemp()
@@ -170,39 +188,19 @@ class ReloadTest(MasterCase):
         pid_file = os.path.join(tmp, "arrpcd.pid")
         server = self.start("--workers", "2", "--threads", "4", "--pid-file", pid_file)
         load = Load(server.port, seconds=5)
-        replies, stop = [], threading.Event()
-
-        def slow_client():
-            with server.connect() as c:
-                while not stop.is_set():
-                    replies.append(c.call({"sleep": 0.05}))
-                    replies.append(c.call({"defer": 0.05}))
-        t = threading.Thread(target=slow_client)
-        t.start()
         masters = [server.pid]
         self.addCleanup(lambda: [kill_quietly(p) for p in masters])
-        try:
+        with SlowCalls(server) as slow:
             time.sleep(1)
             os.kill(server.pid, signal.SIGUSR2)
-
-            def new_master():
-                try:
-                    with open(pid_file) as f:
-                        pid = int(f.read())
-                except (FileNotFoundError, ValueError):
-                    return None
-                return pid if pid != server.pid and not alive(server.pid) else None
-            pid = wait_until(new_master)
+            pid = wait_until(lambda: new_master_of(pid_file, server.pid))
             self.assertTrue(pid, server.log())
             masters.append(pid)
             time.sleep(1)
-        finally:
-            stop.set()
-            t.join(timeout=30)
         self.assert_no_failures(load.result())
-        self.assertEqual(set(replies), {"slept", DEFERRED})
-        os.kill(masters[-1], signal.SIGTERM)
-        self.assertTrue(wait_until(lambda: not alive(masters[-1])))
+        self.assertEqual(set(slow.replies), {"slept", DEFERRED})
+        os.kill(pid, signal.SIGTERM)
+        self.assertTrue(wait_until(lambda: not alive(pid)))
 
 
 class StuckThreadTest(MasterCase):
