@@ -1,4 +1,5 @@
-/* options.c -- the option table's three readers: the parser, --help and the man page. */
+/* options.c -- the option table's four readers: the parser, --help, the man page and the bash
+ * completion script. */
 #include "options.h"
 
 #include <errno.h>
@@ -11,7 +12,7 @@
 
 #define HELP_WIDTH 80    /* help lines are wrapped to this many columns */
 #define HELP_COLUMN 28   /* where an option's text starts */
-#define MAX_OPTS 64      /* entries in one table, --help-man not counted */
+#define MAX_OPTS 64      /* entries in one table, the hidden options not counted */
 #define OPT_VAL_BASE 256 /* getopt_long's value for entry i is OPT_VAL_BASE + i */
 
 static size_t count_opts(const arrpc_opt *opts)
@@ -158,7 +159,12 @@ static int sizes_ok(const char *prog, const arrpc_opt *opts, size_t n)
 
 /* ---- the parser ---------------------------------------------------------------------------- */
 
-/* getopt_long's tables from ours, --help-man appended. */
+/* The hidden options, after the table's entries: they write what the build installs. */
+#define HIDDEN_MAN 0        /* --help-man: the man page */
+#define HIDDEN_COMPLETION 1 /* --help-completion: the bash completion script */
+#define HIDDEN_COUNT 2
+
+/* getopt_long's tables from ours, the hidden options appended. */
 static void build_getopt(const arrpc_opt *opts, size_t n, struct option *longs, char *shorts)
 {
     size_t k = 0;
@@ -170,8 +176,11 @@ static void build_getopt(const arrpc_opt *opts, size_t n, struct option *longs, 
         if (has_arg) shorts[k++] = ':';
     }
     shorts[k] = '\0';
-    longs[n] = (struct option){"help-man", no_argument, NULL, OPT_VAL_BASE + (int)n};
-    longs[n + 1] = (struct option){0};
+    longs[n + HIDDEN_MAN] =
+        (struct option){"help-man", no_argument, NULL, OPT_VAL_BASE + (int)n + HIDDEN_MAN};
+    longs[n + HIDDEN_COMPLETION] = (struct option){"help-completion", no_argument, NULL,
+                                                   OPT_VAL_BASE + (int)n + HIDDEN_COMPLETION};
+    longs[n + HIDDEN_COUNT] = (struct option){0};
 }
 
 /* The entry getopt_long's return value names, or NULL (an unknown option, already reported). */
@@ -186,7 +195,7 @@ static const arrpc_opt *entry_for(const arrpc_opt *opts, size_t n, int val)
 int arrpc_opt_parse(const arrpc_opt_program *p, void *opts, const void *defaults, int argc,
                     char **argv, int *next)
 {
-    struct option longs[MAX_OPTS + 2];
+    struct option longs[MAX_OPTS + HIDDEN_COUNT + 1];
     char shorts[2 * MAX_OPTS + 1];
     size_t n = count_opts(p->opts);
     if (n > MAX_OPTS || !sizes_ok(p->name, p->opts, n)) return -1;
@@ -195,8 +204,11 @@ int arrpc_opt_parse(const arrpc_opt_program *p, void *opts, const void *defaults
     while ((!bad || !p->stop_at_error) &&
            (val = getopt_long(argc, argv, shorts, longs, NULL)) != -1) {
         const arrpc_opt *o = entry_for(p->opts, n, val);
-        if (val == OPT_VAL_BASE + (int)n) {
+        if (val == OPT_VAL_BASE + (int)n + HIDDEN_MAN) {
             arrpc_opt_write_man(stdout, p, defaults);
+            return 1;
+        } else if (val == OPT_VAL_BASE + (int)n + HIDDEN_COMPLETION) {
+            arrpc_opt_write_completion(stdout, p);
             return 1;
         } else if (!o) {
             bad = 1;
@@ -394,4 +406,80 @@ void arrpc_opt_write_man(FILE *to, const arrpc_opt_program *p, const void *opts)
         fprintf(to, ".SH \"%s\"\n", p->sections[i].title);
         write_roff_line(to, p->sections[i].text);
     }
+}
+
+/* ---- bash completion ----------------------------------------------------------------------- */
+
+/* How the completion script completes an option's value, read from the value's name. */
+typedef enum {
+    VALUE_NONE,   /* a flag: the next word is another option */
+    VALUE_FILE,   /* "F": file names */
+    VALUE_CHOICE, /* "a|b|c": one of the words */
+    VALUE_FREE,   /* anything else (N, S, HOST:PORT, JSON): nothing to offer */
+} value_kind;
+
+static value_kind value_kind_of(const arrpc_opt *o)
+{
+    if (!o->arg) return VALUE_NONE;
+    if (strcmp(o->arg, "F") == 0 || strcmp(o->arg, "PATH") == 0) return VALUE_FILE;
+    return strchr(o->arg, '|') ? VALUE_CHOICE : VALUE_FREE;
+}
+
+/* The case pattern "-c|--connections" of each option whose value is of kind k, joined by '|';
+ * nothing when there is none. Returns how many options it wrote. */
+static int write_patterns(FILE *to, const arrpc_opt *opts, value_kind k)
+{
+    int n = 0;
+    for (size_t i = 0; opts[i].name; i++) {
+        if (value_kind_of(&opts[i]) != k) continue;
+        if (opts[i].short_name) fprintf(to, "%s-%c", n++ ? "|" : "", opts[i].short_name);
+        fprintf(to, "%s--%s", n++ ? "|" : "", opts[i].name);
+    }
+    return n;
+}
+
+/* The case arms for the word after an option that takes a value. */
+static void write_value_arms(FILE *to, const arrpc_opt *opts)
+{
+    fputs("    case $prev in\n", to);
+    for (size_t i = 0; opts[i].name; i++) {
+        if (value_kind_of(&opts[i]) != VALUE_CHOICE) continue;
+        fputs("    ", to);
+        write_patterns(to, &opts[i], VALUE_CHOICE);
+        fputs(")\n        mapfile -t COMPREPLY < <(compgen -W '", to);
+        for (const char *c = opts[i].arg; *c; c++)
+            fputc(*c == '|' ? ' ' : *c, to);
+        fputs("' -- \"$cur\")\n        return ;;\n", to);
+    }
+    fputs("    ", to);
+    if (write_patterns(to, opts, VALUE_FILE))
+        fputs(")\n        compopt -o filenames 2>/dev/null\n"
+              "        mapfile -t COMPREPLY < <(compgen -f -- \"$cur\")\n        return ;;\n    ",
+              to);
+    if (write_patterns(to, opts, VALUE_FREE)) fputs(")\n        return ;;\n    ", to);
+    fputs("esac\n", to);
+}
+
+void arrpc_opt_write_completion(FILE *to, const arrpc_opt_program *p)
+{
+    char fn[128];
+    snprintf(fn, sizeof fn, "_arrpc_complete_%s", p->name);
+    for (char *c = fn; *c; c++)
+        if (*c == '-') *c = '_';
+    fprintf(to,
+            "# bash completion for %s, written by `%s --help-completion` from its option table\n"
+            "%s()\n{\n    local cur=${COMP_WORDS[COMP_CWORD]} prev=\n"
+            "    ((COMP_CWORD > 0)) && prev=${COMP_WORDS[COMP_CWORD - 1]}\n"
+            "    # --option=VALUE: bash splits the word at '=' (COMP_WORDBREAKS)\n"
+            "    if [[ $cur == = ]]; then\n        cur=\n"
+            "    elif [[ $prev == = ]] && ((COMP_CWORD > 1)); then\n"
+            "        prev=${COMP_WORDS[COMP_CWORD - 2]}\n    fi\n    COMPREPLY=()\n",
+            p->name, p->name, fn);
+    write_value_arms(to, p->opts);
+    fputs("    [[ $cur == -* ]] || return 0\n    mapfile -t COMPREPLY < <(compgen -W '", to);
+    for (size_t i = 0; p->opts[i].name; i++) {
+        if (p->opts[i].short_name) fprintf(to, "-%c ", p->opts[i].short_name);
+        fprintf(to, "--%s%s", p->opts[i].name, p->opts[i + 1].name ? " " : "");
+    }
+    fprintf(to, "' -- \"$cur\")\n}\ncomplete -F %s %s\n", fn, p->name);
 }

@@ -3,7 +3,8 @@
  * Each program describes its options once, as an array of arrpc_opt ending in an entry whose
  * name is NULL, and its page as an arrpc_opt_program. arrpc_opt_parse reads argv into the
  * program's options struct (at each entry's offset) through getopt_long built from the table;
- * --help prints text made from the same table, and the hidden --help-man a roff man page. */
+ * --help prints text made from the same table, the hidden --help-man a roff man page and the
+ * hidden --help-completion a bash completion script. */
 #ifndef ARRPC_TOOLS_OPTIONS_H
 #define ARRPC_TOOLS_OPTIONS_H
 
@@ -83,5 +84,10 @@ void arrpc_opt_write_help(FILE *to, const arrpc_opt_program *p, const void *opts
 
 /* Writes a roff man page (man(7) macros) of the same content. */
 void arrpc_opt_write_man(FILE *to, const arrpc_opt_program *p, const void *opts);
+
+/* Writes a bash completion script for the program (the hidden --help-completion): every long and
+ * short name; after an option, file names when its value is named "F" or "PATH", the words of
+ * a value named "a|b" (such as "arrpc|resp"), and nothing for any other value. */
+void arrpc_opt_write_completion(FILE *to, const arrpc_opt_program *p);
 
 #endif
