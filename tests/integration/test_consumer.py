@@ -58,6 +58,7 @@ class InstalledArrpc(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="arrpc-consumer-")
+        cls.addClassCleanup(shutil.rmtree, cls.tmp, True)  # runs even when setUpClass fails
         cls.prefix = os.path.join(cls.tmp, "prefix")
         run([CMAKE, "--install", BUILD_DIR, "--prefix", cls.prefix])
         cls.libdir = cls._libdir()
@@ -65,10 +66,6 @@ class InstalledArrpc(unittest.TestCase):
         cls.programs = {}
         cls._build_with_cmake()
         cls._build_with_pkg_config()
-
-    @classmethod
-    def tearDownClass(cls):
-        shutil.rmtree(cls.tmp, ignore_errors=True)
 
     @classmethod
     def _libdir(cls):
