@@ -507,14 +507,20 @@ json_t *arrpc_json_loadb(const char *text, size_t len, size_t flags, json_error_
 /* ---- JSON text out: shortest reals, "$u64" as integers ------------------------------------ */
 
 /* The shortest %.Ng of d that strtod reads back to the same bits, with ".0" added when it would
- * otherwise read as an integer. */
+ * otherwise read as an integer. Written positionally for decimal exponents up to 15, as Python
+ * prints floats (100.0, not %g's 1e+02); the digits are the same, so it reads back the same. */
 static void format_real(double d, char *text, size_t size)
 {
-    for (int prec = 1; prec <= 17; prec++) { /* 17 digits always read back to the same double */
+    int prec = 1;
+    for (; prec <= 17; prec++) { /* 17 digits always read back to the same double */
         snprintf(text, size, "%.*g", prec, d);
         double back = strtod(text, NULL);
         if (memcmp(&back, &d, sizeof d) == 0) break;
     }
+    const char *e = strchr(text, 'e');
+    int exponent = e ? atoi(e + 1) : 0;
+    if (e && exponent >= 0 && exponent < 16)
+        snprintf(text, size, "%.*f", prec - 1 > exponent ? prec - 1 - exponent : 0, d);
     if (strspn(text, "-0123456789") == strlen(text)) strncat(text, ".0", size - strlen(text) - 1);
 }
 

@@ -164,6 +164,11 @@ static void test_reals_print_shortest(void **state)
     (void)state;
     assert_packs_and_prints("0.1", "\xcb\x3f\xb9\x99\x99\x99\x99\x99\x9a", 9, "0.1");
     assert_packs_and_prints("1e300", NULL, 0, "1e+300");
+    assert_packs_and_prints("100.0", NULL, 0, "100.0");
+    assert_packs_and_prints("123456.0", NULL, 0, "123456.0");
+    assert_packs_and_prints("1e15", NULL, 0, "1000000000000000.0");
+    assert_packs_and_prints("1.5e15", NULL, 0, "1500000000000000.0");
+    assert_packs_and_prints("1e16", NULL, 0, "1e+16");
     assert_packs_and_prints("5e-324", "\xcb\x00\x00\x00\x00\x00\x00\x00\x01", 9, "5e-324");
     assert_packs_and_prints("1.0", NULL, 0, "1.0");
     assert_packs_and_prints("-0.0", "\xcb\x80\x00\x00\x00\x00\x00\x00\x00", 9, "-0.0");
