@@ -23,7 +23,6 @@ enum {
 };
 
 #define JSON_FLAGS_IN (JSON_DECODE_ANY | JSON_ALLOW_NUL)
-#define JSON_FLAGS_OUT (JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17))
 
 typedef struct {
     const char *host;
@@ -89,7 +88,8 @@ static const arrpc_opt call_opts[] = {
 static const arrpc_opt_section call_sections[] = {
     {"JSON", "JSON has no byte strings: bin is written {\"$bin\": \"<base64>\"}, ext\n"
              "{\"$ext\": [type, \"<base64>\"]}, and a map with keys that are not strings\n"
-             "{\"$map\": [[key, value], ...]}, in requests and replies alike."},
+             "{\"$map\": [[key, value], ...]}, in requests and replies alike. Integers go\n"
+             "from -2^63 to 2^64-1; reals print in their shortest round-trip form."},
     {"EXIT STATUS",
      "Exit status: 0 ok, 2 usage or invalid JSON, 3 cannot connect, 4 authentication\n"
      "failed, 5 timed out, 6 the remote procedure failed (its message on stderr),\n"
@@ -167,7 +167,7 @@ static int requests_add(request_list *r, const char *text, size_t len, const cha
 {
     json_error_t jerr;
     char err[256];
-    json_t *v = json_loadb(text, len, JSON_FLAGS_IN, &jerr);
+    json_t *v = arrpc_json_loadb(text, len, JSON_FLAGS_IN, &jerr);
     if (!v) {
         fprintf(stderr, "arrpc-call: %s: invalid JSON: %s\n", where, jerr.text);
         return EXIT_USAGE;
@@ -276,7 +276,7 @@ static int print_reply(const arrpc_response *res)
         fprintf(stderr, "arrpc-call: the reply cannot be shown as JSON: %s\n", err);
         rc = EXIT_OTHER;
     }
-    json_dumpf(j ? j : json_null(), stdout, JSON_FLAGS_OUT);
+    arrpc_json_dumpf(j ? j : json_null(), stdout);
     fputc('\n', stdout);
     json_decref(j);
     return rc;

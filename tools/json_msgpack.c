@@ -1,6 +1,8 @@
-/* json_msgpack.c -- JSON <-> MessagePack with jansson; the tagged forms are in json_msgpack.h. */
+/* json_msgpack.c -- JSON <-> MessagePack with jansson; the tagged forms are in json_msgpack.h.
+ * Also the JSON text in and out around jansson: uint64 literals and shortest round-trip reals. */
 #include "json_msgpack.h"
 
+#include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -19,6 +21,20 @@ static int fail(char *err, size_t errlen, const char *fmt, ...)
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
     return -1;
+}
+
+/* The value of n decimal digits, if that is 1..20 digits and at most 2^64-1. */
+static int parse_u64(const char *s, size_t n, uint64_t *out)
+{
+    uint64_t v = 0;
+    if (n == 0 || n > 20) return -1;
+    for (size_t i = 0; i < n; i++) {
+        unsigned d = (unsigned)(s[i] - '0');
+        if (d > 9 || v > (UINT64_MAX - d) / 10) return -1;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
 }
 
 /* ---- base64 ------------------------------------------------------------------------------- */
@@ -131,6 +147,15 @@ static int pack_pairs(json_t *v, msgpack_packer *pk, char *err, size_t errlen)
     return 0;
 }
 
+static int pack_u64(json_t *v, msgpack_packer *pk, char *err, size_t errlen)
+{
+    uint64_t u;
+    if (!json_is_string(v) || parse_u64(json_string_value(v), json_string_length(v), &u) != 0)
+        return fail(err, errlen, "%s wants a decimal string 0..18446744073709551615",
+                    ARRPC_JSON_TAG_U64);
+    return msgpack_pack_uint64(pk, u) ? fail(err, errlen, "out of memory") : 0;
+}
+
 typedef int (*tag_packer)(json_t *v, msgpack_packer *pk, char *err, size_t errlen);
 
 static const struct {
@@ -140,6 +165,7 @@ static const struct {
     {ARRPC_JSON_TAG_BIN, pack_bin},
     {ARRPC_JSON_TAG_EXT, pack_ext},
     {ARRPC_JSON_TAG_MAP, pack_pairs},
+    {ARRPC_JSON_TAG_U64, pack_u64},
 };
 
 /* The index in tags[] of a one-key object's key, or -1. */
@@ -301,6 +327,25 @@ static json_t *from_map(const msgpack_object_map *m, char *err, size_t errlen)
     return obj;
 }
 
+static json_t *from_u64(uint64_t u)
+{
+    char text[24];
+    snprintf(text, sizeof text, "%" PRIu64, u);
+    return tagged(ARRPC_JSON_TAG_U64, json_string(text));
+}
+
+/* The double nearest to f's shortest decimal form, so that float32 0.1 prints as 0.1. */
+static double from_float32(float f)
+{
+    char text[32];
+    for (int prec = 1; prec <= 9; prec++) { /* 9 digits always read back to the same float */
+        snprintf(text, sizeof text, "%.*g", prec, (double)f);
+        float back = strtof(text, NULL);
+        if (memcmp(&back, &f, sizeof f) == 0) break;
+    }
+    return strtod(text, NULL);
+}
+
 static json_t *from_str(const msgpack_object_str *s, char *err, size_t errlen)
 {
     json_t *j = json_stringn(s->size ? s->ptr : "", s->size); /* msgpack-c: ptr may be NULL */
@@ -317,11 +362,12 @@ json_t *arrpc_json_from_msgpack(const msgpack_object *o, char *err, size_t errle
     case MSGPACK_OBJECT_BOOLEAN:
         return json_boolean(o->via.boolean);
     case MSGPACK_OBJECT_POSITIVE_INTEGER:
-        if (o->via.u64 > INT64_MAX) return json_real((double)o->via.u64);
+        if (o->via.u64 > INT64_MAX) return from_u64(o->via.u64);
         return json_integer((json_int_t)o->via.u64);
     case MSGPACK_OBJECT_NEGATIVE_INTEGER:
         return json_integer((json_int_t)o->via.i64);
     case MSGPACK_OBJECT_FLOAT32:
+        return isfinite(o->via.f64) ? json_real(from_float32((float)o->via.f64)) : json_null();
     case MSGPACK_OBJECT_FLOAT64:
         return isfinite(o->via.f64) ? json_real(o->via.f64) : json_null();
     case MSGPACK_OBJECT_STR:
@@ -337,4 +383,207 @@ json_t *arrpc_json_from_msgpack(const msgpack_object *o, char *err, size_t errle
     }
     fail(err, errlen, "unknown MessagePack type %d", (int)o->type);
     return NULL;
+}
+
+/* ---- JSON text in: integers beyond jansson's long long ------------------------------------ */
+
+#define INT64_MIN_DIGITS "9223372036854775808" /* -INT64_MIN */
+#define INT64_MAX_DIGITS "9223372036854775807"
+#define UINT64_MAX_DIGITS "18446744073709551615"
+
+/* The length of the number token at p (loosely: '-' then digits . e E + -); *integral when it
+ * is an optional '-' and digits only. jansson judges the token's syntax afterwards. */
+static size_t number_token(const char *p, size_t n, int *integral)
+{
+    size_t i = p[0] == '-';
+    *integral = 1;
+    for (; i < n && p[i] && strchr("0123456789.eE+-", p[i]); i++) {
+        if (p[i] < '0' || p[i] > '9') *integral = 0;
+    }
+    return i;
+}
+
+/* Whether k decimal digits d (no leading zero) are at most limit, a digit string. */
+static int digits_at_most(const char *d, size_t k, const char *limit)
+{
+    size_t lk = strlen(limit);
+    return k < lk || (k == lk && memcmp(d, limit, k) <= 0);
+}
+
+enum int_kind { INT_PLAIN, INT_U64, INT_OUT_OF_RANGE };
+
+/* What the integer token p[0..n) is: jansson's, "$u64", or refused. A leading zero is left for
+ * jansson to refuse. */
+static enum int_kind classify_int(const char *p, size_t n)
+{
+    int neg = p[0] == '-';
+    const char *d = p + neg;
+    size_t k = n - (size_t)neg;
+    if (k == 0 || (d[0] == '0' && k > 1)) return INT_PLAIN;
+    if (digits_at_most(d, k, neg ? INT64_MIN_DIGITS : INT64_MAX_DIGITS)) return INT_PLAIN;
+    if (!neg && digits_at_most(d, k, UINT64_MAX_DIGITS)) return INT_U64;
+    return INT_OUT_OF_RANGE;
+}
+
+static void range_error(json_error_t *jerr, const char *p, size_t n, size_t at)
+{
+    memset(jerr, 0, sizeof *jerr);
+    jerr->line = -1;
+    jerr->column = -1;
+    jerr->position = (int)at;
+    snprintf(jerr->source, sizeof jerr->source, "<integer>");
+    snprintf(jerr->text, sizeof jerr->text,
+             "integer %.*s%s is out of range: MessagePack integers are -2^63 .. 2^64-1",
+             n > 40 ? 40 : (int)n, p, n > 40 ? "..." : "");
+}
+
+/* The index just past the string literal that opens at text[i] (past len if unterminated). */
+static size_t skip_string(const char *text, size_t len, size_t i)
+{
+    for (i++; i < len && text[i] != '"'; i++) {
+        if (text[i] == '\\') i++;
+    }
+    return i + 1;
+}
+
+/* Appends the n bytes at plain, then the integer token at num[0..k) as {"$u64": "..."}, to
+ * buf[o..); the new o. */
+static size_t append_u64(char *buf, size_t o, const char *plain, size_t n, const char *num,
+                         size_t k)
+{
+    memcpy(buf + o, plain, n);
+    o += n;
+    return o + (size_t)sprintf(buf + o, "{\"" ARRPC_JSON_TAG_U64 "\":\"%.*s\"}", (int)k, num);
+}
+
+/* text with each "$u64" integer rewritten, in a new buffer (NULL when there is none), or -1 with
+ * jerr set for an integer out of range or out of memory. A rewrite of at least 19 digits adds 11
+ * bytes, so 2 * len + 1 bytes always suffice. */
+static int rewrite_u64(const char *text, size_t len, char **out, size_t *out_len,
+                       json_error_t *jerr)
+{
+    char *buf = NULL;
+    size_t o = 0, copied = 0, n; /* text[0..copied) is in buf[0..o) */
+    int integral;
+    for (size_t i = 0; i < len; i += n) {
+        n = 1;
+        if (text[i] == '"') n = skip_string(text, len, i) - i;
+        if (text[i] != '-' && (text[i] < '0' || text[i] > '9')) continue;
+        n = number_token(text + i, len - i, &integral);
+        enum int_kind kind = integral ? classify_int(text + i, n) : INT_PLAIN;
+        if (kind == INT_OUT_OF_RANGE) {
+            free(buf);
+            range_error(jerr, text + i, n, i);
+            return -1;
+        }
+        if (kind != INT_U64) continue;
+        if (!buf && !(buf = malloc(2 * len + 1))) {
+            snprintf(jerr->text, sizeof jerr->text, "out of memory");
+            return -1;
+        }
+        o = append_u64(buf, o, text + copied, i - copied, text + i, n);
+        copied = i + n;
+    }
+    if (buf) {
+        memcpy(buf + o, text + copied, len - copied);
+        o += len - copied;
+    }
+    *out = buf;
+    *out_len = o;
+    return 0;
+}
+
+json_t *arrpc_json_loadb(const char *text, size_t len, size_t flags, json_error_t *jerr)
+{
+    char *rewritten;
+    size_t n;
+    if (rewrite_u64(text, len, &rewritten, &n, jerr) != 0) return NULL;
+    json_t *v =
+        rewritten ? json_loadb(rewritten, n, flags, jerr) : json_loadb(text, len, flags, jerr);
+    free(rewritten);
+    return v;
+}
+
+/* ---- JSON text out: shortest reals, "$u64" as integers ------------------------------------ */
+
+/* The shortest %.Ng of d that strtod reads back to the same bits, with ".0" added when it would
+ * otherwise read as an integer. Written positionally for decimal exponents up to 15, as Python
+ * prints floats (100.0, not %g's 1e+02); the digits are the same, so it reads back the same. */
+static void format_real(double d, char *text, size_t size)
+{
+    int prec = 1;
+    for (; prec <= 17; prec++) { /* 17 digits always read back to the same double */
+        snprintf(text, size, "%.*g", prec, d);
+        double back = strtod(text, NULL);
+        if (memcmp(&back, &d, sizeof d) == 0) break;
+    }
+    const char *e = strchr(text, 'e');
+    int exponent = e ? atoi(e + 1) : 0;
+    if (e && exponent >= 0 && exponent < 16)
+        snprintf(text, size, "%.*f", prec - 1 > exponent ? prec - 1 - exponent : 0, d);
+    if (strspn(text, "-0123456789") == strlen(text)) strncat(text, ".0", size - strlen(text) - 1);
+}
+
+/* The decimal string of a one-key {"$u64": "<decimal>"} object, or NULL. */
+static const char *u64_text(json_t *v)
+{
+    void *it = json_object_size(v) == 1 ? json_object_iter(v) : NULL;
+    json_t *s = it ? json_object_iter_value(it) : NULL;
+    uint64_t u;
+    if (!it || strcmp(json_object_iter_key(it), ARRPC_JSON_TAG_U64) != 0 || !json_is_string(s) ||
+        parse_u64(json_string_value(s), json_string_length(s), &u) != 0)
+        return NULL;
+    return json_string_value(s);
+}
+
+static int dump_object(json_t *v, FILE *f)
+{
+    const char *u64 = u64_text(v);
+    if (u64) return fputs(u64, f) < 0 ? -1 : 0;
+    fputc('{', f);
+    for (void *it = json_object_iter(v); it; it = json_object_iter_next(v, it)) {
+        json_t *key = json_stringn_nocheck(json_object_iter_key(it), json_object_iter_key_len(it));
+        int rc = key ? json_dumpf(key, f, JSON_ENCODE_ANY) : -1;
+        json_decref(key);
+        if (rc != 0 || fputc(':', f) == EOF || arrpc_json_dumpf(json_object_iter_value(it), f) != 0)
+            return -1;
+        if (json_object_iter_next(v, it)) fputc(',', f);
+    }
+    return fputc('}', f) == EOF ? -1 : 0;
+}
+
+int arrpc_json_dumpf(const json_t *v, FILE *f)
+{
+    json_t *m = (json_t *)v; /* jansson's getters take no const */
+    char text[40];
+    switch (json_typeof(v)) {
+    case JSON_OBJECT:
+        return dump_object(m, f);
+    case JSON_ARRAY:
+        fputc('[', f);
+        for (size_t i = 0; i < json_array_size(m); i++) {
+            if ((i > 0 && fputc(',', f) == EOF) || arrpc_json_dumpf(json_array_get(m, i), f) != 0)
+                return -1;
+        }
+        return fputc(']', f) == EOF ? -1 : 0;
+    case JSON_REAL:
+        format_real(json_real_value(v), text, sizeof text);
+        return fputs(text, f) < 0 ? -1 : 0;
+    default:
+        return json_dumpf(v, f, JSON_COMPACT | JSON_ENCODE_ANY);
+    }
+}
+
+char *arrpc_json_dumps(const json_t *v)
+{
+    char *text = NULL;
+    size_t n;
+    FILE *f = open_memstream(&text, &n);
+    if (!f) return NULL;
+    int rc = arrpc_json_dumpf(v, f);
+    if (fclose(f) != 0 || rc != 0) {
+        free(text);
+        return NULL;
+    }
+    return text;
 }

@@ -149,6 +149,10 @@ def json_corpus(msgs):
     seeds["dup-keys-json"] = b'{"a": 1, "a": 2}'
     seeds["not-json"] = b"{'a': 1}"
     seeds["big-int"] = b"18446744073709551615"
+    seeds["u64-nested"] = b'[9223372036854775808, {"k": 18446744073709551615, "s": "1\\"99"}]'
+    seeds["int-out-of-range"] = b"[18446744073709551616, -9223372036854775809]"
+    seeds["u64-tag"] = b'{"$u64": "18446744073709551615"}'
+    seeds["reals-short"] = b"[0.1, 1.0, -0.0, 0.30000000000000004, 1e-7]"
     chain = b"\xc0"  # {"": 1, "": {...}} 20 deep: once took 2^20 conversions (docs/testing.md)
     for _ in range(20):
         chain = b"\x82\xa0\x01\xa0" + chain

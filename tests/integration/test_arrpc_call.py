@@ -1,5 +1,5 @@
 """test_arrpc_call.py -- arrpc-call against arrpcd: each exit code, JSON round trips of nested
-values and unicode, the bin convention, and --lines order."""
+values and unicode, uint64 and shortest reals, the bin convention, and --lines order."""
 import json
 import os
 import socket
@@ -73,6 +73,25 @@ class ArrpcCall(unittest.TestCase):
         out = self.ok(json.dumps({"echo": value}, ensure_ascii=False))
         self.assertEqual(json.loads(out), value)
         self.assertEqual(out.count("\n"), 1)
+
+    def test_shortest_reals(self):
+        for text, want in (("0.1", "0.1"), ("1e300", "1e+300"), ("5e-324", "5e-324"),
+                           ("1.0", "1.0"), ("-0.0", "-0.0"), ("[0.1, {\"x\": 2.5}]",
+                                                              '[0.1,{"x":2.5}]')):
+            self.assertEqual(self.ok('{"echo": %s}' % text), want + "\n", text)
+
+    def test_uint64_both_ways(self):
+        for text, want in (("18446744073709551615", "18446744073709551615"),
+                           ("9223372036854775808", "9223372036854775808"),
+                           ("-9223372036854775808", "-9223372036854775808"),
+                           ('[18446744073709551615, {"k": 18446744073709551615}]',
+                            '[18446744073709551615,{"k":18446744073709551615}]'),
+                           ('"18446744073709551616"', '"18446744073709551616"')):
+            self.assertEqual(self.ok('{"echo": %s}' % text), want + "\n", text)
+        for number in ("18446744073709551616", "-9223372036854775809"):
+            rc, out, err = call(self.server.port, '{"echo": [1, %s]}' % number)
+            self.assertEqual((rc, out), (2, ""), err)
+            self.assertIn(number, err)
 
     def test_request_from_stdin(self):
         out = self.ok(stdin='{"echo": ["from", "stdin"]}\n')

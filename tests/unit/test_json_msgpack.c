@@ -1,5 +1,6 @@
 /* test_json_msgpack.c -- JSON <-> MessagePack conversion of arrpc-call: every type, the tagged
- * forms both ways, and the inputs that must be refused. */
+ * forms both ways, uint64 and shortest reals in the JSON text, and the inputs that must be
+ * refused. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,8 +16,8 @@
 static int pack_text(const char *text, msgpack_sbuffer *sb, char *err, size_t errlen)
 {
     json_error_t jerr;
-    json_t *v = json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
-    assert_non_null(v);
+    json_t *v = arrpc_json_loadb(text, strlen(text), JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+    if (!v) fail_msg("%s does not load: %s", text, jerr.text);
     msgpack_packer pk;
     msgpack_sbuffer_init(sb);
     msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
@@ -33,7 +34,7 @@ static char *unpack_text(const char *p, size_t n)
     msgpack_unpacked_init(&u);
     assert_int_equal(msgpack_unpack_next(&u, p, n, NULL), MSGPACK_UNPACK_SUCCESS);
     json_t *j = arrpc_json_from_msgpack(&u.data, err, sizeof err);
-    char *text = j ? json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    char *text = j ? arrpc_json_dumps(j) : NULL;
     json_decref(j);
     msgpack_unpacked_destroy(&u);
     return text;
@@ -141,14 +142,100 @@ static void test_map_forms_from_msgpack(void **state)
     }
 }
 
-static void test_lossy_numbers(void **state)
+/* JSON text -> MessagePack -> JSON text gives want, and the MessagePack is bytes[0..n). */
+static void assert_packs_and_prints(const char *text, const char *bytes, size_t n, const char *want)
+{
+    msgpack_sbuffer sb;
+    char err[128];
+    assert_int_equal(pack_text(text, &sb, err, sizeof err), 0);
+    if (bytes) {
+        assert_int_equal(sb.size, n);
+        assert_memory_equal(sb.data, bytes, n);
+    }
+    char *back = unpack_text(sb.data, sb.size);
+    assert_non_null(back);
+    assert_string_equal(back, want);
+    free(back);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+static void test_reals_print_shortest(void **state)
 {
     (void)state;
-    char *text = unpack_text("\xcf\xff\xff\xff\xff\xff\xff\xff\xff", 9); /* UINT64_MAX */
-    assert_non_null(text);
-    assert_non_null(strchr(text, 'e')); /* a real, 1.8446744073709552e+19 */
+    assert_packs_and_prints("0.1", "\xcb\x3f\xb9\x99\x99\x99\x99\x99\x9a", 9, "0.1");
+    assert_packs_and_prints("1e300", NULL, 0, "1e+300");
+    assert_packs_and_prints("100.0", NULL, 0, "100.0");
+    assert_packs_and_prints("123456.0", NULL, 0, "123456.0");
+    assert_packs_and_prints("1e15", NULL, 0, "1000000000000000.0");
+    assert_packs_and_prints("1.5e15", NULL, 0, "1500000000000000.0");
+    assert_packs_and_prints("1e16", NULL, 0, "1e+16");
+    assert_packs_and_prints("5e-324", "\xcb\x00\x00\x00\x00\x00\x00\x00\x01", 9, "5e-324");
+    assert_packs_and_prints("1.0", NULL, 0, "1.0");
+    assert_packs_and_prints("-0.0", "\xcb\x80\x00\x00\x00\x00\x00\x00\x00", 9, "-0.0");
+    assert_packs_and_prints("0.30000000000000004", NULL, 0, "0.30000000000000004");
+    assert_packs_and_prints("1.7976931348623157e308", NULL, 0, "1.7976931348623157e+308");
+    assert_packs_and_prints("[0.1,{\"a\":2.5}]", NULL, 0, "[0.1,{\"a\":2.5}]");
+    assert_packs_and_prints("-1234567.0", NULL, 0, "-1234567.0");
+}
+
+static void test_float32_prints_shortest(void **state)
+{
+    (void)state;
+    char *text = unpack_text("\xca\x3d\xcc\xcc\xcd", 5); /* float32 0.1 */
+    assert_string_equal(text, "0.1");
     free(text);
-    text = unpack_text("\xcb\x7f\xf8\x00\x00\x00\x00\x00\x00", 9); /* NaN */
+    text = unpack_text("\xca\x80\x00\x00\x00", 5); /* float32 -0.0 */
+    assert_string_equal(text, "-0.0");
+    free(text);
+    text = unpack_text("\xca\x7f\x7f\xff\xff", 5); /* FLT_MAX */
+    assert_string_equal(text, "3.4028235e+38");
+    free(text);
+}
+
+static void test_uint64_both_ways(void **state)
+{
+    (void)state;
+    assert_packs_and_prints("9223372036854775808", "\xcf\x80\x00\x00\x00\x00\x00\x00\x00", 9,
+                            "9223372036854775808");
+    assert_packs_and_prints("18446744073709551615", "\xcf\xff\xff\xff\xff\xff\xff\xff\xff", 9,
+                            "18446744073709551615");
+    assert_packs_and_prints("-9223372036854775808", "\xd3\x80\x00\x00\x00\x00\x00\x00\x00", 9,
+                            "-9223372036854775808");
+    assert_packs_and_prints("[1,18446744073709551615,{\"k\":[9223372036854775808]}]", NULL, 0,
+                            "[1,18446744073709551615,{\"k\":[9223372036854775808]}]");
+    assert_packs_and_prints("{\"18446744073709551616\":\"a\\\"-9223372036854775809\"}", NULL, 0,
+                            "{\"18446744073709551616\":\"a\\\"-9223372036854775809\"}");
+    assert_packs_and_prints("{\"$u64\":\"5\"}", "\x05", 1, "5");
+    /* a map {"$u64": "5"} stays a map */
+    char *text = unpack_text("\x81\xa4$u64\xa1\x35", 8);
+    assert_string_equal(text, "{\"$map\":[[\"$u64\",\"5\"]]}");
+    free(text);
+}
+
+static void test_integers_out_of_range_are_refused(void **state)
+{
+    (void)state;
+    static const char *const cases[] = {
+        "18446744073709551616",
+        "-9223372036854775809",
+        "[0,{\"a\":99999999999999999999999}]",
+    };
+    static const char *const named[] = {
+        "18446744073709551616",
+        "-9223372036854775809",
+        "99999999999999999999999",
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        json_error_t jerr;
+        assert_null(arrpc_json_loadb(cases[i], strlen(cases[i]), JSON_DECODE_ANY, &jerr));
+        if (!strstr(jerr.text, named[i])) fail_msg("%s: the error does not name it", jerr.text);
+    }
+}
+
+static void test_nan_prints_null(void **state)
+{
+    (void)state;
+    char *text = unpack_text("\xcb\x7f\xf8\x00\x00\x00\x00\x00\x00", 9); /* NaN */
     assert_string_equal(text, "null");
     free(text);
     text = unpack_text("\xca\x3f\xc0\x00\x00", 5); /* float32 1.5 */
@@ -182,9 +269,11 @@ static void test_malformed_tags_are_refused(void **state)
 {
     (void)state;
     static const char *const cases[] = {
-        "{\"$bin\":5}",          "{\"$bin\":\"abc\"}", "{\"$bin\":\"a===\"}", "{\"$bin\":\"!!!!\"}",
-        "{\"$ext\":[300,\"\"]}", "{\"$ext\":[1]}",     "{\"$ext\":\"x\"}",    "{\"$map\":[[1]]}",
-        "{\"$map\":{}}",         "[{\"$bin\":null}]",
+        "{\"$bin\":5}",        "{\"$bin\":\"abc\"}",    "{\"$bin\":\"a===\"}",
+        "{\"$bin\":\"!!!!\"}", "{\"$ext\":[300,\"\"]}", "{\"$ext\":[1]}",
+        "{\"$ext\":\"x\"}",    "{\"$map\":[[1]]}",      "{\"$map\":{}}",
+        "[{\"$bin\":null}]",   "{\"$u64\":5}",          "{\"$u64\":\"18446744073709551616\"}",
+        "{\"$u64\":\"-1\"}",   "{\"$u64\":\"\"}",
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         msgpack_sbuffer sb;
@@ -223,7 +312,11 @@ int main(void)
         cmocka_unit_test(test_tagged_forms_round_trip),
         cmocka_unit_test(test_bin_packs_as_bin),
         cmocka_unit_test(test_map_forms_from_msgpack),
-        cmocka_unit_test(test_lossy_numbers),
+        cmocka_unit_test(test_reals_print_shortest),
+        cmocka_unit_test(test_float32_prints_shortest),
+        cmocka_unit_test(test_uint64_both_ways),
+        cmocka_unit_test(test_integers_out_of_range_are_refused),
+        cmocka_unit_test(test_nan_prints_null),
         cmocka_unit_test(test_invalid_utf8_str_is_an_error),
         cmocka_unit_test(test_repeated_keys_nested_deep_convert_once),
         cmocka_unit_test(test_malformed_tags_are_refused),
