@@ -61,7 +61,8 @@ static int pack_json(bench_config *cfg, const uint8_t *key, size_t key_len, arrp
     char err[256];
     json_error_t jerr;
     msgpack_packer pk;
-    json_t *v = json_loads(cfg->request_json, JSON_DECODE_ANY, &jerr);
+    json_t *v =
+        arrpc_json_loadb(cfg->request_json, strlen(cfg->request_json), JSON_DECODE_ANY, &jerr);
     if (!v) {
         fprintf(stderr, "arrpc-bench: --request is not JSON: %s\n", jerr.text);
         return -1;
