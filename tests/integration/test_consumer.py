@@ -57,6 +57,11 @@ class InstalledArrpc(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
+        if os.environ.get("ARRPC_SANITIZED"):
+            # A sanitized libarrpc needs the sanitizer runtime in every program that links it:
+            # an installed library is never built that way. The plain build runs this test.
+            raise unittest.SkipTest("skipped: this build is sanitized (%s); packaging is tested "
+                                    "by the plain build" % os.environ["ARRPC_SANITIZED"])
         cls.tmp = tempfile.mkdtemp(prefix="arrpc-consumer-")
         cls.addClassCleanup(shutil.rmtree, cls.tmp, True)  # runs even when setUpClass fails
         cls.prefix = os.path.join(cls.tmp, "prefix")
