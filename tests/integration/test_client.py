@@ -120,6 +120,9 @@ class ClientError(Exception):
         super().__init__("%s: %s" % (self.name, self.text))
 
 
+PY050_START_S = 30  # a loaded machine (the ASan pass beside other tests) once took over 10
+
+
 class Py050:
     """py050_server.py as a child, stopped by PID."""
 
@@ -129,18 +132,22 @@ class Py050:
             cmd += ["--auth-secret", secret]
         self.log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self.log)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + PY050_START_S
+        text = b""
         while time.monotonic() < deadline:
             self.log.seek(0)
-            m = re.search(rb"listening on [^ ]*:(\d+)", self.log.read())
+            text = self.log.read()
+            m = re.search(rb"listening on [^ ]*:(\d+)", text)
             if m:
                 self.port = int(m.group(1))
                 return
             if self.proc.poll() is not None:
                 break
             time.sleep(0.02)
+        status = self.proc.poll()
         self.stop()
-        raise RuntimeError("py050_server did not start")
+        raise RuntimeError("py050_server did not start in %d s (exit status %s):\n%s" % (
+            PY050_START_S, status, text.decode(errors="replace")))
 
     def __enter__(self):
         return self
