@@ -115,8 +115,36 @@ static void fail_reply(arrpc__loop *loop, arrpc__conn *c, arrpc__reply *r, const
 
 /* ---- deferred answers --------------------------------------------------------------------- */
 
+static void detach(arrpc__loop *loop, arrpc__reply *r)
+{
+    r->deferred->slot = NULL;
+    r->deferred->detached = 1;
+    r->deferred = NULL;
+    loop->ndeferred--;
+}
+
+static void keep_answered(arrpc__loop *loop, arrpc_deferred *d);
+
+/* r takes d's answer: the bytes the answering thread packed, checked like an inline reply. */
+static void take_answer(arrpc__loop *loop, arrpc__reply *r, arrpc_deferred *d)
+{
+    arrpc__conn *c = r->conn;
+    detach(loop, r);
+    arrpc__buf_truncate(&r->bytes, 0);
+    arrpc__outcome outcome = ARRPC_OUTCOME_BAD_REPLY;
+    if (arrpc__buf_append(&r->bytes, d->reply.data + d->reply.head, arrpc__buf_used(&d->reply)) ==
+        0)
+        outcome = arrpc__dispatch_check_reply(loop->dispatcher, &r->bytes, 0);
+    if (arrpc__buf_used(&d->reply) == 0) /* the answering thread ran out of memory */
+        fail_reply(loop, c, r, "the deferred reply was lost (out of memory)");
+    else
+        finish_reply(loop, c, r, outcome);
+    keep_answered(loop, d);
+}
+
 /* A deferred call's reply now waits in r for its answer, which must come within the handler
- * timeout. */
+ * timeout. On a handler thread the plugin may answer before the thread returns: the answer is
+ * then already here, and r takes it at once. The caller releases r. */
 static void wait_for_answer(arrpc__loop *loop, arrpc__reply *r, arrpc_deferred *d)
 {
     r->deferred = d;
@@ -124,13 +152,7 @@ static void wait_for_answer(arrpc__loop *loop, arrpc__reply *r, arrpc_deferred *
     unsigned limit = loop->cfg->handler_timeout_ms;
     r->deadline_ms = limit ? loop->now_ms + limit : 0;
     loop->ndeferred++;
-}
-
-static void detach(arrpc__loop *loop, arrpc__reply *r)
-{
-    r->deferred->slot = NULL;
-    r->deferred = NULL;
-    loop->ndeferred--;
+    if (d->arrived) take_answer(loop, r, d);
 }
 
 /* An answered handle is kept (not freed) for a while, so that a second answer to it finds it
@@ -153,23 +175,16 @@ static void keep_answered(arrpc__loop *loop, arrpc_deferred *d)
 
 static void on_answer(arrpc__loop *loop, arrpc_deferred *d)
 {
+    d->arrived = 1;
     arrpc__reply *r = d->slot; /* a reply lives as long as its connection */
-    if (r) { /* else: timed out, or its connection closed: the answer is dropped */
-        arrpc__conn *c = r->conn;
-        detach(loop, r);
-        arrpc__buf_truncate(&r->bytes, 0);
-        arrpc__outcome outcome = ARRPC_OUTCOME_BAD_REPLY;
-        if (arrpc__buf_append(&r->bytes, d->reply.data + d->reply.head,
-                              arrpc__buf_used(&d->reply)) == 0)
-            outcome = arrpc__dispatch_check_reply(loop->dispatcher, &r->bytes, 0);
-        if (arrpc__buf_used(&d->reply) == 0) /* the answering thread ran out of memory */
-            fail_reply(loop, c, r, "the deferred reply was lost (out of memory)");
-        else
-            finish_reply(loop, c, r, outcome);
-        release_replies(loop, c);
-        if (!arrpc__calls_blocked(c)) arrpc__conn_answer_buffered(loop, c);
+    if (!r) {
+        if (d->detached) keep_answered(loop, d); /* timed out or closed: dropped */
+        return; /* else its handler thread has not returned yet: wait_for_answer takes it */
     }
-    keep_answered(loop, d);
+    arrpc__conn *c = r->conn;
+    take_answer(loop, r, d);
+    release_replies(loop, c);
+    if (!arrpc__calls_blocked(c)) arrpc__conn_answer_buffered(loop, c);
 }
 
 void arrpc__calls_expire(arrpc__loop *loop, arrpc__conn *c)
@@ -285,6 +300,7 @@ int arrpc__calls_answer(arrpc__loop *loop, arrpc__conn *c, const uint8_t *msg, s
         arrpc__reply *r = queue_reply(c, n, started_ns);
         if (!r) return ARRPC_ENOMEM;
         wait_for_answer(loop, r, arrpc__dispatcher_take_deferred(loop->dispatcher));
+        release_replies(loop, c);
         return 0;
     }
     arrpc__reply *r = queue_reply(c, n, started_ns);

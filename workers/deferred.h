@@ -29,8 +29,11 @@ struct arrpc_deferred {
     int has_tls_peer;
     arrpc__buf reply; /* packed by the answering thread: the reply, or an RpcException */
     /* The loop's alone: */
-    struct arrpc__reply *slot;        /* where the reply goes; NULL once timed out or its connection
-                                       * closed (the answer is then dropped) */
+    struct arrpc__reply *slot; /* where the reply goes, once the loop has wired the call */
+    /* The answer reached the loop: possibly before the handler's thread returned and the call
+     * was wired, and then wiring it answers at once. */
+    int arrived;
+    int detached; /* timed out or its connection closed: the answer is dropped */
     struct arrpc_deferred *next_kept; /* the quarantine of answered handles */
 };
 

@@ -96,6 +96,14 @@ class DeferredTest(ThreadsCase):
             self.assertEqual(c.call({"echo": "next"}), "next")
         self.assertIn("a second answer to one deferred call returned -13", server.log())
 
+    def test_an_answer_that_beats_its_handler_thread_back_is_kept(self):
+        """On a handler thread, the plugin's timer can answer {"defer": 0} before the thread has
+        returned the call to the loop; that answer must not be taken for a late one. (It was:
+        the connection then waited for an answer already dropped.)"""
+        server = self.start("--workers", "1", "--threads", "2")
+        with server.connect() as c:
+            self.assertEqual(pipeline(c, [{"defer": 0}] * 300), [DEFERRED] * 300)
+
     def test_an_unanswered_call_times_out_and_its_late_answer_is_dropped(self):
         server = self.start("--workers", "1", "--handler-timeout", "1")
         with server.connect() as c:
