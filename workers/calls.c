@@ -84,10 +84,10 @@ static void free_reply(arrpc__reply *r)
 }
 
 /* Marks r answered and counts it. */
-static void finish_reply(arrpc__loop *loop, arrpc__conn *c, arrpc__reply *r, arrpc__outcome outcome)
+static void finish_reply(arrpc__loop *loop, arrpc__reply *r, arrpc__outcome outcome)
 {
     r->done = 1;
-    arrpc__calls_count(loop, c, outcome, r->request_bytes, arrpc__clock_ns() - r->started_ns);
+    arrpc__calls_count(loop, r->conn, outcome, r->request_bytes, arrpc__clock_ns() - r->started_ns);
 }
 
 /* Moves the answered replies at the head of c's queue to its output, in order. */
@@ -106,11 +106,11 @@ static void release_replies(arrpc__loop *loop, arrpc__conn *c)
 }
 
 /* Fills r from an error text, for a call that cannot be answered otherwise. */
-static void fail_reply(arrpc__loop *loop, arrpc__conn *c, arrpc__reply *r, const char *text)
+static void fail_reply(arrpc__loop *loop, arrpc__reply *r, const char *text)
 {
     arrpc__buf_truncate(&r->bytes, 0);
     arrpc__dispatch_rpc_error(&r->bytes, text);
-    finish_reply(loop, c, r, ARRPC_OUTCOME_RPC_ERROR);
+    finish_reply(loop, r, ARRPC_OUTCOME_RPC_ERROR);
 }
 
 /* ---- deferred answers --------------------------------------------------------------------- */
@@ -128,7 +128,6 @@ static void keep_answered(arrpc__loop *loop, arrpc_deferred *d);
 /* r takes d's answer: the bytes the answering thread packed, checked like an inline reply. */
 static void take_answer(arrpc__loop *loop, arrpc__reply *r, arrpc_deferred *d)
 {
-    arrpc__conn *c = r->conn;
     detach(loop, r);
     arrpc__buf_truncate(&r->bytes, 0);
     arrpc__outcome outcome = ARRPC_OUTCOME_BAD_REPLY;
@@ -136,9 +135,9 @@ static void take_answer(arrpc__loop *loop, arrpc__reply *r, arrpc_deferred *d)
         0)
         outcome = arrpc__dispatch_check_reply(loop->dispatcher, &r->bytes, 0);
     if (arrpc__buf_used(&d->reply) == 0) /* the answering thread ran out of memory */
-        fail_reply(loop, c, r, "the deferred reply was lost (out of memory)");
+        fail_reply(loop, r, "the deferred reply was lost (out of memory)");
     else
-        finish_reply(loop, c, r, outcome);
+        finish_reply(loop, r, outcome);
     keep_answered(loop, d);
 }
 
@@ -196,7 +195,7 @@ void arrpc__calls_expire(arrpc__loop *loop, arrpc__conn *c)
                    "(--handler-timeout); its client gets an error",
                    c->peer, loop->cfg->handler_timeout_ms);
         detach(loop, r);
-        fail_reply(loop, c, r, "handler timed out");
+        fail_reply(loop, r, "handler timed out");
         any = 1;
     }
     if (!any) return;
@@ -236,11 +235,11 @@ static void on_job_done(arrpc__loop *loop, arrpc__call_job *j)
     c->running = 0;
     arrpc__buf_truncate(&j->request, 0);
     if (j->dispatch_rc != 0)
-        fail_reply(loop, c, j->reply, "out of memory");
+        fail_reply(loop, j->reply, "out of memory");
     else if (j->deferred)
         wait_for_answer(loop, j->reply, j->deferred);
     else
-        finish_reply(loop, c, j->reply, j->outcome);
+        finish_reply(loop, j->reply, j->outcome);
     release_replies(loop, c);
     if (c->flags & CONN_CLOSE) return; /* reaped at the end of this iteration */
     c->request_since_ms = 0; /* a request that waited behind the call starts its clock now */
@@ -276,7 +275,7 @@ static int answer_queued_inline(arrpc__loop *loop, arrpc__conn *c, arrpc__reply 
     if (outcome == ARRPC_OUTCOME_DEFERRED)
         wait_for_answer(loop, r, arrpc__dispatcher_take_deferred(loop->dispatcher));
     else
-        finish_reply(loop, c, r, outcome);
+        finish_reply(loop, r, outcome);
     release_replies(loop, c);
     return 0;
 }
