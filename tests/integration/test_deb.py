@@ -151,6 +151,7 @@ class DebianPackages(unittest.TestCase):
             self.assertIn("usr/share/bash-completion/completions/" + program, files)
         for unit in ("arrpcd.service", "arrpcd.socket"):
             self.assertIn("lib/systemd/system/" + unit, files)
+        self.assertIn("usr/share/doc/arrpcd/README.Debian", files)  # how to set the service up
         self.assertFalse([p for p in files if p.endswith(".so")], "the demo plugin is not shipped")
 
     def test_packaged_service_runs_the_packaged_arrpcd(self):
