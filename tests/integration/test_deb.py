@@ -85,7 +85,8 @@ class DebianPackages(unittest.TestCase):
             run(["dpkg-deb", "-x", self.debs[package], root])
         return root
 
-    def maintainer_script(self, package, name):
+    def control_file(self, package, name):
+        """A file of the package's control archive (postinst, prerm, shlibs...), or "" without it."""
         control = os.path.join(self.tmp, "control-" + package)
         if not os.path.isdir(control):
             run(["dpkg-deb", "-e", self.debs[package], control])
@@ -115,7 +116,7 @@ class DebianPackages(unittest.TestCase):
         self.assertEqual(self.field("libarrpc0", "Multi-Arch"), "same")
 
     def test_libarrpc0_tells_users_to_depend_on_this_version(self):
-        shlibs = self.maintainer_script("libarrpc0", "shlibs")
+        shlibs = self.control_file("libarrpc0", "shlibs")
         self.assertEqual(shlibs.strip(), "libarrpc 0 libarrpc0 (>= %s)" % VERSION)
 
     def test_dev_package_holds_what_a_build_against_arrpc_needs(self):
@@ -165,7 +166,7 @@ class DebianPackages(unittest.TestCase):
         self.assertIn("arrpcd", run([arrpcd, "--version"]))
 
     def test_install_neither_enables_nor_starts_the_service(self):
-        postinst = self.maintainer_script("arrpcd", "postinst")
+        postinst = self.control_file("arrpcd", "postinst")
         invoked = re.findall(r"deb-systemd-invoke (\S+)", postinst)
         self.assertEqual(invoked, ["try-restart"], "only an upgrade restarts a running arrpcd")
         lines = [l.strip() for l in postinst.splitlines()]
@@ -176,7 +177,7 @@ class DebianPackages(unittest.TestCase):
         self.assertNotRegex(postinst, r"adduser|useradd")  # the unit uses DynamicUser=yes
 
     def test_removal_stops_the_service(self):
-        prerm = self.maintainer_script("arrpcd", "prerm")
+        prerm = self.control_file("arrpcd", "prerm")
         self.assertRegex(prerm, r'"\$1" = remove .*\n\s*deb-systemd-invoke stop arrpcd.socket '
                                 r'arrpcd.service')
 
