@@ -51,6 +51,7 @@ int arrpc__net_listen(const char *host, uint16_t port, int reuseport, char *err,
     freeaddrinfo(res);
     if (fd < 0) {
         snprintf(err, errlen, "cannot listen on %s:%u: %s", host, (unsigned)port, strerror(saved));
+        errno = saved; /* callers tell "in use" (EADDRINUSE) from other failures */
         return ARRPC_ESYS;
     }
     return fd;

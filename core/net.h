@@ -11,7 +11,8 @@
 #define ARRPC_ADDR_MAX 64         /* "[v6 address]:port" and NUL */
 
 /* A nonblocking, close-on-exec listening socket on host:port (SO_REUSEADDR, and SO_REUSEPORT
- * when asked). Returns the fd, or ARRPC_ESYS / ARRPC_EINVAL with the reason in err. */
+ * when asked). Returns the fd, or ARRPC_ESYS (errno the last bind's or listen's) / ARRPC_EINVAL
+ * with the reason in err. */
 int arrpc__net_listen(const char *host, uint16_t port, int reuseport, char *err, size_t errlen);
 
 /* The first socket of a SO_REUSEPORT group on host:port. The address is claimed without

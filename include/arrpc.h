@@ -211,6 +211,20 @@ ARRPC_API int arrpc_server_set_pre_drain(arrpc_server *srv, unsigned ms);
  * during a binary upgrade. */
 ARRPC_API int arrpc_server_set_pid_file(arrpc_server *srv, const char *path);
 
+/* Pre-fork only: fn runs in the master on every SIGHUP, before the new generation starts, and
+ * may call this server's setters again (refused otherwise once the server runs). A reload
+ * changes what the new generation is made of: the handler plugin and its init argument,
+ * limits and timeouts, threads, debug, the TLS files, the secret file, the handler timeout,
+ * pre-drain, and the worker count (never to or from 0). The address, the metrics address, the
+ * pid file and whether TLS is on stay as the server started (arrpc_server_set_tls refuses to
+ * turn TLS on or off in fn: handed-over plain connections cannot become TLS ones). A non-zero
+ * return abandons the reload and the serving generation goes on; setters fn called before it
+ * failed stay applied for workers started later. fn runs in the master's only thread: it must
+ * not block for long. NULL: none (the default). */
+typedef int (*arrpc_server_reload_fn)(arrpc_server *srv, void *udata);
+ARRPC_API int arrpc_server_set_reload_hook(arrpc_server *srv, arrpc_server_reload_fn fn,
+                                           void *udata);
+
 /* Binds the listening socket now, so that arrpc_server_port() is known before running; run
  * binds by itself when this was not called. */
 ARRPC_API int arrpc_server_bind(arrpc_server *srv);

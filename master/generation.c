@@ -49,6 +49,12 @@ static void handover(arrpc__master *m, int from, int to)
 
 void arrpc__reload_start(arrpc__master *m)
 {
+    if (m->cfg->reconfigure && m->cfg->reconfigure(m->cfg->reconfigure_ctx) != 0) {
+        arrpc__log("master: reload aborted: the new configuration was refused; generation %u "
+                   "keeps serving",
+                   m->generation);
+        return;
+    }
     if (arrpc__master_read_secret(m) != 0) {
         arrpc__log("master: reload aborted; generation %u keeps serving", m->generation);
         return;
@@ -97,6 +103,7 @@ void arrpc__reload_on_ready(arrpc__master *m)
                m->generation);
     atomic_fetch_add(&m->shm->area[m->area].reloads, 1);
     m->generation = gen;
+    m->scale_after_reload = 1;
     reload_finished(m);
 }
 
@@ -132,30 +139,49 @@ static unsigned active_slots(const arrpc__master *m)
     return n;
 }
 
+/* After a reload that changed the configured worker count, once the old generation is gone
+ * (no worker is retiring): one step at a time to the new count, as SIGTTIN and SIGTTOU go.
+ * A count changed by those signals since the last reload is then replaced. */
+void arrpc__scale_check(arrpc__master *m)
+{
+    if (!m->scale_after_reload || m->reload.active || m->stopping) return;
+    for (unsigned r = 0; r < ARRPC_SHM_RECORDS; r++)
+        if (m->row[r].state == ARRPC_WORKER_RETIRING) return;
+    m->scale_after_reload = 0;
+    unsigned want = m->cfg->workers;
+    if (want == m->workers_configured || want == 0) return;
+    m->workers_configured = want;
+    arrpc__log("master: reload: %u workers configured", want);
+    for (unsigned n = active_slots(m); n < want; n++)
+        arrpc__scale_up(m, "reload");
+    for (unsigned n = active_slots(m); n > want && n > 1; n--)
+        arrpc__scale_down(m, "reload");
+}
+
 /* One worker more: an inactive slot comes back (its adopter lets it go once the new worker is
  * ready), or a new socket joins the SO_REUSEPORT group. */
-void arrpc__scale_up(arrpc__master *m)
+void arrpc__scale_up(arrpc__master *m, const char *why)
 {
     uint32_t s = 0;
     while (s < m->nslots && m->slot[s].active)
         s++;
     if (s == m->nslots && arrpc__slot_bind(m) != 0) {
-        arrpc__log("master: SIGTTIN: cannot add a worker");
+        arrpc__log("master: %s: cannot add a worker", why);
         return;
     }
     m->slot[s].active = 1;
     m->slot[s].failures = 0;
     m->workers_wanted = active_slots(m);
-    arrpc__log("master: SIGTTIN: %u workers", m->workers_wanted);
+    arrpc__log("master: %s: %u workers", why, m->workers_wanted);
     arrpc__spawn_worker(m, s, m->generation);
 }
 
 /* One worker fewer: the last active slot's socket stays open and is adopted by another worker,
  * which also takes the retiring worker's connections; nothing queued is reset. */
-void arrpc__scale_down(arrpc__master *m)
+void arrpc__scale_down(arrpc__master *m, const char *why)
 {
     if (active_slots(m) <= 1) {
-        arrpc__log("master: SIGTTOU: keeping the last worker");
+        arrpc__log("master: %s: keeping the last worker", why);
         return;
     }
     uint32_t s = m->nslots;
@@ -176,5 +202,5 @@ void arrpc__scale_down(arrpc__master *m)
     }
     if (from >= 0) handover(m, from, to);
     m->workers_wanted = active_slots(m);
-    arrpc__log("master: SIGTTOU: %u workers", m->workers_wanted);
+    arrpc__log("master: %s: %u workers", why, m->workers_wanted);
 }

@@ -64,8 +64,10 @@ typedef struct arrpc__master {
     int epfd;
     int sigfd;
     arrpc__slot slot[ARRPC_MAX_WORKERS];
-    unsigned nslots;         /* sockets bound (active or not) */
-    unsigned workers_wanted; /* active slots: cfg->workers, or as SIGTTIN/SIGTTOU changed it */
+    unsigned nslots;             /* sockets bound (active or not) */
+    unsigned workers_wanted;     /* active slots: cfg->workers, or as SIGTTIN/SIGTTOU changed it */
+    unsigned workers_configured; /* cfg->workers as last applied: a reload that changes it scales */
+    int scale_after_reload;      /* a reload succeeded: arrpc__scale_check compares the counts */
     arrpc__worker_row row[ARRPC_SHM_RECORDS];
     uint32_t generation; /* the generation that serves */
     uint32_t next_generation;
@@ -110,8 +112,10 @@ void arrpc__reload_start(arrpc__master *m);
 void arrpc__reload_on_ready(arrpc__master *m);
 void arrpc__reload_on_failure(arrpc__master *m, const char *why);
 void arrpc__reload_check_deadline(arrpc__master *m);
-void arrpc__scale_up(arrpc__master *m);
-void arrpc__scale_down(arrpc__master *m);
+void arrpc__scale_check(arrpc__master *m); /* from the timers: see generation.c */
+/* One worker more or fewer; why names the cause in the log ("SIGTTIN", "reload"). */
+void arrpc__scale_up(arrpc__master *m, const char *why);
+void arrpc__scale_down(arrpc__master *m, const char *why);
 /* sockets.c */
 /* The number in an environment variable; 0 when it is unset or not a number. */
 unsigned long arrpc__env_number(const char *name);

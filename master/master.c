@@ -195,9 +195,9 @@ static void scale(arrpc__master *m, int up)
         return;
     }
     if (up)
-        arrpc__scale_up(m);
+        arrpc__scale_up(m, "SIGTTIN");
     else
-        arrpc__scale_down(m);
+        arrpc__scale_down(m, "SIGTTOU");
 }
 
 static void on_signal(arrpc__master *m, int signo)
@@ -310,6 +310,7 @@ static void run_timers(arrpc__master *m)
         }
     }
     arrpc__reload_check_deadline(m);
+    arrpc__scale_check(m);
     if (m->predrain_until_ms && m->now_ms >= m->predrain_until_ms) start_stop(m);
     arrpc__http_run(m->http); /* its connection timeouts, even when nothing arrives */
     if (m->stopping && m->now_ms >= m->stop_deadline_ms)
@@ -438,7 +439,7 @@ int arrpc__master_run(const arrpc__master_config *cfg)
     arrpc__master *m = calloc(1, sizeof *m);
     if (!m) return 1;
     m->cfg = cfg;
-    m->workers_wanted = cfg->workers;
+    m->workers_wanted = m->workers_configured = cfg->workers;
     m->sigfd = m->epfd = m->shm_fd = m->upgrade_fd = m->inherited_upgrade_fd = -1;
     m->metrics_fd = -1;
     m->now_ms = now_ms();

@@ -9,8 +9,9 @@
 
 #define ARRPC_EXIT_START_FAILED 78 /* a worker that could not start (EX_CONFIG) */
 
-/* What every worker is made from. Parsed once; the master never writes it: what changes while
- * it runs (the worker count, the secret read from secret_file, the sockets) is its own state. */
+/* What every worker is made from. The master never writes it: what changes while it runs (the
+ * worker count, the secret read from secret_file, the sockets) is its own state. Only
+ * reconfigure, on SIGHUP, may rewrite it, between two generations. */
 typedef struct arrpc__master_config {
     arrpc__worker_config worker; /* limits, and the handler when it is not a plugin */
     const char *plugin;          /* PATH.so[:SYMBOL] loaded by each worker; NULL: worker.handler */
@@ -26,6 +27,11 @@ typedef struct arrpc__master_config {
     const char *metrics_host; /* NULL: no HTTP exporter */
     uint16_t metrics_port;
     unsigned predrain_ms; /* on SIGTERM, /readyz fails this long before draining */
+    /* NULL, or called on SIGHUP before the new generation starts: it may rewrite worker, plugin,
+     * secret_file, workers (never to 0), handler_timeout_ms and predrain_ms in the struct this
+     * master runs with; the rest is read once at start. Non-zero: the reload is abandoned. */
+    int (*reconfigure)(void *ctx);
+    void *reconfigure_ctx;
 } arrpc__master_config;
 
 /* Runs the master until a stop; returns the exit status for the process. */

@@ -53,6 +53,10 @@ struct arrpc_server {
     char handler_name[ARRPC_HANDLER_NAME_MAX];
     char *handler_arg; /* init's argument, our copy; NULL: none */
     uint8_t *secret;
+    arrpc_server_reload_fn reload_fn; /* pre-fork: runs in the master on SIGHUP; NULL: none */
+    void *reload_udata;
+    int in_reload;                 /* reload_fn runs: the setters are open again */
+    arrpc__master_config *serving; /* what run_master's master runs with */
     char err[SERVER_ERR_MAX];
 };
 
@@ -116,11 +120,11 @@ void arrpc_server_free(arrpc_server *srv)
     free(srv);
 }
 
-/* Settings may change only before the server runs. */
+/* Settings may change only before the server runs, or in its reload hook. */
 static int settable(arrpc_server *srv)
 {
     if (!srv) return ARRPC_EINVAL;
-    if (srv->state >= SERVER_RUNNING)
+    if (srv->state >= SERVER_RUNNING && !srv->in_reload)
         return set_err(srv, ARRPC_ESTATE, "settings cannot change while the server runs");
     return 0;
 }
@@ -265,6 +269,9 @@ int arrpc_server_set_tls(arrpc_server *srv, const char *cert, const char *key,
 {
     int rc = settable(srv);
     if (rc == 0 && cert && !key) rc = set_err(srv, ARRPC_EINVAL, "a TLS certificate needs its key");
+    if (rc == 0 && srv->in_reload && !cert != !srv->tls_cert[0])
+        rc = set_err(srv, ARRPC_ESTATE, "a reload cannot turn TLS %s: that takes a restart",
+                     cert ? "on" : "off");
     if (rc == 0) rc = set_path(srv, srv->tls_cert, cert, "TLS certificate path");
     if (rc == 0) rc = set_path(srv, srv->tls_key, cert ? key : NULL, "TLS key path");
     if (rc == 0)
@@ -297,6 +304,8 @@ int arrpc_server_set_workers(arrpc_server *srv, unsigned count)
         rc = set_err(srv, ARRPC_ESTATE, "set the workers before binding");
     if (rc == 0 && count > ARRPC_MAX_WORKERS)
         rc = set_err(srv, ARRPC_EINVAL, "at most %u workers", ARRPC_MAX_WORKERS);
+    if (rc == 0 && srv->in_reload && count == 0)
+        rc = set_err(srv, ARRPC_ESTATE, "a reload cannot go to 0 workers: that takes a restart");
     if (rc == 0) srv->workers = count;
     return rc;
 }
@@ -330,6 +339,18 @@ int arrpc_server_set_pre_drain(arrpc_server *srv, unsigned ms)
 int arrpc_server_set_handler_timeout(arrpc_server *srv, unsigned ms)
 {
     return srv ? set_unsigned(srv, &srv->cfg.handler_timeout_ms, ms) : ARRPC_EINVAL;
+}
+
+int arrpc_server_set_reload_hook(arrpc_server *srv, arrpc_server_reload_fn fn, void *udata)
+{
+    int rc = settable(srv);
+    if (rc == 0 && srv->in_reload)
+        rc = set_err(srv, ARRPC_ESTATE, "the reload hook cannot replace itself");
+    if (rc == 0) {
+        srv->reload_fn = fn;
+        srv->reload_udata = udata;
+    }
+    return rc;
 }
 
 static int check_handler(arrpc_server *srv)
@@ -383,33 +404,59 @@ static int run_in_process(arrpc_server *srv)
     return rc;
 }
 
+/* What a reload may change in the master's configuration, from the settings. The handler's
+ * name stays as it started: the exporter labels every series with it. */
+static void fill_reloadable(const arrpc_server *srv, arrpc__master_config *mc)
+{
+    const char *name = mc->worker.handler_name;
+    mc->worker = srv->cfg;
+    if (name) mc->worker.handler_name = name;
+    mc->plugin = srv->plugin_spec[0] ? srv->plugin_spec : NULL;
+    mc->secret_file = srv->secret_file[0] ? srv->secret_file : NULL;
+    mc->workers = srv->workers;
+    mc->handler_timeout_ms = srv->cfg.handler_timeout_ms;
+    mc->predrain_ms = srv->predrain_ms;
+}
+
+/* The master's reconfigure: the user's hook with the setters open, then what they set. The
+ * configuration is rebuilt even when the hook fails, so that it never points at a string a
+ * setter has freed (the handler argument). */
+static int reconfigure(void *ctx)
+{
+    arrpc_server *srv = ctx;
+    srv->in_reload = 1;
+    int rc = srv->reload_fn(srv, srv->reload_udata);
+    srv->in_reload = 0;
+    fill_reloadable(srv, srv->serving);
+    return rc;
+}
+
 /* workers >= 1: this process becomes the master. ready_fd, when not -1, hears when all accept. */
 static int run_master(arrpc_server *srv, int ready_fd)
 {
     arrpc__master_config mc = {
-        .worker = srv->cfg,
-        .plugin = srv->plugin_spec[0] ? srv->plugin_spec : NULL,
-        .secret_file = srv->secret_file[0] ? srv->secret_file : NULL,
         .host = srv->host,
         .port = srv->port,
-        .workers = srv->workers,
-        .handler_timeout_ms = srv->cfg.handler_timeout_ms,
         .pid_file = srv->pid_file[0] ? srv->pid_file : NULL,
         .ready_fd = ready_fd,
         .stop_fd = srv->stop_fd,
         .bound_fd = srv->listen_fd,
         .metrics_host = srv->metrics_host[0] ? srv->metrics_host : NULL,
         .metrics_port = srv->metrics_port,
-        .predrain_ms = srv->predrain_ms,
+        .reconfigure = srv->reload_fn ? reconfigure : NULL,
+        .reconfigure_ctx = srv,
     };
+    fill_reloadable(srv, &mc);
     char name[ARRPC_HANDLER_NAME_MAX];
     if (srv->plugin_spec[0]) { /* the workers load it; the exporter names it all the same */
         arrpc__handler_name_of(srv->plugin_spec, name, sizeof name);
         mc.worker.handler_name = name;
     }
+    srv->serving = &mc;
     srv->listen_fd = -1; /* the master owns it now */
     srv->state = SERVER_RUNNING;
     int status = arrpc__master_run(&mc);
+    srv->serving = NULL;
     srv->state = SERVER_DONE;
     return status == 0 ? 0 : set_err(srv, ARRPC_ESYS, "the server failed; see its log");
 }

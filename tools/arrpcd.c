@@ -8,27 +8,17 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../core/log.h"
 #include "../core/net.h"
 #include "../core/tls.h"
 #include "arrpc.h"
+#include "arrpcd.h"
 #include "options.h"
 
 #define EXIT_USAGE 2
+#define EXIT_TEST_FAILED 1 /* arrpcd -t: the configuration would not start (as nginx -t) */
 #define IDLE_TIMEOUT_MAX_S                                                                         \
     (UINT_MAX / 1000u) /* its milliseconds must fit the unsigned the API takes */
-
-typedef struct {
-    arrpc_opt_hostport listen, metrics;
-    const char *handler, *handler_arg;
-    const char *secret_file;
-    const char *pid_file;
-    const char *tls_cert, *tls_key, *tls_client_ca;
-    unsigned long tls_handshake_timeout_s;
-    unsigned long max_message, max_depth, max_connections, idle_timeout_s, drain_timeout_s;
-    unsigned long request_timeout_s, write_timeout_s;
-    unsigned long workers, threads, handler_timeout_s, predrain_s;
-    int debug;
-} arrpcd_options;
 
 static arrpc_server *running;
 
@@ -51,7 +41,14 @@ static void print_version(void)
 
 /* In --help's order; README.md's option table says the same. */
 static const arrpc_opt arrpcd_opts[] = {
-    {"listen", 0, ARRPC_OPT_HOSTPORT, "HOST:PORT", AT(listen),
+    {"config", 0, ARRPC_OPT_STRING, "F", AT(config), .cli_only = 1,
+     .help = "read options from F first, one 'name = value' a line ('name' alone for a flag, "
+             "# comments); the command line's options override it, and SIGHUP re-reads it"},
+    {"test-config", 't', ARRPC_OPT_FLAG, NULL, AT(test_config), .cli_only = 1,
+     .help = "check the configuration as a start would (files, plugin and its init, addresses "
+             "free or held by the arrpcd of --pid-file), print 'configuration ok' and exit 0, or "
+             "the reasons and exit 1"},
+    {"listen", 0, ARRPC_OPT_HOSTPORT, "HOST:PORT", AT(listen), .restart = 1,
      .help = "address to listen on; port 0 picks a free one"},
     {"handler", 0, ARRPC_OPT_STRING, "SPEC", AT(handler),
      .help = "'echo' (built in), or a plugin PATH.so whose symbol SYMBOL (default "
@@ -69,8 +66,9 @@ static const arrpc_opt arrpcd_opts[] = {
     SECONDS("handler-timeout", handler_timeout_s, IDLE_TIMEOUT_MAX_S,
             "replace a worker stuck this long in one handler call, and answer a deferred call "
             "unanswered this long with an error (0 = off)"),
-    {"pid-file", 0, ARRPC_OPT_STRING, "F", AT(pid_file), .help = "write the master's pid to F"},
-    {"metrics-listen", 0, ARRPC_OPT_HOSTPORT, "HOST:PORT", AT(metrics),
+    {"pid-file", 0, ARRPC_OPT_STRING, "F", AT(pid_file), .restart = 1,
+     .help = "write the master's pid to F"},
+    {"metrics-listen", 0, ARRPC_OPT_HOSTPORT, "HOST:PORT", AT(metrics), .restart = 1,
      .def = "off; arrpc 0.5.0 used port 9095",
      .help = "serve /metrics, /healthz, /readyz over HTTP"},
     {"pre-drain", 0, ARRPC_OPT_UNSIGNED, "S", AT(predrain_s), 0, 3600, .def = "0",
@@ -112,30 +110,45 @@ static const arrpc_opt arrpcd_opts[] = {
 static const arrpc_opt_section arrpcd_sections[] = {
     {"SIGNALS", "Signals to the master: HUP reload, USR2 binary upgrade, TERM/INT graceful stop,\n"
                 "QUIT immediate stop, TTIN/TTOU one worker more/fewer (docs/operations.md)."},
-    {"EXIT STATUS", "Exit status: 0 after a stop, 1 when the server cannot start or fails,\n"
-                    "2 on bad usage."},
+    {"CONFIGURATION FILE",
+     "--config F reads options from F before the command line: one option a line as\n"
+     "'name = value' with the long name (listen = 127.0.0.1:8080), a flag as 'debug',\n"
+     "'debug = true' or 'debug = false'. Blank lines and lines starting with # are\n"
+     "skipped (a # inside a value is part of it). Lines longer than 8192 bytes, files\n"
+     "larger than 1 MiB, unknown names and bad values are errors naming FILE:LINE.\n"
+     "SIGHUP re-reads the file (the command line still overrides it). --listen,\n"
+     "--metrics-listen, --pid-file, turning TLS on or off and going to 0 workers take a\n"
+     "restart, and the log says so; a file with errors changes nothing."},
+    {"EXIT STATUS", "Exit status: 0 after a stop, 1 when the server cannot start or fails\n"
+                    "(or arrpcd -t finds a problem), 2 on bad usage (options or the file)."},
     {0},
 };
 
 static const arrpc_opt_program arrpcd_program = {
     .name = "arrpcd",
     .man_section = "8",
-    .synopsis = "--listen HOST:PORT --handler NAME|PATH.so[:SYMBOL] [options]",
+    .synopsis = "[--config F] [-t] --listen HOST:PORT --handler NAME|PATH.so[:SYMBOL] [options]",
     .summary = "the arrpc server",
     .description = "Serves arrpc (MessagePack RPC, wire-compatible with Python arrpc 0.5.0).",
     .opts = arrpcd_opts,
     .sections = arrpcd_sections,
 };
 
-/* 0, 1 when --help or --version has answered, -1 on bad usage (said on stderr). */
-static int parse_args(int argc, char **argv, arrpcd_options *o, const arrpcd_options *defaults)
+/* What starting and every reload read the options from. */
+typedef struct {
+    int argc;
+    char **argv;
+    arrpcd_options defaults;
+    arrpcd_options started; /* as the server started; what a reload cannot change stays so */
+    arrpcd_options serving; /* as the serving generation was made */
+    char *start_text;       /* the file's text at start, which started's strings point into */
+    char *text;             /* the text serving's strings point into (when not start_text) */
+} arrpcd_source;
+
+/* What the option table cannot say on its own: options that go together. 0, or -1 (said). */
+static int check_combinations(const arrpcd_options *o)
 {
-    int next, rc = arrpc_opt_parse(&arrpcd_program, o, defaults, argc, argv, &next);
-    if (rc > 0) return rc;
-    if (next < argc) {
-        fprintf(stderr, "arrpcd: unexpected argument '%s'\n", argv[next]);
-        rc = -1;
-    }
+    int rc = 0;
     if (!o->tls_cert != !o->tls_key || (o->tls_client_ca && !o->tls_cert)) {
         fprintf(stderr,
                 "arrpcd: --tls-cert and --tls-key go together; --tls-client-ca needs both\n");
@@ -148,14 +161,43 @@ static int parse_args(int argc, char **argv, arrpcd_options *o, const arrpcd_opt
     return rc;
 }
 
+#define BAD_FILE (-2) /* read_options: the configuration file is wrong (said line by line) */
+
+/* The options: the defaults, then the file --config names, then the command line over it (read
+ * twice: first to learn the file's name). 0, 1 when --help or --version has answered, -1 on bad
+ * usage, BAD_FILE (both said on stderr). *text holds the file's text (free it, also on
+ * failure). */
+static int read_options(const arrpcd_source *src, arrpcd_options *o, char **text)
+{
+    arrpcd_options cli = src->defaults;
+    int next,
+        rc = arrpc_opt_parse(&arrpcd_program, &cli, &src->defaults, src->argc, src->argv, &next);
+    *text = NULL;
+    *o = src->defaults;
+    o->test_config = cli.test_config; /* so that -t fails as -t does, even on bad usage */
+    if (rc != 0) return rc;
+    if (next < src->argc) {
+        fprintf(stderr, "arrpcd: unexpected argument '%s'\n", src->argv[next]);
+        return -1;
+    }
+    if (cli.config && arrpc_opt_parse_file(&arrpcd_program, o, cli.config, text) != 0)
+        return BAD_FILE;
+    if (cli.config) /* the same arguments again, now over the file's values */
+        arrpc_opt_parse(&arrpcd_program, o, &src->defaults, src->argc, src->argv, &next);
+    return check_combinations(o);
+}
+
+/* Every setting from o, also the ones o leaves unset: a reload that drops an option from the
+ * file must unset it. */
 static int configure(arrpc_server *srv, const arrpcd_options *o)
 {
+    const char *metrics = o->metrics.host[0] ? o->metrics.host : NULL;
     int rc =
         arrpc_server_set_handler_plugin(srv, o->handler) ||
-        (o->handler_arg && arrpc_server_set_handler_lifecycle(srv, NULL, NULL, o->handler_arg)) ||
+        arrpc_server_set_handler_lifecycle(srv, NULL, NULL, o->handler_arg) ||
         arrpc_server_set_workers(srv, (unsigned)o->workers) ||
         arrpc_server_set_threads(srv, (unsigned)o->threads) ||
-        (o->metrics.host[0] && arrpc_server_set_metrics(srv, o->metrics.host, o->metrics.port)) ||
+        arrpc_server_set_metrics(srv, metrics, o->metrics.port) ||
         arrpc_server_set_pre_drain(srv, (unsigned)o->predrain_s * 1000u) ||
         arrpc_server_set_handler_timeout(srv, (unsigned)o->handler_timeout_s * 1000u) ||
         arrpc_server_set_max_message(srv, o->max_message) ||
@@ -166,12 +208,63 @@ static int configure(arrpc_server *srv, const arrpcd_options *o)
         arrpc_server_set_write_timeout(srv, (unsigned)o->write_timeout_s * 1000u) ||
         arrpc_server_set_drain_timeout(srv, (unsigned)o->drain_timeout_s * 1000u) ||
         arrpc_server_set_debug(srv, o->debug) ||
-        (o->secret_file && arrpc_server_set_auth_secret_file(srv, o->secret_file)) ||
-        (o->pid_file && arrpc_server_set_pid_file(srv, o->pid_file)) ||
-        (o->tls_cert && arrpc_server_set_tls(srv, o->tls_cert, o->tls_key, o->tls_client_ca)) ||
+        arrpc_server_set_auth_secret_file(srv, o->secret_file) ||
+        arrpc_server_set_pid_file(srv, o->pid_file) ||
+        arrpc_server_set_tls(srv, o->tls_cert, o->tls_key, o->tls_client_ca) ||
         arrpc_server_set_tls_handshake_timeout(srv, (unsigned)o->tls_handshake_timeout_s * 1000u);
     if (rc) fprintf(stderr, "arrpcd: %s\n", arrpc_server_errstr(srv));
     return rc ? -1 : 0;
+}
+
+/* A reload's options keep the value from the start of what only a restart can change (from
+ * started, whose strings live as long as the process), and the log says which. */
+static void keep_restart_options(const arrpcd_source *src, arrpcd_options *next)
+{
+    const arrpcd_options *started = &src->started;
+    char was[300], wants[300];
+    for (const arrpc_opt *o = arrpcd_opts; o->name; o++) {
+        if (!o->restart || arrpc_opt_same(o, started, next)) continue;
+        arrpc__log("master: reload: --%s changed to '%s': that takes a restart; keeping '%s'",
+                   o->name, arrpc_opt_value_text(o, next, wants, sizeof wants),
+                   arrpc_opt_value_text(o, started, was, sizeof was));
+        memcpy((char *)next + o->off, (const char *)started + o->off, o->size);
+    }
+    if (!started->tls_cert != !next->tls_cert) {
+        arrpc__log("master: reload: turning TLS %s takes a restart; keeping the files it "
+                   "started with",
+                   next->tls_cert ? "on" : "off");
+        next->tls_cert = started->tls_cert;
+        next->tls_key = started->tls_key;
+        next->tls_client_ca = started->tls_client_ca;
+    }
+    if (next->workers == 0) {
+        arrpc__log("master: reload: --workers 0 (no master) takes a restart; keeping %lu",
+                   src->serving.workers);
+        next->workers = src->serving.workers;
+    }
+}
+
+/* SIGHUP, in the master: the file and the command line read again; a file with errors changes
+ * nothing. */
+static int on_reload(arrpc_server *srv, void *udata)
+{
+    arrpcd_source *src = udata;
+    arrpcd_options next;
+    char *text = NULL;
+    if (read_options(src, &next, &text) != 0) {
+        arrpc__log("master: reload: %s has errors (above): nothing changed", src->serving.config);
+        free(text);
+        return -1;
+    }
+    keep_restart_options(src, &next);
+    if (configure(srv, &next) != 0) {
+        free(text);
+        return -1;
+    }
+    if (src->text != src->start_text) free(src->text);
+    src->text = text;
+    src->serving = next;
+    return 0;
 }
 
 static void install_signals(void)
@@ -183,9 +276,48 @@ static void install_signals(void)
     signal(SIGPIPE, SIG_IGN);
 }
 
+/* arrpcd -t: the exit status, as nginx -t's. */
+static int test_failed(void)
+{
+    fprintf(stderr, "arrpcd: configuration test failed\n");
+    return EXIT_TEST_FAILED;
+}
+
+static int test_config(const arrpcd_options *o)
+{
+    if (arrpcd_check(o) != 0) return test_failed();
+    fprintf(stderr, "arrpcd: configuration ok\n");
+    return 0;
+}
+
+/* Runs the server the options describe; the process's exit status. */
+static int serve(arrpcd_source *src)
+{
+    const arrpcd_options *o = &src->serving;
+    arrpc_server *srv = arrpc_server_new(o->listen.host, o->listen.port, NULL, NULL);
+    int status = 1;
+    if (srv && configure(srv, o) == 0 &&
+        (!o->config || arrpc_server_set_reload_hook(srv, on_reload, src) == 0)) {
+        /* Without workers this process serves: bind now to say where. With workers the
+         * master binds and says it once every worker accepts. Scripts read the port there. */
+        if (o->workers == 0 && arrpc_server_bind(srv) == 0)
+            fprintf(stderr, "arrpcd: listening on %s:%u (in-process, handler %s)\n", o->listen.host,
+                    (unsigned)arrpc_server_port(srv), o->handler);
+        running = srv;
+        install_signals();
+        status = arrpc_server_run(srv) == 0 ? 0 : 1;
+        if (status) fprintf(stderr, "arrpcd: %s\n", arrpc_server_errstr(srv));
+    }
+    running = NULL;
+    arrpc_server_free(srv);
+    return status;
+}
+
 int main(int argc, char **argv)
 {
-    arrpcd_options o = {
+    arrpcd_source src = {.argc = argc, .argv = argv};
+    arrpcd_options *d = &src.defaults;
+    *d = (arrpcd_options){
         .listen = {"127.0.0.1", 8080},
         .max_message = ARRPC_DEFAULT_MAX_MESSAGE,
         .max_depth = ARRPC_DEFAULT_MAX_DEPTH,
@@ -198,27 +330,20 @@ int main(int argc, char **argv)
         .tls_handshake_timeout_s = ARRPC_DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS / 1000,
     };
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    o.workers = cpus > 0 ? (unsigned long)cpus : 1;
-    const arrpcd_options defaults = o;
-    int rc = parse_args(argc, argv, &o, &defaults);
-    if (rc != 0) {
-        if (rc < 0) arrpc_opt_write_help(stderr, &arrpcd_program, &defaults);
-        return rc < 0 ? EXIT_USAGE : 0;
-    }
-    arrpc_server *srv = arrpc_server_new(o.listen.host, o.listen.port, NULL, NULL);
-    int status = 1;
-    if (srv && configure(srv, &o) == 0) {
-        /* Without workers this process serves: bind now to say where. With workers the
-         * master binds and says it once every worker accepts. Scripts read the port there. */
-        if (o.workers == 0 && arrpc_server_bind(srv) == 0)
-            fprintf(stderr, "arrpcd: listening on %s:%u (in-process, handler %s)\n", o.listen.host,
-                    (unsigned)arrpc_server_port(srv), o.handler);
-        running = srv;
-        install_signals();
-        status = arrpc_server_run(srv) == 0 ? 0 : 1;
-        if (status) fprintf(stderr, "arrpcd: %s\n", arrpc_server_errstr(srv));
-    }
-    running = NULL;
-    arrpc_server_free(srv);
+    d->workers = cpus > 0 ? (unsigned long)cpus : 1;
+    int rc = read_options(&src, &src.serving, &src.text), status;
+    src.started = src.serving;
+    src.start_text = src.text;
+    if (rc > 0)
+        status = 0;
+    else if (rc < 0 && src.serving.test_config)
+        status = test_failed();
+    else if (rc < 0) {
+        if (rc != BAD_FILE) arrpc_opt_write_help(stderr, &arrpcd_program, d);
+        status = EXIT_USAGE;
+    } else
+        status = src.serving.test_config ? test_config(&src.serving) : serve(&src);
+    if (src.text != src.start_text) free(src.text);
+    free(src.start_text);
     return status;
 }

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -200,6 +201,7 @@ int arrpc_opt_parse(const arrpc_opt_program *p, void *opts, const void *defaults
     size_t n = count_opts(p->opts);
     if (n > MAX_OPTS || !sizes_ok(p->name, p->opts, n)) return -1;
     build_getopt(p->opts, n, longs, shorts);
+    optind = 0; /* glibc starts afresh: a program may parse its arguments twice */
     int val, bad = 0;
     while ((!bad || !p->stop_at_error) &&
            (val = getopt_long(argc, argv, shorts, longs, NULL)) != -1) {
@@ -226,28 +228,146 @@ int arrpc_opt_parse(const arrpc_opt_program *p, void *opts, const void *defaults
     return bad ? -1 : 0;
 }
 
+/* ---- configuration files ------------------------------------------------------------------ */
+
+static char *trim(char *s)
+{
+    while (*s == ' ' || *s == '\t')
+        s++;
+    size_t n = strlen(s);
+    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r'))
+        s[--n] = '\0';
+    return s;
+}
+
+static const arrpc_opt *entry_named(const arrpc_opt *opts, const char *name)
+{
+    for (size_t i = 0; opts[i].name; i++)
+        if (strcmp(opts[i].name, name) == 0) return &opts[i];
+    return NULL;
+}
+
+/* A flag's line: "name", "name = true" or "name = false". */
+static int apply_flag(const char *where, const arrpc_opt *o, void *opts, const char *value)
+{
+    int on = !value || strcmp(value, "true") == 0;
+    if (!on && strcmp(value, "false") != 0) {
+        fprintf(stderr, "%s: --%s is a flag: write '%s', '%s = true' or '%s = false', not '%s'\n",
+                where, o->name, o->name, o->name, o->name, value);
+        return -1;
+    }
+    memcpy((char *)opts + o->off, &on, sizeof on);
+    return 0;
+}
+
+/* One line, comments and blank lines already skipped. where is "PROG: PATH:LINE". */
+static int apply_line(const arrpc_opt_program *p, void *opts, const char *where, char *line)
+{
+    char *value = strchr(line, '=');
+    if (value) *value++ = '\0', value = trim(value);
+    const char *name = trim(line);
+    const arrpc_opt *o = entry_named(p->opts, name);
+    if (!o) {
+        fprintf(stderr, "%s: unknown option '%s'\n", where, name);
+        return -1;
+    }
+    if (o->cli_only || o->kind == ARRPC_OPT_HELP || o->kind == ARRPC_OPT_EXIT) {
+        fprintf(stderr, "%s: --%s belongs on the command line, not in a file\n", where, name);
+        return -1;
+    }
+    if (o->kind == ARRPC_OPT_FLAG) return apply_flag(where, o, opts, value);
+    if (!value || !*value) {
+        fprintf(stderr, "%s: --%s wants a value: '%s = %s'\n", where, name, name, o->arg);
+        return -1;
+    }
+    if (apply(where, o, opts, value) == 0) return 0;
+    if (o->kind == ARRPC_OPT_CUSTOM) /* its own message cannot name the line */
+        fprintf(stderr, "%s: --%s refused '%s'\n", where, name, value);
+    return -1;
+}
+
+/* The whole file, NUL-terminated, in a new buffer; NULL after saying why. */
+static char *read_whole(const char *prog, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "%s: %s: %s\n", prog, path, strerror(errno));
+        return NULL;
+    }
+    char *text = malloc(ARRPC_OPT_FILE_MAX + 2);
+    size_t n = text ? fread(text, 1, ARRPC_OPT_FILE_MAX + 1, f) : 0;
+    int failed = !text || ferror(f);
+    fclose(f);
+    if (failed || n > ARRPC_OPT_FILE_MAX) {
+        if (failed)
+            fprintf(stderr, "%s: %s: cannot read it\n", prog, path);
+        else
+            fprintf(stderr, "%s: %s: larger than %u bytes\n", prog, path, ARRPC_OPT_FILE_MAX);
+        free(text);
+        return NULL;
+    }
+    text[n] = '\0';
+    text[n + 1] = '\0'; /* so that the line loop may step past the last one */
+    if (memchr(text, '\0', n)) {
+        fprintf(stderr, "%s: %s: holds a NUL byte: not a text file\n", prog, path);
+        free(text);
+        return NULL;
+    }
+    return text;
+}
+
+int arrpc_opt_parse_file(const arrpc_opt_program *p, void *opts, const char *path, char **text)
+{
+    size_t n = count_opts(p->opts);
+    *text = NULL;
+    if (n > MAX_OPTS || !sizes_ok(p->name, p->opts, n)) return -1;
+    if (!(*text = read_whole(p->name, path))) return -1;
+    int bad = 0;
+    unsigned lineno = 1;
+    for (char *line = *text; *line; lineno++) {
+        size_t len = strcspn(line, "\n");
+        char *after = line + len + (line[len] == '\n');
+        char where[PATH_MAX + 128]; /* "PROG: PATH:LINE" */
+        snprintf(where, sizeof where, "%s: %s:%u", p->name, path, lineno);
+        line[len] = '\0';
+        if (after - line > (ptrdiff_t)ARRPC_OPT_FILE_LINE_MAX) {
+            fprintf(stderr, "%s: line longer than %u bytes\n", where, ARRPC_OPT_FILE_LINE_MAX);
+            bad = 1;
+        } else {
+            char *content = trim(line);
+            if (*content && *content != '#') bad |= apply_line(p, opts, where, content) != 0;
+        }
+        line = after;
+    }
+    return bad ? -1 : 0;
+}
+
 /* ---- defaults, shared by help and man ------------------------------------------------------ */
 
-/* The default an entry shows: its words, or the value opts starts with. "" when there is none
- * to show (a flag, or a value that is 0 or NULL before parsing). */
-static const char *default_text(const arrpc_opt *o, const void *opts, char *buf, size_t len)
+/* An entry's value in opts as words; with zero unset, "" for a flag, 0 or NULL (nothing to
+ * show as a default). */
+static const char *value_text(const arrpc_opt *o, const void *opts, int zero, char *buf, size_t len)
 {
     const char *at = (const char *)opts + o->off;
     const char *s;
     const arrpc_opt_hostport *hp = (const arrpc_opt_hostport *)at;
+    int flag;
     buf[0] = '\0';
-    if (o->def) return o->def;
     switch (o->kind) {
+    case ARRPC_OPT_FLAG:
+        memcpy(&flag, at, sizeof flag);
+        if (zero) snprintf(buf, len, "%s", flag ? "true" : "false");
+        break;
     case ARRPC_OPT_UNSIGNED:
-        if (load_unsigned(at, o->size))
+        if (zero || load_unsigned(at, o->size))
             snprintf(buf, len, "%llu", (unsigned long long)load_unsigned(at, o->size));
         break;
     case ARRPC_OPT_SECONDS_MS:
-        if (load_unsigned(at, sizeof(unsigned)))
+        if (zero || load_unsigned(at, sizeof(unsigned)))
             snprintf(buf, len, "%g", (double)load_unsigned(at, sizeof(unsigned)) / 1e3);
         break;
     case ARRPC_OPT_SECONDS_NS:
-        if (load_unsigned(at, sizeof(uint64_t)))
+        if (zero || load_unsigned(at, sizeof(uint64_t)))
             snprintf(buf, len, "%g", (double)load_unsigned(at, sizeof(uint64_t)) / 1e9);
         break;
     case ARRPC_OPT_STRING:
@@ -263,6 +383,36 @@ static const char *default_text(const arrpc_opt *o, const void *opts, char *buf,
         break;
     }
     return buf;
+}
+
+const char *arrpc_opt_value_text(const arrpc_opt *o, const void *opts, char *buf, size_t len)
+{
+    return value_text(o, opts, 1, buf, len);
+}
+
+int arrpc_opt_same(const arrpc_opt *o, const void *a, const void *b)
+{
+    const char *pa = (const char *)a + o->off, *pb = (const char *)b + o->off;
+    const char *sa, *sb;
+    switch (o->kind) {
+    case ARRPC_OPT_STRING:
+        memcpy(&sa, pa, sizeof sa);
+        memcpy(&sb, pb, sizeof sb);
+        return sa == sb || (sa && sb && strcmp(sa, sb) == 0);
+    case ARRPC_OPT_HOSTPORT:
+        return strcmp(((const arrpc_opt_hostport *)pa)->host,
+                      ((const arrpc_opt_hostport *)pb)->host) == 0 &&
+               ((const arrpc_opt_hostport *)pa)->port == ((const arrpc_opt_hostport *)pb)->port;
+    default: /* numbers and flags; CUSTOM, HELP and EXIT have no place (size 0) */
+        return memcmp(pa, pb, o->size) == 0;
+    }
+}
+
+/* The default an entry shows: its words, or the value opts starts with. "" when there is none
+ * to show (a flag, or a value that is 0 or NULL before parsing). */
+static const char *default_text(const arrpc_opt *o, const void *opts, char *buf, size_t len)
+{
+    return o->def ? o->def : value_text(o, opts, 0, buf, len);
 }
 
 /* "(default: D)" or "(default: D, at most MAX)" after an entry's help; "" without a default. */

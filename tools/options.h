@@ -4,7 +4,9 @@
  * name is NULL, and its page as an arrpc_opt_program. arrpc_opt_parse reads argv into the
  * program's options struct (at each entry's offset) through getopt_long built from the table;
  * --help prints text made from the same table, the hidden --help-man a roff man page and the
- * hidden --help-completion a bash completion script. */
+ * hidden --help-completion a bash completion script. arrpc_opt_parse_file reads a configuration
+ * file of "name = value" lines through the same table, so a file and the command line accept
+ * exactly the same options and values. */
 #ifndef ARRPC_TOOLS_OPTIONS_H
 #define ARRPC_TOOLS_OPTIONS_H
 
@@ -45,6 +47,8 @@ struct arrpc_opt {
     unsigned long min, max;
     const char *def;  /* the default as words; NULL: shown from the struct's initial value */
     int show_max;     /* 1: help names max, as "(default: D, at most MAX)" */
+    int cli_only;     /* 1: refused in a configuration file (--config itself, --test-config) */
+    int restart;      /* 1: a reload cannot change it: a new value waits for a restart */
     const char *help; /* one sentence or more; help and man wrap it */
     int (*set)(void *opts, const char *arg); /* CUSTOM: 0, or -1 after saying why on stderr */
     void (*run)(void);                       /* EXIT: prints what the option asks for */
@@ -78,6 +82,28 @@ typedef struct {
  * from MIN to MAX, not 'ARG'"). Unless stop_at_error, every bad option is reported before -1. */
 int arrpc_opt_parse(const arrpc_opt_program *p, void *opts, const void *defaults, int argc,
                     char **argv, int *next);
+
+/* Configuration files: at most this many bytes, and this many on one line (newline included). */
+#define ARRPC_OPT_FILE_MAX (1024u * 1024u)
+#define ARRPC_OPT_FILE_LINE_MAX 8192u
+
+/* Reads the configuration file at path into opts through p's table, as if each line were the
+ * same option on the command line, in the file's order. A line is "name = value" (a long name
+ * without "--"), or "name" alone for a flag, which also takes "name = true" or "name = false";
+ * blank lines and lines whose first non-blank character is '#' are skipped; spaces around the
+ * name and the value are dropped (a value keeps any '#' it holds). Options marked cli_only, --help
+ * and --version are refused. String options point into *text, which the caller frees after
+ * the last use of opts (also on failure). Returns 0, or -1 after saying on stderr, as
+ * "PROG: PATH:LINE: ...", what is wrong with each bad line (or that the file cannot be read or is
+ * larger than ARRPC_OPT_FILE_MAX). */
+int arrpc_opt_parse_file(const arrpc_opt_program *p, void *opts, const char *path, char **text);
+
+/* Whether entry o has the same value in a and b (strings compared by content). */
+int arrpc_opt_same(const arrpc_opt *o, const void *a, const void *b);
+
+/* The value of entry o in opts as the help would show it ("" for an unset string or address,
+ * "true"/"false" for a flag). */
+const char *arrpc_opt_value_text(const arrpc_opt *o, const void *opts, char *buf, size_t len);
 
 /* Writes the help, with defaults read from opts (the struct as the program initialised it). */
 void arrpc_opt_write_help(FILE *to, const arrpc_opt_program *p, const void *opts);
