@@ -5,20 +5,24 @@
  * (Debian's build would otherwise offer TLS 1.1, NULL, RC4 and 3DES). */
 #include <wolfssl/options.h> /* first: the build's feature macros */
 #include <wolfssl/ssl.h>
+#include <wolfssl/wolfcrypt/asn_public.h>
 #include <wolfssl/wolfcrypt/chacha20_poly1305.h>
+#include <wolfssl/wolfcrypt/ecc.h>
 
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 
 #include "arrpc.h"
 #include "tls.h"
 
-#ifdef FP_ECC
-#include <wolfssl/wolfcrypt/ecc.h>
-#endif
+/* A PEM private key file larger than this is refused by the ECC key check (a P-521 key in
+ * PKCS#8 PEM is under 400 bytes). */
+#define TLS_KEY_FILE_MAX 16384u
+#define TLS_PUBKEY_DER_MAX 1024u /* a SubjectPublicKeyInfo, as DER */
 
 void arrpc__tls_thread_done(void)
 {
@@ -147,6 +151,51 @@ static WOLFSSL_CTX *policy_ctx(WOLFSSL_METHOD *method, char *err, size_t errlen)
     return ctx;
 }
 
+/* The SubjectPublicKeyInfo of the ECC private key in PEM file path: 1 with its length, 0 when
+ * the key is not an ECC key, -1 when the file cannot be read. */
+static int ecc_key_spki(const char *path, byte *out, word32 *len)
+{
+    byte *pem = malloc(2 * TLS_KEY_FILE_MAX), *der = pem + TLS_KEY_FILE_MAX;
+    FILE *f = pem ? fopen(path, "rb") : NULL;
+    size_t n = f ? fread(pem, 1, TLS_KEY_FILE_MAX, f) : 0;
+    if (f) fclose(f);
+    int der_len = n > 0 && n < TLS_KEY_FILE_MAX
+                      ? wc_KeyPemToDer(pem, (int)n, der, TLS_KEY_FILE_MAX, NULL)
+                      : -1;
+    ecc_key key;
+    word32 idx = 0;
+    int rc = der_len > 0 && wc_ecc_init(&key) == 0;
+    int ecc = rc && wc_EccPrivateKeyDecode(der, &idx, &key, (word32)der_len) == 0;
+    if (ecc && key.type == ECC_PRIVATEKEY_ONLY) ecc = wc_ecc_make_pub(&key, NULL) == 0;
+    int spki = ecc ? wc_EccPublicKeyToDer(&key, out, *len, 1) : 0;
+    if (rc) wc_ecc_free(&key);
+    if (pem) explicit_bzero(pem, 2 * TLS_KEY_FILE_MAX); /* a private key does not linger */
+    free(pem);
+    if (der_len <= 0) return -1;
+    if (spki <= 0) return 0;
+    *len = (word32)spki;
+    return 1;
+}
+
+/* wolfSSL_CTX_check_private_key tells an RSA key from an ECC one, but (in Debian's wolfSSL 5.5)
+ * accepts any ECC key of the certificate's curve: compare the public keys ourselves, so that a
+ * wrong key fails the start (and arrpcd -t), not every handshake. */
+static int ecc_key_matches(const char *cert, const char *key, char *err, size_t errlen)
+{
+    byte from_key[TLS_PUBKEY_DER_MAX], from_cert[TLS_PUBKEY_DER_MAX];
+    word32 key_len = sizeof from_key;
+    int cert_len = sizeof from_cert;
+    if (ecc_key_spki(key, from_key, &key_len) != 1) return 0; /* not ECC: wolfSSL's check */
+    WOLFSSL_X509 *x509 = wolfSSL_X509_load_certificate_file(cert, WOLFSSL_FILETYPE_PEM);
+    int ok = x509 &&
+             wolfSSL_X509_get_pubkey_buffer(x509, from_cert, &cert_len) == WOLFSSL_SUCCESS &&
+             (word32)cert_len == key_len && memcmp(from_cert, from_key, key_len) == 0;
+    wolfSSL_X509_free(x509);
+    if (ok) return 0;
+    snprintf(err, errlen, "the TLS key in %s does not belong to the certificate in %s", key, cert);
+    return ARRPC_ETLS;
+}
+
 /* The certificate chain and its key, checked to belong together. */
 static int load_identity(WOLFSSL_CTX *ctx, const char *cert, const char *key, char *err,
                          size_t errlen)
@@ -164,7 +213,7 @@ static int load_identity(WOLFSSL_CTX *ctx, const char *cert, const char *key, ch
                  cert);
         rc = ARRPC_ETLS;
     }
-    return rc;
+    return rc == 0 ? ecc_key_matches(cert, key, err, errlen) : rc;
 }
 
 static int load_cas(WOLFSSL_CTX *ctx, const char *cafile, char *err, size_t errlen)

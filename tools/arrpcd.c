@@ -180,9 +180,11 @@ static int read_options(const arrpcd_source *src, arrpcd_options *o, char **text
         fprintf(stderr, "arrpcd: unexpected argument '%s'\n", src->argv[next]);
         return -1;
     }
-    if (cli.config && arrpc_opt_parse_file(&arrpcd_program, o, cli.config, text) != 0)
+    if (!cli.config)
+        *o = cli;
+    else if (arrpc_opt_parse_file(&arrpcd_program, o, cli.config, text) != 0)
         return BAD_FILE;
-    if (cli.config) /* the same arguments again, now over the file's values */
+    else /* the same arguments again, now over the file's values */
         arrpc_opt_parse(&arrpcd_program, o, &src->defaults, src->argc, src->argv, &next);
     return check_combinations(o);
 }

@@ -173,12 +173,15 @@ class Tls:
 class Server:
     """arrpcd as a child process. Use as a context manager; it is always stopped by PID."""
 
-    def __init__(self, *args, handler=None, secret=None, tls=None, env=None, binary=ARRPCD):
+    def __init__(self, *args, handler=None, secret=None, tls=None, env=None, binary=ARRPCD,
+                 config=None):
         """tls: a Tls, True for the default one, False for plain TCP; None follows
         ARRPC_TRANSPORT. env: variables added to arrpcd's environment. binary: the arrpcd
-        to run (a copy, for tests that replace it on disk)."""
+        to run (a copy, for tests that replace it on disk). config: a configuration file that
+        names the address and the handler: then only args follow --config."""
         self.args = list(args)
         self.binary = binary
+        self.config = config
         self.env = dict(os.environ, **(env or {}))
         if tls is None:
             tls = TRANSPORT == "tls"
@@ -197,7 +200,10 @@ class Server:
         self.stop()
 
     def start(self):
-        cmd = [self.binary, "--listen", "127.0.0.1:0", "--handler", self.handler] + self.args
+        if self.config:
+            cmd = [self.binary, "--config", self.config] + self.args
+        else:
+            cmd = [self.binary, "--listen", "127.0.0.1:0", "--handler", self.handler] + self.args
         if self.tls:
             cmd += self.tls.server_args()
         if self.secret is not None:
