@@ -15,7 +15,7 @@ import tempfile
 import unittest
 
 import harness
-from harness import DEMO_PLUGIN, Server, main, run_arrpcd
+from harness import DEMO_PLUGIN, ROOT, Server, main, run_arrpcd
 from test_master import children, wait_until
 
 EXIT_USAGE = 2
@@ -84,6 +84,13 @@ class FileTest(ConfigCase):
             self.assertEqual(c.call({"init_arg": 1}), "from the command line")
             self.assertEqual(c.call({"echo": [[[[[1]]]]]}), [[[[[1]]]]])
 
+    def test_values_keep_equals_signs_and_hashes_and_crlf_files_read(self):
+        path = self.write("listen = 127.0.0.1:0\r\nhandler = %s\r\n"
+                          "handler-arg =  a=b # not a comment \r\nworkers = 1" % DEMO_PLUGIN)
+        server = self.start(path)
+        with server.connect() as c:
+            self.assertEqual(c.call({"init_arg": 1}), "a=b # not a comment")
+
     def test_every_kind_of_error_names_the_file_and_line(self):
         for line, message in BAD_LINES:
             with self.subTest(line=line[:40]):
@@ -133,6 +140,36 @@ class FileTest(ConfigCase):
         self.assertEqual((status, err.strip()), (0, OK_TEXT))
 
 
+class ShippedFilesTest(ConfigCase):
+    """contrib/arrpcd.conf parses, and the systemd unit checks it with -t before it sends HUP."""
+
+    def test_the_example_configuration_passes_with_local_files(self):
+        secret = self.write("s3cret\n", "secret")
+        status, _, err = run_arrpcd("-t", "--config", os.path.join(ROOT, "contrib", "arrpcd.conf"),
+                                    "--handler", DEMO_PLUGIN, "--auth-secret-file", secret,
+                                    "--pid-file", os.path.join(self.dir, "pid"),
+                                    "--listen", "127.0.0.1:0")
+        self.assertEqual((status, err.strip()), (0, OK_TEXT))
+
+    def test_the_unit_reloads_only_after_a_check_of_the_same_file(self):
+        with open(os.path.join(ROOT, "contrib", "systemd", "arrpcd.service")) as f:
+            lines = [line.strip() for line in f if not line.startswith("#")]
+        start = [line.split("=", 1)[1].split() for line in lines if line.startswith("ExecStart=")]
+        reload = [line.split("=", 1)[1].split() for line in lines
+                  if line.startswith("ExecReload=")]
+        self.assertEqual(len(start), 1)
+        config = start[0][start[0].index("--config") + 1]
+        self.assertEqual(len(reload), 2, reload)
+        self.assertEqual(reload[0], [start[0][0], "-t", "--config", config])
+        self.assertEqual(reload[1], ["/bin/kill", "-HUP", "$MAINPID"])
+        with open(os.path.join(ROOT, "contrib", "arrpcd.conf")) as f:
+            pid_file = [line.split("=", 1)[1].strip() for line in f
+                        if line.startswith("pid-file")]
+        self.assertEqual(len(pid_file), 1)
+        self.assertIn("RuntimeDirectory=" + os.path.basename(os.path.dirname(pid_file[0])),
+                      lines)
+
+
 class TestConfigTest(ConfigCase):
     """arrpcd -t: exit 0 and "configuration ok", or exit 1 with each reason."""
 
@@ -167,6 +204,14 @@ class TestConfigTest(ConfigCase):
         self.assert_fails(["--config", path], "does not belong to the certificate")
         self.assert_fails(["--config", path, "--tls-cert", "/nonexistent.pem"],
                           "/nonexistent.pem")
+
+    def test_a_start_with_a_key_of_another_certificate_fails(self):
+        pki = harness.pki()
+        other = pki.make_cert("another")
+        path = self.conf("tls-cert = " + pki.server[0], "tls-key = " + other[1], "workers = 1")
+        status, _, err = run_arrpcd("--config", path, timeout=30)
+        self.assertEqual(status, 1, err)
+        self.assertIn("does not belong to the certificate", err)
 
     def test_a_missing_secret_file_fails(self):
         path = self.conf("auth-secret-file = " + os.path.join(self.dir, "no-secret"))
@@ -267,6 +312,17 @@ class ReloadTest(ConfigCase):
         self.conf("handler-arg = two", "workers = 1")
         self.hup_and_wait(server, "reload: generation")
         with server.connect() as c:
+            self.assertEqual(c.call({"init_arg": 1}), "two")
+
+    def test_turning_tls_on_by_hup_takes_a_restart(self):
+        pki = harness.pki()
+        path = self.conf("handler-arg = one", "workers = 1")
+        server = self.start(path)
+        self.conf("handler-arg = two", "workers = 1", "tls-cert = " + pki.server[0],
+                  "tls-key = " + pki.server[1])
+        self.hup_and_wait(server, "reload: generation")
+        self.assertIn("turning TLS on takes a restart", server.log())
+        with server.connect() as c:  # plain TCP still, with the rest applied
             self.assertEqual(c.call({"init_arg": 1}), "two")
 
     def test_the_command_line_still_overrides_the_file_on_hup(self):
