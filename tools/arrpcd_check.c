@@ -1,6 +1,7 @@
 /* arrpcd_check.c -- `arrpcd -t`: everything a start would check, without starting, as `nginx -t`
  * does, so that a reload (systemd's ExecReload) can refuse a configuration that would fail. */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,10 +53,30 @@ static int check_handler(const arrpcd_options *o, char *err)
     return rc ? -1 : 0;
 }
 
-/* The pid in the pid file when it names a live process called arrpcd; else 0. */
+/* Whether process pid runs arrpcd: its executable's name (a master that a binary upgrade
+ * started runs /proc/self/exe, so its comm is "exe"; a replaced file reads "NAME (deleted)"),
+ * or its comm when the link cannot be read. */
+static int runs_arrpcd(unsigned long pid)
+{
+    char path[64], exe[PATH_MAX], comm[PID_TEXT_MAX] = "";
+    snprintf(path, sizeof path, "/proc/%lu/exe", pid);
+    ssize_t n = readlink(path, exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        const char *base = strrchr(exe, '/') ? strrchr(exe, '/') + 1 : exe;
+        return strcmp(base, "arrpcd") == 0 || strcmp(base, "arrpcd (deleted)") == 0;
+    }
+    snprintf(path, sizeof path, "/proc/%lu/comm", pid);
+    FILE *f = fopen(path, "r");
+    int ok = f && fgets(comm, sizeof comm, f) != NULL;
+    if (f) fclose(f);
+    return ok && strcmp(comm, "arrpcd\n") == 0;
+}
+
+/* The pid in the pid file when it names a live arrpcd; else 0. */
 static pid_t running_arrpcd(const char *pid_file)
 {
-    char text[PID_TEXT_MAX] = "", path[64], comm[PID_TEXT_MAX] = "";
+    char text[PID_TEXT_MAX] = "";
     FILE *f = pid_file ? fopen(pid_file, "r") : NULL;
     if (!f) return 0;
     int ok = fgets(text, sizeof text, f) != NULL;
@@ -63,11 +84,7 @@ static pid_t running_arrpcd(const char *pid_file)
     unsigned long pid;
     text[strcspn(text, "\n")] = '\0';
     if (!ok || arrpc__parse_ulong(text, 1, PID_MAX, &pid) != 0) return 0;
-    snprintf(path, sizeof path, "/proc/%lu/comm", pid);
-    if (!(f = fopen(path, "r"))) return 0;
-    ok = fgets(comm, sizeof comm, f) != NULL;
-    fclose(f);
-    return ok && strcmp(comm, "arrpcd\n") == 0 ? (pid_t)pid : 0;
+    return runs_arrpcd(pid) ? (pid_t)pid : 0;
 }
 
 /* An address a start would bind: free now, or held by the arrpcd its pid file names (the one

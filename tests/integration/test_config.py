@@ -16,7 +16,7 @@ import unittest
 
 import harness
 from harness import DEMO_PLUGIN, ROOT, Server, main, run_arrpcd
-from test_master import children, wait_until
+from test_master import alive, children, kill_quietly, wait_until
 
 EXIT_USAGE = 2
 EXIT_TEST_FAILED = 1
@@ -256,6 +256,30 @@ class TestConfigTest(ConfigCase):
         self.assertNotIn("reload", server.log())
         with server.connect() as c:
             self.assertEqual(c.call({"echo": 1}), 1)
+
+    def test_the_arrpcd_of_a_binary_upgrade_is_recognised_too(self):
+        """After SIGUSR2 the new master runs /proc/self/exe (its comm is "exe"): the pid file
+        names it, and -t still knows it for arrpcd."""
+        pid_file = os.path.join(self.dir, "arrpcd.pid")
+        path = self.conf("pid-file = " + pid_file, "workers = 1")
+        server = self.start(path)
+        os.kill(server.pid, signal.SIGUSR2)
+
+        def new_master():
+            try:
+                with open(pid_file) as f:
+                    pid = int(f.read())
+            except (FileNotFoundError, ValueError):
+                return None
+            return pid if pid != server.pid and not alive(server.pid) else None
+        pid = wait_until(new_master)
+        self.assertTrue(pid, server.log())
+        self.addCleanup(kill_quietly, pid)
+        status, err = self.check("--config", path, "--listen", "127.0.0.1:%d" % server.port)
+        self.assertEqual(status, 0, err)
+        self.assertIn("in use by the running arrpcd (pid %d, " % pid, err)
+        os.kill(pid, signal.SIGTERM)
+        self.assertTrue(wait_until(lambda: not alive(pid)), server.log())
 
 
 def run_with_env(env, *args):
