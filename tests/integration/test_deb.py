@@ -154,6 +154,7 @@ class DebianPackages(unittest.TestCase):
             self.assertIn("lib/systemd/system/" + unit, files)
         self.assertIn("usr/share/doc/arrpcd/README.Debian", files)  # how to set the service up
         self.assertIn("etc/arrpc/arrpcd.conf", files)  # what the service runs with
+        self.assertFalse([p for p in files if p.endswith(".so")], "the demo plugin is not shipped")
 
     def test_configuration_file_is_a_conffile_the_unit_reads_and_checks(self):
         self.assertIn("/etc/arrpc/arrpcd.conf", self.control_file("arrpcd", "conffiles").split())
@@ -162,7 +163,6 @@ class DebianPackages(unittest.TestCase):
         self.assertRegex(unit, r"\nExecStart=/usr/bin/arrpcd --config /etc/arrpc/arrpcd.conf\n")
         self.assertRegex(unit, r"\nExecReload=/usr/bin/arrpcd -t --config /etc/arrpc/arrpcd.conf"
                                r"\nExecReload=/bin/kill -HUP \$MAINPID\n")
-        self.assertFalse([p for p in files if p.endswith(".so")], "the demo plugin is not shipped")
 
     def test_packaged_service_runs_the_packaged_arrpcd(self):
         with open(os.path.join(self.extract("arrpcd"), "lib/systemd/system/arrpcd.service")) as f:
