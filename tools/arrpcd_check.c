@@ -54,8 +54,8 @@ static int check_handler(const arrpcd_options *o, char *err)
 }
 
 /* Whether process pid runs arrpcd: its executable's name (a master that a binary upgrade
- * started runs /proc/self/exe, so its comm is "exe"; a replaced file reads "NAME (deleted)"),
- * or its comm when the link cannot be read. */
+ * started as /proc/self/exe has the comm "exe"; a replaced file reads "NAME (deleted)"), or its
+ * comm when the link cannot be read. */
 static int runs_arrpcd(unsigned long pid)
 {
     char path[64], exe[PATH_MAX], comm[PID_TEXT_MAX] = "";

@@ -258,8 +258,8 @@ class TestConfigTest(ConfigCase):
             self.assertEqual(c.call({"echo": 1}), 1)
 
     def test_the_arrpcd_of_a_binary_upgrade_is_recognised_too(self):
-        """After SIGUSR2 the new master runs /proc/self/exe (its comm is "exe"): the pid file
-        names it, and -t still knows it for arrpcd."""
+        """After SIGUSR2 the pid file names the new master, and -t knows it for arrpcd by its
+        executable (a master exec'd as /proc/self/exe has the name "exe")."""
         pid_file = os.path.join(self.dir, "arrpcd.pid")
         path = self.conf("pid-file = " + pid_file, "workers = 1")
         server = self.start(path)
