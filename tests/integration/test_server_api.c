@@ -2,11 +2,15 @@
  * pre-fork, a call through the C client, a draining stop. Forks and uses real sockets on
  * 127.0.0.1, so it is an integration test. */
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -146,6 +150,62 @@ static void test_settings_refused_while_running(void **state)
     arrpc_server_free(srv);
 }
 
+/* ---- the reload hook, pre-fork ---- */
+
+#define RELOAD_WAIT_STEPS 200 /* times RELOAD_WAIT_STEP_NS: how long a reload may take (10 s) */
+#define RELOAD_WAIT_STEP_NS 50000000L
+
+/* In the master, on SIGHUP: a new init argument for the next generation. Turning TLS on and
+ * going to 0 workers must be refused there; if either is not, the hook fails the reload and the
+ * old answer stays, which the test sees. */
+static int reload_to_two(arrpc_server *srv, void *udata)
+{
+    (void)udata;
+    if (arrpc_server_set_tls(srv, "/nonexistent.pem", "/nonexistent.key", NULL) != ARRPC_ESTATE ||
+        arrpc_server_set_workers(srv, 0) != ARRPC_ESTATE)
+        return -1;
+    return arrpc_server_set_handler_lifecycle(srv, init_from_arg, count_fini, "2");
+}
+
+static long master_pid(const char *pid_file)
+{
+    FILE *f = fopen(pid_file, "r");
+    long pid = 0;
+    if (f && fscanf(f, "%ld", &pid) != 1) pid = 0;
+    if (f) fclose(f);
+    return pid;
+}
+
+static void test_reload_hook_changes_the_next_generation(void **state)
+{
+    (void)state;
+    char pid_file[] = "/tmp/arrpc-test-reload-XXXXXX";
+    int fd = mkstemp(pid_file);
+    assert_true(fd >= 0);
+    close(fd);
+    arrpc_server *srv = lifecycle_server("1");
+    assert_int_equal(arrpc_server_set_workers(srv, 1), 0);
+    assert_int_equal(arrpc_server_set_pid_file(srv, pid_file), 0);
+    assert_int_equal(arrpc_server_set_reload_hook(srv, reload_to_two, NULL), 0);
+    assert_int_equal(arrpc_server_bind(srv), 0);
+    uint16_t port = arrpc_server_port(srv);
+    assert_int_equal(arrpc_server_start(srv), 0);
+    assert_int_equal(call_once(port), 1);
+    assert_int_equal(arrpc_server_set_reload_hook(srv, NULL, NULL), ARRPC_ESTATE); /* running */
+    long pid = master_pid(pid_file);
+    assert_true(pid > 0);
+    assert_int_equal(kill((pid_t)pid, SIGHUP), 0);
+    long answer = 1;
+    struct timespec step = {0, RELOAD_WAIT_STEP_NS};
+    for (int i = 0; i < RELOAD_WAIT_STEPS && answer != 2; i++, nanosleep(&step, NULL))
+        answer = call_once(port);
+    assert_int_equal(answer, 2);
+    arrpc_server_stop(srv);
+    assert_int_equal(arrpc_server_wait(srv), 0);
+    arrpc_server_free(srv);
+    unlink(pid_file);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -155,6 +215,7 @@ int main(void)
         cmocka_unit_test(test_lifecycle_failing_init),
         cmocka_unit_test(test_run_without_handler_fails),
         cmocka_unit_test(test_settings_refused_while_running),
+        cmocka_unit_test(test_reload_hook_changes_the_next_generation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
