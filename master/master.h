@@ -25,7 +25,8 @@ typedef struct arrpc__master_config {
     int bound_fd; /* slot 0's socket, already bound; the master takes it over at start; -1 */
     const char *metrics_host; /* NULL: no HTTP exporter */
     uint16_t metrics_port;
-    unsigned predrain_ms; /* on SIGTERM, /readyz fails this long before draining */
+    unsigned predrain_ms;     /* on SIGTERM, /readyz fails this long before draining */
+    unsigned max_lifetime_ms; /* a worker older than this is recycled; 0: never */
 } arrpc__master_config;
 
 /* Runs the master until a stop; returns the exit status for the process. */

@@ -46,8 +46,9 @@ struct arrpc_server {
     char metrics_host[SERVER_HOST_MAX];
     uint16_t metrics_port;
     unsigned predrain_ms;
-    pid_t master_pid; /* background pre-fork server: the master is our child */
-    pthread_t thread; /* background in-process server */
+    unsigned max_lifetime_ms; /* recycle workers this old; 0: never */
+    pid_t master_pid;         /* background pre-fork server: the master is our child */
+    pthread_t thread;         /* background in-process server */
     int has_thread;
     int run_status;
     char handler_name[ARRPC_HANDLER_NAME_MAX];
@@ -332,6 +333,28 @@ int arrpc_server_set_handler_timeout(arrpc_server *srv, unsigned ms)
     return srv ? set_unsigned(srv, &srv->cfg.handler_timeout_ms, ms) : ARRPC_EINVAL;
 }
 
+int arrpc_server_set_max_requests(arrpc_server *srv, uint64_t requests, uint64_t jitter)
+{
+    int rc = srv ? settable(srv) : ARRPC_EINVAL;
+    if (rc == 0) {
+        srv->cfg.max_requests = requests;
+        srv->cfg.max_requests_jitter = jitter;
+    }
+    return rc;
+}
+
+int arrpc_server_set_max_worker_lifetime(arrpc_server *srv, unsigned ms)
+{
+    return srv ? set_unsigned(srv, &srv->max_lifetime_ms, ms) : ARRPC_EINVAL;
+}
+
+int arrpc_server_set_max_worker_rss(arrpc_server *srv, uint64_t bytes)
+{
+    int rc = srv ? settable(srv) : ARRPC_EINVAL;
+    if (rc == 0) srv->cfg.max_rss_bytes = bytes;
+    return rc;
+}
+
 static int check_handler(arrpc_server *srv)
 {
     if (!srv->cfg.handler && !srv->plugin_spec[0])
@@ -401,6 +424,7 @@ static int run_master(arrpc_server *srv, int ready_fd)
         .metrics_host = srv->metrics_host[0] ? srv->metrics_host : NULL,
         .metrics_port = srv->metrics_port,
         .predrain_ms = srv->predrain_ms,
+        .max_lifetime_ms = srv->max_lifetime_ms,
     };
     char name[ARRPC_HANDLER_NAME_MAX];
     if (srv->plugin_spec[0]) { /* the workers load it; the exporter names it all the same */
