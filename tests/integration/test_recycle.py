@@ -12,13 +12,15 @@ import os
 import re
 import signal
 import subprocess
+import threading
 import time
 import unittest
 
 import harness
-from harness import BIN_DIR, Server
+from harness import BIN_DIR, Server, Tls
 from test_master import WAIT_S, alive, children, wait_until
 from test_metrics import metrics_port, scrape, total
+from test_tls import Driver as TlsDriver
 
 BENCH = os.path.join(BIN_DIR, "arrpc-bench")
 RECYCLED = re.compile(r"worker (\d+) recycled: (.*); worker (\d+) takes its connections")
@@ -178,6 +180,50 @@ class MaxLifetimeTest(RecycleCase):
         self.assertGreaterEqual(len(done), 2, server.log()[-3000:])
         self.assert_counted(mport, server, done)
         self.assert_workers(server, 2)
+
+
+class RecycleOverTlsTest(unittest.TestCase):
+    """TLS connections cannot change process (their keys live in the old worker): as on a
+    reload, the recycled worker keeps them until the drain deadline, then closes each at an idle
+    moment with close_notify. arrpc's C client reconnects and resends, so it sees no failure."""
+
+    def test_c_client_sees_no_failure(self):
+        tls = Tls()
+        with Server("--workers", "2", "--drain-timeout", "1", "--max-worker-lifetime", "2",
+                    tls=tls) as srv:
+            stop = threading.Event()
+            results = []
+
+            def load():
+                d = TlsDriver(srv.port, "--retries", "5", "--backoff", "100",
+                              *tls.client_args())
+                ok = 0
+                i = 0
+                while not stop.is_set():
+                    answer = d.send({"echo": i})
+                    if answer.startswith("ok "):
+                        ok += 1
+                    else:
+                        results.append(answer)
+                    i += 1
+                d.stop()
+                results.append(ok)
+
+            threads = [threading.Thread(target=load) for _ in range(4)]
+            for t in threads:
+                t.start()
+            try:
+                wait_until(lambda: len(recycles(srv)) >= 3, timeout=WAIT_S)
+            finally:
+                stop.set()
+                for t in threads:
+                    t.join(timeout=60)
+            failures = [r for r in results if not isinstance(r, int)]
+            sent = sum(r for r in results if isinstance(r, int))
+            print("tls max-worker-lifetime 2: sent %d, failed %d; recycles %d" % (
+                sent + len(failures), len(failures), len(recycles(srv))))
+            self.assertEqual(failures, [], srv.log()[-3000:])
+            self.assertGreaterEqual(len(recycles(srv)), 3, srv.log()[-3000:])
 
 
 class RecycleWithSignalsTest(RecycleCase):
