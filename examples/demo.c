@@ -54,17 +54,28 @@ static const msgpack_object *only_entry(const msgpack_object *req, const char *k
 #define DEMO_REPEAT_MAX (1024.0 * 1024.0 * 1024.0) /* bytes a repeat may answer */
 #define DEMO_LEAK_MAX (64u * 1024u * 1024u)        /* bytes one {"leak": n} may keep */
 
-/* {"leak": n}: a leak on purpose. The blocks are never freed (the process keeps them until it
- * exits); memset makes them resident, as a real leak's writes would. */
+/* {"leak": n}: a leak on purpose, as a handler with a slow leak would have. The blocks stay on a
+ * list, never freed, so they are kept rather than lost (leak checkers at exit do not report
+ * them); memset makes them resident, as a real leak's writes would. */
+typedef struct demo_kept {
+    struct demo_kept *next;
+} demo_kept;
+
 static int leak(arrpc_call *call, const msgpack_object *v, msgpack_packer *res)
 {
-    static _Atomic uint64_t leaked; /* handler threads may leak at once */
+    static _Atomic(demo_kept *) kept; /* handler threads may leak at once */
+    static _Atomic uint64_t leaked;
     if (v->type != MSGPACK_OBJECT_POSITIVE_INTEGER || v->via.u64 > DEMO_LEAK_MAX)
         return arrpc_call_fail(call, "leak wants a byte count from 0 to %u", DEMO_LEAK_MAX);
     size_t n = (size_t)v->via.u64;
-    void *block = n ? malloc(n) : NULL;
+    demo_kept *block = n ? malloc(sizeof *block + n) : NULL;
     if (n && !block) return arrpc_call_fail(call, "leak: out of memory");
-    if (block) memset(block, 0xa5, n);
+    if (block) {
+        memset(block + 1, 0xa5, n);
+        block->next = atomic_load(&kept);
+        while (!atomic_compare_exchange_weak(&kept, &block->next, block)) {
+        }
+    }
     return msgpack_pack_uint64(res, atomic_fetch_add(&leaked, n) + n);
 }
 
