@@ -10,15 +10,17 @@ timing. Every test bounds its run time and stops what it started by PID.
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 import unittest
 
 import harness
 from harness import BIN_DIR, Server, Tls
-from test_master import WAIT_S, alive, children, wait_until
+from test_master import WAIT_S, alive, children, kill_quietly, wait_until
 from test_metrics import metrics_port, scrape, total
 from test_tls import Driver as TlsDriver
 
@@ -81,9 +83,12 @@ class RecycleCase(unittest.TestCase):
 
     def assert_workers(self, server, count):
         """The master ends up with exactly `count` workers: no replacement is left behind."""
-        self.assertTrue(wait_until(lambda: len([p for p in children(server.pid) if alive(p)])
+        self.assert_workers_of(server.pid, count, server)
+
+    def assert_workers_of(self, master, count, server):
+        self.assertTrue(wait_until(lambda: len([p for p in children(master) if alive(p)])
                                    == count),
-                        "workers %s\n%s" % (children(server.pid), server.log()[-3000:]))
+                        "workers %s\n%s" % (children(master), server.log()[-3000:]))
 
 
 class MaxRequestsTest(RecycleCase):
@@ -250,6 +255,41 @@ class RecycleWithSignalsTest(RecycleCase):
         self.assert_nothing_failed(load.result("max-worker-lifetime 1 with HUP/TTIN/TTOU"))
         self.assertGreater(len(recycles(server)), 0, server.log()[-3000:])
         self.assert_workers(server, 2)
+
+    def test_binary_upgrades_while_recycling_fail_nothing(self):
+        """USR2 while a replacement starts: the replacement is not used and retires into the new
+        master's worker with the old one; the new master recycles its own workers in turn."""
+        tmp = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, tmp)
+        pid_file = os.path.join(tmp, "arrpcd.pid")
+        server = Server("--workers", "2", "--max-worker-lifetime", "1", "--pid-file", pid_file,
+                        tls=False).start()
+        self.addCleanup(server.stop)
+        masters = [server.pid]
+        self.addCleanup(lambda: [kill_quietly(p) for p in masters[1:]])
+        load = RateLoad(server.port, seconds=8, rate=2000)
+        time.sleep(1.0)
+        current = server.pid
+        for i in range(3):
+            os.kill(current, signal.SIGUSR2)
+
+            def new_master():
+                try:
+                    with open(pid_file) as f:
+                        pid = int(f.read())
+                except (FileNotFoundError, ValueError):
+                    return None
+                return pid if pid != current and not alive(current) else None
+            pid = wait_until(new_master)
+            self.assertTrue(pid, "upgrade %d did not complete:\n%s" % (i + 1, server.log()))
+            masters.append(pid)
+            current = pid
+            time.sleep(1.2)  # past a worker lifetime: the new master recycles too
+        self.assert_nothing_failed(load.result("max-worker-lifetime 1 with 3 USR2"))
+        self.assertGreater(len(recycles(server)), 0, server.log()[-3000:])
+        self.assert_workers_of(current, 2, server)
+        os.kill(current, signal.SIGTERM)
+        self.assertTrue(wait_until(lambda: not alive(current)))
 
 
 if __name__ == "__main__":
