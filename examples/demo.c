@@ -13,6 +13,9 @@
  *                    request, for the reply size limit; n is capped at 1 GiB of output)
  *   {"init_arg": _}  answers the argument init was given (--handler-arg), or nil
  *   {"whoami": _}    answers {"peer": "IP:PORT", "tls_peer": subject or nil, "signed": bool}
+ *   {"leak": n}      keeps n more bytes allocated for the worker's life, every page written so
+ *                    that its resident memory grows (for --max-worker-rss); at most
+ *                    DEMO_LEAK_MAX a call; answers the bytes leaked so far by this worker
  *   anything else    is echoed back whole
  *
  * Its lifecycle, for tests: init keeps its argument for {"init_arg": _}; an argument "fail:N"
@@ -20,6 +23,7 @@
  * file exists (a test creates it to make a reload fail). fini appends "fini <pid>" to the file
  * named by ARRPC_DEMO_FINI_FILE, when set. */
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +52,32 @@ static const msgpack_object *only_entry(const msgpack_object *req, const char *k
 }
 
 #define DEMO_REPEAT_MAX (1024.0 * 1024.0 * 1024.0) /* bytes a repeat may answer */
+#define DEMO_LEAK_MAX (64u * 1024u * 1024u)        /* bytes one {"leak": n} may keep */
+
+/* {"leak": n}: a leak on purpose, as a handler with a slow leak would have. The blocks stay on a
+ * list, never freed, so they are kept rather than lost (leak checkers at exit do not report
+ * them); memset makes them resident, as a real leak's writes would. */
+typedef struct demo_kept {
+    struct demo_kept *next;
+} demo_kept;
+
+static int leak(arrpc_call *call, const msgpack_object *v, msgpack_packer *res)
+{
+    static _Atomic(demo_kept *) kept; /* handler threads may leak at once */
+    static _Atomic uint64_t leaked;
+    if (v->type != MSGPACK_OBJECT_POSITIVE_INTEGER || v->via.u64 > DEMO_LEAK_MAX)
+        return arrpc_call_fail(call, "leak wants a byte count from 0 to %u", DEMO_LEAK_MAX);
+    size_t n = (size_t)v->via.u64;
+    demo_kept *block = n ? malloc(sizeof *block + n) : NULL;
+    if (n && !block) return arrpc_call_fail(call, "leak: out of memory");
+    if (block) {
+        memset(block + 1, 0xa5, n);
+        block->next = atomic_load(&kept);
+        while (!atomic_compare_exchange_weak(&kept, &block->next, block)) {
+        }
+    }
+    return msgpack_pack_uint64(res, atomic_fetch_add(&leaked, n) + n);
+}
 
 /* {"repeat": [s, n]}: s (str or bin) n times, packed as the same type. */
 static int repeat(arrpc_call *call, const msgpack_object *v, msgpack_packer *res)
@@ -168,6 +198,7 @@ ARRPC_API int arrpc_handler(arrpc_call *call, const msgpack_object *req, msgpack
     if (only_entry(req, "version"))
         return msgpack_pack_str_with_body(res, ARRPC_DEMO_VERSION, strlen(ARRPC_DEMO_VERSION));
     if ((v = only_entry(req, "repeat"))) return repeat(call, v, res);
+    if ((v = only_entry(req, "leak"))) return leak(call, v, res);
     if (only_entry(req, "pid")) return msgpack_pack_int64(res, (int64_t)getpid());
     if (only_entry(req, "init_arg")) return pack_str_or_nil(res, st ? st->arg : NULL);
     if (only_entry(req, "whoami")) return whoami(call, res);

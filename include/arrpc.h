@@ -207,6 +207,19 @@ ARRPC_API int arrpc_server_set_metrics(arrpc_server *srv, const char *host, uint
 /* Pre-fork only: on SIGTERM, /readyz fails at once but requests are served this long before the
  * drain starts (Kubernetes removes endpoints while it signals). Needs metrics. Default 0. */
 ARRPC_API int arrpc_server_set_pre_drain(arrpc_server *srv, unsigned ms);
+/* Pre-fork only: recycling, against slow leaks (all off by default). A worker is replaced once
+ * it has answered `requests` plus a random number up to `jitter` of requests (drawn per worker,
+ * so workers do not all go at once; requests 0: never), or lived `ms`
+ * (arrpc_server_set_max_worker_lifetime; 0: never), or its resident memory reached `bytes`
+ * (arrpc_server_set_max_worker_rss, read from /proc about twice a second while it serves;
+ * 0: never). A replacement starts in its place and, once it accepts, the old worker hands
+ * it every plain-TCP connection at a request boundary as on a reload (SIGHUP): no request fails,
+ * no connection closes. TLS connections stay with the old worker until they close or the drain
+ * timeout, as on a reload. One worker is recycled at a time; each counts in
+ * arrpc_server_worker_restarts_total{cause="recycle"}. See docs/operations.md. */
+ARRPC_API int arrpc_server_set_max_requests(arrpc_server *srv, uint64_t requests, uint64_t jitter);
+ARRPC_API int arrpc_server_set_max_worker_lifetime(arrpc_server *srv, unsigned ms);
+ARRPC_API int arrpc_server_set_max_worker_rss(arrpc_server *srv, uint64_t bytes);
 /* Pre-fork only: the master's pid, written atomically, removed at exit; renamed PATH.oldbin
  * during a binary upgrade. */
 ARRPC_API int arrpc_server_set_pid_file(arrpc_server *srv, const char *path);

@@ -16,7 +16,7 @@ int arrpc__row_of_slot(const arrpc__master *m, uint32_t slot, uint32_t generatio
     for (unsigned r = 0; r < ARRPC_SHM_RECORDS; r++) {
         const arrpc__worker_row *row = &m->row[r];
         if ((row->state == ARRPC_WORKER_STARTING || row->state == ARRPC_WORKER_READY) &&
-            row->slot == slot && row->generation == generation)
+            row->slot == slot && row->generation == generation && (int)r != m->recycle.replacement)
             return (int)r;
     }
     return -1;
@@ -28,9 +28,8 @@ void arrpc__retire(arrpc__master *m, int row, int handoff_fd)
     m->row[row].state = ARRPC_WORKER_RETIRING;
 }
 
-/* Retires worker `from`, handing its connections to worker `to` over a fresh socket pair; with
- * no `to` (or no socket pair) it drains instead. */
-static void handover(arrpc__master *m, int from, int to)
+/* Without a socket pair, `from` drains instead. */
+void arrpc__handover(arrpc__master *m, int from, int to)
 {
     int sv[2] = {-1, -1};
     if (to >= 0 && socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0) {
@@ -66,7 +65,7 @@ void arrpc__reload_start(arrpc__master *m)
     arrpc__log("master: reload: starting generation %u", gen);
     arrpc__notify("RELOADING=1");
     for (uint32_t s = 0; s < m->nslots && m->reload.active; s++)
-        if (m->slot[s].active && arrpc__spawn_worker(m, s, gen) != 0)
+        if (m->slot[s].active && arrpc__spawn_worker(m, s, gen) < 0)
             arrpc__reload_on_failure(m, "cannot start a new worker");
 }
 
@@ -97,7 +96,7 @@ void arrpc__reload_on_ready(arrpc__master *m)
     for (uint32_t s = 0; s < m->nslots; s++) {
         if (!m->slot[s].active) continue;
         int old = arrpc__row_of_slot(m, s, m->generation);
-        if (old >= 0) handover(m, old, arrpc__row_of_slot(m, s, gen));
+        if (old >= 0) arrpc__handover(m, old, arrpc__row_of_slot(m, s, gen));
     }
     arrpc__log("master: reload: generation %u serving, generation %u handing over", gen,
                m->generation);
@@ -116,7 +115,7 @@ void arrpc__reload_on_failure(arrpc__master *m, const char *why)
         arrpc__worker_row *row = &m->row[r];
         if ((row->state == ARRPC_WORKER_STARTING || row->state == ARRPC_WORKER_READY) &&
             row->generation == gen)
-            handover(m, (int)r, arrpc__row_of_slot(m, row->slot, m->generation));
+            arrpc__handover(m, (int)r, arrpc__row_of_slot(m, row->slot, m->generation));
     }
     reload_finished(m);
 }
@@ -200,7 +199,7 @@ void arrpc__scale_down(arrpc__master *m, const char *why)
             if (to >= 0) arrpc__master_send(m, to, ARRPC_CTL_LISTEN_ADD, t, m->slot[t].listen_fd);
         }
     }
-    if (from >= 0) handover(m, from, to);
+    if (from >= 0) arrpc__handover(m, from, to);
     m->workers_wanted = active_slots(m);
     arrpc__log("master: %s: %u workers", why, m->workers_wanted);
 }

@@ -18,6 +18,9 @@
 #define ARRPC_ABORT_GRACE_MS 2000u /* SIGABRT to a stuck worker, SIGKILL this long after */
 #define ARRPC_RELOAD_START_TIMEOUT_MS 15000u /* new workers must be ready within this */
 #define ARRPC_MASTER_TICK_MS 200 /* how often the master looks at busy stamps and timers */
+/* After a recycle's replacement failed to start, wait this long before trying another. */
+#define ARRPC_RECYCLE_RETRY_MS ARRPC_RESPAWN_BACKOFF_MAX_MS
+#define ARRPC_RECYCLE_REASON_MAX 96
 #define ARRPC_LISTEN_FDS_ENV "LISTEN_FDS"
 #define ARRPC_LISTEN_FDS_START 3 /* sd_listen_fds(3): passed sockets start at descriptor 3 */
 #define ARRPC_UPGRADE_ENV "ARRPC_UPGRADE_FD" /* the binary-upgrade channel to the old master */
@@ -37,6 +40,8 @@ typedef struct arrpc__worker_row {
     uint32_t generation;
     uint64_t started_ms;
     uint64_t kill_at_ms; /* SIGKILL then, after a SIGABRT for a stuck handler; 0: not set */
+    int recycled;        /* retired by a recycle: its exit counts as cause "recycle" */
+    int spare;           /* a recycle's replacement that was not needed: its exit is no restart */
 } arrpc__worker_row;
 
 /* One listening socket. An active slot has a worker of its own; an inactive one (after a
@@ -77,6 +82,16 @@ typedef struct arrpc__master {
         uint64_t deadline_ms;
         int pending; /* another SIGHUP came during this reload */
     } reload;
+    /* One worker at a time is recycled (recycle.c): from the moment its replacement is forked
+     * until the old worker has exited. */
+    struct {
+        int old;         /* the worker being replaced; -1: no recycle under way */
+        int replacement; /* its replacement until that one is ready; -1: none. Hidden from
+                            arrpc__row_of_slot meanwhile: the old worker serves the slot. */
+        int cancelled;   /* a scale or an upgrade came first: the replacement is not needed */
+        uint64_t retry_at_ms;
+        char reason[ARRPC_RECYCLE_REASON_MAX];
+    } recycle;
     int stopping;
     uint64_t stop_deadline_ms;
     int told_ready;
@@ -99,13 +114,16 @@ enum { EV_SIGNAL = 1, EV_STOP, EV_ROW, EV_UPGRADE, EV_HTTP };
 int arrpc__master_watch(arrpc__master *m, int fd, uint32_t kind, uint32_t index);
 int arrpc__master_send(arrpc__master *m, int row, uint32_t type, uint32_t arg, int fd);
 int arrpc__master_read_secret(arrpc__master *m);
-/* spawn.c */
+/* spawn.c: the new worker's row, or a negative error. */
 int arrpc__spawn_worker(arrpc__master *m, uint32_t slot, uint32_t generation);
 /* generation.c */
 int arrpc__row_of_slot(const arrpc__master *m, uint32_t slot, uint32_t generation);
 /* Tells worker `row` to retire, handing its connections into handoff_fd (-1: it drains). The
  * row is RETIRING from then on, whatever the worker does. */
 void arrpc__retire(arrpc__master *m, int row, int handoff_fd);
+/* Retires worker `from`, handing its connections to worker `to` over a new socket pair; with no
+ * `to` (-1) it drains instead. */
+void arrpc__handover(arrpc__master *m, int from, int to);
 /* True when every active slot has a ready worker of generation `gen`. */
 int arrpc__generation_ready(const arrpc__master *m, uint32_t gen);
 void arrpc__reload_start(arrpc__master *m);
@@ -116,6 +134,13 @@ void arrpc__scale_check(arrpc__master *m); /* from the timers: see generation.c 
 /* One worker more or fewer; why names the cause in the log ("SIGTTIN", "reload"). */
 void arrpc__scale_up(arrpc__master *m, const char *why);
 void arrpc__scale_down(arrpc__master *m, const char *why);
+/* recycle.c: replacing one worker past its bounds (--max-requests, --max-worker-rss,
+ * --max-worker-lifetime) through the hand-over. */
+void arrpc__recycle_init(arrpc__master *m);
+void arrpc__recycle_tick(arrpc__master *m);             /* from the master's timers */
+int arrpc__recycle_on_ready(arrpc__master *m, int row); /* true when row was a replacement */
+void arrpc__recycle_on_exit(arrpc__master *m, int row); /* before the row is cleared */
+void arrpc__recycle_cancel(arrpc__master *m);           /* scaling or an upgrade starts */
 /* sockets.c */
 /* The number in an environment variable; 0 when it is unset or not a number. */
 unsigned long arrpc__env_number(const char *name);

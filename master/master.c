@@ -64,7 +64,9 @@ static int live_rows(const arrpc__master *m)
 static void on_ready(arrpc__master *m, int r)
 {
     arrpc__worker_row *row = &m->row[r];
+    if (row->state != ARRPC_WORKER_STARTING) return; /* told to retire before it was ready */
     row->state = ARRPC_WORKER_READY;
+    if (arrpc__recycle_on_ready(m, r)) return;
     arrpc__slot *slot = &m->slot[row->slot];
     if (slot->adopter >= 0) { /* reactivated by scale-up: its adopter stops watching it */
         int a = arrpc__row_of_slot(m, (uint32_t)slot->adopter, m->generation);
@@ -125,12 +127,15 @@ static void count_restart(arrpc__master *m, const arrpc__worker_row *row, int st
                           int start_failed, int expected)
 {
     arrpc__restart_cause cause;
+    if (row->spare) return; /* a recycle's replacement that was not needed replaced nothing */
     if (row->kill_at_ms)
         cause = ARRPC_CAUSE_TIMEOUT;
     else if (start_failed && !expected)
         cause = ARRPC_CAUSE_START_FAILURE;
     else if (!expected)
         cause = ARRPC_CAUSE_CRASH;
+    else if (row->state == ARRPC_WORKER_RETIRING && row->recycled && status == 0)
+        cause = ARRPC_CAUSE_RECYCLE;
     else if (row->state == ARRPC_WORKER_RETIRING && row->generation < m->generation && status == 0)
         cause = ARRPC_CAUSE_RELOAD;
     else
@@ -143,6 +148,7 @@ static void on_worker_exit(arrpc__master *m, int r, int status)
     arrpc__worker_row row = m->row[r];
     char how[96];
     describe_exit(status, how, sizeof how);
+    arrpc__recycle_on_exit(m, r);
     close(row.ctl_fd);
     m->row[r] = (arrpc__worker_row){.ctl_fd = -1};
     arrpc__shm_fold(m->shm, m->area, (unsigned)r); /* its counts live on in our area */
@@ -194,6 +200,7 @@ static void scale(arrpc__master *m, int up)
                    m->stopping ? "stop" : "reload");
         return;
     }
+    arrpc__recycle_cancel(m); /* a replacement still starting would miss the new socket layout */
     if (up)
         arrpc__scale_up(m, "SIGTTIN");
     else
@@ -305,12 +312,13 @@ static void run_timers(arrpc__master *m)
         if (slot->respawn_at_ms && m->now_ms >= slot->respawn_at_ms) {
             slot->respawn_at_ms = 0;
             if (slot->active && arrpc__row_of_slot(m, s, m->generation) < 0 &&
-                arrpc__spawn_worker(m, s, m->generation) != 0)
+                arrpc__spawn_worker(m, s, m->generation) < 0)
                 slot->respawn_at_ms = m->now_ms + ARRPC_RESPAWN_BACKOFF_MAX_MS;
         }
     }
     arrpc__reload_check_deadline(m);
     arrpc__scale_check(m);
+    arrpc__recycle_tick(m);
     if (m->predrain_until_ms && m->now_ms >= m->predrain_until_ms) start_stop(m);
     arrpc__http_run(m->http); /* its connection timeouts, even when nothing arrives */
     if (m->stopping && m->now_ms >= m->stop_deadline_ms)
@@ -443,6 +451,7 @@ int arrpc__master_run(const arrpc__master_config *cfg)
     m->sigfd = m->epfd = m->shm_fd = m->upgrade_fd = m->inherited_upgrade_fd = -1;
     m->metrics_fd = -1;
     m->now_ms = now_ms();
+    arrpc__recycle_init(m);
     for (unsigned r = 0; r < ARRPC_SHM_RECORDS; r++)
         m->row[r].ctl_fd = -1;
     int status = 1;

@@ -28,10 +28,12 @@ typedef struct arrpc__master_config {
     uint16_t metrics_port;
     unsigned predrain_ms; /* on SIGTERM, /readyz fails this long before draining */
     /* NULL, or called on SIGHUP before the new generation starts: it may rewrite worker, plugin,
-     * secret_file, workers (never to 0), handler_timeout_ms and predrain_ms in the struct this
-     * master runs with; the rest is read once at start. Non-zero: the reload is abandoned. */
+     * secret_file, workers (never to 0), handler_timeout_ms, predrain_ms and max_lifetime_ms in the
+     * struct this master runs with; the rest is read once at start. Non-zero: the reload is
+     * abandoned. */
     int (*reconfigure)(void *ctx);
     void *reconfigure_ctx;
+    unsigned max_lifetime_ms; /* a worker older than this is recycled; 0: never */
 } arrpc__master_config;
 
 /* Runs the master until a stop; returns the exit status for the process. */

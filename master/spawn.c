@@ -146,6 +146,7 @@ int arrpc__spawn_worker(arrpc__master *m, uint32_t slot, uint32_t generation)
         arrpc__shm_metrics(record->metrics)); /* folded when its last writer exited */
     atomic_store(&record->pid, 0);
     arrpc__shm_busy_clear(record);
+    atomic_store(&record->recycle_cause, ARRPC_RECYCLE_NONE);
     record->slot = slot;
     record->generation = generation;
     pid_t master_pid = getpid();
@@ -168,5 +169,5 @@ int arrpc__spawn_worker(arrpc__master *m, uint32_t slot, uint32_t generation)
                                     .generation = generation,
                                     .started_ms = m->now_ms};
     arrpc__master_watch(m, sv[0], EV_ROW, (uint32_t)r);
-    return 0;
+    return r;
 }

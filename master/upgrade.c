@@ -148,6 +148,7 @@ void arrpc__upgrade_start(arrpc__master *m)
         return;
     }
     const char *binary = new_binary_path(exe_path, sizeof exe_path);
+    arrpc__recycle_cancel(m);
     pid_t pid = fork();
     if (pid == 0) {
         close(sv[0]);
@@ -212,6 +213,11 @@ void arrpc__upgrade_on_message(arrpc__master *m)
     int r = nfds > 0 ? arrpc__row_of_slot(m, msg.arg, m->generation) : -1;
     if (r >= 0) /* our worker of that slot retires into the new master's */
         arrpc__retire(m, r, fds[0]);
+    int spare = m->recycle.replacement; /* a recycle's replacement of that slot, still starting */
+    if (nfds > 0 && spare >= 0 && m->row[spare].slot == msg.arg) {
+        m->row[spare].spare = 1;
+        arrpc__retire(m, spare, fds[0]); /* both send into one socket: the new worker takes all */
+    }
     for (int i = 0; i < nfds; i++)
         close(fds[i]);
 }

@@ -46,8 +46,9 @@ struct arrpc_server {
     char metrics_host[SERVER_HOST_MAX];
     uint16_t metrics_port;
     unsigned predrain_ms;
-    pid_t master_pid; /* background pre-fork server: the master is our child */
-    pthread_t thread; /* background in-process server */
+    unsigned max_lifetime_ms; /* recycle workers this old; 0: never */
+    pid_t master_pid;         /* background pre-fork server: the master is our child */
+    pthread_t thread;         /* background in-process server */
     int has_thread;
     int run_status;
     char handler_name[ARRPC_HANDLER_NAME_MAX];
@@ -353,6 +354,28 @@ int arrpc_server_set_reload_hook(arrpc_server *srv, arrpc_server_reload_fn fn, v
     return rc;
 }
 
+int arrpc_server_set_max_requests(arrpc_server *srv, uint64_t requests, uint64_t jitter)
+{
+    int rc = srv ? settable(srv) : ARRPC_EINVAL;
+    if (rc == 0) {
+        srv->cfg.max_requests = requests;
+        srv->cfg.max_requests_jitter = jitter;
+    }
+    return rc;
+}
+
+int arrpc_server_set_max_worker_lifetime(arrpc_server *srv, unsigned ms)
+{
+    return srv ? set_unsigned(srv, &srv->max_lifetime_ms, ms) : ARRPC_EINVAL;
+}
+
+int arrpc_server_set_max_worker_rss(arrpc_server *srv, uint64_t bytes)
+{
+    int rc = srv ? settable(srv) : ARRPC_EINVAL;
+    if (rc == 0) srv->cfg.max_rss_bytes = bytes;
+    return rc;
+}
+
 static int check_handler(arrpc_server *srv)
 {
     if (!srv->cfg.handler && !srv->plugin_spec[0])
@@ -365,7 +388,8 @@ int arrpc_server_bind(arrpc_server *srv)
     if (!srv) return ARRPC_EINVAL;
     if (srv->state != SERVER_NEW)
         return srv->state == SERVER_BOUND ? 0 : set_err(srv, ARRPC_ESTATE, "already running");
-    /* With workers, this is the first socket of the SO_REUSEPORT group the master completes. */
+    /* With workers, this is the first socket of the SO_REUSEPORT group the master
+     * completes. */
     int fd = srv->workers ? arrpc__net_listen_group(srv->host, srv->port, srv->err, sizeof srv->err)
                           : arrpc__net_listen(srv->host, srv->port, 0, srv->err, sizeof srv->err);
     if (fd < 0) return fd;
@@ -375,7 +399,8 @@ int arrpc_server_bind(arrpc_server *srv)
 }
 
 /* workers = 0: this process runs the one worker loop itself. */
-/* The secret named by a file, read once: without a master there is no reload to re-read it. */
+/* The secret named by a file, read once: without a master there is no reload to re-read it.
+ */
 static int load_secret_file(arrpc_server *srv)
 {
     uint8_t secret[ARRPC_AUTH_SECRET_MAX + 1];
@@ -416,6 +441,7 @@ static void fill_reloadable(const arrpc_server *srv, arrpc__master_config *mc)
     mc->workers = srv->workers;
     mc->handler_timeout_ms = srv->cfg.handler_timeout_ms;
     mc->predrain_ms = srv->predrain_ms;
+    mc->max_lifetime_ms = srv->max_lifetime_ms;
 }
 
 /* The master's reconfigure: the user's hook with the setters open, then what they set. The
@@ -431,7 +457,8 @@ static int reconfigure(void *ctx)
     return rc;
 }
 
-/* workers >= 1: this process becomes the master. ready_fd, when not -1, hears when all accept. */
+/* workers >= 1: this process becomes the master. ready_fd, when not -1, hears when all
+ * accept. */
 static int run_master(arrpc_server *srv, int ready_fd)
 {
     arrpc__master_config mc = {
@@ -445,6 +472,7 @@ static int run_master(arrpc_server *srv, int ready_fd)
         .metrics_port = srv->metrics_port,
         .reconfigure = srv->reload_fn ? reconfigure : NULL,
         .reconfigure_ctx = srv,
+        .max_lifetime_ms = srv->max_lifetime_ms,
     };
     fill_reloadable(srv, &mc);
     char name[ARRPC_HANDLER_NAME_MAX];
@@ -556,7 +584,8 @@ void arrpc_server_stop(arrpc_server *srv)
         kill(srv->master_pid, SIGTERM);
         return;
     }
-    /* write() is async-signal-safe; the eventfd keeps the request until the loop reads it. */
+    /* write() is async-signal-safe; the eventfd keeps the request until the loop reads it.
+     */
     ssize_t ignored = write(srv->stop_fd, &one, sizeof one);
     (void)ignored;
 }

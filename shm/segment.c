@@ -140,3 +140,22 @@ void arrpc__shm_busy_clear(arrpc__shm_worker *w)
     for (unsigned i = 0; i < ARRPC_SHM_BUSY_STAMPS; i++)
         atomic_store(&w->busy_since_ms[i], 0);
 }
+
+void arrpc__shm_ask_recycle(arrpc__shm_worker *w, arrpc__recycle_cause cause, uint64_t value,
+                            uint64_t limit)
+{
+    w->recycle_value = value;
+    w->recycle_limit = limit;
+    atomic_store_explicit(&w->recycle_cause, cause, memory_order_release);
+}
+
+arrpc__recycle_cause arrpc__shm_recycle_wanted(const arrpc__shm_worker *w, uint64_t *value,
+                                               uint64_t *limit)
+{
+    arrpc__recycle_cause cause = atomic_load_explicit(&w->recycle_cause, memory_order_acquire);
+    if (cause != ARRPC_RECYCLE_NONE) {
+        *value = w->recycle_value;
+        *limit = w->recycle_limit;
+    }
+    return cause;
+}

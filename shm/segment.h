@@ -17,7 +17,7 @@
 #include "../metrics/metrics.h"
 
 #define ARRPC_SHM_MAGIC 0x61727270u /* "arrp" */
-#define ARRPC_SHM_VERSION 4u
+#define ARRPC_SHM_VERSION 5u
 #define ARRPC_CACHE_LINE 64
 /* Records: during a reload a slot has a worker of the old and one of the new generation. */
 #define ARRPC_SHM_RECORDS (2u * ARRPC_MAX_WORKERS)
@@ -52,6 +52,11 @@ typedef struct arrpc__shm_worker {
     _Atomic int32_t pid;
     uint32_t slot;
     uint32_t generation;
+    /* Set once by the worker when it has passed its --max-requests or --max-worker-rss bound
+     * (arrpc__shm_ask_recycle): why, what it measured and the bound; the master replaces it.
+     * Cleared by the master before the fork. */
+    _Atomic uint32_t recycle_cause;
+    uint64_t recycle_value, recycle_limit;
     /* When each running handler call started (the busy stamps' clock, below); 0 between calls.
      * Stamp 0 is the loop's thread (inline calls), stamp 1 + i handler thread i. */
     _Atomic uint64_t busy_since_ms[ARRPC_SHM_BUSY_STAMPS];
@@ -65,7 +70,8 @@ typedef struct arrpc__shm_worker {
     X(CRASH, "crash")                                                                              \
     X(TIMEOUT, "timeout")                                                                          \
     X(START_FAILURE, "start_failure")                                                              \
-    X(RELOAD, "reload")
+    X(RELOAD, "reload")                                                                            \
+    X(RECYCLE, "recycle")
 
 typedef enum {
 #define ARRPC_CAUSE_ENUM(name, label) ARRPC_CAUSE_##name,
@@ -75,6 +81,22 @@ typedef enum {
 } arrpc__restart_cause;
 
 extern const char *const arrpc__cause_label[ARRPC_CAUSE_COUNT];
+
+/* Why a worker asks to be replaced (a record's recycle_cause). */
+typedef enum {
+    ARRPC_RECYCLE_NONE = 0,
+    ARRPC_RECYCLE_REQUESTS, /* value: requests answered; limit: its --max-requests bound */
+    ARRPC_RECYCLE_RSS,      /* value: resident bytes; limit: --max-worker-rss in bytes */
+} arrpc__recycle_cause;
+
+/* The worker's side: records why it wants to be replaced (the numbers first, then the cause, so
+ * that a master that sees the cause sees the numbers). */
+void arrpc__shm_ask_recycle(arrpc__shm_worker *w, arrpc__recycle_cause cause, uint64_t value,
+                            uint64_t limit);
+/* The master's side: the cause (ARRPC_RECYCLE_NONE when the worker asked nothing) and, when
+ * there is one, the numbers into *value and *limit. */
+arrpc__recycle_cause arrpc__shm_recycle_wanted(const arrpc__shm_worker *w, uint64_t *value,
+                                               uint64_t *limit);
 
 /* What one master adds up: the counts of its workers that have exited, and its own events.
  * Written only by that master. A binary upgrade hands the segment to the next master, which

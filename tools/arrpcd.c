@@ -17,6 +17,7 @@
 
 #define EXIT_USAGE 2
 #define EXIT_TEST_FAILED 1 /* arrpcd -t: the configuration would not start (as nginx -t) */
+#define MAX_WORKER_RSS_MIB (1ul << 20) /* 1 TiB: any larger bound is no bound */
 #define IDLE_TIMEOUT_MAX_S                                                                         \
     (UINT_MAX / 1000u) /* its milliseconds must fit the unsigned the API takes */
 
@@ -66,6 +67,19 @@ static const arrpc_opt arrpcd_opts[] = {
     SECONDS("handler-timeout", handler_timeout_s, IDLE_TIMEOUT_MAX_S,
             "replace a worker stuck this long in one handler call, and answer a deferred call "
             "unanswered this long with an error (0 = off)"),
+    {"max-requests", 0, ARRPC_OPT_UNSIGNED, "N", AT(max_requests), 0, ULONG_MAX, .def = "0, never",
+     .help = "recycle a worker after N requests (plus its share of --max-requests-jitter): a "
+             "replacement takes its connections as on a reload, nothing is dropped"},
+    {"max-requests-jitter", 0, ARRPC_OPT_UNSIGNED, "J", AT(max_requests_jitter), 0, ULONG_MAX,
+     .def = "0",
+     .help = "each worker's bound is --max-requests plus a random number from 0 to J, so that "
+             "workers are not recycled together"},
+    SECONDS("max-worker-lifetime", max_lifetime_s, IDLE_TIMEOUT_MAX_S,
+            "recycle a worker that has run S seconds (0 = never)"),
+    {"max-worker-rss", 0, ARRPC_OPT_UNSIGNED, "MIB", AT(max_rss_mib), 0, MAX_WORKER_RSS_MIB,
+     .def = "0, never",
+     .help = "recycle a worker whose resident memory reaches MIB mebibytes (checked about twice a "
+             "second while it serves)"},
     {"pid-file", 0, ARRPC_OPT_STRING, "F", AT(pid_file), .restart = 1,
      .help = "write the master's pid to F"},
     {"metrics-listen", 0, ARRPC_OPT_HOSTPORT, "HOST:PORT", AT(metrics), .restart = 1,
@@ -202,6 +216,9 @@ static int configure(arrpc_server *srv, const arrpcd_options *o)
         arrpc_server_set_metrics(srv, metrics, o->metrics.port) ||
         arrpc_server_set_pre_drain(srv, (unsigned)o->predrain_s * 1000u) ||
         arrpc_server_set_handler_timeout(srv, (unsigned)o->handler_timeout_s * 1000u) ||
+        arrpc_server_set_max_requests(srv, o->max_requests, o->max_requests_jitter) ||
+        arrpc_server_set_max_worker_lifetime(srv, (unsigned)o->max_lifetime_s * 1000u) ||
+        arrpc_server_set_max_worker_rss(srv, (uint64_t)o->max_rss_mib << 20) ||
         arrpc_server_set_max_message(srv, o->max_message) ||
         arrpc_server_set_max_depth(srv, (unsigned)o->max_depth) ||
         arrpc_server_set_max_connections(srv, (unsigned)o->max_connections) ||

@@ -17,6 +17,7 @@ typedef struct {
     unsigned long max_message, max_depth, max_connections, idle_timeout_s, drain_timeout_s;
     unsigned long request_timeout_s, write_timeout_s;
     unsigned long workers, threads, handler_timeout_s, predrain_s;
+    unsigned long max_requests, max_requests_jitter, max_lifetime_s, max_rss_mib;
     int debug;
 } arrpcd_options;
 

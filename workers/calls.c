@@ -49,6 +49,7 @@ void arrpc__calls_count(arrpc__loop *loop, arrpc__conn *c, arrpc__outcome outcom
                         uint64_t ns)
 {
     arrpc__stats_request(loop, c, outcome, bytes, ns);
+    loop->recycle.requests++; /* compared with its bound once per loop iteration */
     if (outcome == ARRPC_OUTCOME_BAD_REPLY && !(c->flags & CONN_WARNED)) {
         arrpc__log("connection from %s: the handler's reply was replaced by an error "
                    "(over --max-message, or not one object); logged once per connection",

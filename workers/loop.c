@@ -17,6 +17,7 @@
 #include "calls.h"
 #include "control.h"
 #include "loop.h"
+#include "recycle.h"
 #include "stats.h"
 
 #define LOOP_EVENTS 256
@@ -219,6 +220,7 @@ static void run_iteration(arrpc__loop *loop, struct epoll_event *events)
         expire(loop);
         loop->next_expire_ms = loop->now_ms + ARRPC_TIMER_TICK_MS;
     }
+    if (loop->recycle.armed) arrpc__loop_recycle_check(loop);
     reap(loop);
 }
 
@@ -250,6 +252,7 @@ static int loop_init(arrpc__loop *loop, const arrpc__worker_io *io, char *err, s
     }
     if (rc == 0) rc = arrpc__loop_watch(loop, &loop->stop);
     if (rc == 0 && loop->control.fd >= 0) rc = arrpc__loop_watch(loop, &loop->control);
+    if (rc == 0) arrpc__loop_recycle_init(loop);
     if (rc != 0) snprintf(err, errlen, "cannot start the worker loop: %s", strerror(errno));
     return rc;
 }

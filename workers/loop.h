@@ -101,6 +101,12 @@ typedef struct arrpc__loop {
     struct arrpc_deferred *kept, *kept_tail; /* answered handles in quarantine */
     unsigned nkept;
     uint64_t now_ms; /* monotonic, refreshed once per iteration */
+    struct {
+        uint64_t requests;     /* answered by this worker */
+        uint64_t max_requests; /* its bound: --max-requests plus its jitter; 0: none */
+        uint64_t next_rss_check_ms;
+        int armed; /* a bound is set and the master has not been asked yet */
+    } recycle;
 } arrpc__loop;
 
 /* Master commands and hand-over (control.c, handoff.c). */

@@ -32,6 +32,11 @@ typedef struct arrpc__worker_config {
     unsigned write_timeout_ms;   /* pending replies must make progress this often; 0: none */
     unsigned threads;            /* handler threads; 0: handlers run inline in the loop */
     unsigned handler_timeout_ms; /* a deferred call unanswered this long gets an error; 0: none */
+    /* Recycling (pre-fork only: the master replaces the worker, workers/recycle.c asks it to):
+     * after max_requests plus a random share of max_requests_jitter requests, or once its
+     * resident memory reaches max_rss_bytes. 0: no such bound. */
+    uint64_t max_requests, max_requests_jitter;
+    uint64_t max_rss_bytes;
     /* TLS: certificate chain and key files, read by each worker when it starts (so a reload
      * serves the files on disk); client_ca: mutual TLS. NULL cert: plain TCP. */
     const char *tls_cert, *tls_key, *tls_client_ca;

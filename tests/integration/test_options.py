@@ -19,7 +19,7 @@ PROGRAMS = ("arrpcd", "arrpc-call", "arrpc-bench", "client_driver")
 VALUE_FOR = {
     "N": "1", "S": "1", "MS": "100", "BYTES": "1024", "PID": "1", "P": "8080", "H": "localhost",
     "F": "/dev/null", "HOST:PORT": "127.0.0.1:0", "SPEC": "echo", "HEX": "00", "STRING": "x",
-    "arrpc|resp": "resp", "JSON": '{"echo": 1}',
+    "arrpc|resp": "resp", "JSON": '{"echo": 1}', "J": "100", "MIB": "64",
 }
 
 # Options that exit on their own, so that "OPTION VALUE --help" would not show acceptance.
@@ -28,6 +28,7 @@ EXITING = {"help", "version"}
 # (program, option, bad value, what the message names): bounds just outside the table's.
 OUT_OF_RANGE = [
     ("arrpcd", "--max-depth", "33", "--max-depth"),
+    ("arrpcd", "--max-worker-rss", "1048577", "--max-worker-rss"),
     ("arrpcd", "--max-message", "15", "--max-message"),
     ("arrpcd", "--workers", "129", "--workers"),
     ("arrpcd", "--pre-drain", "3601", "--pre-drain"),

@@ -206,6 +206,67 @@ static void test_reload_hook_changes_the_next_generation(void **state)
     unlink(pid_file);
 }
 
+/* ---- recycling set through the API, pre-fork ---- */
+
+#define RECYCLE_BOUND 20u        /* requests per worker */
+#define RECYCLE_CHANGES 3u       /* workers to see replaced */
+#define RECYCLE_CALLS_MAX 200000 /* bounds the loop should recycling never happen */
+
+static int answer_pid(arrpc_call *call, const msgpack_object *req, msgpack_packer *res, void *ud)
+{
+    (void)call, (void)req, (void)ud;
+    return msgpack_pack_long(res, (long)getpid());
+}
+
+/* Calls on one client until its answers came from RECYCLE_CHANGES + 1 workers in turn; every
+ * worker but the last answered at least RECYCLE_BOUND of them, and no call failed. */
+static void call_through_recycles(uint16_t port)
+{
+    static const uint8_t request[] = {0xc0};
+    arrpc_client *cli = arrpc_client_new("127.0.0.1", port);
+    arrpc_client_set_timeout(cli, 10000);
+    arrpc_client_set_con_max_retries(cli, 1);
+    long last = 0;
+    unsigned changes = 0, run = 0, failures = 0;
+    for (unsigned i = 0; i < RECYCLE_CALLS_MAX && changes < RECYCLE_CHANGES && !failures; i++) {
+        arrpc_response *res = NULL;
+        if (arrpc_client_send(cli, request, sizeof request, &res) != 0) {
+            failures++;
+            break;
+        }
+        long pid = (long)arrpc_response_object(res)->via.i64;
+        arrpc_response_free(res);
+        if (last && pid != last) {
+            assert_true(run >= RECYCLE_BOUND); /* the old worker reached its bound first */
+            changes++;
+            run = 0;
+        }
+        last = pid;
+        run++;
+    }
+    arrpc_client_free(cli);
+    assert_int_equal(failures, 0);
+    assert_int_equal(changes, RECYCLE_CHANGES);
+}
+
+static void test_recycled_by_max_requests(void **state)
+{
+    (void)state;
+    arrpc_server *srv = arrpc_server_new("127.0.0.1", 0, answer_pid, NULL);
+    assert_int_equal(arrpc_server_set_workers(srv, 1), 0);
+    assert_int_equal(arrpc_server_set_max_requests(srv, RECYCLE_BOUND, 0), 0);
+    assert_int_equal(arrpc_server_bind(srv), 0);
+    uint16_t port = arrpc_server_port(srv); /* the master takes the socket when it starts */
+    assert_int_equal(arrpc_server_start(srv), 0);
+    assert_int_equal(arrpc_server_set_max_requests(srv, 1, 0), ARRPC_ESTATE);
+    assert_int_equal(arrpc_server_set_max_worker_lifetime(srv, 1000), ARRPC_ESTATE);
+    assert_int_equal(arrpc_server_set_max_worker_rss(srv, 1u << 30), ARRPC_ESTATE);
+    call_through_recycles(port);
+    arrpc_server_stop(srv);
+    assert_int_equal(arrpc_server_wait(srv), 0);
+    arrpc_server_free(srv);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -216,6 +277,7 @@ int main(void)
         cmocka_unit_test(test_run_without_handler_fails),
         cmocka_unit_test(test_settings_refused_while_running),
         cmocka_unit_test(test_reload_hook_changes_the_next_generation),
+        cmocka_unit_test(test_recycled_by_max_requests),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

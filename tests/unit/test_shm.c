@@ -213,7 +213,8 @@ static void test_busy_stamps(void **state)
 static void test_cause_labels(void **state)
 {
     (void)state;
-    static const char *const expected[] = {"crash", "timeout", "start_failure", "reload"};
+    static const char *const expected[] = {"crash", "timeout", "start_failure", "reload",
+                                           "recycle"};
     assert_int_equal(ARRPC_CAUSE_COUNT, sizeof expected / sizeof expected[0]);
     for (unsigned c = 0; c < ARRPC_CAUSE_COUNT; c++)
         assert_string_equal(arrpc__cause_label[c], expected[c]);
