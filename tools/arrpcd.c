@@ -125,8 +125,8 @@ static const arrpc_opt arrpcd_opts[] = {
      .help = "mutual TLS: clients must present a certificate signed by a CA in F (PEM)"},
     {"tls-handshake-timeout", 0, ARRPC_OPT_UNSIGNED, "S", AT(tls_handshake_timeout_s), 1, 3600,
      .help = "close TLS handshakes not done in S seconds"},
-    {"access-log", 0, ARRPC_OPT_STRING, "PATH", AT(access_log), .def = "off",
-     .help = "write one line per request to PATH ('-': standard output), opened by each worker "
+    {"access-log", 0, ARRPC_OPT_STRING, "F", AT(access_log), .def = "off",
+     .help = "write one line per request to F ('-': standard output), opened by each worker "
              "with O_APPEND; SIGUSR1 to the master reopens it after a rotation"},
     {"access-log-format", 0, ARRPC_OPT_CUSTOM, "json|logfmt", .def = "json",
      .set = set_access_log_format,

@@ -388,7 +388,7 @@ class OptionsTest(unittest.TestCase):
     def test_help_names_the_options(self):
         status, out, _ = harness.run_arrpcd("--help")
         self.assertEqual(status, 0)
-        self.assertIn("--access-log PATH", out)
+        self.assertIn("--access-log F", out)
         self.assertIn("--access-log-format json|logfmt", out)
 
 
