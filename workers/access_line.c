@@ -64,12 +64,29 @@ static int logfmt_bare(const char *s)
     return 1;
 }
 
+/* Printable ASCII but the quote and the backslash: copied as it is. */
+static int plain(unsigned char c)
+{
+    return c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
+}
+
 /* The escaped body of s, without quotes, into at most cap bytes. */
 static size_t escape_body(char *out, size_t cap, const char *s)
 {
     size_t n = 0;
     const unsigned char *p = (const unsigned char *)s;
     while (*p) {
+        size_t run = 0; /* most names are plain ASCII: copied in one go */
+        while (plain(p[run]))
+            run++;
+        if (run) {
+            if (run > cap - n) run = cap - n;
+            memcpy(out + n, p, run);
+            n += run;
+            p += run;
+            if (n == cap) break;
+            continue;
+        }
         char buf[7];
         const char *piece = (const char *)p;
         size_t len = utf8_len(p), step = len ? len : 1;

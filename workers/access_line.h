@@ -16,7 +16,7 @@
 
 /* What changes from one request to the next. */
 typedef struct arrpc__access_fields {
-    struct timespec when; /* CLOCK_REALTIME when the request was finished */
+    struct timespec when; /* wall-clock time (CLOCK_REALTIME) when the request was answered */
     const char *peer;
     const char *outcome; /* "ok", or the metrics' `reason` label */
     uint64_t bytes_in, bytes_out;

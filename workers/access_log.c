@@ -21,6 +21,9 @@ struct arrpc__access_log {
     size_t limit; /* write out before the buffer holds more than this */
     size_t used;
     uint64_t lost_lines, last_warn_ms;
+    /* The wall clock minus the monotonic one, taken once per loop round (the first line's),
+     * so that a line's time costs no clock read of its own. 0: take it at the next line. */
+    int64_t wall_minus_mono_ns;
     arrpc__access_format format;
     char buf[ARRPC_ACCESS_LOG_BUFFER];
 };
@@ -62,6 +65,7 @@ arrpc__access_log *arrpc__access_log_open(const arrpc__worker_config *cfg, int t
     log->limit = write_limit(log->fd);
     log->used = 0;
     log->lost_lines = log->last_warn_ms = 0;
+    log->wall_minus_mono_ns = 0;
     arrpc__access_format_init(&log->format, cfg->access_log_format, cfg->handler_name, tls,
                               (long)getpid());
     return log;
@@ -89,7 +93,9 @@ static void note_lost(arrpc__access_log *log, const char *from, size_t n, int er
 
 void arrpc__access_log_flush(arrpc__access_log *log)
 {
-    if (!log || log->used == 0) return;
+    if (!log) return;
+    log->wall_minus_mono_ns = 0; /* the next round reads the wall clock again (NTP steps it) */
+    if (log->used == 0) return;
     ssize_t n;
     do
         n = write(log->fd, log->buf, log->used);
@@ -99,9 +105,23 @@ void arrpc__access_log_flush(arrpc__access_log *log)
     log->used = 0;
 }
 
-void arrpc__access_log_add(arrpc__access_log *log, const arrpc__access_fields *x)
+static void wall_time(arrpc__access_log *log, uint64_t mono_ns, struct timespec *when)
+{
+    if (!log->wall_minus_mono_ns) {
+        struct timespec wall;
+        clock_gettime(CLOCK_REALTIME, &wall);
+        int64_t wall_ns = (int64_t)wall.tv_sec * 1000000000 + wall.tv_nsec;
+        log->wall_minus_mono_ns = wall_ns - (int64_t)arrpc__clock_ns();
+    }
+    int64_t ns = (int64_t)mono_ns + log->wall_minus_mono_ns;
+    when->tv_sec = (time_t)(ns / 1000000000);
+    when->tv_nsec = (long)(ns % 1000000000);
+}
+
+void arrpc__access_log_add(arrpc__access_log *log, arrpc__access_fields *x, uint64_t done_ns)
 {
     if (log->used + ARRPC_ACCESS_LINE_MAX > log->limit) arrpc__access_log_flush(log);
+    wall_time(log, done_ns, &x->when);
     log->used += arrpc__access_line(&log->format, x, log->buf + log->used);
 }
 

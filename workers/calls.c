@@ -50,26 +50,25 @@ static const char *outcome_name[] = {
 
 /* One line of the access log; `outcome` is "ok" or the metrics' reason label. */
 static void log_request(arrpc__loop *loop, const arrpc__conn *c, const char *outcome, int is_signed,
-                        size_t bytes_in, size_t bytes_out, uint64_t ns)
+                        size_t bytes_in, size_t bytes_out, uint64_t started_ns, uint64_t done_ns)
 {
     arrpc__access_fields x = {.peer = c->peer,
                               .outcome = outcome,
                               .bytes_in = bytes_in,
                               .bytes_out = bytes_out,
-                              .duration_us = ns / 1000u,
+                              .duration_us = (done_ns - started_ns) / 1000u,
                               .is_signed = is_signed};
-    clock_gettime(CLOCK_REALTIME, &x.when);
-    arrpc__access_log_add(loop->access_log, &x);
+    arrpc__access_log_add(loop->access_log, &x, done_ns);
 }
 
 void arrpc__calls_count(arrpc__loop *loop, arrpc__conn *c, arrpc__outcome outcome, int is_signed,
-                        size_t bytes_in, size_t bytes_out, uint64_t ns)
+                        size_t bytes_in, size_t bytes_out, uint64_t started_ns, uint64_t done_ns)
 {
-    arrpc__stats_request(loop, c, outcome, is_signed, bytes_in, ns);
+    arrpc__stats_request(loop, c, outcome, is_signed, bytes_in, done_ns - started_ns);
     if (loop->access_log) {
         arrpc__reason reason = arrpc__stats_reason_of(outcome);
         log_request(loop, c, reason == ARRPC_REASON_COUNT ? "ok" : arrpc__reason_label[reason],
-                    is_signed, bytes_in, bytes_out, ns);
+                    is_signed, bytes_in, bytes_out, started_ns, done_ns);
     }
     if (outcome == ARRPC_OUTCOME_BAD_REPLY && !(c->flags & CONN_WARNED)) {
         arrpc__log("connection from %s: the handler's reply was replaced by an error "
@@ -112,7 +111,7 @@ static void finish_reply(arrpc__loop *loop, arrpc__reply *r, arrpc__outcome outc
 {
     r->done = 1;
     arrpc__calls_count(loop, r->conn, outcome, r->is_signed, r->request_bytes,
-                       arrpc__buf_used(&r->bytes), arrpc__clock_ns() - r->started_ns);
+                       arrpc__buf_used(&r->bytes), r->started_ns, arrpc__clock_ns());
 }
 
 /* Moves the answered replies at the head of c's queue to its output, in order. */
@@ -322,7 +321,7 @@ int arrpc__calls_answer(arrpc__loop *loop, arrpc__conn *c, const uint8_t *msg, s
         int is_signed = arrpc__dispatcher_last_signed(loop->dispatcher);
         if (outcome != ARRPC_OUTCOME_DEFERRED) {
             arrpc__calls_count(loop, c, outcome, is_signed, n, arrpc__buf_used(&c->out) - before,
-                               *clock_ns - started_ns);
+                               started_ns, *clock_ns);
             return 0;
         }
         arrpc__buf_truncate(&c->out, before);
@@ -345,7 +344,9 @@ static void log_unanswered(arrpc__loop *loop, const arrpc__conn *c, arrpc__reaso
                            size_t bytes_in, size_t bytes_out)
 {
     uint64_t ms = c->request_since_ms ? loop->now_ms - c->request_since_ms : 0;
-    log_request(loop, c, arrpc__reason_label[reason], 0, bytes_in, bytes_out, ms * 1000000u);
+    uint64_t now = arrpc__clock_ns();
+    log_request(loop, c, arrpc__reason_label[reason], 0, bytes_in, bytes_out, now - ms * 1000000u,
+                now);
 }
 
 int arrpc__calls_answer_error(arrpc__loop *loop, arrpc__conn *c, const char *text,

@@ -60,8 +60,9 @@ void arrpc__calls_expire(arrpc__loop *loop, arrpc__conn *c);
 /* c is being freed: its waiting deferred calls are detached (their answers will be dropped). */
 void arrpc__calls_conn_free(arrpc__loop *loop, arrpc__conn *c);
 
-/* Counts and logs one answered request (inline or not): bytes in and out, its time in ns. */
+/* Counts and logs one answered request (inline or not): bytes in and out, and when its clock
+ * started and stopped (arrpc__clock_ns). */
 void arrpc__calls_count(arrpc__loop *loop, arrpc__conn *c, arrpc__outcome outcome, int is_signed,
-                        size_t bytes_in, size_t bytes_out, uint64_t ns);
+                        size_t bytes_in, size_t bytes_out, uint64_t started_ns, uint64_t done_ns);
 
 #endif
