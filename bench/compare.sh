@@ -103,6 +103,7 @@ free_port() {
 start_one() {
     local name=$1 arrpcd=$2 plugin=$3 extra=$4 log=$OUT/$1.log
     shift 4
+    : >"$log" # exists before the loop below reads it, however late the child opens it
     "$arrpcd" --listen 127.0.0.1:0 --handler "$plugin" "$@" >/dev/null 2>"$log" &
     local pid=$! port=""
     for _ in $(seq $((START_TIMEOUT * 20))); do

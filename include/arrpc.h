@@ -222,7 +222,8 @@ ARRPC_API int arrpc_server_set_access_log(arrpc_server *srv, const char *path,
                                           arrpc_access_log_format format);
 /* After the log file was renamed: every worker writes what it holds to the old file and opens
  * `path` anew (SIGUSR1 to the master does the same). Async-signal-safe and thread-safe, like
- * arrpc_server_stop; does nothing when the server does not run or has no access log. */
+ * arrpc_server_stop. Without an access log it has no effect; before the server runs, the file
+ * is opened at start anyway. */
 ARRPC_API void arrpc_server_reopen_access_log(arrpc_server *srv);
 
 /* Binds the listening socket now, so that arrpc_server_port() is known before running; run

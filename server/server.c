@@ -282,6 +282,7 @@ int arrpc_server_set_access_log(arrpc_server *srv, const char *path, arrpc_acces
 void arrpc_server_reopen_access_log(arrpc_server *srv)
 {
     uint64_t one = 1;
+    if (!srv) return;
     /* Like stop: an eventfd the loop or the master watches; async-signal-safe. */
     ssize_t ignored = write(srv->reopen_fd, &one, sizeof one);
     (void)ignored;
