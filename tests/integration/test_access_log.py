@@ -151,9 +151,10 @@ def worker_pids(master_pid):
 
 class OutcomesJson(LogCase):
     FORMAT = "json"
+    ARGS = ("--workers", "1")
 
     def test_each_outcome_logged_with_its_fields(self):
-        server = self.start("--workers", "1", secret=SECRET)
+        server = self.start(*self.ARGS, secret=SECRET)
         plain = server.connect()  # unsigned requests: refused before the handler
         signed = server.connect(secret=SECRET)
         self.addCleanup(plain.close)
@@ -192,6 +193,11 @@ class OutcomesJson(LogCase):
 
 class OutcomesLogfmt(OutcomesJson):
     FORMAT = "logfmt"
+
+
+class OutcomesOnThreads(OutcomesJson):
+    """Calls run on handler threads: the loop still logs them, signed or not."""
+    ARGS = ("--workers", "1", "--threads", "2")
 
 
 # -- hostile input, many workers and threads -----------------------------------------------------
