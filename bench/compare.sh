@@ -13,6 +13,8 @@
 #   BENCH_CELLS ["1:1 16:1 64:1 16:16"] connections:pipeline pairs
 #   BENCH_SERVERS [all]  a subset, e.g. "redis arrpcd"; names: redis arrpcd arrpcd-wN arrpcd-auth
 #                        arrpcd-tls arrpcd-metrics arrpcd-threads (--threads BENCH_HANDLER_THREADS)
+#                        arrpcd-accesslog (--access-log to a file in BENCH_OUT, emptied after
+#                        each run; BENCH_ACCESS_LOG_FORMAT [json] or logfmt)
 #   BENCH_HANDLER_THREADS [8] handler threads of the arrpcd-threads variant
 #   BENCH_SIZE [16]    payload bytes of an arrpc request (redis gets a plain PING)
 #   BENCH_BIN_DIR, BENCH_LIB_DIR [build/bin, build/lib]   BENCH_OUT [a new /tmp/arrpc-compare.*]
@@ -73,6 +75,7 @@ fi
 # ---- servers: started once, stopped by PID on exit ----------------------------------------------
 
 declare -A PID PORT EXTRA   # per server name: its process, its port, arrpc-bench's extra options
+declare -A EMPTY_AFTER      # per server name: a file emptied after each of its runs (an access log)
 SERVERS=()
 
 stop_all() {
@@ -100,6 +103,7 @@ free_port() {
 start_one() {
     local name=$1 arrpcd=$2 plugin=$3 extra=$4 log=$OUT/$1.log
     shift 4
+    : >"$log" # exists before the loop below reads it, however late the child opens it
     "$arrpcd" --listen 127.0.0.1:0 --handler "$plugin" "$@" >/dev/null 2>"$log" &
     local pid=$! port=""
     for _ in $(seq $((START_TIMEOUT * 20))); do
@@ -219,6 +223,15 @@ if wanted arrpcd-metrics; then
         fi
     fi
 fi
+if wanted arrpcd-accesslog; then
+    if has_option --access-log; then # no @base twin: a base build may not have the option
+        start_one arrpcd-accesslog "$ARRPCD" "$PLUGIN" "$ARRPC_EXTRA" "${ONE_WORKER[@]}" \
+            --access-log "$OUT/access.log" --access-log-format "${BENCH_ACCESS_LOG_FORMAT:-json}"
+        EMPTY_AFTER[arrpcd-accesslog]=$OUT/access.log
+    else
+        note "arrpcd has no --access-log option: the access-log variant is skipped"
+    fi
+fi
 [ ${#SERVERS[@]} -gt 0 ] || die "no server to benchmark"
 
 # ---- the machine ------------------------------------------------------------------------------
@@ -255,6 +268,8 @@ for round in $(seq "$ROUNDS"); do
                 "127.0.0.1:${PORT[$name]}" >"$out" 2>"$out.err"; then
                 echo "(exit $?: no reply counted)" >&2
             fi
+            # a log of millions of lines per run would fill the disk; its writers use O_APPEND
+            if [ -n "${EMPTY_AFTER[$name]:-}" ]; then : >"${EMPTY_AFTER[$name]}"; fi
             "$PY" -c 'import json,sys; r=json.load(open(sys.argv[1])); s=r.get("server_cpu") or {}; print("%10.0f qps  p99 %8.1f us  server %6.2f us/reply  errors %d" % (r["qps"], r["latency_us"]["p99"], s.get("us_per_reply", 0), r["errors"]))' "$out" >&2 ||
                 echo "(no summary)" >&2
         done

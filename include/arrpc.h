@@ -237,6 +237,20 @@ ARRPC_API int arrpc_server_set_pid_file(arrpc_server *srv, const char *path);
 typedef int (*arrpc_server_reload_fn)(arrpc_server *srv, void *udata);
 ARRPC_API int arrpc_server_set_reload_hook(arrpc_server *srv, arrpc_server_reload_fn fn,
                                            void *udata);
+/* The access log: one line per request, including requests that never reached the handler
+ * (invalid, too large, bad signature, timed out), with the time (RFC 3339, UTC, microseconds),
+ * peer, handler name, bytes in and out, duration in microseconds, outcome ("ok" or the reason
+ * the metrics count the error under), signed, tls and the worker's pid; docs/operations.md.
+ * Each worker opens `path` itself (O_APPEND, created 0640) and writes whole lines once per
+ * event-loop round; "-" is standard output. NULL path: off (the default). */
+typedef enum { ARRPC_ACCESS_LOG_JSON, ARRPC_ACCESS_LOG_LOGFMT } arrpc_access_log_format;
+ARRPC_API int arrpc_server_set_access_log(arrpc_server *srv, const char *path,
+                                          arrpc_access_log_format format);
+/* After the log file was renamed: every worker writes what it holds to the old file and opens
+ * `path` anew (SIGUSR1 to the master does the same). Async-signal-safe and thread-safe, like
+ * arrpc_server_stop. Without an access log it has no effect; before the server runs, the file
+ * is opened at start anyway. */
+ARRPC_API void arrpc_server_reopen_access_log(arrpc_server *srv);
 
 /* Binds the listening socket now, so that arrpc_server_port() is known before running; run
  * binds by itself when this was not called. */

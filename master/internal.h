@@ -108,7 +108,7 @@ typedef struct arrpc__master {
 
 /* What an epoll event of the master's loop belongs to: the kind in the high half of data.u64,
  * a row index in the low half. */
-enum { EV_SIGNAL = 1, EV_STOP, EV_ROW, EV_UPGRADE, EV_HTTP };
+enum { EV_SIGNAL = 1, EV_STOP, EV_ROW, EV_UPGRADE, EV_HTTP, EV_REOPEN };
 
 /* master.c */
 int arrpc__master_watch(arrpc__master *m, int fd, uint32_t kind, uint32_t index);

@@ -207,6 +207,17 @@ static void scale(arrpc__master *m, int up)
         arrpc__scale_down(m, "SIGTTOU");
 }
 
+/* SIGUSR1, after logrotate renamed the access log: each worker writes what it holds to the old
+ * file and opens the path anew. Workers still starting open it themselves. */
+static void reopen_logs(arrpc__master *m)
+{
+    if (!m->cfg->worker.access_log) return;
+    arrpc__log("master: reopening the access log %s", m->cfg->worker.access_log);
+    for (unsigned r = 0; r < ARRPC_SHM_RECORDS; r++)
+        if (m->row[r].state != ARRPC_WORKER_FREE)
+            arrpc__master_send(m, (int)r, ARRPC_CTL_REOPEN_LOG, 0, -1);
+}
+
 static void on_signal(arrpc__master *m, int signo)
 {
     switch (signo) {
@@ -235,6 +246,9 @@ static void on_signal(arrpc__master *m, int signo)
         break;
     case SIGUSR2:
         if (!m->stopping) arrpc__upgrade_start(m);
+        break;
+    case SIGUSR1:
+        reopen_logs(m);
         break;
     }
 }
@@ -340,6 +354,13 @@ static void on_event(arrpc__master *m, uint64_t tag)
         on_stop_request(m);
         break;
     }
+    case EV_REOPEN: {
+        uint64_t v;
+        ssize_t ignored = read(m->cfg->reopen_fd, &v, sizeof v);
+        (void)ignored;
+        reopen_logs(m);
+        break;
+    }
     case EV_ROW:
         on_row_message(m, (int)index);
         break;
@@ -358,8 +379,8 @@ int arrpc__master_watch(arrpc__master *m, int fd, uint32_t kind, uint32_t index)
     return epoll_ctl(m->epfd, EPOLL_CTL_ADD, fd, &ev) == 0 ? 0 : ARRPC_ESYS;
 }
 
-static const int master_signals[] = {SIGCHLD, SIGHUP,  SIGTERM, SIGINT,
-                                     SIGQUIT, SIGTTIN, SIGTTOU, SIGUSR2};
+static const int master_signals[] = {SIGCHLD, SIGHUP,  SIGTERM, SIGINT, SIGQUIT,
+                                     SIGTTIN, SIGTTOU, SIGUSR1, SIGUSR2};
 
 static int master_init(arrpc__master *m)
 {
@@ -384,6 +405,8 @@ static int master_init(arrpc__master *m)
     if (m->sigfd < 0 || m->epfd < 0 || arrpc__master_watch(m, m->sigfd, EV_SIGNAL, 0) != 0)
         return ARRPC_ESYS;
     if (m->cfg->stop_fd >= 0 && arrpc__master_watch(m, m->cfg->stop_fd, EV_STOP, 0) != 0)
+        return ARRPC_ESYS;
+    if (m->cfg->reopen_fd >= 0 && arrpc__master_watch(m, m->cfg->reopen_fd, EV_REOPEN, 0) != 0)
         return ARRPC_ESYS;
     return 0;
 }

@@ -23,7 +23,8 @@ typedef struct arrpc__master_config {
     const char *pid_file;        /* NULL: none */
     int ready_fd;                /* written once when every worker first accepts; -1: none */
     int stop_fd;                 /* readable: graceful stop (arrpc_server_stop); -1: none */
-    int bound_fd; /* slot 0's socket, already bound; the master takes it over at start; -1 */
+    int reopen_fd; /* readable: reopen the access logs (arrpc_server_reopen_access_log); -1 */
+    int bound_fd;  /* slot 0's socket, already bound; the master takes it over at start; -1 */
     const char *metrics_host; /* NULL: no HTTP exporter */
     uint16_t metrics_port;
     unsigned predrain_ms; /* on SIGTERM, /readyz fails this long before draining */

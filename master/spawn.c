@@ -28,10 +28,11 @@ static void on_worker_stop_signal(int sig)
 }
 
 /* The child inherits the master's blocked signals and handlers: give it its own. SIGTERM and
- * SIGINT drain it (a Ctrl-C reaches the whole process group); the master's signals are ignored. */
+ * SIGINT drain it (a Ctrl-C reaches the whole process group); the master's signals are ignored
+ * (USR1 too: the master relays it, and `systemctl kill -s USR1` reaches every process). */
 static void worker_signals(void)
 {
-    static const int ignored[] = {SIGHUP, SIGUSR2, SIGTTIN, SIGTTOU, SIGPIPE};
+    static const int ignored[] = {SIGHUP, SIGUSR1, SIGUSR2, SIGTTIN, SIGTTOU, SIGPIPE};
     struct sigaction stop = {.sa_handler = on_worker_stop_signal};
     sigemptyset(&stop.sa_mask);
     sigaction(SIGTERM, &stop, NULL);
@@ -52,6 +53,7 @@ static void close_master_fds(arrpc__master *m, int keep_row)
     close(m->epfd);
     close(m->sigfd);
     if (m->cfg->stop_fd >= 0) close(m->cfg->stop_fd);
+    if (m->cfg->reopen_fd >= 0) close(m->cfg->reopen_fd);
     if (m->upgrade_fd >= 0) close(m->upgrade_fd);
     if (m->inherited_upgrade_fd >= 0) close(m->inherited_upgrade_fd);
     for (unsigned r = 0; r < ARRPC_SHM_RECORDS; r++)
@@ -103,7 +105,12 @@ static void worker_main(arrpc__master *m, int r, int ctl_fd, pid_t master_pid)
     int fds[ARRPC_WORKER_LISTENERS_MAX];
     uint32_t slots[ARRPC_WORKER_LISTENERS_MAX];
     arrpc__worker_io io = {
-        .listen_fds = fds, .listen_slots = slots, .stop_fd = worker_stop_fd, .control_fd = ctl_fd};
+        .listen_fds = fds,
+        .listen_slots = slots,
+        .stop_fd = worker_stop_fd,
+        .control_fd = ctl_fd,
+        .reopen_fd = -1, /* the master relays: ARRPC_CTL_REOPEN_LOG */
+    };
     io.nlisten = listen_set(m, record->slot, fds, slots);
     if (worker_stop_fd < 0 || arrpc__worker_run(&io, &cfg, err, sizeof err) != 0) {
         arrpc__log("worker: %s", worker_stop_fd < 0 ? strerror(errno) : err);

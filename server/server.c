@@ -34,7 +34,9 @@ struct arrpc_server {
     char host[SERVER_HOST_MAX];
     uint16_t port;
     int listen_fd;
-    int stop_fd; /* an eventfd: arrpc_server_stop writes it; the loop or master watches it */
+    int stop_fd;   /* an eventfd: arrpc_server_stop writes it; the loop or master watches it */
+    int reopen_fd; /* an eventfd: arrpc_server_reopen_access_log writes it; the same watch it */
+    char access_log[SERVER_PATH_MAX];
     arrpc__worker_config cfg;
     arrpc__handler plugin; /* workers = 0 with a plugin: loaded at run */
     char plugin_spec[SERVER_PATH_MAX];
@@ -77,7 +79,10 @@ arrpc_server *arrpc_server_new(const char *host, uint16_t port, arrpc_handler_fn
     arrpc_server *srv = calloc(1, sizeof *srv);
     if (!srv) return NULL;
     srv->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (srv->stop_fd < 0) {
+    srv->reopen_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (srv->stop_fd < 0 || srv->reopen_fd < 0) {
+        if (srv->stop_fd >= 0) close(srv->stop_fd);
+        if (srv->reopen_fd >= 0) close(srv->reopen_fd);
         free(srv);
         return NULL;
     }
@@ -112,6 +117,7 @@ void arrpc_server_free(arrpc_server *srv)
     }
     if (srv->listen_fd >= 0) close(srv->listen_fd);
     close(srv->stop_fd);
+    close(srv->reopen_fd);
     arrpc__handler_unload(&srv->plugin);
     free(srv->handler_arg);
     if (srv->secret) /* a secret should not linger in freed memory */
@@ -263,6 +269,28 @@ int arrpc_server_set_auth_secret_file(arrpc_server *srv, const char *path)
 int arrpc_server_set_pid_file(arrpc_server *srv, const char *path)
 {
     return set_path(srv, srv ? srv->pid_file : NULL, path, "pid file");
+}
+
+int arrpc_server_set_access_log(arrpc_server *srv, const char *path, arrpc_access_log_format format)
+{
+    int rc = settable(srv);
+    if (rc == 0 && format != ARRPC_ACCESS_LOG_JSON && format != ARRPC_ACCESS_LOG_LOGFMT)
+        rc = set_err(srv, ARRPC_EINVAL, "unknown access log format %d", (int)format);
+    if (rc == 0 && path && !*path) rc = set_err(srv, ARRPC_EINVAL, "empty access log path");
+    if (rc == 0) rc = set_path(srv, srv->access_log, path, "access log path");
+    if (rc != 0) return rc;
+    srv->cfg.access_log = path ? srv->access_log : NULL;
+    srv->cfg.access_log_format = format;
+    return 0;
+}
+
+void arrpc_server_reopen_access_log(arrpc_server *srv)
+{
+    uint64_t one = 1;
+    if (!srv) return;
+    /* Like stop: an eventfd the loop or the master watches; async-signal-safe. */
+    ssize_t ignored = write(srv->reopen_fd, &one, sizeof one);
+    (void)ignored;
 }
 
 int arrpc_server_set_tls(arrpc_server *srv, const char *cert, const char *key,
@@ -423,7 +451,12 @@ static int run_in_process(arrpc_server *srv)
     if (rc != 0) return rc;
     srv->state = SERVER_RUNNING;
     arrpc__worker_io io = {
-        .listen_fds = &srv->listen_fd, .nlisten = 1, .stop_fd = srv->stop_fd, .control_fd = -1};
+        .listen_fds = &srv->listen_fd,
+        .nlisten = 1,
+        .stop_fd = srv->stop_fd,
+        .control_fd = -1,
+        .reopen_fd = srv->reopen_fd,
+    };
     rc = arrpc__worker_run(&io, &srv->cfg, srv->err, sizeof srv->err);
     srv->state = SERVER_DONE;
     return rc;
@@ -467,6 +500,7 @@ static int run_master(arrpc_server *srv, int ready_fd)
         .pid_file = srv->pid_file[0] ? srv->pid_file : NULL,
         .ready_fd = ready_fd,
         .stop_fd = srv->stop_fd,
+        .reopen_fd = srv->reopen_fd,
         .bound_fd = srv->listen_fd,
         .metrics_host = srv->metrics_host[0] ? srv->metrics_host : NULL,
         .metrics_port = srv->metrics_port,

@@ -29,6 +29,27 @@ static void on_stop_signal(int sig)
     if (running) arrpc_server_stop(running);
 }
 
+/* SIGUSR1 without workers: this process serves, so it reopens (a master relays USR1 itself). */
+static void on_reopen_signal(int sig)
+{
+    (void)sig;
+    if (running) arrpc_server_reopen_access_log(running);
+}
+
+static int set_access_log_format(void *opts, const char *arg)
+{
+    arrpcd_options *o = opts;
+    if (strcmp(arg, "json") == 0)
+        o->access_log_format = ARRPC_ACCESS_LOG_JSON;
+    else if (strcmp(arg, "logfmt") == 0)
+        o->access_log_format = ARRPC_ACCESS_LOG_LOGFMT;
+    else {
+        fprintf(stderr, "arrpcd: --access-log-format wants json or logfmt, not '%s'\n", arg);
+        return -1;
+    }
+    return 0;
+}
+
 static void print_version(void)
 {
     printf("arrpcd %s\nTLS: %s\n", ARRPC_VERSION, arrpc__tls_library());
@@ -114,6 +135,12 @@ static const arrpc_opt arrpcd_opts[] = {
      .help = "mutual TLS: clients must present a certificate signed by a CA in F (PEM)"},
     {"tls-handshake-timeout", 0, ARRPC_OPT_UNSIGNED, "S", AT(tls_handshake_timeout_s), 1, 3600,
      .help = "close TLS handshakes not done in S seconds"},
+    {"access-log", 0, ARRPC_OPT_STRING, "F", AT(access_log), .def = "off",
+     .help = "write one line per request to F ('-': standard output), opened by each worker "
+             "with O_APPEND; SIGUSR1 to the master reopens it after a rotation"},
+    {"access-log-format", 0, ARRPC_OPT_CUSTOM, "json|logfmt", .def = "json",
+     .set = set_access_log_format,
+     .help = "the access log's lines: JSON objects or logfmt key=value pairs (docs/operations.md)"},
     {"debug", 0, ARRPC_OPT_FLAG, NULL, AT(debug), .help = "log every connection and request"},
     {"help", 0, ARRPC_OPT_HELP, .help = "print this help and exit"},
     {"version", 0, ARRPC_OPT_EXIT, .run = print_version,
@@ -123,7 +150,8 @@ static const arrpc_opt arrpcd_opts[] = {
 
 static const arrpc_opt_section arrpcd_sections[] = {
     {"SIGNALS", "Signals to the master: HUP reload, USR2 binary upgrade, TERM/INT graceful stop,\n"
-                "QUIT immediate stop, TTIN/TTOU one worker more/fewer (docs/operations.md)."},
+                "QUIT immediate stop, TTIN/TTOU one worker more/fewer, USR1 reopen the access log\n"
+                "(docs/operations.md)."},
     {"CONFIGURATION FILE",
      "--config F reads options from F before the command line: one option a line as\n"
      "'name = value' with the long name (listen = 127.0.0.1:8080), a flag as 'debug',\n"
@@ -230,6 +258,7 @@ static int configure(arrpc_server *srv, const arrpcd_options *o)
         arrpc_server_set_auth_secret_file(srv, o->secret_file) ||
         arrpc_server_set_pid_file(srv, o->pid_file) ||
         arrpc_server_set_tls(srv, o->tls_cert, o->tls_key, o->tls_client_ca) ||
+        arrpc_server_set_access_log(srv, o->access_log, o->access_log_format) ||
         arrpc_server_set_tls_handshake_timeout(srv, (unsigned)o->tls_handshake_timeout_s * 1000u);
     if (rc) fprintf(stderr, "arrpcd: %s\n", arrpc_server_errstr(srv));
     return rc ? -1 : 0;
@@ -292,6 +321,9 @@ static void install_signals(void)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    struct sigaction reopen = {.sa_handler = on_reopen_signal, .sa_flags = SA_RESTART};
+    sigemptyset(&reopen.sa_mask);
+    sigaction(SIGUSR1, &reopen, NULL);
     signal(SIGPIPE, SIG_IGN);
 }
 

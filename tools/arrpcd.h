@@ -3,6 +3,7 @@
 #ifndef ARRPC_TOOLS_ARRPCD_H
 #define ARRPC_TOOLS_ARRPCD_H
 
+#include "arrpc.h"
 #include "options.h"
 
 typedef struct {
@@ -13,6 +14,8 @@ typedef struct {
     const char *secret_file;
     const char *pid_file;
     const char *tls_cert, *tls_key, *tls_client_ca;
+    const char *access_log;
+    arrpc_access_log_format access_log_format;
     unsigned long tls_handshake_timeout_s;
     unsigned long max_message, max_depth, max_connections, idle_timeout_s, drain_timeout_s;
     unsigned long request_timeout_s, write_timeout_s;

@@ -8,6 +8,7 @@
 
 #include "../core/clock.h"
 #include "../core/log.h"
+#include "access_log.h"
 #include "deferred.h"
 #include "pool.h"
 #include "stats.h"
@@ -22,6 +23,7 @@ typedef struct arrpc__reply {
     uint64_t deadline_ms;     /* that answer must come by then; 0: no limit */
     uint64_t started_ns;      /* the request's clock, for its latency */
     size_t request_bytes;
+    int is_signed; /* the request came in a verified signature envelope */
 } arrpc__reply;
 
 /* A connection's call on its way to a handler thread and back. */
@@ -34,6 +36,7 @@ typedef struct arrpc__call_job {
     arrpc__outcome outcome;
     arrpc_deferred *deferred;
     int dispatch_rc;
+    int is_signed;
 } arrpc__call_job;
 
 static const char *outcome_name[] = {
@@ -45,30 +48,50 @@ static const char *outcome_name[] = {
     [ARRPC_OUTCOME_DEFERRED] = "deferred",
 };
 
-void arrpc__calls_count(arrpc__loop *loop, arrpc__conn *c, arrpc__outcome outcome, size_t bytes,
-                        uint64_t ns)
+/* One line of the access log; `outcome` is "ok" or the metrics' reason label. */
+static void log_request(arrpc__loop *loop, const arrpc__conn *c, const char *outcome, int is_signed,
+                        size_t bytes_in, size_t bytes_out, uint64_t started_ns, uint64_t done_ns)
 {
-    arrpc__stats_request(loop, c, outcome, bytes, ns);
+    arrpc__access_fields x = {.peer = c->peer,
+                              .outcome = outcome,
+                              .bytes_in = bytes_in,
+                              .bytes_out = bytes_out,
+                              .duration_us = (done_ns - started_ns) / 1000u,
+                              .is_signed = is_signed};
+    arrpc__access_log_add(loop->access_log, &x, done_ns);
+}
+
+void arrpc__calls_count(arrpc__loop *loop, arrpc__conn *c, arrpc__outcome outcome, int is_signed,
+                        size_t bytes_in, size_t bytes_out, uint64_t started_ns, uint64_t done_ns)
+{
+    arrpc__stats_request(loop, c, outcome, is_signed, bytes_in, done_ns - started_ns);
     loop->recycle.requests++; /* compared with its bound once per loop iteration */
+    if (loop->access_log) {
+        arrpc__reason reason = arrpc__stats_reason_of(outcome);
+        log_request(loop, c, reason == ARRPC_REASON_COUNT ? "ok" : arrpc__reason_label[reason],
+                    is_signed, bytes_in, bytes_out, started_ns, done_ns);
+    }
     if (outcome == ARRPC_OUTCOME_BAD_REPLY && !(c->flags & CONN_WARNED)) {
         arrpc__log("connection from %s: the handler's reply was replaced by an error "
                    "(over --max-message, or not one object); logged once per connection",
                    c->peer);
         c->flags |= CONN_WARNED;
     }
-    ARRPC_DEBUG(loop->cfg->debug, "request from %s: %zu bytes, %s", c->peer, bytes,
+    ARRPC_DEBUG(loop->cfg->debug, "request from %s: %zu bytes, %s", c->peer, bytes_in,
                 outcome_name[outcome]);
 }
 
 /* ---- the reply queue ---------------------------------------------------------------------- */
 
-static arrpc__reply *queue_reply(arrpc__conn *c, size_t request_bytes, uint64_t started_ns)
+static arrpc__reply *queue_reply(arrpc__conn *c, size_t request_bytes, uint64_t started_ns,
+                                 int is_signed)
 {
     arrpc__reply *r = calloc(1, sizeof *r);
     if (!r) return NULL;
     r->conn = c;
     r->request_bytes = request_bytes;
     r->started_ns = started_ns;
+    r->is_signed = is_signed;
     if (c->replies_tail)
         c->replies_tail->next = r;
     else
@@ -88,7 +111,8 @@ static void free_reply(arrpc__reply *r)
 static void finish_reply(arrpc__loop *loop, arrpc__reply *r, arrpc__outcome outcome)
 {
     r->done = 1;
-    arrpc__calls_count(loop, r->conn, outcome, r->request_bytes, arrpc__clock_ns() - r->started_ns);
+    arrpc__calls_count(loop, r->conn, outcome, r->is_signed, r->request_bytes,
+                       arrpc__buf_used(&r->bytes), r->started_ns, arrpc__clock_ns());
 }
 
 /* Moves the answered replies at the head of c's queue to its output, in order. */
@@ -228,6 +252,7 @@ static void run_job(arrpc__job *job, unsigned thread, void *arg)
     j->dispatch_rc = arrpc__dispatch(d, &j->ctx, j->request.data + j->request.head,
                                      arrpc__buf_used(&j->request), &j->reply->bytes, &j->outcome);
     j->deferred = j->outcome == ARRPC_OUTCOME_DEFERRED ? arrpc__dispatcher_take_deferred(d) : NULL;
+    j->is_signed = arrpc__dispatcher_last_signed(d);
 }
 
 static void on_job_done(arrpc__loop *loop, arrpc__call_job *j)
@@ -235,6 +260,7 @@ static void on_job_done(arrpc__loop *loop, arrpc__call_job *j)
     arrpc__conn *c = j->conn;
     c->running = 0;
     arrpc__buf_truncate(&j->request, 0);
+    j->reply->is_signed = j->is_signed;
     if (j->dispatch_rc != 0)
         fail_reply(loop, j->reply, "out of memory");
     else if (j->deferred)
@@ -273,6 +299,7 @@ static int answer_queued_inline(arrpc__loop *loop, arrpc__conn *c, arrpc__reply 
     const arrpc__call_context ctx = {.peer = c->peer, .tls_peer = c->tls_peer};
     if (arrpc__dispatch(loop->dispatcher, &ctx, msg, n, &r->bytes, &outcome) != 0)
         return ARRPC_ENOMEM;
+    r->is_signed = arrpc__dispatcher_last_signed(loop->dispatcher);
     if (outcome == ARRPC_OUTCOME_DEFERRED)
         wait_for_answer(loop, r, arrpc__dispatcher_take_deferred(loop->dispatcher));
     else
@@ -292,30 +319,50 @@ int arrpc__calls_answer(arrpc__loop *loop, arrpc__conn *c, const uint8_t *msg, s
         int rc = arrpc__dispatch(loop->dispatcher, &ctx, msg, n, &c->out, &outcome);
         *clock_ns = arrpc__clock_ns();
         if (rc != 0) return ARRPC_ENOMEM;
+        int is_signed = arrpc__dispatcher_last_signed(loop->dispatcher);
         if (outcome != ARRPC_OUTCOME_DEFERRED) {
-            arrpc__calls_count(loop, c, outcome, n, *clock_ns - started_ns);
+            arrpc__calls_count(loop, c, outcome, is_signed, n, arrpc__buf_used(&c->out) - before,
+                               started_ns, *clock_ns);
             return 0;
         }
         arrpc__buf_truncate(&c->out, before);
-        arrpc__reply *r = queue_reply(c, n, started_ns);
+        arrpc__reply *r = queue_reply(c, n, started_ns, is_signed);
         if (!r) return ARRPC_ENOMEM;
         wait_for_answer(loop, r, arrpc__dispatcher_take_deferred(loop->dispatcher));
         release_replies(loop, c);
         return 0;
     }
-    arrpc__reply *r = queue_reply(c, n, started_ns);
+    arrpc__reply *r = queue_reply(c, n, started_ns, 0); /* signed: known once dispatched */
     if (!r) return ARRPC_ENOMEM;
     int rc = loop->pool ? submit(loop, c, r, msg, n) : answer_queued_inline(loop, c, r, msg, n);
     *clock_ns = arrpc__clock_ns();
     return rc;
 }
 
-int arrpc__calls_answer_error(arrpc__loop *loop, arrpc__conn *c, const char *text)
+/* The line of a request that never reached the handler; its clock started with its first
+ * byte, to the millisecond (0 when it came in one read). */
+static void log_unanswered(arrpc__loop *loop, const arrpc__conn *c, arrpc__reason reason,
+                           size_t bytes_in, size_t bytes_out)
 {
-    if (!c->replies) return arrpc__dispatch_rpc_error(&c->out, text);
-    arrpc__reply *r = queue_reply(c, 0, arrpc__clock_ns());
-    if (!r) return ARRPC_ENOMEM;
-    arrpc__dispatch_rpc_error(&r->bytes, text);
+    uint64_t ms = c->request_since_ms ? loop->now_ms - c->request_since_ms : 0;
+    uint64_t now = arrpc__clock_ns();
+    log_request(loop, c, arrpc__reason_label[reason], 0, bytes_in, bytes_out, now - ms * 1000000u,
+                now);
+}
+
+int arrpc__calls_answer_error(arrpc__loop *loop, arrpc__conn *c, const char *text,
+                              arrpc__reason reason, size_t bytes_in)
+{
+    arrpc__buf *into = &c->out;
+    arrpc__reply *r = NULL;
+    if (c->replies) { /* after the replies still waiting */
+        if (!(r = queue_reply(c, 0, arrpc__clock_ns(), 0))) return ARRPC_ENOMEM;
+        into = &r->bytes;
+    }
+    size_t before = arrpc__buf_used(into);
+    int rc = arrpc__dispatch_rpc_error(into, text);
+    if (loop->access_log) log_unanswered(loop, c, reason, bytes_in, arrpc__buf_used(into) - before);
+    if (!r) return rc;
     r->done = 1; /* counted by the caller, as a stream error or a timeout */
     release_replies(loop, c);
     return 0;

@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../metrics/metrics.h"
 #include "loop.h"
 
 /* Replies one connection may have waiting (deferred, or behind one that is); past it the loop
@@ -37,8 +38,11 @@ void arrpc__calls_destroy(arrpc__loop *loop);
 int arrpc__calls_answer(arrpc__loop *loop, arrpc__conn *c, const uint8_t *msg, size_t n,
                         uint64_t *clock_ns);
 /* Queues "arrpc.error.RpcException: <text>" after c's waiting replies (for unreadable input or
- * a request that never completed, whose connection then closes). 0 or ARRPC_ENOMEM. */
-int arrpc__calls_answer_error(arrpc__loop *loop, arrpc__conn *c, const char *text);
+ * a request that never completed, whose connection then closes) and writes its access-log line
+ * with the reason it is counted under and the bytes of the request read so far. 0 or
+ * ARRPC_ENOMEM. */
+int arrpc__calls_answer_error(arrpc__loop *loop, arrpc__conn *c, const char *text,
+                              arrpc__reason reason, size_t bytes_in);
 /* True while c may not start another request: a call of its runs on a thread, or its reply
  * queue is full. The loop does not read from it meanwhile. */
 int arrpc__calls_blocked(const arrpc__conn *c);
@@ -56,8 +60,9 @@ void arrpc__calls_expire(arrpc__loop *loop, arrpc__conn *c);
 /* c is being freed: its waiting deferred calls are detached (their answers will be dropped). */
 void arrpc__calls_conn_free(arrpc__loop *loop, arrpc__conn *c);
 
-/* Counts and logs one answered request (inline or not). */
-void arrpc__calls_count(arrpc__loop *loop, arrpc__conn *c, arrpc__outcome outcome, size_t bytes,
-                        uint64_t ns);
+/* Counts and logs one answered request (inline or not): bytes in and out, and when its clock
+ * started and stopped (arrpc__clock_ns). */
+void arrpc__calls_count(arrpc__loop *loop, arrpc__conn *c, arrpc__outcome outcome, int is_signed,
+                        size_t bytes_in, size_t bytes_out, uint64_t started_ns, uint64_t done_ns);
 
 #endif

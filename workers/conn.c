@@ -128,7 +128,8 @@ static size_t answer_requests(arrpc__loop *loop, arrpc__conn *c, const uint8_t *
         if (rc == 0) break;
         if (rc < 0) {
             arrpc__log("closing connection from %s: %s", c->peer, arrpc__scan_error(c->scan));
-            arrpc__calls_answer_error(loop, c, arrpc__scan_error(c->scan));
+            arrpc__calls_answer_error(loop, c, arrpc__scan_error(c->scan),
+                                      arrpc__stats_stream_reason(rc), c->scanned);
             arrpc__stats_stream_error(loop, c, rc);
             c->flags |= CONN_DOOMED;
             break;
@@ -345,7 +346,8 @@ int arrpc__conn_check_timeouts(arrpc__loop *loop, arrpc__conn *c)
     arrpc__log("closing connection from %s: request not completed in %u ms (--request-timeout)",
                c->peer, loop->cfg->request_timeout_ms);
     arrpc__stats_timeout(loop, c);
-    if (arrpc__calls_answer_error(loop, c, "request not completed in time") != 0) {
+    if (arrpc__calls_answer_error(loop, c, "request not completed in time", ARRPC_REASON_TIMEOUT,
+                                  arrpc__buf_used(&c->in)) != 0) {
         mark_close(c);
         return 1;
     }

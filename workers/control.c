@@ -1,5 +1,5 @@
-/* control.c -- a worker acting on its master's messages: stop, retire, adopt, listen more or less.
- */
+/* control.c -- a worker acting on its master's messages: stop, retire, adopt, listen more or less,
+ * reopen the access log. */
 #include <errno.h>
 #include <sys/epoll.h>
 #include <unistd.h>
@@ -7,6 +7,7 @@
 #include "../core/fdpass.h"
 #include "../core/log.h"
 #include "../shm/segment.h"
+#include "access_log.h"
 #include "control.h"
 #include "loop.h"
 
@@ -105,6 +106,9 @@ void arrpc__loop_on_control(arrpc__loop *loop)
         return;
     case ARRPC_CTL_LISTEN_DROP:
         listen_drop(loop, msg.arg);
+        break;
+    case ARRPC_CTL_REOPEN_LOG:
+        if (loop->access_log) arrpc__access_log_reopen(loop->access_log);
         break;
     }
     if (fd >= 0) close(fd);

@@ -13,6 +13,7 @@ typedef enum {
     ARRPC_CTL_ADOPT,       /* master -> worker: take connections arriving on the attached socket */
     ARRPC_CTL_LISTEN_ADD,  /* master -> worker: also accept on the attached socket; arg: slot */
     ARRPC_CTL_LISTEN_DROP, /* master -> worker: stop accepting on slot arg's socket */
+    ARRPC_CTL_REOPEN_LOG,  /* master -> worker: reopen the access log (SIGUSR1); arg: 0 */
 } arrpc__ctl_type;
 
 typedef struct arrpc__ctl_msg {

@@ -14,6 +14,7 @@
 #include "../core/fdpass.h"
 #include "../core/log.h"
 #include "../shm/segment.h"
+#include "access_log.h"
 #include "calls.h"
 #include "control.h"
 #include "loop.h"
@@ -73,6 +74,15 @@ void arrpc__loop_start_drain(arrpc__loop *loop)
     loop->draining = 1;
     loop->drain_until_ms = loop->now_ms + loop->cfg->drain_timeout_ms;
     ARRPC_DEBUG(loop->cfg->debug, "draining %u connections", loop->nconns);
+}
+
+/* The server's eventfd (arrpc_server_reopen_access_log, or SIGUSR1 to arrpcd without workers). */
+static void on_reopen(arrpc__loop *loop)
+{
+    uint64_t count;
+    ssize_t r = read(loop->reopen.fd, &count, sizeof count);
+    (void)r;
+    arrpc__access_log_reopen(loop->access_log);
 }
 
 static void on_stop(arrpc__loop *loop)
@@ -203,6 +213,9 @@ static void on_event(arrpc__loop *loop, void *ptr, uint32_t events)
     case LOOP_MAIL:
         arrpc__calls_on_mail(loop);
         break;
+    case LOOP_REOPEN:
+        on_reopen(loop);
+        break;
     }
 }
 
@@ -222,6 +235,7 @@ static void run_iteration(arrpc__loop *loop, struct epoll_event *events)
     }
     if (loop->recycle.armed) arrpc__loop_recycle_check(loop);
     reap(loop);
+    arrpc__access_log_flush(loop->access_log); /* the round's lines: none waits longer */
 }
 
 static int loop_init(arrpc__loop *loop, const arrpc__worker_io *io, char *err, size_t errlen)
@@ -231,6 +245,7 @@ static int loop_init(arrpc__loop *loop, const arrpc__worker_io *io, char *err, s
     loop->scratch = malloc(ARRPC_READ_CHUNK);
     loop->stop = (arrpc__loop_source){.kind = LOOP_STOP, .fd = io->stop_fd};
     loop->control = (arrpc__loop_source){.kind = LOOP_CONTROL, .fd = io->control_fd};
+    loop->reopen = (arrpc__loop_source){.kind = LOOP_REOPEN, .fd = -1};
     loop->handoff_out = -1;
     loop->accepting = 1;
     int rc = (loop->epfd < 0 || !loop->scratch) ? ARRPC_ESYS : 0;
@@ -241,6 +256,11 @@ static int loop_init(arrpc__loop *loop, const arrpc__worker_io *io, char *err, s
             arrpc__tls_server_ctx(loop->cfg->tls_cert, loop->cfg->tls_key, loop->cfg->tls_client_ca,
                                   loop->cfg->tls_ticket_key, err, errlen);
         if (!loop->tls) return ARRPC_ETLS;
+    }
+    if (loop->cfg->access_log) {
+        loop->access_log = arrpc__access_log_open(loop->cfg, loop->tls != NULL, err, errlen);
+        if (!loop->access_log) return ARRPC_ESYS;
+        if (io->reopen_fd >= 0) loop->reopen.fd = io->reopen_fd;
     }
     for (unsigned i = 0; rc == 0 && i < io->nlisten && i < ARRPC_WORKER_LISTENERS_MAX; i++) {
         loop->listeners[i] =
@@ -253,6 +273,7 @@ static int loop_init(arrpc__loop *loop, const arrpc__worker_io *io, char *err, s
     if (rc == 0) rc = arrpc__loop_watch(loop, &loop->stop);
     if (rc == 0 && loop->control.fd >= 0) rc = arrpc__loop_watch(loop, &loop->control);
     if (rc == 0) arrpc__loop_recycle_init(loop);
+    if (rc == 0 && loop->reopen.fd >= 0) rc = arrpc__loop_watch(loop, &loop->reopen);
     if (rc != 0) snprintf(err, errlen, "cannot start the worker loop: %s", strerror(errno));
     return rc;
 }
@@ -266,6 +287,7 @@ static void loop_destroy(arrpc__loop *loop)
         if (loop->handoff_in[i].kind) close(loop->handoff_in[i].fd);
     if (loop->handoff_out >= 0) close(loop->handoff_out);
     arrpc__calls_destroy(loop);
+    arrpc__access_log_close(loop->access_log); /* after the last calls were answered */
     arrpc__tls_ctx_free(loop->tls);
     free(loop->scratch);
     if (loop->epfd >= 0) close(loop->epfd);

@@ -30,6 +30,7 @@ typedef enum {
     LOOP_CONTROL,    /* messages from the master */
     LOOP_HANDOFF_IN, /* connections handed over by a retiring worker */
     LOOP_MAIL,       /* finished handler calls and deferred answers (calls.c) */
+    LOOP_REOPEN,     /* readable when the access log should be reopened (no master) */
 } arrpc__loop_kind;
 
 typedef struct arrpc__loop_source {
@@ -75,6 +76,8 @@ typedef struct arrpc__loop {
     unsigned nlisteners;
     arrpc__loop_source stop;
     arrpc__loop_source control; /* fd -1 when the worker runs without a master */
+    arrpc__loop_source reopen;  /* fd -1 unless the server's reopen eventfd is watched here */
+    struct arrpc__access_log *access_log; /* NULL: none */
     arrpc__loop_source handoff_in[ARRPC_LOOP_HANDOFF_IN_MAX];
     int handoff_out; /* where a retiring worker sends its connections; -1: none */
     int accepting;

@@ -34,18 +34,31 @@ void arrpc__stats_close(arrpc__loop *loop, arrpc__conn *c)
 }
 
 static const arrpc__reason reason_of_outcome[] = {
+    [ARRPC_OUTCOME_OK] = ARRPC_REASON_COUNT,
     [ARRPC_OUTCOME_RPC_ERROR] = ARRPC_REASON_RPC,
     [ARRPC_OUTCOME_AUTH_ERROR] = ARRPC_REASON_AUTH,
     [ARRPC_OUTCOME_INVALID] = ARRPC_REASON_INVALID,
     [ARRPC_OUTCOME_BAD_REPLY] = ARRPC_REASON_BAD_REPLY,
+    [ARRPC_OUTCOME_DEFERRED] = ARRPC_REASON_COUNT,
 };
 
+arrpc__reason arrpc__stats_reason_of(arrpc__outcome outcome)
+{
+    return reason_of_outcome[outcome];
+}
+
+arrpc__reason arrpc__stats_stream_reason(int err)
+{
+    return err == ARRPC_ETOOBIG    ? ARRPC_REASON_TOO_LARGE
+           : err == ARRPC_ETOODEEP ? ARRPC_REASON_TOO_DEEP
+                                   : ARRPC_REASON_INVALID;
+}
+
 void arrpc__stats_request(arrpc__loop *loop, const arrpc__conn *c, arrpc__outcome outcome,
-                          size_t bytes, uint64_t ns)
+                          int is_signed, size_t bytes, uint64_t ns)
 {
     arrpc__metrics *m = block(loop);
     if (!m) return;
-    int is_signed = arrpc__dispatcher_last_signed(loop->dispatcher);
     arrpc__metrics_count_request(m, c->metrics_row, is_signed, is_tls(loop), ns, bytes);
     if (outcome != ARRPC_OUTCOME_OK)
         arrpc__metrics_count_error(m, c->metrics_row, is_signed, is_tls(loop),
@@ -55,10 +68,9 @@ void arrpc__stats_request(arrpc__loop *loop, const arrpc__conn *c, arrpc__outcom
 void arrpc__stats_stream_error(arrpc__loop *loop, const arrpc__conn *c, int err)
 {
     arrpc__metrics *m = block(loop);
-    arrpc__reason reason = err == ARRPC_ETOOBIG    ? ARRPC_REASON_TOO_LARGE
-                           : err == ARRPC_ETOODEEP ? ARRPC_REASON_TOO_DEEP
-                                                   : ARRPC_REASON_INVALID;
-    if (m) arrpc__metrics_count_error(m, c->metrics_row, 0, is_tls(loop), reason);
+    if (m)
+        arrpc__metrics_count_error(m, c->metrics_row, 0, is_tls(loop),
+                                   arrpc__stats_stream_reason(err));
 }
 
 void arrpc__stats_rejected(arrpc__loop *loop, int fd)

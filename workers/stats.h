@@ -5,12 +5,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../metrics/metrics.h"
 #include "loop.h"
 
 void arrpc__stats_open(arrpc__loop *loop, arrpc__conn *c);
 void arrpc__stats_close(arrpc__loop *loop, arrpc__conn *c);
 void arrpc__stats_request(arrpc__loop *loop, const arrpc__conn *c, arrpc__outcome outcome,
-                          size_t bytes, uint64_t ns);
+                          int is_signed, size_t bytes, uint64_t ns);
+/* The reason a request that did not succeed is counted under (the `reason` label; the access
+ * log's outcome); ok and deferred have none and give ARRPC_REASON_COUNT. */
+arrpc__reason arrpc__stats_reason_of(arrpc__outcome outcome);
+/* The reason of a scanner error code: too large, too deep, or invalid. */
+arrpc__reason arrpc__stats_stream_reason(int err);
 /* The stream could not be read (a scanner error code): counted by reason. */
 void arrpc__stats_stream_error(arrpc__loop *loop, const arrpc__conn *c, int err);
 /* A connection refused at the connection limit, before it had a record. */

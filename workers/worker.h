@@ -42,6 +42,8 @@ typedef struct arrpc__worker_config {
     const char *tls_cert, *tls_key, *tls_client_ca;
     unsigned tls_handshake_timeout_ms;
     const uint8_t *tls_ticket_key; /* one per server, inherited by every worker it forks */
+    const char *access_log;        /* path, "-" for standard output; NULL: no access log */
+    arrpc_access_log_format access_log_format;
     int debug;
     struct arrpc__shm_worker
         *record; /* this worker's shared-memory record; NULL without a master */
@@ -54,6 +56,7 @@ typedef struct arrpc__worker_io {
     unsigned nlisten;
     int stop_fd;    /* readable (eventfd or pipe): drain and exit */
     int control_fd; /* SOCK_SEQPACKET to the master; -1 when there is none */
+    int reopen_fd;  /* readable (eventfd): reopen the access log; -1 when the master relays */
 } arrpc__worker_io;
 
 /* Runs init (a non-zero return is a failed start: ARRPC_ELOAD, nothing accepted), then serves

@@ -174,11 +174,13 @@ class Server:
     """arrpcd as a child process. Use as a context manager; it is always stopped by PID."""
 
     def __init__(self, *args, handler=None, secret=None, tls=None, env=None, binary=ARRPCD,
-                 config=None):
+                 config=None, stdout=subprocess.DEVNULL):
         """tls: a Tls, True for the default one, False for plain TCP; None follows
         ARRPC_TRANSPORT. env: variables added to arrpcd's environment. binary: the arrpcd
         to run (a copy, for tests that replace it on disk). config: a configuration file that
-        names the address and the handler: then only args follow --config."""
+        names the address and the handler: then only args follow --config. stdout: where
+        arrpcd's standard output goes (a file object, a descriptor or subprocess.PIPE; default
+        nowhere)."""
         self.args = list(args)
         self.binary = binary
         self.config = config
@@ -187,6 +189,7 @@ class Server:
             tls = TRANSPORT == "tls"
         self.tls = Tls() if tls is True else (tls or None)
         self.handler = handler or DEMO_PLUGIN
+        self.stdout = stdout
         self.secret = secret
         self.proc = None
         self.port = None
@@ -215,7 +218,7 @@ class Server:
         log = tempfile.NamedTemporaryFile("w+b", delete=False, prefix="arrpcd-", suffix=".log")
         self.stderr_path = log.name
         atexit.register(_unlink_quietly, log.name)  # kept until exit: tests read logs after stop
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, env=self.env)
+        self.proc = subprocess.Popen(cmd, stdout=self.stdout, stderr=log, env=self.env)
         log.close()
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:

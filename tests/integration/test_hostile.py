@@ -29,6 +29,34 @@ WAIT_S = 10.0              # generous bound for anything the server does "soon"
 BYSTANDER_GAP_S = 5.0      # the bystander's slowest call; far above a normal one
 MIB = 1024 * 1024
 
+# Byte streams no request can be read from, with the metrics' reason each is counted under
+# (test_access_log.py sends them too).
+BAD_STREAMS = [
+    (b"\xc1", "invalid_message"),
+    (b"\xdd\xff\xff\xff\xff", "too_large"),
+    (b"\xdf\xff\xff\xff\xff", "too_large"),
+    (b"\xdb\xff\xff\xff\xff" + b"x" * 100, "too_large"),
+    (b"\xc6\xff\xff\xff\xff" + b"x" * 100, "too_large"),
+    (b"\x91" * 100000, "too_deep"),
+]
+# Validly signed data that is not one readable MessagePack object: refused as invalid_message.
+HOSTILE_SIGNED_DATA = [b"\xdd\xff\xff\xff\xff", b"\xc1", b"\x91" * 1000,
+                       b"\xdb\xff\xff\xff\xff" + b"x" * 10]
+
+
+def refused_envelopes(secret):
+    """Envelopes around a valid request that the server refuses with the AuthException."""
+    data = packb({"echo": 1})
+    sig = msgpack.unpackb(harness.sign(secret, data), raw=False)["arrpc.sign"]
+    return [packb(e) for e in (
+        {"arrpc.sign": sig, "data": data.decode("latin-1")},  # data not bin
+        {"arrpc.sign": sig[:-2], "data": data},               # signature too short
+        {"arrpc.sign": sig.upper(), "data": data},            # uppercase hex
+        {"arrpc.sign": sig, "data": data, "more": 1},         # an extra key
+        {"data": data},                                       # missing keys
+        {"arrpc.sign": sig},
+    )]
+
 
 def packb(obj):
     return msgpack.packb(obj, use_bin_type=True)
@@ -194,15 +222,7 @@ class StreamErrorTest(HostileCase):
         over = packb({"echo": b"\x01" * (self.LIMIT - 20)})
         over = packb({"echo": b"\x01" * (self.LIMIT - 20 + self.LIMIT + 1 - len(over))})
         self.assertEqual(len(over), self.LIMIT + 1)
-        cases = [  # (bytes, reason)
-            (b"\xc1", "invalid_message"),
-            (b"\xdd\xff\xff\xff\xff", "too_large"),
-            (b"\xdf\xff\xff\xff\xff", "too_large"),
-            (b"\xdb\xff\xff\xff\xff" + b"x" * 100, "too_large"),
-            (b"\xc6\xff\xff\xff\xff" + b"x" * 100, "too_large"),
-            (b"\x91" * 100000, "too_deep"),
-            (over, "too_large"),
-        ]
+        cases = BAD_STREAMS + [(over, "too_large")]  # (bytes, reason)
         want = {}
         for data, reason in cases:
             with self.subTest(data=data[:8], reason=reason), server.connect() as c:
@@ -373,17 +393,8 @@ class AuthEnvelopeTest(HostileCase):
 
     def test_bad_envelopes_counted_and_hostile_signed_data_refused(self):
         server, bystander = self.start("--max-message", "4096", secret=self.SECRET)
-        data = packb({"echo": 1})
-        good = harness.sign(self.SECRET, data)
-        sig = msgpack.unpackb(good, raw=False)["arrpc.sign"]
-        refused = [packb(e) for e in (
-            {"arrpc.sign": sig, "data": data.decode("latin-1")},  # data not bin
-            {"arrpc.sign": sig[:-2], "data": data},               # signature too short
-            {"arrpc.sign": sig.upper(), "data": data},            # uppercase hex
-            {"arrpc.sign": sig, "data": data, "more": 1},         # an extra key
-            {"data": data},                                       # missing keys
-            {"arrpc.sign": sig},
-        )]
+        good = harness.sign(self.SECRET, packb({"echo": 1}))
+        refused = refused_envelopes(self.SECRET)
         with server.connect() as c:
             for raw in refused:
                 c.send_raw(raw)
@@ -391,8 +402,7 @@ class AuthEnvelopeTest(HostileCase):
             c.send_raw(good)
             self.assertEqual(c.recv(), 1)
         self.assert_errors(server, "auth", len(refused))
-        hostile_inner = [b"\xdd\xff\xff\xff\xff", b"\xc1", b"\x91" * 1000,
-                         b"\xdb\xff\xff\xff\xff" + b"x" * 10]
+        hostile_inner = HOSTILE_SIGNED_DATA
         with server.connect() as c:  # validly signed, invalid inside: refused, still usable
             for inner in hostile_inner:
                 c.send_raw(harness.sign(self.SECRET, inner))

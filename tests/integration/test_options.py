@@ -20,6 +20,7 @@ VALUE_FOR = {
     "N": "1", "S": "1", "MS": "100", "BYTES": "1024", "PID": "1", "P": "8080", "H": "localhost",
     "F": "/dev/null", "HOST:PORT": "127.0.0.1:0", "SPEC": "echo", "HEX": "00", "STRING": "x",
     "arrpc|resp": "resp", "JSON": '{"echo": 1}', "J": "100", "MIB": "64",
+    "json|logfmt": "logfmt",
 }
 
 # Options that exit on their own, so that "OPTION VALUE --help" would not show acceptance.
@@ -34,6 +35,7 @@ OUT_OF_RANGE = [
     ("arrpcd", "--pre-drain", "3601", "--pre-drain"),
     ("arrpcd", "--tls-handshake-timeout", "0", "--tls-handshake-timeout"),
     ("arrpcd", "--drain-timeout", "86401", "--drain-timeout"),
+    ("arrpcd", "--access-log-format", "xml", "--access-log-format"),
     ("arrpcd", "--listen", "127.0.0.1:65536", "--listen"),
     ("arrpc-call", "--port", "65536", "--port"),
     ("arrpc-call", "--retries", "1001", "--retries"),

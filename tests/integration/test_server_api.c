@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -137,6 +138,82 @@ static void test_run_without_handler_fails(void **state)
     assert_int_equal(arrpc_server_run(srv), ARRPC_EINVAL);
     assert_non_null(strstr(arrpc_server_errstr(srv), "handler"));
     arrpc_server_free(srv);
+}
+
+/* ---- the access log through the API ---- */
+
+#define LOG_WAIT_TRIES 250 /* 20 ms apart: 5 s for a line to appear */
+
+/* Lines in the file at path (0 when it does not exist); each must hold the handler's name. */
+static int lines_in(const char *path)
+{
+    char buf[8192];
+    FILE *f = fopen(path, "r");
+    int n = 0;
+    while (f && fgets(buf, sizeof buf, f)) {
+        assert_non_null(strstr(buf, "\"handler\":\"handler\""));
+        n++;
+    }
+    if (f) fclose(f);
+    return n;
+}
+
+/* Calls until the file at path holds a line (a worker may read the reopen message after the
+ * call); returns the calls made. */
+static int call_until_logged(uint16_t port, const char *path)
+{
+    int calls = 0;
+    for (int i = 0; i < LOG_WAIT_TRIES && lines_in(path) == 0; i++) {
+        if (i % 10 == 0) {
+            assert_int_equal(call_once(port), 42);
+            calls++;
+        }
+        struct timespec pause = {0, 20 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
+    assert_true(lines_in(path) > 0);
+    return calls;
+}
+
+static void access_log_in_background(unsigned workers)
+{
+    char dir[] = "/tmp/arrpc-api-log-XXXXXX", path[64], old[80];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/access.log", dir);
+    snprintf(old, sizeof old, "%s.1", path);
+    arrpc_server *srv = arrpc_server_new("127.0.0.1", 0, answer_42, NULL);
+    assert_int_equal(arrpc_server_set_access_log(srv, path, (arrpc_access_log_format)7),
+                     ARRPC_EINVAL);
+    assert_int_equal(arrpc_server_set_access_log(srv, "", ARRPC_ACCESS_LOG_JSON), ARRPC_EINVAL);
+    assert_int_equal(arrpc_server_set_access_log(srv, path, ARRPC_ACCESS_LOG_JSON), 0);
+    assert_int_equal(arrpc_server_set_workers(srv, workers), 0);
+    assert_int_equal(arrpc_server_bind(srv), 0);
+    uint16_t port = arrpc_server_port(srv);
+    assert_int_equal(arrpc_server_start(srv), 0);
+    int calls = call_until_logged(port, path);
+    assert_int_equal(rename(path, old), 0);
+    arrpc_server_reopen_access_log(srv);
+    calls += call_until_logged(port, path);
+    arrpc_server_stop(srv);
+    assert_int_equal(arrpc_server_wait(srv), 0);
+    arrpc_server_free(srv);
+    assert_int_equal(lines_in(old) + lines_in(path), calls); /* every call once, whole */
+    assert_true(lines_in(old) >= 1);
+    unlink(path);
+    unlink(old);
+    rmdir(dir);
+}
+
+static void test_access_log_in_process(void **state)
+{
+    (void)state;
+    access_log_in_background(0);
+}
+
+static void test_access_log_prefork(void **state)
+{
+    (void)state;
+    access_log_in_background(2);
 }
 
 static void test_settings_refused_while_running(void **state)
@@ -278,6 +355,8 @@ int main(void)
         cmocka_unit_test(test_settings_refused_while_running),
         cmocka_unit_test(test_reload_hook_changes_the_next_generation),
         cmocka_unit_test(test_recycled_by_max_requests),
+        cmocka_unit_test(test_access_log_in_process),
+        cmocka_unit_test(test_access_log_prefork),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
