@@ -41,6 +41,7 @@ void arrpc__net_addr_name(const struct sockaddr *sa, char *out, size_t outlen);
  * 0 turns keepalive off. 0, or ARRPC_ESYS. */
 #define ARRPC_KEEPALIVE_INTERVAL_S 10
 #define ARRPC_KEEPALIVE_PROBES 6
+#define ARRPC_TCP_KEEPALIVE_MAX_S 32767 /* Linux refuses a longer TCP_KEEPIDLE */
 int arrpc__net_keepalive(int fd, unsigned idle_s);
 
 /* Splits "HOST:PORT" or "[V6]:PORT" into host and port. 0, or ARRPC_EINVAL. */

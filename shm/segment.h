@@ -17,7 +17,7 @@
 #include "../metrics/metrics.h"
 
 #define ARRPC_SHM_MAGIC 0x61727270u /* "arrp" */
-#define ARRPC_SHM_VERSION 4u
+#define ARRPC_SHM_VERSION 5u
 #define ARRPC_CACHE_LINE 64
 /* Records: during a reload a slot has a worker of the old and one of the new generation. */
 #define ARRPC_SHM_RECORDS (2u * ARRPC_MAX_WORKERS)
