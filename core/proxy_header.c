@@ -61,7 +61,8 @@ static arrpc__proxy_status parse_v1_tcp(char *rest, int family, arrpc__proxy_res
     char *sport = next_field(&rest), *dport = next_field(&rest);
     uint16_t src_port, dst_port;
     uint8_t dst_addr[sizeof(struct in6_addr)];
-    if (!dport || rest) return fail(out, ARRPC_PROXY_INVALID, "v1 header: wrong field count");
+    if (!src || !dst || !sport || !dport || rest) /* an empty field is a missing one */
+        return fail(out, ARRPC_PROXY_INVALID, "v1 header: wrong field count");
     if (parse_port(sport, &src_port) != 0 || parse_port(dport, &dst_port) != 0)
         return fail(out, ARRPC_PROXY_INVALID, "v1 header: bad port");
     if (inet_pton(family, dst, dst_addr) != 1)

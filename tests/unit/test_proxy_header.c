@@ -127,6 +127,8 @@ static void test_v1_malformed_lines_are_invalid(void **state)
         "PROXY TCP4 192.0.2.7 198.51.100.1 4242\r\n",        /* a field missing */
         "PROXY TCP4 192.0.2.7 198.51.100.1 4242 9000 1\r\n", /* one too many */
         "PROXY TCP4 192.0.2.7  198.51.100.1 4242 9000\r\n",  /* two spaces */
+        "PROXY TCP4 192.0.2.7 198.51.100.1  9000\r\n",       /* an empty port (fuzzer) */
+        "PROXY TCP4  192.0.2.7 198.51.100.1 9000\r\n",
         "PROXY TCP4 2001:db8::7 198.51.100.1 4242 9000\r\n", /* v6 under TCP4 */
         "PROXY TCP6 192.0.2.7 2001:db8::1 4242 9000\r\n",    /* v4 under TCP6 */
         "PROXY TCP4 192.0.2.7 198.51.100.1 65536 9000\r\n",  /* port too big */
