@@ -370,7 +370,7 @@ static int write_overdue(const arrpc__loop *loop, const arrpc__conn *c)
 
 int arrpc__conn_check_timeouts(arrpc__loop *loop, arrpc__conn *c)
 {
-    if (c->flags & (CONN_CLOSE | CONN_LINGER | CONN_HANDSHAKE)) return 0;
+    if (c->flags & (CONN_CLOSE | CONN_LINGER | CONN_HANDSHAKE | CONN_PROXY)) return 0;
     if (write_overdue(loop, c)) {
         arrpc__log("closing connection from %s: its replies were not read for %u ms "
                    "(--write-timeout)",

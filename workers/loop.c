@@ -94,13 +94,14 @@ static void on_stop(arrpc__loop *loop)
 }
 
 /* Whether a connection may be handed over now: at a request boundary, everything answered and
- * written, and the stream in a state the next worker can continue. */
+ * written, and the stream in a state the next worker can continue (not before its PROXY header:
+ * the next worker would take the header for requests). */
 static int ready_for_handoff(const arrpc__conn *c)
 {
     return c->io.ops->can_hand_over && /* TLS keys live in this process: never handed over */
            arrpc__buf_used(&c->out) == 0 && !arrpc__calls_pending(c) &&
            c->scanned == arrpc__buf_used(&c->in) &&
-           !(c->flags & (CONN_EOF | CONN_DOOMED | CONN_LINGER | CONN_CLOSE));
+           !(c->flags & (CONN_EOF | CONN_DOOMED | CONN_LINGER | CONN_CLOSE | CONN_PROXY));
 }
 
 /* A retiring worker keeps its TLS connections until their clients close them; once the drain

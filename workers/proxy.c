@@ -54,7 +54,8 @@ static const arrpc__reason reason_of_status[] = {
     [-ARRPC_PROXY_TOO_LONG] = ARRPC_REASON_PROXY_TOO_LONG,
 };
 
-/* The header is whole: its address (when it names one) becomes the peer. */
+/* The header is whole: its address (when it names one) becomes the peer, under which the
+ * connection's requests count from now on. */
 static void accept_header(arrpc__loop *loop, arrpc__conn *c, const arrpc__proxy_result *r)
 {
     arrpc__buf_free(&c->in);
@@ -64,10 +65,10 @@ static void accept_header(arrpc__loop *loop, arrpc__conn *c, const arrpc__proxy_
         char was[ARRPC_ADDR_MAX];
         memcpy(was, c->peer, sizeof was);
         arrpc__net_addr_name((const struct sockaddr *)&r->source, c->peer, sizeof c->peer);
-        arrpc__stats_peer_named(loop, c);
         ARRPC_DEBUG(loop->cfg->debug, "connection from %s is from %s (PROXY v%d)", was, c->peer,
                     r->version);
     }
+    arrpc__stats_peer_named(loop, c);
     c->last_active_ms = loop->now_ms;
 }
 

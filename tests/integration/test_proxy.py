@@ -91,6 +91,23 @@ class ProxyProtocol(unittest.TestCase):
                        v2(family=0, protocol=0, body=b"")):
             self.assertTrue(self.whoami(header).startswith("127.0.0.1:"), header)
 
+    def test_requests_after_a_local_header_count_under_the_real_peer(self):
+        # A fresh worker, whose first metrics row goes to a carried address: requests after a
+        # LOCAL header must still count under the connection's own address, not that row.
+        with Server("--workers", "1", "--proxy-protocol", TRUSTED,
+                    "--metrics-listen", "127.0.0.1:0") as s:
+            port = metrics_port(s)
+            with s.connect(preamble=v1("192.0.2.99")) as c:
+                c.call({"n": 0})
+            with s.connect(preamble=v2(command=0, family=0, protocol=0, body=b"")) as c:
+                for i in range(4):
+                    c.call({"n": i})
+            sample = scrape(port)
+        self.assertEqual(total(sample, "arrpc_server_req_seconds_count",
+                               remote_address="192.0.2.99"), 1)
+        self.assertEqual(total(sample, "arrpc_server_req_seconds_count",
+                               remote_address="127.0.0.1"), 4)
+
     def test_metrics_name_the_carried_address(self):
         with self.server.connect(preamble=v1("203.0.113.9", 5000)) as c:
             for _ in range(3):
