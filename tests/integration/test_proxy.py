@@ -6,12 +6,14 @@ struct, the way a balancer writes them.
 
 ctest runs this file over TCP and over TLS: under TLS the header goes first on the raw socket,
 then the handshake."""
+import signal
 import socket
 import struct
 import unittest
 
 import harness
 from harness import Server
+from test_master import wait_until
 from test_metrics import metrics_port, scrape, total
 
 TRANSPORTS = ("tcp", "tls")
@@ -107,6 +109,18 @@ class ProxyProtocol(unittest.TestCase):
                                remote_address="192.0.2.99"), 1)
         self.assertEqual(total(sample, "arrpc_server_req_seconds_count",
                                remote_address="127.0.0.1"), 4)
+
+    def test_carried_address_survives_a_hand_over(self):
+        # A reload hands plain-TCP connections to the new worker: the header is not read again,
+        # the address it carried travels with the connection.
+        if self.server.tls:
+            self.skipTest("TLS connections stay with their worker on reload")
+        with Server("--workers", "1", "--proxy-protocol", TRUSTED) as s, \
+                s.connect(preamble=v1("192.0.2.8", 4343)) as c:
+            first = c.call({"pid": 1})
+            s.signal(signal.SIGHUP)
+            self.assertTrue(wait_until(lambda: c.call({"pid": 1}) != first, timeout=30))
+            self.assertEqual(c.call({"whoami": 1})["peer"], "192.0.2.8:4343")
 
     def test_metrics_name_the_carried_address(self):
         with self.server.connect(preamble=v1("203.0.113.9", 5000)) as c:
