@@ -8,7 +8,7 @@ PORT ?= 8080
 METRICS_PORT ?= 9095
 FUZZ_SECONDS ?= 15
 
-.PHONY: all build run test check test-valgrind test-asan test-tsan test-fuzz clean help
+.PHONY: all build run test check test-valgrind test-asan test-tsan test-fuzz deb clean help
 
 all: build
 
@@ -64,11 +64,17 @@ test-fuzz:
 	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzzers
 	cd $(FUZZ_BUILD) && ctest --output-on-failure -j 2 -L fuzz
 
+# The Debian packages (docs/packaging.md), built from a copy of the checkout in $(BUILD)/deb/src:
+# the .deb files land in $(BUILD)/deb. Needs dpkg-dev and debhelper (tools/install-deps.sh).
+deb:
+	sh tools/build-deb.sh $(BUILD)/deb $(JOBS)
+	@ls $(BUILD)/deb/*.deb
+
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD)
 
 help:
-	@echo "make build | run (PORT=8080) | test | clean"
+	@echo "make build | run (PORT=8080) | test | deb | clean"
 	@echo "  test = check (suite + valgrind) + test-asan (ASan/UBSan suite) + test-tsan (threads"
 	@echo "         under ThreadSanitizer) + test-fuzz (smoke)"
 	@echo "  make test-valgrind | test-fuzz FUZZ_SECONDS=300 | docs/testing.md"

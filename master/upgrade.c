@@ -21,6 +21,8 @@
 #define UPGRADE_METRICS_ENV "ARRPC_UPGRADE_METRICS_FD" /* the exporter's listening socket */
 #define CMDLINE_MAX 65536
 #define ARGS_MAX 256
+#define EXE_PATH_MAX 4096
+#define DELETED_SUFFIX " (deleted)" /* how Linux names a running binary replaced on disk */
 
 /* Messages from the new master to the old one on the upgrade channel. */
 enum { UPGRADE_SLOT_READY = 1, UPGRADE_DONE };
@@ -67,6 +69,23 @@ static int read_cmdline(char *buf, size_t cap, char **argv)
     return argc;
 }
 
+/* The program to exec. /proc/self/exe names the inode this master runs, which after a package
+ * upgrade (a new file renamed over the old path) is the old, deleted binary: an upgrade would
+ * start the old version again. Exec the path the binary was started from instead, which now
+ * holds the new one; /proc/self/exe only when that path is gone. */
+static const char *new_binary_path(char *path, size_t size)
+{
+    ssize_t n = readlink("/proc/self/exe", path, size - 1);
+    size_t suffix = strlen(DELETED_SUFFIX);
+    if (n > 0) path[n] = '\0';
+    if (n <= (ssize_t)suffix || strcmp(path + (n - (ssize_t)suffix), DELETED_SUFFIX) != 0)
+        return "/proc/self/exe";
+    path[n - (ssize_t)suffix] = '\0';
+    if (access(path, X_OK) != 0) return "/proc/self/exe";
+    arrpc__log("master: SIGUSR2: this binary was replaced on disk; starting the new %s", path);
+    return path;
+}
+
 static void setenv_number(const char *name, long value)
 {
     char text[32];
@@ -76,7 +95,7 @@ static void setenv_number(const char *name, long value)
 
 /* In the child: put the sockets at 3.., then the channel, the counters' segment and the
  * metrics socket, and exec ourselves. */
-static void exec_new_master(arrpc__master *m, int channel, char **argv)
+static void exec_new_master(arrpc__master *m, int channel, const char *binary, char **argv)
 {
     int extra[3] = {channel, m->shm_fd, m->metrics_fd};
     int count = (int)m->nslots + 3, high[ARRPC_MAX_WORKERS + 3];
@@ -103,13 +122,14 @@ static void exec_new_master(arrpc__master *m, int channel, char **argv)
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
-    execv("/proc/self/exe", argv);
+    execv(binary, argv);
     _exit(127);
 }
 
 void arrpc__upgrade_start(arrpc__master *m)
 {
     static char cmdline[CMDLINE_MAX];
+    static char exe_path[EXE_PATH_MAX];
     char *argv[ARGS_MAX];
     int sv[2];
     if (m->old_master && kill(m->old_master, 0) == 0 && getppid() == m->old_master) {
@@ -127,10 +147,11 @@ void arrpc__upgrade_start(arrpc__master *m)
         arrpc__log("master: SIGUSR2: cannot start the upgrade: %s", strerror(errno));
         return;
     }
+    const char *binary = new_binary_path(exe_path, sizeof exe_path);
     pid_t pid = fork();
     if (pid == 0) {
         close(sv[0]);
-        exec_new_master(m, sv[1], argv);
+        exec_new_master(m, sv[1], binary, argv);
     }
     close(sv[1]);
     if (pid < 0) {

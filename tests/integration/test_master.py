@@ -232,6 +232,34 @@ class UpgradeTest(MasterCase):
         self.assertFalse(os.path.exists(pid_file))
 
 
+    def test_upgrade_runs_the_binary_now_on_disk(self):
+        """A package upgrade renames a new binary over the old one; SIGUSR2 must start the new
+        file, not the deleted one the running master still maps (/proc/self/exe)."""
+        tmp = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, tmp)
+        binary, pid_file = os.path.join(tmp, "arrpcd"), os.path.join(tmp, "arrpcd.pid")
+        shutil.copy2(harness.ARRPCD, binary)
+        server = self.start("--pid-file", pid_file, binary=binary)
+        shutil.copy2(harness.ARRPCD, binary + ".new")
+        os.rename(binary + ".new", binary)  # as dpkg installs a file
+        self.assertTrue(os.readlink("/proc/%d/exe" % server.pid).endswith(" (deleted)"))
+        os.kill(server.pid, signal.SIGUSR2)
+
+        def new_master():
+            try:
+                with open(pid_file) as f:
+                    pid = int(f.read())
+            except (FileNotFoundError, ValueError):
+                return None
+            return pid if pid != server.pid and not alive(server.pid) else None
+        pid = wait_until(new_master)
+        self.assertTrue(pid, server.log())
+        self.addCleanup(kill_quietly, pid)
+        self.assertEqual(os.readlink("/proc/%d/exe" % pid), binary)
+        with server.connect() as c:
+            self.assertEqual(c.call("after"), "after")
+
+
 class ScalingTest(MasterCase):
     def test_ttin_ttou_under_load_fail_nothing(self):
         server = self.start("--workers", "2")
