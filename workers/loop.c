@@ -138,17 +138,15 @@ static void expire_handshake(arrpc__loop *loop, arrpc__conn *c)
 }
 
 /* Past its age limit, a connection ends at an idle moment, the way a drain ends it (FIN, or
- * close_notify under TLS, then the linger for the client's EOF): no request is cut. True when
- * it acted. */
-static int expire_aged(arrpc__loop *loop, arrpc__conn *c, int idle)
+ * close_notify under TLS, then the linger for the client's EOF): no request is cut. */
+static void expire_aged(arrpc__loop *loop, arrpc__conn *c, int idle)
 {
     if (!c->close_after_ms || loop->now_ms < c->close_after_ms || !idle ||
         (c->flags & (CONN_CLOSE | CONN_EOF | CONN_HANDSHAKE | CONN_PROXY)))
-        return 0;
+        return;
     ARRPC_DEBUG(loop->cfg->debug, "closing connection from %s: older than its age limit", c->peer);
     arrpc__stats_aged(loop, c);
     arrpc__conn_close_gracefully(loop, c);
-    return 1;
 }
 
 /* Closes what timed out: lingering closes, idle connections, handshakes past their deadline,
