@@ -89,24 +89,47 @@ uint16_t arrpc__net_local_port(int fd)
     return 0;
 }
 
+void arrpc__net_addr_name(const struct sockaddr *sa, char *out, size_t outlen)
+{
+    char ip[INET6_ADDRSTRLEN] = "?";
+    unsigned port = 0;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof ip);
+        port = ntohs(in->sin_port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof ip);
+        port = ntohs(in6->sin6_port);
+    }
+    snprintf(out, outlen, "%s:%u", ip, port);
+}
+
+int arrpc__net_peer_addr(int fd, struct sockaddr_storage *ss)
+{
+    socklen_t len = sizeof *ss;
+    memset(ss, 0, sizeof *ss);
+    return getpeername(fd, (struct sockaddr *)ss, &len) == 0 ? 0 : ARRPC_ESYS;
+}
+
 void arrpc__net_peer_name(int fd, char *out, size_t outlen)
 {
     struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
-    char ip[INET6_ADDRSTRLEN] = "?";
-    unsigned port = 0;
-    if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0) {
-        if (ss.ss_family == AF_INET) {
-            struct sockaddr_in *in = (struct sockaddr_in *)&ss;
-            inet_ntop(AF_INET, &in->sin_addr, ip, sizeof ip);
-            port = ntohs(in->sin_port);
-        } else if (ss.ss_family == AF_INET6) {
-            struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-            inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof ip);
-            port = ntohs(in6->sin6_port);
-        }
-    }
-    snprintf(out, outlen, "%s:%u", ip, port);
+    arrpc__net_peer_addr(fd, &ss); /* on failure the family is 0: named "?:0" */
+    arrpc__net_addr_name((const struct sockaddr *)&ss, out, outlen);
+}
+
+int arrpc__net_keepalive(int fd, unsigned idle_s)
+{
+    int on = idle_s > 0, idle = (int)idle_s, interval = ARRPC_KEEPALIVE_INTERVAL_S,
+        count = ARRPC_KEEPALIVE_PROBES;
+    if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on) != 0) return ARRPC_ESYS;
+    if (!on) return 0;
+    return setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle) == 0 &&
+                   setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval) == 0 &&
+                   setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count) == 0
+               ? 0
+               : ARRPC_ESYS;
 }
 
 int arrpc__parse_ulong(const char *s, unsigned long min, unsigned long max, unsigned long *out)

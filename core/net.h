@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "clock.h" /* the deadlines below are arrpc__clock_ms() values */
 
@@ -28,8 +29,21 @@ int arrpc__net_listen_like(int fd);
 /* The port a bound socket has; 0 on error. */
 uint16_t arrpc__net_local_port(int fd);
 
-/* "ip:port" of the peer of a connected socket ("?" when unknown). */
+/* "ip:port" of the peer of a connected socket ("?:0" when unknown). */
 void arrpc__net_peer_name(int fd, char *out, size_t outlen);
+/* The peer's address of a connected socket. 0, or ARRPC_ESYS (then ss's family is 0). */
+int arrpc__net_peer_addr(int fd, struct sockaddr_storage *ss);
+/* "ip:port" of an AF_INET or AF_INET6 address ("?:0" for any other family). */
+void arrpc__net_addr_name(const struct sockaddr *sa, char *out, size_t outlen);
+
+/* TCP keepalive on a connected socket: the first probe after idle_s seconds without traffic,
+ * then one every ARRPC_KEEPALIVE_INTERVAL_S; after ARRPC_KEEPALIVE_PROBES unanswered ones the
+ * kernel resets the connection (a peer that vanished: a host gone, a NAT entry dropped).
+ * 0 turns keepalive off. 0, or ARRPC_ESYS. */
+#define ARRPC_KEEPALIVE_INTERVAL_S 10
+#define ARRPC_KEEPALIVE_PROBES 6
+#define ARRPC_TCP_KEEPALIVE_MAX_S 32767 /* Linux refuses a longer TCP_KEEPIDLE */
+int arrpc__net_keepalive(int fd, unsigned idle_s);
 
 /* Splits "HOST:PORT" or "[V6]:PORT" into host and port. 0, or ARRPC_EINVAL. */
 int arrpc__net_split_hostport(const char *spec, char *host, size_t hostlen, uint16_t *port);

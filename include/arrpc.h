@@ -70,6 +70,7 @@ ARRPC_API const char *arrpc_errname(int err);
 #define ARRPC_DEFAULT_HANDLER_TIMEOUT_MS 30000u       /* pre-fork: a stuck worker is replaced */
 #define ARRPC_DEFAULT_IDLE_TIMEOUT_MS 0u              /* 0: idle connections are kept forever */
 #define ARRPC_DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS 10000u /* a TLS handshake must finish by then */
+#define ARRPC_DEFAULT_TCP_KEEPALIVE_S 60u       /* idle seconds before the first keepalive probe */
 #define ARRPC_DEFAULT_REQUEST_TIMEOUT_MS 30000u /* a request begun must arrive whole by then */
 #define ARRPC_DEFAULT_WRITE_TIMEOUT_MS 30000u   /* unread replies: closed after this long */
 
@@ -181,6 +182,29 @@ ARRPC_API int arrpc_server_set_tls(arrpc_server *srv, const char *cert, const ch
 /* A TLS handshake not finished this long after the connection was accepted is closed. Default
  * ARRPC_DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS; at least 1. */
 ARRPC_API int arrpc_server_set_tls_handshake_timeout(arrpc_server *srv, unsigned ms);
+
+/* PROXY protocol (v1 and v2) from balancers: `ranges` is a comma-separated list of address
+ * ranges ("10.0.0.0/8,fd00::/8"; a bare address is one host). A connection from an address in
+ * them must begin with a PROXY header, read before anything else (before the TLS handshake);
+ * the client address it carries then stands for the peer in metrics, logs and
+ * arrpc_call_peer. A header that is missing, malformed, too long, or not whole within the TLS
+ * handshake timeout closes the connection (logged, counted in arrpc_server_errors_total by a
+ * proxy_* reason). Connections from other addresses are served as usual: a header they send is
+ * an invalid request. NULL: off (the default). 0, ARRPC_EINVAL (a bad range, the reason in
+ * arrpc_server_errstr), ARRPC_ESTATE. */
+ARRPC_API int arrpc_server_set_proxy_protocol(arrpc_server *srv, const char *ranges);
+/* Connection aging: a connection older than ms plus its own random share of jitter_ms (drawn
+ * when it opens, uniform in [0, jitter_ms]) is closed at its next idle moment (everything it
+ * sent answered and written, no call pending), so that long-lived connections spread over hosts
+ * a balancer added. A request sent just as the connection closes gets no reply: the client must
+ * reconnect and may resend it only if it is safe to. 0: never (the default). */
+ARRPC_API int arrpc_server_set_max_connection_age(arrpc_server *srv, unsigned ms,
+                                                  unsigned jitter_ms);
+/* TCP keepalive on accepted connections: the first probe after `seconds` without traffic, then
+ * one every 10 s; 6 unanswered probes end the connection. Finds clients that vanished without a
+ * FIN (a host gone, a NAT entry dropped). 0: off; at most 32767; default
+ * ARRPC_DEFAULT_TCP_KEEPALIVE_S. */
+ARRPC_API int arrpc_server_set_tcp_keepalive(arrpc_server *srv, unsigned seconds);
 
 /* Process model. 0 workers (the default): the calling process serves, in one epoll loop.
  * N >= 1: a pre-fork master supervises N worker processes that share the port with

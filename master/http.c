@@ -93,6 +93,9 @@ static void write_metrics(FILE *f, arrpc__http *h)
               workers_alive(m));
     write_own(f, h, "arrpc_server_connections", "gauge", "Open client connections.", "",
               h->connections);
+    write_own(f, h, "arrpc_server_connections_aged_total", "counter",
+              "Connections closed at an idle moment for their age (--max-connection-age).", "",
+              (double)atomic_load_explicit(&h->sum->aged, memory_order_relaxed));
     write_own(f, h, "arrpc_server_generation", "gauge", "Generation of workers serving.", "",
               m->generation);
     write_own(f, h, "arrpc_server_start_time_seconds", "gauge",

@@ -97,6 +97,7 @@ void arrpc__metrics_add(arrpc__metrics *into, const arrpc__metrics *from)
     for (uint32_t i = 0; i < rows; i++)
         add_row(&into->row[arrpc__metrics_row_for(into, from->row[i].addr)], &from->row[i]);
     add_row(&into->row[into->addrs], &from->row[from->addrs]);
+    add(&into->aged, atomic_load_explicit(&from->aged, RELAXED));
 }
 
 arrpc__metrics *arrpc__metrics_init(void *mem, uint32_t addrs)

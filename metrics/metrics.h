@@ -29,9 +29,13 @@
     X(CONN_LIMIT, "connection_limit")                                                              \
     X(TIMEOUT, "timeout")                                                                          \
     X(TLS, "tls_handshake")                                                                        \
-    X(CONNECT, "connect") /* client: no connection could be made */                                \
-    X(CLOSED, "closed")   /* client: the server closed before replying */                          \
-    X(IO, "io")           /* client: read, write or system call failed */
+    X(CONNECT, "connect")                 /* client: no connection could be made */                \
+    X(CLOSED, "closed")                   /* client: the server closed before replying */          \
+    X(IO, "io")                           /* client: read, write or system call failed */          \
+    X(PROXY_MISSING, "proxy_missing")     /* server: a trusted source sent no PROXY header */      \
+    X(PROXY_INVALID, "proxy_invalid")     /* server: a PROXY header the format does not allow */   \
+    X(PROXY_TOO_LONG, "proxy_too_long")   /* server: longer than ARRPC_PROXY_V1_MAX / _V2_MAX */   \
+    X(PROXY_TRUNCATED, "proxy_truncated") /* server: closed or timed out inside the header */
 
 typedef enum {
 #define ARRPC_REASON_ENUM(name, label) ARRPC_REASON_##name,
@@ -68,6 +72,7 @@ typedef struct arrpc__metrics {
     _Atomic uint32_t connections; /* open connections: a gauge */
     uint32_t addrs;               /* address rows before the overflow row */
     uint32_t reserved;
+    _Atomic uint64_t aged;    /* connections closed for their age (--max-connection-age) */
     arrpc__metrics_row row[]; /* addrs + 1 */
 } arrpc__metrics;
 
@@ -90,7 +95,7 @@ void arrpc__metrics_count_error(arrpc__metrics *m, uint32_t row, int is_signed, 
 
 /* Adds every counter of `from` into `into`, rows matched by address (the master folds a dead
  * worker's block into its retired totals this way); addresses `into` has no room for go to its
- * overflow row. Gauges are not carried over. */
+ * overflow row; the aged count too. Gauges are not carried over. */
 void arrpc__metrics_add(arrpc__metrics *into, const arrpc__metrics *from);
 /* Zeroes a block for a new writer; its size stays. */
 void arrpc__metrics_reset(arrpc__metrics *m);

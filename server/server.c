@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "../core/auth.h"
+#include "../core/cidr.h"
 #include "../core/net.h"
 #include "../core/tls.h"
 #include "../workers/handler.h"
@@ -48,9 +49,10 @@ struct arrpc_server {
     char metrics_host[SERVER_HOST_MAX];
     uint16_t metrics_port;
     unsigned predrain_ms;
-    unsigned max_lifetime_ms; /* recycle workers this old; 0: never */
-    pid_t master_pid;         /* background pre-fork server: the master is our child */
-    pthread_t thread;         /* background in-process server */
+    unsigned max_lifetime_ms;    /* recycle workers this old; 0: never */
+    arrpc__cidr_list proxy_from; /* cfg.proxy_from points here when it is on */
+    pid_t master_pid;            /* background pre-fork server: the master is our child */
+    pthread_t thread;            /* background in-process server */
     int has_thread;
     int run_status;
     char handler_name[ARRPC_HANDLER_NAME_MAX];
@@ -104,6 +106,7 @@ arrpc_server *arrpc_server_new(const char *host, uint16_t port, arrpc_handler_fn
         .request_timeout_ms = ARRPC_DEFAULT_REQUEST_TIMEOUT_MS,
         .write_timeout_ms = ARRPC_DEFAULT_WRITE_TIMEOUT_MS,
         .tls_handshake_timeout_ms = ARRPC_DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS,
+        .tcp_keepalive_s = ARRPC_DEFAULT_TCP_KEEPALIVE_S,
     };
     return srv;
 }
@@ -323,6 +326,41 @@ int arrpc_server_set_tls_handshake_timeout(arrpc_server *srv, unsigned ms)
     if (rc == 0 && ms == 0)
         rc = set_err(srv, ARRPC_EINVAL, "the TLS handshake timeout must be at least 1 ms");
     if (rc == 0) srv->cfg.tls_handshake_timeout_ms = ms;
+    return rc;
+}
+
+int arrpc_server_set_proxy_protocol(arrpc_server *srv, const char *ranges)
+{
+    int rc = settable(srv);
+    if (rc != 0) return rc;
+    srv->cfg.proxy_from = NULL;
+    if (!ranges) return 0;
+    char why[160];
+    if (arrpc__cidr_parse(ranges, &srv->proxy_from, why, sizeof why) != 0)
+        return set_err(srv, ARRPC_EINVAL, "proxy protocol sources: %s", why);
+    srv->cfg.proxy_from = &srv->proxy_from;
+    return 0;
+}
+
+int arrpc_server_set_max_connection_age(arrpc_server *srv, unsigned ms, unsigned jitter_ms)
+{
+    int rc = settable(srv);
+    if (rc == 0 && (uint64_t)ms + jitter_ms > UINT32_MAX)
+        rc = set_err(srv, ARRPC_EINVAL, "connection age plus jitter too large");
+    if (rc == 0) {
+        srv->cfg.max_connection_age_ms = ms;
+        srv->cfg.max_connection_age_jitter_ms = ms ? jitter_ms : 0;
+    }
+    return rc;
+}
+
+int arrpc_server_set_tcp_keepalive(arrpc_server *srv, unsigned seconds)
+{
+    int rc = settable(srv);
+    if (rc == 0 && seconds > ARRPC_TCP_KEEPALIVE_MAX_S) /* the kernel's own bound */
+        rc = set_err(srv, ARRPC_EINVAL, "TCP keepalive at most %u seconds",
+                     ARRPC_TCP_KEEPALIVE_MAX_S);
+    if (rc == 0) srv->cfg.tcp_keepalive_s = seconds;
     return rc;
 }
 

@@ -20,6 +20,7 @@
 #define MAX_WORKER_RSS_MIB (1ul << 20) /* 1 TiB: any larger bound is no bound */
 #define IDLE_TIMEOUT_MAX_S                                                                         \
     (UINT_MAX / 1000u) /* its milliseconds must fit the unsigned the API takes */
+#define CONNECTION_AGE_MAX_S (IDLE_TIMEOUT_MAX_S / 2) /* age and jitter together fit too */
 
 static arrpc_server *running;
 
@@ -141,6 +142,17 @@ static const arrpc_opt arrpcd_opts[] = {
     {"access-log-format", 0, ARRPC_OPT_CUSTOM, "json|logfmt", .def = "json",
      .set = set_access_log_format,
      .help = "the access log's lines: JSON objects or logfmt key=value pairs (docs/operations.md)"},
+    {"proxy-protocol", 0, ARRPC_OPT_STRING, "CIDR[,CIDR...]", AT(proxy_protocol), .def = "off",
+     .help = "connections from these address ranges (balancers) must begin with a PROXY "
+             "protocol header (v1 or v2), whose client address then stands for the peer"},
+    SECONDS("max-connection-age", max_connection_age_s, CONNECTION_AGE_MAX_S,
+            "close a connection older than S seconds at its next idle moment, so balancers "
+            "spread load again (0 = never)"),
+    SECONDS("max-connection-age-jitter", max_connection_age_jitter_s, CONNECTION_AGE_MAX_S,
+            "add a random 0 to S seconds to each connection's age limit"),
+    {"tcp-keepalive", 0, ARRPC_OPT_UNSIGNED, "S", AT(tcp_keepalive_s), 0, 32767,
+     .help = "TCP keepalive: first probe after S idle seconds, then every 10 s, 6 probes "
+             "(0 = off)"},
     {"debug", 0, ARRPC_OPT_FLAG, NULL, AT(debug), .help = "log every connection and request"},
     {"help", 0, ARRPC_OPT_HELP, .help = "print this help and exit"},
     {"version", 0, ARRPC_OPT_EXIT, .run = print_version,
@@ -259,6 +271,10 @@ static int configure(arrpc_server *srv, const arrpcd_options *o)
         arrpc_server_set_pid_file(srv, o->pid_file) ||
         arrpc_server_set_tls(srv, o->tls_cert, o->tls_key, o->tls_client_ca) ||
         arrpc_server_set_access_log(srv, o->access_log, o->access_log_format) ||
+        arrpc_server_set_proxy_protocol(srv, o->proxy_protocol) ||
+        arrpc_server_set_max_connection_age(srv, (unsigned)o->max_connection_age_s * 1000u,
+                                            (unsigned)o->max_connection_age_jitter_s * 1000u) ||
+        arrpc_server_set_tcp_keepalive(srv, (unsigned)o->tcp_keepalive_s) ||
         arrpc_server_set_tls_handshake_timeout(srv, (unsigned)o->tls_handshake_timeout_s * 1000u);
     if (rc) fprintf(stderr, "arrpcd: %s\n", arrpc_server_errstr(srv));
     return rc ? -1 : 0;
@@ -379,6 +395,7 @@ int main(int argc, char **argv)
         .write_timeout_s = ARRPC_DEFAULT_WRITE_TIMEOUT_MS / 1000,
         .handler_timeout_s = ARRPC_DEFAULT_HANDLER_TIMEOUT_MS / 1000,
         .tls_handshake_timeout_s = ARRPC_DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS / 1000,
+        .tcp_keepalive_s = ARRPC_DEFAULT_TCP_KEEPALIVE_S,
     };
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     d->workers = cpus > 0 ? (unsigned long)cpus : 1;

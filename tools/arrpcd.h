@@ -21,6 +21,8 @@ typedef struct {
     unsigned long request_timeout_s, write_timeout_s;
     unsigned long workers, threads, handler_timeout_s, predrain_s;
     unsigned long max_requests, max_requests_jitter, max_lifetime_s, max_rss_mib;
+    const char *proxy_protocol;
+    unsigned long max_connection_age_s, max_connection_age_jitter_s, tcp_keepalive_s;
     int debug;
 } arrpcd_options;
 

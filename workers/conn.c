@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 
 #include "../core/clock.h"
 #include "../core/log.h"
@@ -12,7 +13,43 @@
 #include "loop.h"
 #include "stats.h"
 
-arrpc__conn *arrpc__conn_open(arrpc__loop *loop, int fd)
+/* When an accepted connection reaches its age limit: the age plus its own share of the jitter,
+ * so that connections opened together (after a restart) do not all close together. */
+static uint64_t age_limit(arrpc__loop *loop)
+{
+    const arrpc__worker_config *cfg = loop->cfg;
+    if (!cfg->max_connection_age_ms) return 0;
+    uint64_t jitter =
+        cfg->max_connection_age_jitter_ms
+            ? arrpc__loop_random(loop) % ((uint64_t)cfg->max_connection_age_jitter_ms + 1)
+            : 0;
+    return loop->now_ms + cfg->max_connection_age_ms + jitter;
+}
+
+/* Names the peer and starts what must happen before requests: the PROXY header from a trusted
+ * source, the TLS handshake. A handed-over connection did both in its first worker. */
+static void start_setup(arrpc__loop *loop, arrpc__conn *c, const arrpc__conn_origin *from)
+{
+    c->last_active_ms = loop->now_ms;
+    if (from) {
+        snprintf(c->peer, sizeof c->peer, "%s", from->peer);
+        c->close_after_ms = from->close_after_ms;
+        return;
+    }
+    struct sockaddr_storage ss;
+    arrpc__net_peer_addr(c->fd, &ss);
+    arrpc__net_addr_name((const struct sockaddr *)&ss, c->peer, sizeof c->peer);
+    c->close_after_ms = age_limit(loop);
+    int proxied = arrpc__proxy_expect(loop, c, (const struct sockaddr *)&ss);
+    if (loop->tls) /* the client speaks first; the deadline keeps a silent one from staying */
+        c->flags |= CONN_HANDSHAKE;
+    if (proxied || loop->tls) { /* one deadline for the header and the handshake together */
+        c->handshake_until_ms = loop->now_ms + loop->cfg->tls_handshake_timeout_ms;
+        loop->nhandshaking++;
+    }
+}
+
+arrpc__conn *arrpc__conn_open(arrpc__loop *loop, int fd, const arrpc__conn_origin *from)
 {
     arrpc__conn *c = calloc(1, sizeof *c);
     if (!c) return NULL;
@@ -30,14 +67,8 @@ arrpc__conn *arrpc__conn_open(arrpc__loop *loop, int fd)
         free(c);
         return NULL;
     }
-    arrpc__net_peer_name(fd, c->peer, sizeof c->peer);
+    start_setup(loop, c, from);
     arrpc__stats_open(loop, c);
-    c->last_active_ms = loop->now_ms;
-    if (loop->tls) { /* the client speaks first; the deadline keeps a silent one from staying */
-        c->flags |= CONN_HANDSHAKE;
-        c->handshake_until_ms = loop->now_ms + loop->cfg->tls_handshake_timeout_ms;
-        loop->nhandshaking++;
-    }
     c->next = loop->conns;
     if (loop->conns) loop->conns->prev = c;
     loop->conns = c;
@@ -58,7 +89,7 @@ void arrpc__conn_free(arrpc__loop *loop, arrpc__conn *c)
     arrpc__stats_close(loop, c);
     arrpc__calls_conn_free(loop, c);
     if (c->flags & CONN_LINGER) loop->nlingering--;
-    if (c->flags & CONN_HANDSHAKE) loop->nhandshaking--;
+    if (c->flags & (CONN_HANDSHAKE | CONN_PROXY)) loop->nhandshaking--;
     c->io.ops->close(&c->io); /* the last descriptor: also out of the epoll set */
     arrpc__buf_free(&c->in);
     arrpc__buf_free(&c->out);
@@ -78,6 +109,11 @@ static void mark_close(arrpc__conn *c)
     c->flags |= CONN_CLOSE;
 }
 
+void arrpc__conn_mark_close(arrpc__conn *c)
+{
+    mark_close(c);
+}
+
 void arrpc__conn_queue_flush(arrpc__loop *loop, arrpc__conn *c)
 {
     if (c->flags & CONN_QUEUED) return;
@@ -95,7 +131,9 @@ static void update_interest(arrpc__loop *loop, arrpc__conn *c, int want_write)
     /* A retiring worker reads no more from connections it hands over: what it has read, it
      * answers. TLS connections cannot move, so it keeps serving them. */
     int moving = loop->retiring && c->io.ops->can_hand_over;
-    if (c->flags & CONN_HANDSHAKE)
+    if (c->flags & CONN_PROXY)
+        ev = EPOLLIN;
+    else if (c->flags & CONN_HANDSHAKE)
         ev = c->io.want == ARRPC_WANT_WRITE ? EPOLLOUT : EPOLLIN;
     else if (c->flags & CONN_LINGER)
         ev |= EPOLLIN;
@@ -333,7 +371,7 @@ static int write_overdue(const arrpc__loop *loop, const arrpc__conn *c)
 
 int arrpc__conn_check_timeouts(arrpc__loop *loop, arrpc__conn *c)
 {
-    if (c->flags & (CONN_CLOSE | CONN_LINGER | CONN_HANDSHAKE)) return 0;
+    if (c->flags & (CONN_CLOSE | CONN_LINGER | CONN_HANDSHAKE | CONN_PROXY)) return 0;
     if (write_overdue(loop, c)) {
         arrpc__log("closing connection from %s: its replies were not read for %u ms "
                    "(--write-timeout)",
@@ -394,6 +432,11 @@ static void continue_handshake(arrpc__loop *loop, arrpc__conn *c)
 
 void arrpc__conn_on_event(arrpc__loop *loop, arrpc__conn *c, uint32_t events)
 {
+    if (c->flags & CONN_PROXY) { /* what follows the header keeps the socket readable, and
+                                    level-triggered epoll wakes the loop for it again */
+        if (!(c->flags & CONN_CLOSE)) arrpc__proxy_on_readable(loop, c);
+        return;
+    }
     if (c->flags & CONN_HANDSHAKE) {
         if (!(c->flags & CONN_CLOSE)) continue_handshake(loop, c);
         return;

@@ -23,14 +23,19 @@ typedef struct arrpc__ctl_msg {
 
 /* A connection handed over: this header, then `inline_len` bytes already read of the next
  * request; the connection's descriptor is attached, and when the bytes did not fit inline
- * (pending_len > inline_len) a memfd holding all pending_len bytes is attached too. */
+ * (pending_len > inline_len) a memfd holding all pending_len bytes is attached too. The peer's
+ * name travels because a PROXY header, read once by the first worker, may have set it; the age
+ * limit travels so that moving does not make a connection young again. */
 #define ARRPC_HANDOFF_INLINE_MAX (32u * 1024u)
-#define ARRPC_HANDOFF_MAGIC 0x68616e64u /* "hand" */
+#define ARRPC_HANDOFF_MAGIC 0x68616e32u /* "han2": the header with peer and age */
+#define ARRPC_HANDOFF_PEER_MAX 64       /* ARRPC_ADDR_MAX */
 
 typedef struct arrpc__handoff_header {
     uint32_t magic;
     uint32_t inline_len;
     uint64_t pending_len;
+    uint64_t close_after_ms; /* 0: no age limit */
+    char peer[ARRPC_HANDOFF_PEER_MAX];
 } arrpc__handoff_header;
 
 #endif

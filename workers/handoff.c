@@ -37,7 +37,10 @@ int arrpc__handoff_send(arrpc__loop *loop, arrpc__conn *c)
     uint8_t msg[sizeof(arrpc__handoff_header) + ARRPC_HANDOFF_INLINE_MAX];
     size_t pending = arrpc__buf_used(&c->in);
     const uint8_t *bytes = c->in.data + c->in.head;
-    arrpc__handoff_header h = {.magic = ARRPC_HANDOFF_MAGIC, .pending_len = pending};
+    arrpc__handoff_header h = {
+        .magic = ARRPC_HANDOFF_MAGIC, .pending_len = pending, .close_after_ms = c->close_after_ms};
+    _Static_assert(sizeof h.peer == sizeof c->peer, "a peer name must fit the hand-over header");
+    memcpy(h.peer, c->peer, sizeof h.peer);
     int fds[2] = {c->fd, -1}, nfds = 1;
     if (pending <= ARRPC_HANDOFF_INLINE_MAX) {
         h.inline_len = (uint32_t)pending;
@@ -83,7 +86,9 @@ static void take_in(arrpc__loop *loop, const uint8_t *msg, size_t n, int *fds, i
     int ok = h.magic == ARRPC_HANDOFF_MAGIC && n == sizeof h + h.inline_len &&
              h.pending_len <= loop->cfg->max_message + ARRPC_READ_CHUNK &&
              (h.inline_len == h.pending_len || nfds == 2);
-    arrpc__conn *c = ok ? arrpc__conn_open(loop, fds[0]) : NULL;
+    h.peer[sizeof h.peer - 1] = '\0';
+    const arrpc__conn_origin from = {.peer = h.peer, .close_after_ms = h.close_after_ms};
+    arrpc__conn *c = ok ? arrpc__conn_open(loop, fds[0], &from) : NULL;
     int rc = c ? 0 : ARRPC_EPROTO;
     if (c && h.inline_len)
         rc = arrpc__buf_append(&c->in, msg + sizeof h, h.inline_len);

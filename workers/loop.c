@@ -30,6 +30,15 @@ int arrpc__loop_watch(arrpc__loop *loop, arrpc__loop_source *src)
     return epoll_ctl(loop->epfd, EPOLL_CTL_ADD, src->fd, &ev) == 0 ? 0 : ARRPC_ESYS;
 }
 
+uint64_t arrpc__loop_random(arrpc__loop *loop)
+{
+    uint64_t x = loop->random; /* xorshift64: never 0 once seeded non-zero */
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return loop->random = x;
+}
+
 static void reject(arrpc__loop *loop, int fd)
 {
     close(fd);
@@ -55,7 +64,8 @@ static void accept_some(arrpc__loop *loop, int listen_fd)
         }
         int one = 1; /* replies are whole messages: send them now, not after Nagle's delay */
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        if (!arrpc__conn_open(loop, fd)) close(fd);
+        if (loop->cfg->tcp_keepalive_s) arrpc__net_keepalive(fd, loop->cfg->tcp_keepalive_s);
+        if (!arrpc__conn_open(loop, fd, NULL)) close(fd);
     }
 }
 
@@ -95,13 +105,14 @@ static void on_stop(arrpc__loop *loop)
 }
 
 /* Whether a connection may be handed over now: at a request boundary, everything answered and
- * written, and the stream in a state the next worker can continue. */
+ * written, and the stream in a state the next worker can continue (not before its PROXY header:
+ * the next worker would take the header for requests). */
 static int ready_for_handoff(const arrpc__conn *c)
 {
     return c->io.ops->can_hand_over && /* TLS keys live in this process: never handed over */
            arrpc__buf_used(&c->out) == 0 && !arrpc__calls_pending(c) &&
            c->scanned == arrpc__buf_used(&c->in) &&
-           !(c->flags & (CONN_EOF | CONN_DOOMED | CONN_LINGER | CONN_CLOSE));
+           !(c->flags & (CONN_EOF | CONN_DOOMED | CONN_LINGER | CONN_CLOSE | CONN_PROXY));
 }
 
 /* A retiring worker keeps its TLS connections until their clients close them; once the drain
@@ -120,22 +131,39 @@ static int expire_kept_tls(arrpc__loop *loop, arrpc__conn *c, int idle)
     return 1;
 }
 
-/* A TLS handshake past its deadline (a limit: logged and counted), or one cut by a drain. */
+/* A PROXY header or TLS handshake past its deadline (a limit: logged and counted), or one cut
+ * by a drain. */
 static void expire_handshake(arrpc__loop *loop, arrpc__conn *c)
 {
-    if (!loop->draining) {
+    if (loop->draining) {
+        c->flags |= CONN_CLOSE;
+    } else if (c->flags & CONN_PROXY) {
+        arrpc__proxy_expire(loop, c);
+    } else {
         arrpc__log("closing connection from %s: TLS handshake not done in %u ms "
                    "(--tls-handshake-timeout)",
                    c->peer, loop->cfg->tls_handshake_timeout_ms);
         arrpc__stats_timeout(loop, c);
+        c->flags |= CONN_CLOSE;
     }
-    c->flags |= CONN_CLOSE;
+}
+
+/* Past its age limit, a connection ends at an idle moment, the way a drain ends it (FIN, or
+ * close_notify under TLS, then the linger for the client's EOF): no request is cut. */
+static void expire_aged(arrpc__loop *loop, arrpc__conn *c, int idle)
+{
+    if (!c->close_after_ms || loop->now_ms < c->close_after_ms || !idle ||
+        (c->flags & (CONN_CLOSE | CONN_EOF | CONN_HANDSHAKE | CONN_PROXY)))
+        return;
+    ARRPC_DEBUG(loop->cfg->debug, "closing connection from %s: older than its age limit", c->peer);
+    arrpc__stats_aged(loop, c);
+    arrpc__conn_close_gracefully(loop, c);
 }
 
 /* Closes what timed out: lingering closes, idle connections, handshakes past their deadline,
- * requests that never complete, replies never read, and everything once a drain is over its
- * deadline. A draining worker closes each connection as soon as it is idle; a retiring one hands
- * it over instead (TLS ones: expire_kept_tls). */
+ * requests that never complete, replies never read, connections past their age, and everything
+ * once a drain is over its deadline. A draining worker closes each connection as soon as it is
+ * idle; a retiring one hands it over instead (TLS ones: expire_kept_tls). */
 static void expire(arrpc__loop *loop)
 {
     unsigned idle_ms = loop->cfg->idle_timeout_ms;
@@ -144,7 +172,7 @@ static void expire(arrpc__loop *loop)
         if (loop->retiring && loop->handoff_out >= 0 && ready_for_handoff(c) &&
             arrpc__handoff_send(loop, c) == 0)
             continue; /* the connection now belongs to the other worker; CONN_CLOSE is set */
-        if ((c->flags & CONN_HANDSHAKE) &&
+        if ((c->flags & (CONN_HANDSHAKE | CONN_PROXY)) &&
             (loop->now_ms >= c->handshake_until_ms || loop->draining)) {
             expire_handshake(loop, c); /* too slow, or this worker is stopping */
             continue;
@@ -157,6 +185,8 @@ static void expire(arrpc__loop *loop)
             ((c->flags & CONN_LINGER) && loop->now_ms >= c->linger_until_ms) ||
             (idle_ms && idle && loop->now_ms - c->last_active_ms >= idle_ms))
             c->flags |= CONN_CLOSE;
+        else
+            expire_aged(loop, c, idle);
     }
 }
 
@@ -186,7 +216,8 @@ static int timer_wait_ms(const arrpc__loop *loop)
     const arrpc__worker_config *cfg = loop->cfg;
     if (loop->draining || loop->retiring || loop->nlingering || loop->nhandshaking ||
         cfg->idle_timeout_ms || (loop->ndeferred && cfg->handler_timeout_ms) ||
-        (loop->nconns && (cfg->request_timeout_ms || cfg->write_timeout_ms)))
+        (loop->nconns &&
+         (cfg->request_timeout_ms || cfg->write_timeout_ms || cfg->max_connection_age_ms)))
         return ARRPC_TIMER_TICK_MS; /* a worker without connections sleeps until one comes */
     return -1;
 }
@@ -241,6 +272,8 @@ static void run_iteration(arrpc__loop *loop, struct epoll_event *events)
 static int loop_init(arrpc__loop *loop, const arrpc__worker_io *io, char *err, size_t errlen)
 {
     loop->now_ms = arrpc__clock_ms();
+    /* Workers fork from one master: the pid keeps their sequences apart. */
+    loop->random = (arrpc__clock_ns() ^ ((uint64_t)getpid() << 32)) | 1u;
     loop->epfd = epoll_create1(EPOLL_CLOEXEC);
     loop->scratch = malloc(ARRPC_READ_CHUNK);
     loop->stop = (arrpc__loop_source){.kind = LOOP_STOP, .fd = io->stop_fd};

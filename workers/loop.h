@@ -3,6 +3,7 @@
 #define ARRPC_WORKERS_LOOP_H
 
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "../core/buf.h"
 #include "../core/net.h"
@@ -20,6 +21,7 @@ enum {
     CONN_QUEUED = 1 << 4,    /* on the loop's flush list */
     CONN_HANDSHAKE = 1 << 5, /* TLS handshake under way: no data yet, a deadline runs */
     CONN_WARNED = 1 << 6,    /* a limit hit by its handler's replies was logged: log it once */
+    CONN_PROXY = 1 << 7,     /* waiting for the PROXY header (proxy.c); the deadline runs */
 };
 
 /* What an epoll event's data points at: every such object starts with its kind. */
@@ -53,9 +55,10 @@ typedef struct arrpc__conn {
     arrpc__scan *scan;
     uint64_t last_active_ms;
     uint64_t linger_until_ms;
-    uint64_t handshake_until_ms;
-    uint64_t request_since_ms; /* first byte of the unfinished request in `in`; 0: none */
-    uint64_t write_since_ms;   /* last progress writing `out`, while it holds bytes; 0: empty */
+    uint64_t handshake_until_ms; /* the PROXY header and the TLS handshake, both, by then */
+    uint64_t close_after_ms;     /* past this, closed at its next idle moment; 0: never */
+    uint64_t request_since_ms;   /* first byte of the unfinished request in `in`; 0: none */
+    uint64_t write_since_ms;     /* last progress writing `out`, while it holds bytes; 0: empty */
     struct arrpc__conn *prev, *next; /* every connection of the loop */
     struct arrpc__conn *next_flush;  /* connections with replies to write this iteration */
     char peer[ARRPC_ADDR_MAX];
@@ -86,12 +89,14 @@ typedef struct arrpc__loop {
     uint64_t drain_until_ms;
     uint64_t next_expire_ms;
     uint64_t last_reject_log_ms;
+    uint64_t last_proxy_log_ms; /* bad PROXY headers: one line a second (proxy.c)... */
+    unsigned proxy_log_skipped; /* ...and how many were not logged since */
     arrpc__dispatcher *dispatcher;
     arrpc__conn *conns;
     unsigned nconns;
     unsigned nlingering;
-    unsigned nhandshaking;
-    arrpc__tls_ctx *tls; /* made by this worker from the files; NULL: plain TCP */
+    unsigned nhandshaking; /* connections still setting up: PROXY header or TLS handshake */
+    arrpc__tls_ctx *tls;   /* made by this worker from the files; NULL: plain TCP */
     arrpc__conn *flush_list;
     uint8_t *scratch; /* one read buffer for every connection with no partial message */
     /* Out-of-line calls (calls.c): handler threads, each with its own dispatcher, and the
@@ -110,7 +115,11 @@ typedef struct arrpc__loop {
         uint64_t next_rss_check_ms;
         int armed; /* a bound is set and the master has not been asked yet */
     } recycle;
+    uint64_t random; /* xorshift state: connection age jitter; seeded per worker */
 } arrpc__loop;
+
+/* A pseudo-random number, not for secrets: spreading connection ages. */
+uint64_t arrpc__loop_random(arrpc__loop *loop);
 
 /* Master commands and hand-over (control.c, handoff.c). */
 void arrpc__loop_on_control(arrpc__loop *loop);
@@ -128,8 +137,24 @@ void arrpc__conn_answer_buffered(arrpc__loop *loop, arrpc__conn *c);
 void arrpc__conn_refresh_interest(arrpc__loop *loop, arrpc__conn *c);
 void arrpc__conn_queue_flush(arrpc__loop *loop, arrpc__conn *c);
 
-/* Connections: created on accept, driven by epoll events, freed only by the loop. */
-arrpc__conn *arrpc__conn_open(arrpc__loop *loop, int fd);
+/* What a connection handed over by another worker brings with it. */
+typedef struct arrpc__conn_origin {
+    const char *peer;        /* as the first worker named it (after any PROXY header) */
+    uint64_t close_after_ms; /* its age limit, unchanged by the move */
+} arrpc__conn_origin;
+
+/* Connections: created on accept (from NULL) or hand-over, driven by epoll events, freed only by
+ * the loop. */
+arrpc__conn *arrpc__conn_open(arrpc__loop *loop, int fd, const arrpc__conn_origin *from);
+/* Marks c for closing at the end of the loop iteration. */
+void arrpc__conn_mark_close(arrpc__conn *c);
+
+/* The PROXY protocol (proxy.c): whether c comes from a source that must send the header (then
+ * c waits for it), and reading the header when c is readable. */
+int arrpc__proxy_expect(arrpc__loop *loop, arrpc__conn *c, const struct sockaddr *peer);
+void arrpc__proxy_on_readable(arrpc__loop *loop, arrpc__conn *c);
+/* The header did not arrive by the deadline: logged, counted, closed. */
+void arrpc__proxy_expire(arrpc__loop *loop, arrpc__conn *c);
 void arrpc__conn_on_event(arrpc__loop *loop, arrpc__conn *c, uint32_t events);
 /* Writes queued replies; called for every queued connection before the loop sleeps. */
 void arrpc__conn_flush(arrpc__loop *loop, arrpc__conn *c);

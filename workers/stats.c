@@ -16,14 +16,30 @@ static int is_tls(const arrpc__loop *loop)
     return loop->tls != NULL;
 }
 
-void arrpc__stats_open(arrpc__loop *loop, arrpc__conn *c)
+void arrpc__stats_peer_named(arrpc__loop *loop, arrpc__conn *c)
 {
     arrpc__metrics *m = block(loop);
     if (!m) return;
     char addr[ARRPC_METRICS_ADDR_MAX];
     arrpc__metrics_addr_of(c->peer, addr);
     c->metrics_row = arrpc__metrics_row_for(m, addr); /* once per connection, not per request */
+}
+
+void arrpc__stats_open(arrpc__loop *loop, arrpc__conn *c)
+{
+    arrpc__metrics *m = block(loop);
+    if (!m) return;
+    if (!(c->flags & CONN_PROXY)) /* else named by its header, or by its refusal */
+        arrpc__stats_peer_named(loop, c);
     atomic_fetch_add_explicit(&m->connections, 1, memory_order_relaxed);
+}
+
+void arrpc__stats_proxy_error(arrpc__loop *loop, arrpc__conn *c, arrpc__reason reason)
+{
+    arrpc__metrics *m = block(loop);
+    if (!m) return;
+    arrpc__stats_peer_named(loop, c); /* counted under the address that sent the bad header */
+    arrpc__metrics_count_error(m, c->metrics_row, 0, is_tls(loop), reason);
 }
 
 void arrpc__stats_close(arrpc__loop *loop, arrpc__conn *c)
@@ -94,4 +110,11 @@ void arrpc__stats_timeout(arrpc__loop *loop, const arrpc__conn *c)
 {
     arrpc__metrics *m = block(loop);
     if (m) arrpc__metrics_count_error(m, c->metrics_row, 0, is_tls(loop), ARRPC_REASON_TIMEOUT);
+}
+
+void arrpc__stats_aged(arrpc__loop *loop, const arrpc__conn *c)
+{
+    arrpc__metrics *m = block(loop);
+    (void)c;
+    if (m) atomic_fetch_add_explicit(&m->aged, 1, memory_order_relaxed);
 }

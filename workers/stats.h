@@ -10,6 +10,10 @@
 
 void arrpc__stats_open(arrpc__loop *loop, arrpc__conn *c);
 void arrpc__stats_close(arrpc__loop *loop, arrpc__conn *c);
+/* c's peer was renamed (a PROXY header): its requests count under the new address. */
+void arrpc__stats_peer_named(arrpc__loop *loop, arrpc__conn *c);
+/* A PROXY header refused (a connection closed before any request), by reason. */
+void arrpc__stats_proxy_error(arrpc__loop *loop, arrpc__conn *c, arrpc__reason reason);
 void arrpc__stats_request(arrpc__loop *loop, const arrpc__conn *c, arrpc__outcome outcome,
                           int is_signed, size_t bytes, uint64_t ns);
 /* The reason a request that did not succeed is counted under (the `reason` label; the access
@@ -26,5 +30,7 @@ void arrpc__stats_tls_failure(arrpc__loop *loop, const arrpc__conn *c);
 /* A connection closed by a timeout that is a limit (request, write, TLS handshake); not the
  * idle timeout, which is ordinary. */
 void arrpc__stats_timeout(arrpc__loop *loop, const arrpc__conn *c);
+/* A connection closed at an idle moment for its age (--max-connection-age). */
+void arrpc__stats_aged(arrpc__loop *loop, const arrpc__conn *c);
 
 #endif

@@ -40,7 +40,14 @@ typedef struct arrpc__worker_config {
     /* TLS: certificate chain and key files, read by each worker when it starts (so a reload
      * serves the files on disk); client_ca: mutual TLS. NULL cert: plain TCP. */
     const char *tls_cert, *tls_key, *tls_client_ca;
-    unsigned tls_handshake_timeout_ms;
+    unsigned tls_handshake_timeout_ms; /* also bounds the wait for a PROXY header */
+    /* Sources that must begin with a PROXY protocol header, whose address then stands for the
+     * connection's peer; NULL: none (the header is then just bytes of a request). */
+    const struct arrpc__cidr_list *proxy_from;
+    /* Close a connection at its first idle moment after max_connection_age_ms plus a random
+     * part of up to max_connection_age_jitter_ms (its own, drawn when it opens); 0: never. */
+    unsigned max_connection_age_ms, max_connection_age_jitter_ms;
+    unsigned tcp_keepalive_s;      /* idle seconds before the first keepalive probe; 0: off */
     const uint8_t *tls_ticket_key; /* one per server, inherited by every worker it forks */
     const char *access_log;        /* path, "-" for standard output; NULL: no access log */
     arrpc_access_log_format access_log_format;

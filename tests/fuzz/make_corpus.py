@@ -163,6 +163,42 @@ def json_corpus(msgs):
     return seeds
 
 
+V2_SIG = b"\r\n\r\n\x00\r\nQUIT\n"
+
+
+def proxy_v2(ver_cmd, fam_proto, body):
+    return V2_SIG + struct.pack("!BBH", ver_cmd, fam_proto, len(body)) + body
+
+
+def proxy_corpus(msgs):
+    """fuzz_proxy: [split] + the first bytes of a connection (a PROXY header, then a request)."""
+    inet = bytes([192, 0, 2, 7, 198, 51, 100, 1]) + struct.pack("!HH", 4242, 9000)
+    inet6 = bytes(15) + b"\x07" + bytes(15) + b"\x01" + struct.pack("!HH", 4242, 9000)
+    tlvs = b"\x05\x00\x03abc" + b"\x04\x00\x00" + b"\x20\x00\x05\x01\x00\x00\x00\x00"
+    headers = {
+        "v1-tcp4": b"PROXY TCP4 192.0.2.7 198.51.100.1 4242 9000\r\n",
+        "v1-tcp6": b"PROXY TCP6 2001:db8::7 2001:db8::1 4242 9000\r\n",
+        "v1-unknown": b"PROXY UNKNOWN\r\n",
+        "v1-unknown-more": b"PROXY UNKNOWN 1.2.3.4 5.6.7.8 1 2\r\n",
+        "v1-longest": b"PROXY TCP6 " + b"ffff:" * 7 + b"ffff " + b"ffff:" * 7 + b"ffff 65535 65535\r\n",
+        "v1-bad-port": b"PROXY TCP4 192.0.2.7 198.51.100.1 65536 9000\r\n",
+        "v1-cut": b"PROXY TCP4 192.0.2",
+        "v2-inet": proxy_v2(0x21, 0x11, inet),
+        "v2-inet6": proxy_v2(0x21, 0x21, inet6),
+        "v2-inet-tlvs": proxy_v2(0x21, 0x11, inet + tlvs),
+        "v2-local": proxy_v2(0x20, 0x00, b""),
+        "v2-unspec": proxy_v2(0x21, 0x00, b""),
+        "v2-unix": proxy_v2(0x21, 0x31, bytes(216)),
+        "v2-dgram": proxy_v2(0x21, 0x12, inet),
+        "v2-long": V2_SIG + b"\x21\x11\x04\x00",
+        "no-header": msgs["request"] if "request" in msgs else b"\x81\xa1x\x01",
+    }
+    seeds = {}
+    for name, h in headers.items():
+        seeds[name] = bytes([len(h) // 2]) + h + b"\x81\xa1x\x01"
+    return seeds
+
+
 def write(name, seeds):
     d = os.path.join(HERE, "corpus", name)
     os.makedirs(d, exist_ok=True)
@@ -183,6 +219,7 @@ def main():
     write("fuzz_auth", auth_corpus(msgs))
     write("fuzz_client_reply", client_corpus(msgs))
     write("fuzz_json", json_corpus(msgs))
+    write("fuzz_proxy", proxy_corpus(msgs))
 
 
 if __name__ == "__main__":

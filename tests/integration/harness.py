@@ -325,10 +325,14 @@ class Conn:
     """One connection that packs and unpacks exactly as arrpc 0.5.0's client does."""
 
     def __init__(self, port, secret=None, timeout=IO_TIMEOUT, strict_map_key=True, nodelay=False,
-                 tls=None):
+                 tls=None, preamble=b""):
+        """preamble: bytes sent on the socket before anything else, TLS included (a PROXY
+        protocol header)."""
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         if nodelay:
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if preamble:
+            self.sock.sendall(preamble)
         if tls:
             self.sock = tls.wrap(self.sock)
         self.secret = secret

@@ -20,7 +20,7 @@ VALUE_FOR = {
     "N": "1", "S": "1", "MS": "100", "BYTES": "1024", "PID": "1", "P": "8080", "H": "localhost",
     "F": "/dev/null", "HOST:PORT": "127.0.0.1:0", "SPEC": "echo", "HEX": "00", "STRING": "x",
     "arrpc|resp": "resp", "JSON": '{"echo": 1}', "J": "100", "MIB": "64",
-    "json|logfmt": "logfmt",
+    "json|logfmt": "logfmt", "CIDR[,CIDR...]": "127.0.0.0/8,::1",
 }
 
 # Options that exit on their own, so that "OPTION VALUE --help" would not show acceptance.
@@ -33,6 +33,7 @@ OUT_OF_RANGE = [
     ("arrpcd", "--max-message", "15", "--max-message"),
     ("arrpcd", "--workers", "129", "--workers"),
     ("arrpcd", "--pre-drain", "3601", "--pre-drain"),
+    ("arrpcd", "--tcp-keepalive", "32768", "--tcp-keepalive"),
     ("arrpcd", "--tls-handshake-timeout", "0", "--tls-handshake-timeout"),
     ("arrpcd", "--drain-timeout", "86401", "--drain-timeout"),
     ("arrpcd", "--access-log-format", "xml", "--access-log-format"),

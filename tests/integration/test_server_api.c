@@ -1,6 +1,7 @@
 /* test_server_api.c -- the library's server life cycle, in C: background start in-process and
  * pre-fork, a call through the C client, a draining stop. Forks and uses real sockets on
  * 127.0.0.1, so it is an integration test. */
+#include <limits.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -344,6 +345,28 @@ static void test_recycled_by_max_requests(void **state)
     arrpc_server_free(srv);
 }
 
+/* The deployment setters: bad values refused with a reason, good ones taken, none while running. */
+static void test_deployment_settings(void **state)
+{
+    (void)state;
+    arrpc_server *srv = arrpc_server_new("127.0.0.1", 0, answer_42, NULL);
+    assert_int_equal(arrpc_server_set_proxy_protocol(srv, "10.0.0.1/8"), ARRPC_EINVAL);
+    assert_non_null(strstr(arrpc_server_errstr(srv), "10.0.0.1/8"));
+    assert_int_equal(arrpc_server_set_proxy_protocol(srv, "10.0.0.0/8,fd00::/8,192.0.2.1"), 0);
+    assert_int_equal(arrpc_server_set_proxy_protocol(srv, NULL), 0);
+    assert_int_equal(arrpc_server_set_tcp_keepalive(srv, 32768), ARRPC_EINVAL);
+    assert_int_equal(arrpc_server_set_tcp_keepalive(srv, 0), 0);
+    assert_int_equal(arrpc_server_set_max_connection_age(srv, UINT_MAX, 1), ARRPC_EINVAL);
+    assert_int_equal(arrpc_server_set_max_connection_age(srv, 60000, 5000), 0);
+    assert_int_equal(arrpc_server_start(srv), 0);
+    assert_int_equal(arrpc_server_set_proxy_protocol(srv, "10.0.0.0/8"), ARRPC_ESTATE);
+    assert_int_equal(arrpc_server_set_tcp_keepalive(srv, 60), ARRPC_ESTATE);
+    assert_int_equal(arrpc_server_set_max_connection_age(srv, 0, 0), ARRPC_ESTATE);
+    arrpc_server_stop(srv);
+    assert_int_equal(arrpc_server_wait(srv), 0);
+    arrpc_server_free(srv);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -357,6 +380,7 @@ int main(void)
         cmocka_unit_test(test_recycled_by_max_requests),
         cmocka_unit_test(test_access_log_in_process),
         cmocka_unit_test(test_access_log_prefork),
+        cmocka_unit_test(test_deployment_settings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
