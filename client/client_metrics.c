@@ -36,6 +36,7 @@ struct arrpc__client_metrics {
     struct MHD_Daemon *daemon; /* NULL: not served */
     uint16_t port;             /* the exporter's port, once served */
     arrpc__metrics *block;     /* ARRPC_CLIENT_METRICS_ADDRS servers, then "other" */
+    _Atomic uint64_t retries;  /* requests resent after a broken connection (not in block) */
 };
 
 /* Client error code -> reason label; codes not listed count as "io". */
@@ -86,7 +87,7 @@ void arrpc__client_metrics_count(arrpc_client *cli, int rc, const size_t *lens, 
     uint64_t ns = started_ns ? arrpc__clock_ns() - started_ns : 0;
     int is_signed = cli->secret != NULL, tls = cli->tls.cafile != NULL;
     write_begin(cm);
-    if (cm->row == UINT32_MAX) cm->row = arrpc__metrics_row_for(cm->block, cli->host);
+    if (cm->row == UINT32_MAX) cm->row = arrpc__metrics_row_for(cm->block, cli->eps.list[0].host);
     for (size_t i = 0; i < count; i++) {
         arrpc__metrics_count_request(cm->block, cm->row, is_signed, tls, ns, lens[i]);
         int reason = arrpc__client_metrics_reason(rc != 0 ? rc : arrpc_response_status(out[i]));
@@ -94,6 +95,30 @@ void arrpc__client_metrics_count(arrpc_client *cli, int rc, const size_t *lens, 
             arrpc__metrics_count_error(cm->block, cm->row, is_signed, tls, (arrpc__reason)reason);
     }
     write_end(cm);
+}
+
+void arrpc__client_metrics_count_retries(arrpc_client *cli, size_t requests)
+{
+    arrpc__client_metrics *cm = cli->metrics;
+    if (cm && cm->on) atomic_fetch_add_explicit(&cm->retries, requests, memory_order_relaxed);
+}
+
+/* A family of its own after 0.5.0's three (whose names and labels stay as they were): one
+ * counter, labelled like them by host and namespace; no sample before counting was turned on,
+ * as the other families. */
+static void write_retries(FILE *f, const arrpc__labels *l, const arrpc__client_metrics *cm)
+{
+    fputs("# HELP arrpc_client_retries_total Requests sent again on a new connection after the "
+          "previous one broke before any byte of their reply (idempotent clients only)\n"
+          "# TYPE arrpc_client_retries_total counter\n",
+          f);
+    if (!cm) return;
+    fputs("arrpc_client_retries_total{hostname=", f);
+    arrpc__exposition_quote(f, l->hostname);
+    fputs(",k8s_namespace=", f);
+    arrpc__exposition_quote(f, l->k8s_namespace);
+    fprintf(f, "} %llu\n",
+            (unsigned long long)atomic_load_explicit(&cm->retries, memory_order_relaxed));
 }
 
 /* ---- reading (any thread) ----------------------------------------------------------------- */
@@ -125,6 +150,7 @@ static int render_alloc(arrpc__client_metrics *cm, char **text, size_t *len)
     FILE *f = open_memstream(text, len);
     if (f) {
         arrpc__exposition_write(f, "client", cm ? &cm->labels : &fresh, snap);
+        write_retries(f, cm ? &cm->labels : &fresh, cm);
         fclose(f);
     }
     free(snap);
