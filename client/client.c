@@ -51,7 +51,7 @@ static arrpc_client *client_new(arrpc__endpoints *eps)
     cli->port = cli->eps.list[0].port;
     cli->tries = ARRPC_DEFAULT_CON_MAX_RETRIES;
     cli->backoff_ms = ARRPC_DEFAULT_RETRY_BACKOFF_MS;
-    cli->keepalive_s = ARRPC_CLIENT_KEEPALIVE_IDLE_S;
+    cli->keepalive_s = ARRPC_DEFAULT_KEEPALIVE_S;
     cli->max_message = ARRPC_DEFAULT_MAX_MESSAGE;
     cli->max_depth = ARRPC_DEFAULT_MAX_DEPTH;
     cli->fd = -1;

@@ -17,8 +17,9 @@
 #define ARRPC_DEFAULT_RETRY_BACKOFF_MS 1000u
 /* TCP keepalive on the client's sockets, so a server that vanished without a FIN or RST (a host
  * gone, a cable pulled) is noticed on an idle kept connection: the first probe after IDLE s
- * without traffic, then every INTERVAL s, and the connection is dropped after COUNT unanswered. */
-#define ARRPC_CLIENT_KEEPALIVE_IDLE_S 30u
+ * without traffic (ARRPC_DEFAULT_KEEPALIVE_S in arrpc.h, or
+ * arrpc_client_set_keepalive), then every INTERVAL s, and the connection is dropped after COUNT
+ * unanswered. */
 #define ARRPC_CLIENT_KEEPALIVE_INTERVAL_S 10u
 #define ARRPC_CLIENT_KEEPALIVE_COUNT 3u
 

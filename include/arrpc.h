@@ -271,10 +271,12 @@ ARRPC_API int arrpc_client_set_debug(arrpc_client *cli, int on);
  * several); in a batch, the requests from the first unanswered one on, in order. Off, nothing
  * is ever resent and such a send fails with ARRPC_ECLOSED as before. Timeouts are never resent. */
 ARRPC_API int arrpc_client_set_idempotent(arrpc_client *cli, int on);
+#define ARRPC_DEFAULT_KEEPALIVE_S 30u            /* arrpc_client_set_keepalive */
 #define ARRPC_CLIENT_KEEPALIVE_IDLE_MAX_S 32767u /* Linux's limit for TCP_KEEPIDLE */
 /* TCP keepalive on the client's connections: the first probe after idle_s seconds without
- * traffic (default 30), then every 10 s, dropped after 3 unanswered; 0 turns it off. Takes
- * effect at the next connect. ARRPC_EINVAL above ARRPC_CLIENT_KEEPALIVE_IDLE_MAX_S. */
+ * traffic (default ARRPC_DEFAULT_KEEPALIVE_S), then every 10 s, dropped after 3 unanswered; 0
+ * turns it off. Takes effect at the next connect. ARRPC_EINVAL above
+ * ARRPC_CLIENT_KEEPALIVE_IDLE_MAX_S. */
 ARRPC_API int arrpc_client_set_keepalive(arrpc_client *cli, unsigned idle_s);
 
 /* TLS to the server (TLS 1.2 and 1.3, AEAD suites only). cafile: PEM CA certificates the
