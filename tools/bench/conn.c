@@ -27,8 +27,9 @@
 #define IN_MIN_CAP (64u * 1024u)                        /* bytes read at once, at least */
 #define RETRY_DELAY_NS (100ull * 1000 * 1000)           /* after a failed connect */
 #define CONNECT_TIMEOUT_NS (10ull * 1000 * 1000 * 1000) /* when --timeout is not given */
-#define BENCH_REHOME_NS (1000ull * 1000 * 1000) /* away from its home endpoint this long: go back  \
-                                                 */
+#define BENCH_REHOME_NS                                                                            \
+    (1000ull * 1000 * 1000) /* away from its home endpoint this long: go back                      \
+                             */
 #define ERROR_PREFIX "arrpc.error."
 #define AUTH_PREFIX "arrpc.error.AuthException"
 

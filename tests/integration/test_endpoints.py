@@ -1,0 +1,172 @@
+"""test_endpoints.py -- the client past one host: a list of endpoints (arrpc-call --connect and
+arrpc-bench --connect), a refused endpoint skipped, a DNS name, an idempotent request resent on
+another backend when its connection breaks, and arrpc-bench riding through a backend killed with
+SIGQUIT (arrpcd's fast stop: its workers are SIGKILLed) and brought back on the same port.
+
+Backends listen on 127.0.0.2, 127.0.0.3 and 127.0.0.4, each on its own ephemeral port. Nothing
+here asserts a time: pauses only give a killed server time to die, and every wait is bounded.
+"""
+import json
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+
+import harness
+from harness import Server
+from test_metrics import metrics_port, scrape
+
+CALL = os.path.join(harness.BIN_DIR, "arrpc-call")
+BENCH = os.path.join(harness.BIN_DIR, "arrpc-bench")
+HOSTS = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
+RUN_TIMEOUT = 60       # seconds for one arrpc-call or arrpc-bench run
+BENCH_SECONDS = 6      # the bench's measured run
+KILL_AFTER_S = 1.5     # into the run: SIGQUIT one backend
+DOWN_FOR_S = 1.5       # then start it again on its port
+SLEEP_REQUEST = '{"sleep": 0.005}'  # keeps requests in flight on every connection, cheaply
+WAIT_S = 10            # bound on waiting for a log line
+
+
+def call(*args, input=None):
+    return subprocess.run([CALL, "--retries", "2", "--retry-backoff", "0.1", *args],
+                          capture_output=True, text=True, timeout=RUN_TIMEOUT, input=input)
+
+
+def closed_port(host):
+    """A socket bound to host:port that does not listen: connects to it are refused. Keep it
+    open while the port must stay refused."""
+    s = socket.socket()
+    s.bind((host, 0))
+    return s
+
+
+def endpoint(server, host):
+    return "%s:%d" % (host, server.port)
+
+
+class EndpointsCase(unittest.TestCase):
+    def backend(self, host, *args, port=0):
+        server = Server("--workers", "1", *args, listen="%s:%d" % (host, port), tls=False)
+        server.start()
+        self.addCleanup(server.stop)
+        return server
+
+
+class CallListTest(EndpointsCase):
+    def test_refused_endpoint_is_skipped(self):
+        refused = closed_port(HOSTS[0])
+        self.addCleanup(refused.close)
+        good = self.backend(HOSTS[1])
+        spec = "%s:%d,%s" % (HOSTS[0], refused.getsockname()[1], endpoint(good, HOSTS[1]))
+        for i in range(3):  # each run starts at the refused one
+            r = call("--connect", spec, json.dumps({"n": i}))
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(json.loads(r.stdout), {"n": i})
+
+    def test_all_refused_is_a_connect_error_naming_the_list(self):
+        a, b = closed_port(HOSTS[0]), closed_port(HOSTS[1])
+        self.addCleanup(a.close)
+        self.addCleanup(b.close)
+        spec = "%s:%d,%s:%d" % (HOSTS[0], a.getsockname()[1], HOSTS[1], b.getsockname()[1])
+        r = call("--connect", spec, "1")
+        self.assertEqual(r.returncode, 3, r.stderr)
+        self.assertIn("any of 2 endpoints", r.stderr)
+
+    def test_dns_name(self):
+        server = self.backend("127.0.0.1")
+        r = call("--connect", "localhost:%d" % server.port, '"by name"')
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout), "by name")
+
+    def test_bad_list_is_a_usage_error(self):
+        for spec in ("127.0.0.2:1,", "127.0.0.2", "[::1:5", "127.0.0.2:0"):
+            r = call("--connect", spec, "1")
+            self.assertEqual(r.returncode, 2, spec)
+            self.assertIn("--connect", r.stderr)
+
+    def test_batch_over_a_list(self):
+        a, b = self.backend(HOSTS[0]), self.backend(HOSTS[1])
+        lines = "".join("%d\n" % i for i in range(50))
+        r = call("--connect", "%s,%s" % (endpoint(a, HOSTS[0]), endpoint(b, HOSTS[1])),
+                 "--lines", "--idempotent", input=lines)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.split(), [str(i) for i in range(50)])
+
+
+class ResendTest(EndpointsCase):
+    """One {"sleep": 2} request in flight on the first backend when it is killed."""
+
+    def run_killed(self, *args):
+        first, second = self.backend(HOSTS[0]), self.backend(HOSTS[1])
+        spec = "%s,%s" % (endpoint(first, HOSTS[0]), endpoint(second, HOSTS[1]))
+        err = tempfile.TemporaryFile("w+")
+        proc = subprocess.Popen([CALL, "--debug", "--connect", spec, *args, '{"sleep": 2}'],
+                                stdout=subprocess.PIPE, stderr=err, text=True)
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline:
+            err.seek(0)
+            if "connected to %s" % HOSTS[0] in err.read():
+                break
+            time.sleep(0.02)
+        time.sleep(0.3)  # the request reaches the handler (either way it gets no reply)
+        first.signal(signal.SIGQUIT)
+        out, _ = proc.communicate(timeout=RUN_TIMEOUT)
+        err.seek(0)
+        return proc.returncode, out, err.read()
+
+    def test_idempotent_request_is_answered_by_the_other_backend(self):
+        status, out, err = self.run_killed("--idempotent")
+        self.assertEqual(status, 0, err)
+        self.assertEqual(json.loads(out), "slept")
+        self.assertIn("connected to %s" % HOSTS[1], err)
+
+    def test_without_idempotent_the_failure_is_reported(self):
+        status, out, err = self.run_killed()
+        self.assertEqual(status, 7, err)  # EXIT_OTHER: the connection closed before the reply
+        self.assertEqual(out, "")
+        self.assertIn("closed", err)
+
+
+class BenchFailoverTest(EndpointsCase):
+    def run_with_a_restart(self, *args):
+        """arrpc-bench over three backends while the third is killed and started again; returns
+        (summary, the restarted backend's request count)."""
+        servers = [self.backend(h) for h in HOSTS]
+        spec = ",".join(endpoint(s, h) for s, h in zip(servers, HOSTS))
+        proc = subprocess.Popen([BENCH, "--json", "-q", "--verify", "-c", "6", "-P", "2",
+                                 "--request", SLEEP_REQUEST, "-d", str(BENCH_SECONDS),
+                                 "--connect", spec, *args],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(KILL_AFTER_S)
+        servers[2].signal(signal.SIGQUIT)
+        servers[2].wait()
+        time.sleep(DOWN_FOR_S)
+        back = self.backend(HOSTS[2], "--metrics-listen", "127.0.0.1:0", port=servers[2].port)
+        out, err = proc.communicate(timeout=RUN_TIMEOUT)
+        self.assertEqual(proc.returncode, 0, err)
+        summary = json.loads(out)
+        sample = scrape(metrics_port(back))
+        served = sum(v for (name, _), v in sample.items()
+                     if name == "arrpc_server_req_seconds_count")
+        if os.environ.get("ARRPC_TEST_VERBOSE"):
+            print(json.dumps(summary, indent=1), "restarted backend served", served)
+        return summary, served
+
+    def test_idempotent_bench_loses_nothing_and_traffic_returns(self):
+        summary, served = self.run_with_a_restart("--idempotent")
+        self.assertEqual(summary["errors"], 0, summary["errors_by_kind"])
+        self.assertGreater(summary["replies"], 0)
+        self.assertGreater(summary["resent"], 0)  # the killed backend had requests in flight
+        self.assertGreater(served, 0)  # connections went back to the restarted backend
+
+    def test_without_idempotent_the_failures_are_counted(self):
+        summary, _ = self.run_with_a_restart()
+        self.assertGreater(summary["errors_by_kind"]["closed"], 0, summary)
+        self.assertEqual(summary["resent"], 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
