@@ -36,7 +36,11 @@ struct arrpc__client_metrics {
     struct MHD_Daemon *daemon; /* NULL: not served */
     uint16_t port;             /* the exporter's port, once served */
     arrpc__metrics *block;     /* ARRPC_CLIENT_METRICS_ADDRS servers, then "other" */
-    _Atomic uint64_t retries;  /* requests resent after a broken connection (not in block) */
+    /* Requests resent after a broken connection, by [signed_payload][tls] (not in block, which
+     * holds 0.5.0's families only); remote is the host they are labelled with, set once. */
+    _Atomic uint64_t retries[2][2];
+    _Atomic int remote_set;
+    char remote[ARRPC_ENDPOINT_HOST_MAX];
 };
 
 /* Client error code -> reason label; codes not listed count as "io". */
@@ -100,25 +104,38 @@ void arrpc__client_metrics_count(arrpc_client *cli, int rc, const size_t *lens, 
 void arrpc__client_metrics_count_retries(arrpc_client *cli, size_t requests)
 {
     arrpc__client_metrics *cm = cli->metrics;
-    if (cm && cm->on) atomic_fetch_add_explicit(&cm->retries, requests, memory_order_relaxed);
+    if (!cm || !cm->on) return;
+    if (!atomic_load_explicit(&cm->remote_set, memory_order_relaxed)) {
+        snprintf(cm->remote, sizeof cm->remote, "%s", cli->eps.list[0].host);
+        atomic_store_explicit(&cm->remote_set, 1, memory_order_release); /* after the text */
+    }
+    atomic_fetch_add_explicit(&cm->retries[cli->secret != NULL][cli->tls.cafile != NULL], requests,
+                              memory_order_relaxed);
 }
 
-/* A family of its own after 0.5.0's three (whose names and labels stay as they were): one
- * counter, labelled like them by host and namespace; no sample before counting was turned on,
- * as the other families. */
-static void write_retries(FILE *f, const arrpc__labels *l, const arrpc__client_metrics *cm)
+/* A family of its own after 0.5.0's three (whose names stay as they were), with their labels:
+ * one series per (signed_payload, tls) pair that resent anything. */
+static void write_retries(FILE *f, const arrpc__labels *l, arrpc__client_metrics *cm)
 {
+    static const char *const py_bool[2] = {"False", "True"};
     fputs("# HELP arrpc_client_retries_total Requests sent again on a new connection after the "
           "previous one broke before any byte of their reply (idempotent clients only)\n"
           "# TYPE arrpc_client_retries_total counter\n",
           f);
-    if (!cm) return;
-    fputs("arrpc_client_retries_total{hostname=", f);
-    arrpc__exposition_quote(f, l->hostname);
-    fputs(",k8s_namespace=", f);
-    arrpc__exposition_quote(f, l->k8s_namespace);
-    fprintf(f, "} %llu\n",
-            (unsigned long long)atomic_load_explicit(&cm->retries, memory_order_relaxed));
+    if (!cm || !atomic_load_explicit(&cm->remote_set, memory_order_acquire)) return;
+    for (int is_signed = 0; is_signed < 2; is_signed++)
+        for (int tls = 0; tls < 2; tls++) {
+            uint64_t n = atomic_load_explicit(&cm->retries[is_signed][tls], memory_order_relaxed);
+            if (n == 0) continue;
+            fputs("arrpc_client_retries_total{hostname=", f);
+            arrpc__exposition_quote(f, l->hostname);
+            fputs(",k8s_namespace=", f);
+            arrpc__exposition_quote(f, l->k8s_namespace);
+            fputs(",remote_address=", f);
+            arrpc__exposition_quote(f, cm->remote);
+            fprintf(f, ",signed_payload=\"%s\",tls=\"%s\"} %llu\n", py_bool[is_signed],
+                    py_bool[tls], (unsigned long long)n);
+        }
 }
 
 /* ---- reading (any thread) ----------------------------------------------------------------- */

@@ -325,7 +325,7 @@ ARRPC_API void arrpc_client_close(arrpc_client *cli);
  * bytes are the request's own (before any signature envelope). A failed request also counts one
  * error by reason: rpc, auth, timeout, connect, closed, tls_handshake, invalid_message, too_large,
  * too_deep, io. ARRPC_EINVAL (nothing was sent) is not counted. One family beyond 0.5.0's:
- * arrpc_client_retries_total (labels hostname, k8s_namespace), the requests an idempotent
+ * arrpc_client_retries_total (the same labels, no reason), the requests an idempotent
  * client sent again on a new connection (arrpc_client_set_idempotent); a resent request is still
  * one request in the other families. */
 /* Counting on (1) or off (0, the default; the counts so far are kept). 0, or ARRPC_ENOMEM. */

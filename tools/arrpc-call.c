@@ -25,7 +25,7 @@ enum {
 #define JSON_FLAGS_IN (JSON_DECODE_ANY | JSON_ALLOW_NUL)
 
 typedef struct {
-    const char *host, *connect; /* connect: "H:P[,H:P...]", in place of host and port */
+    const char *host, *connect; /* connect: "HOST:PORT,...", in place of host and port */
     unsigned long port, retries, keepalive_s;
     int idempotent;
     unsigned timeout_ms, connect_timeout_ms, backoff_ms;
@@ -55,7 +55,7 @@ static void print_version(void)
 static const arrpc_opt call_opts[] = {
     {"host", 0, ARRPC_OPT_STRING, "H", AT(host), .help = "server address"},
     {"port", 0, ARRPC_OPT_UNSIGNED, "P", AT(port), 1, 65535, .help = "server port"},
-    {"connect", 0, ARRPC_OPT_STRING, "H:P[,H:P...]", AT(connect), .def = "--host:--port",
+    {"connect", 0, ARRPC_OPT_STRING, "HOST:PORT,...", AT(connect), .def = "--host:--port",
      .help = "the servers, tried in turn (IPv6 as [ADDR]:P; a name's every address is tried); "
              "one that refuses is skipped for a while; --retries then counts rounds over the "
              "list; not with --host or --port"},

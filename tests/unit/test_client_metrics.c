@@ -103,6 +103,9 @@ static void test_not_counted_when_off(void **state)
     arrpc_client_free(cli);
 }
 
+#define PLAIN "remote_address=\"127.0.0.1\",signed_payload=\"False\",tls=\"False\""
+#define SIGNED "remote_address=\"127.0.0.1\",signed_payload=\"True\",tls=\"False\""
+
 static void test_retries_counted_when_on(void **state)
 {
     (void)state;
@@ -112,13 +115,10 @@ static void test_retries_counted_when_on(void **state)
     arrpc__client_metrics_count_retries(cli, 2);
     arrpc__client_metrics_count_retries(cli, 1);
     char *text = render(cli);
-    assert_true(sample(text, "arrpc_client_retries_total", "hostname=") == 3);
+    assert_true(sample(text, "arrpc_client_retries_total", PLAIN) == 3);
     free(text);
     arrpc_client_free(cli);
 }
-
-#define PLAIN "remote_address=\"127.0.0.1\",signed_payload=\"False\",tls=\"False\""
-#define SIGNED "remote_address=\"127.0.0.1\",signed_payload=\"True\",tls=\"False\""
 
 static void test_counts(void **state)
 {

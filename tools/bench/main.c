@@ -69,7 +69,7 @@ static int add_endpoints(bench_config *cfg, const arrpc__endpoint *e)
     return 0;
 }
 
-/* --connect "HOST:PORT[,HOST:PORT...]" into cfg->endpoints, every name resolved once. */
+/* --connect "HOST:PORT,..." into cfg->endpoints, every name resolved once. */
 static int resolve(bench_config *cfg, const char *spec)
 {
     char err[256];
@@ -119,7 +119,7 @@ static int set_proto(void *opts, const char *arg)
 #define MAX_SECONDS_MS (10000000ul * 1000) /* -d, -w, --timeout: at most 1e7 s */
 
 static const arrpc_opt bench_opts[] = {
-    {"connect", 0, ARRPC_OPT_STRING, "HOST:PORT[,HOST:PORT...]", AT(x.target),
+    {"connect", 0, ARRPC_OPT_STRING, "HOST:PORT,...", AT(x.target),
      .help = "the servers, also given as the operand (IPv6 as [ADDR]:PORT; a name counts once "
              "per address): connections are spread over them round-robin; one that cannot "
              "connect tries the next (a connect error is counted only when every server "
