@@ -130,6 +130,35 @@ class ResendTest(EndpointsCase):
         self.assertIn("closed", err)
 
 
+class BatchResendTest(EndpointsCase):
+    def test_only_the_unanswered_requests_are_resent_in_order(self):
+        """A batch of four whose first two are answered before the first backend is killed
+        during the third (handlers on threads, so the first replies are written at once): the
+        second backend receives exactly the last two."""
+        first = self.backend(HOSTS[0], "--threads", "2")
+        second = self.backend(HOSTS[1], "--metrics-listen", "127.0.0.1:0")
+        spec = "%s,%s" % (endpoint(first, HOSTS[0]), endpoint(second, HOSTS[1]))
+        err = tempfile.TemporaryFile("w+")
+        proc = subprocess.Popen([CALL, "--debug", "--lines", "--idempotent", "--connect", spec],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
+                                text=True)
+        proc.stdin.write('1\n2\n{"sleep": 2}\n3\n')
+        proc.stdin.close()
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline:
+            err.seek(0)
+            if "reply 2 of 4" in err.read():
+                break
+            time.sleep(0.02)
+        first.signal(signal.SIGQUIT)
+        out = proc.stdout.read()
+        self.assertEqual(proc.wait(timeout=RUN_TIMEOUT), 0)
+        self.assertEqual([json.loads(line) for line in out.split()], [1, 2, "slept", 3])
+        served = sum(v for (name, _), v in scrape(metrics_port(second)).items()
+                     if name == "arrpc_server_req_seconds_count")
+        self.assertEqual(served, 2)
+
+
 class BenchFailoverTest(EndpointsCase):
     def run_with_a_restart(self, *args):
         """arrpc-bench over three backends while the third is killed and started again; returns
