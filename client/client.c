@@ -1,4 +1,5 @@
-/* client.c -- the client: options, connect with back-off, send and batch, reconnect rules.
+/* client.c -- the client: options, connect with back-off, send and batch, reconnect and resend
+ * rules.
  *
  * The connection is kept between sends. Reconnect rule: a connection the server closed while it
  * was idle is replaced before the next send (the request was never written, so nothing can run
@@ -7,6 +8,10 @@
  * reply to the next request. One exception, for TLS: a server that ends an idle connection sends
  * close_notify first, and when that comes before any reply to a request we just wrote on the kept
  * connection, the server never read the request, so it is sent again on a new connection.
+ * A client marked idempotent (arrpc_client_set_idempotent) also resends, once per call, the
+ * requests a broken connection left without any byte of their reply (resendable below).
+ * Connects go round-robin over the client's endpoints (endpoints.c); with one endpoint they are
+ * the tries of 0.5.0.
  * Every send and batch that gets past the request check is counted once, at its end, for the
  * metrics (client_metrics.c). */
 #include <errno.h>
@@ -395,16 +400,18 @@ static int transact(arrpc_client *cli, const void *const *requests, const size_t
     size_t got = 0;
     uint64_t deadline = cli->timeout_ms ? arrpc__clock_ms() + cli->timeout_ms : 0;
     rc = exchange(cli, requests, lens, count, deadline, out, &got);
-    if (closed_before_reading(cli, rc, got) || resendable(cli, rc)) {
+    int unread = closed_before_reading(cli, rc, got); /* resent whether idempotent or not */
+    if (unread || resendable(cli, rc)) {
         size_t done = got, more = 0;
         ARRPC_DEBUG(cli->debug,
                     "client: the connection to %s:%u broke with %zu of %zu replies "
                     "read: sending the rest on a new connection",
                     cli->host, (unsigned)cli->port, done, count);
-        if (!cli->io.peer_closed_cleanly)
+        if (!unread) {
             arrpc__endpoint_failed(&cli->eps.list[cli->current], arrpc__clock_ms());
+            arrpc__client_metrics_count_retries(cli, count - done);
+        }
         arrpc__client_disconnect(cli);
-        arrpc__client_metrics_count_retries(cli, count - done);
         rc = ensure_connected(cli);
         if (rc == 0)
             rc = exchange(cli, requests + done, lens + done, count - done, deadline, out + done,

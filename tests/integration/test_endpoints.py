@@ -130,6 +130,38 @@ class ResendTest(EndpointsCase):
         self.assertIn("closed", err)
 
 
+def tcp_timer_to(host, port):
+    """The kernel's timer kind (/proc/net/tcp "tr": 0 none, 1 retransmit, 2 keepalive, ...) of
+    the established connections to host:port, as a list."""
+    want = "%08X:%04X" % (int.from_bytes(socket.inet_aton(host), "little"), port)
+    with open("/proc/net/tcp") as f:
+        rows = [line.split() for line in f.readlines()[1:]]
+    return [int(r[5].split(":")[0], 16) for r in rows if r[2] == want and r[3] == "01"]
+
+
+class KeepaliveTest(EndpointsCase):
+    def timers_during_a_call(self, *args):
+        """The set of timer kinds seen on the client's connection while a call sleeps 1 s."""
+        server = self.backend(HOSTS[0])
+        proc = subprocess.Popen([CALL, "--connect", endpoint(server, HOSTS[0]), *args,
+                                 '{"sleep": 1}'], stdout=subprocess.PIPE, text=True)
+        seen = set()
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline and proc.poll() is None:
+            seen.update(tcp_timer_to(HOSTS[0], server.port))
+            time.sleep(0.02)
+        out, _ = proc.communicate(timeout=RUN_TIMEOUT)
+        self.assertEqual(json.loads(out), "slept")
+        self.assertTrue(seen, "the connection was never seen")
+        return seen
+
+    def test_client_sockets_have_keepalive(self):
+        self.assertIn(2, self.timers_during_a_call())
+
+    def test_keepalive_0_turns_it_off(self):
+        self.assertNotIn(2, self.timers_during_a_call("--keepalive", "0"))
+
+
 class BatchResendTest(EndpointsCase):
     def test_only_the_unanswered_requests_are_resent_in_order(self):
         """A batch of four whose first two are answered before the first backend is killed
