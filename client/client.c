@@ -255,7 +255,9 @@ static int connect_next(arrpc_client *cli, char *why, size_t whylen)
     arrpc__endpoint *e = &cli->eps.list[cli->current];
     cli->host = e->host;
     cli->port = e->port;
-    int fd = arrpc__net_connect(cli->host, cli->port, cli->connect_timeout_ms, why, whylen);
+    /* A name's addresses take turns going first, so clients spread over all of them. */
+    int fd = arrpc__net_connect_from(cli->host, cli->port, e->picks - 1, cli->connect_timeout_ms,
+                                     why, whylen);
     int rc = fd >= 0 ? 0 : ARRPC_ECONNECT;
     if (rc == 0) {
         set_keepalive(cli, fd);

@@ -106,6 +106,7 @@ size_t arrpc__endpoints_pick(arrpc__endpoints *eps, uint64_t now_ms)
         if (eps->list[i].until_ms < eps->list[soonest].until_ms) soonest = i;
     }
     eps->next = (soonest + 1) % eps->count;
+    eps->list[soonest].picks++;
     return soonest;
 }
 

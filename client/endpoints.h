@@ -24,6 +24,7 @@ typedef struct arrpc__endpoint {
     uint16_t port;
     unsigned backoff_ms; /* the last back-off given; 0 when the endpoint is in good standing */
     uint64_t until_ms;   /* skipped before this time (arrpc__clock_ms); 0: not in back-off */
+    unsigned picks;      /* times picked: which of a name's addresses is tried first */
 } arrpc__endpoint;
 
 typedef struct arrpc__endpoints {
@@ -44,7 +45,8 @@ int arrpc__endpoints_single(const char *host, uint16_t port, arrpc__endpoints *e
 void arrpc__endpoints_free(arrpc__endpoints *eps);
 
 /* The index of the endpoint to connect to now: the next one in round-robin order that is not in
- * back-off, or, when all are, the one whose back-off ends first. Advances the round-robin. */
+ * back-off, or, when all are, the one whose back-off ends first. Advances the round-robin and
+ * the endpoint's picks. */
 size_t arrpc__endpoints_pick(arrpc__endpoints *eps, uint64_t now_ms);
 
 /* The back-off that follows `current` ms (0: none yet): INITIAL, then times FACTOR, up to CAP. */

@@ -188,6 +188,12 @@ fail:;
 int arrpc__net_connect(const char *host, uint16_t port, unsigned timeout_ms, char *err,
                        size_t errlen)
 {
+    return arrpc__net_connect_from(host, port, 0, timeout_ms, err, errlen);
+}
+
+int arrpc__net_connect_from(const char *host, uint16_t port, unsigned first, unsigned timeout_ms,
+                            char *err, size_t errlen)
+{
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
     struct addrinfo *res = NULL;
     char service[8];
@@ -197,10 +203,18 @@ int arrpc__net_connect(const char *host, uint16_t port, unsigned timeout_ms, cha
         snprintf(err, errlen, "cannot resolve %s: %s", host, gai_strerror(gai));
         return ARRPC_ECONNECT;
     }
+    unsigned count = 0;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next)
+        count++;
+    struct addrinfo *start = res;
+    for (unsigned i = 0; i < first % count; i++)
+        start = start->ai_next;
     uint64_t deadline = timeout_ms ? arrpc__clock_ms() + timeout_ms : 0;
     int fd = -1, saved = 0;
-    for (struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next) {
+    struct addrinfo *ai = start;
+    for (unsigned tried = 0; tried < count && fd < 0; tried++) {
         if (connect_one(ai, deadline, &fd) != 0) saved = errno;
+        ai = ai->ai_next ? ai->ai_next : res; /* from `first` round to the one before it */
     }
     freeaddrinfo(res);
     if (fd < 0) {

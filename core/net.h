@@ -42,6 +42,10 @@ int arrpc__net_wait(int fd, short events, uint64_t deadline_ms, short *revents);
  * or ARRPC_ECONNECT with the reason in err. */
 int arrpc__net_connect(const char *host, uint16_t port, unsigned timeout_ms, char *err,
                        size_t errlen);
+/* The same, starting at the address numbered first (modulo their count) in getaddrinfo's order
+ * and wrapping round: callers that connect again and again spread over a name's addresses. */
+int arrpc__net_connect_from(const char *host, uint16_t port, unsigned first, unsigned timeout_ms,
+                            char *err, size_t errlen);
 
 /* Parses a decimal number within [min, max]. 0, or ARRPC_EINVAL. */
 int arrpc__parse_ulong(const char *s, unsigned long min, unsigned long max, unsigned long *out);

@@ -108,6 +108,8 @@ static void pick_goes_round_robin(void **state)
     arrpc__endpoints eps = three();
     for (size_t i = 0; i < 7; i++)
         assert_int_equal(arrpc__endpoints_pick(&eps, 100), i % 3);
+    assert_int_equal(eps.list[0].picks, 3); /* which of a name's addresses goes first */
+    assert_int_equal(eps.list[1].picks, 2);
     arrpc__endpoints_free(&eps);
 }
 
