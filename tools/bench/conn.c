@@ -27,9 +27,8 @@
 #define IN_MIN_CAP (64u * 1024u)                        /* bytes read at once, at least */
 #define RETRY_DELAY_NS (100ull * 1000 * 1000)           /* after a failed connect */
 #define CONNECT_TIMEOUT_NS (10ull * 1000 * 1000 * 1000) /* when --timeout is not given */
-#define BENCH_REHOME_NS                                                                            \
-    (1000ull * 1000 * 1000) /* away from its home endpoint this long: go back                      \
-                             */
+/* A connection away from its home endpoint this long drains and goes back. */
+#define BENCH_REHOME_NS (1000ull * 1000 * 1000)
 #define ERROR_PREFIX "arrpc.error."
 #define AUTH_PREFIX "arrpc.error.AuthException"
 
@@ -113,7 +112,7 @@ static void conn_connect_failed(bench_conn *c, uint64_t now)
 
 /* An open connection broke (closed, reset, read or write error). Without --idempotent that is an
  * error and its requests are lost. With it, only a request whose reply was half read is: the
- * others are resent on the next endpoint once connected (conn_resend). */
+ * others are resent on the next endpoint once connected (conn_open). */
 static void conn_break(bench_conn *c, bench_err kind, uint64_t now)
 {
     const bench_config *cfg = c->th->cfg;
