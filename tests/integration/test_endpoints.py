@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 
@@ -160,6 +161,64 @@ class KeepaliveTest(EndpointsCase):
 
     def test_keepalive_0_turns_it_off(self):
         self.assertNotIn(2, self.timers_during_a_call("--keepalive", "0"))
+
+
+class FakeBackend:
+    """A server on host:0 that reads one request, writes `answer` (raw bytes, maybe part of a
+    reply, maybe nothing) and closes the connection; one connection, bounded by a timeout."""
+
+    def __init__(self, host, answer):
+        self.sock = socket.socket()
+        self.sock.bind((host, 0))
+        self.sock.listen(1)
+        self.sock.settimeout(RUN_TIMEOUT)
+        self.port = self.sock.getsockname()[1]
+        self.answer = answer
+        self.got_request = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        try:
+            conn, _ = self.sock.accept()
+            with conn:
+                conn.settimeout(RUN_TIMEOUT)
+                self.got_request = bool(conn.recv(4096))
+                conn.sendall(self.answer)
+        except OSError:
+            pass
+
+    def close(self):
+        self.sock.close()
+        self.thread.join(RUN_TIMEOUT)
+
+
+class ResendSafetyTest(EndpointsCase):
+    """A backend that closes after reading the request, with no reply byte or with part of one."""
+
+    def call_through(self, answer):
+        fake = FakeBackend(HOSTS[0], answer)
+        self.addCleanup(fake.close)
+        real = self.backend(HOSTS[1], "--metrics-listen", "127.0.0.1:0")
+        spec = "%s:%d,%s" % (HOSTS[0], fake.port, endpoint(real, HOSTS[1]))
+        r = call("--connect", spec, "--idempotent", '"hello"')
+        fake.thread.join(RUN_TIMEOUT)
+        self.assertTrue(fake.got_request)
+        served = sum(v for (name, _), v in scrape(metrics_port(real)).items()
+                     if name == "arrpc_server_req_seconds_count")
+        return r, served
+
+    def test_no_reply_byte_is_resent(self):
+        r, served = self.call_through(b"")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout), "hello")
+        self.assertEqual(served, 1)
+
+    def test_part_of_a_reply_is_never_resent(self):
+        r, served = self.call_through(b"\xa5he")  # the first 3 bytes of "hello"
+        self.assertEqual(r.returncode, 7, r.stderr)
+        self.assertIn("closed", r.stderr)
+        self.assertEqual(served, 0)
 
 
 class BatchResendTest(EndpointsCase):
