@@ -221,6 +221,34 @@ class ResendSafetyTest(EndpointsCase):
         self.assertEqual(served, 0)
 
 
+class TlsNamesTest(EndpointsCase):
+    """Over TLS each server's certificate is checked against the host of its own entry."""
+
+    def tls_backend(self, host, cert_for):
+        cert, key = harness.pki().make_cert("server-" + cert_for, names=(cert_for,))
+        server = Server("--workers", "1", listen=host + ":0", tls=harness.Tls(cert, key))
+        server.start()
+        self.addCleanup(server.stop)
+        return server
+
+    def call_tls(self, spec):
+        return call("--connect", spec, "--tls-cafile", harness.pki().ca[0], '"tls"')
+
+    def test_each_entry_is_checked_against_its_own_host(self):
+        a = self.tls_backend(HOSTS[0], HOSTS[0])
+        b = self.tls_backend(HOSTS[1], HOSTS[1])
+        for spec in ("%s,%s" % (endpoint(a, HOSTS[0]), endpoint(b, HOSTS[1])),
+                     "%s,%s" % (endpoint(b, HOSTS[1]), endpoint(a, HOSTS[0]))):
+            r = self.call_tls(spec)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(json.loads(r.stdout), "tls")
+
+    def test_a_certificate_for_another_entry_is_refused(self):
+        wrong = self.tls_backend(HOSTS[1], HOSTS[0])  # serves 127.0.0.3 with 127.0.0.2's name
+        r = self.call_tls(endpoint(wrong, HOSTS[1]))
+        self.assertEqual(r.returncode, 8, r.stderr)  # EXIT_TLS
+
+
 class BatchResendTest(EndpointsCase):
     def test_only_the_unanswered_requests_are_resent_in_order(self):
         """A batch of four whose first two are answered before the first backend is killed
