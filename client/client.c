@@ -403,22 +403,23 @@ static int transact(arrpc_client *cli, const void *const *requests, const size_t
     uint64_t deadline = cli->timeout_ms ? arrpc__clock_ms() + cli->timeout_ms : 0;
     rc = exchange(cli, requests, lens, count, deadline, out, &got);
     int unread = closed_before_reading(cli, rc, got); /* resent whether idempotent or not */
-    if (unread || resendable(cli, rc)) {
+    int broke = !unread && (rc == ARRPC_ECLOSED || rc == ARRPC_EIO);
+    if (broke) arrpc__endpoint_failed(&cli->eps.list[cli->current], arrpc__clock_ms());
+    if (unread || (broke && resendable(cli, rc))) {
         size_t done = got, more = 0;
         ARRPC_DEBUG(cli->debug,
                     "client: the connection to %s:%u broke with %zu of %zu replies "
                     "read: sending the rest on a new connection",
                     cli->host, (unsigned)cli->port, done, count);
-        if (!unread) {
-            arrpc__endpoint_failed(&cli->eps.list[cli->current], arrpc__clock_ms());
-            arrpc__client_metrics_count_retries(cli, count - done);
-        }
+        if (broke) arrpc__client_metrics_count_retries(cli, count - done);
         arrpc__client_disconnect(cli);
         rc = ensure_connected(cli);
         if (rc == 0)
             rc = exchange(cli, requests + done, lens + done, count - done, deadline, out + done,
                           &more);
         got = done + more;
+        if (rc == ARRPC_ECLOSED || rc == ARRPC_EIO) /* this one broke too */
+            arrpc__endpoint_failed(&cli->eps.list[cli->current], arrpc__clock_ms());
     }
     if (rc == 0) arrpc__client_tls_keep_session(cli);
     /* After a failure nothing on this connection can be matched to a request any more; bytes
