@@ -17,7 +17,10 @@ import time
 import unittest
 
 import harness
+import promtext
 from harness import Server
+from test_client import Driver
+from test_client_metrics import render
 from test_metrics import metrics_port, scrape
 
 CALL = os.path.join(harness.BIN_DIR, "arrpc-call")
@@ -46,6 +49,12 @@ def closed_port(host):
 
 def endpoint(server, host):
     return "%s:%d" % (host, server.port)
+
+
+def served(server):
+    """Requests a backend started with --metrics-listen has answered."""
+    return sum(v for (name, _), v in scrape(metrics_port(server)).items()
+               if name == "arrpc_server_req_seconds_count")
 
 
 class EndpointsCase(unittest.TestCase):
@@ -204,21 +213,19 @@ class ResendSafetyTest(EndpointsCase):
         r = call("--connect", spec, "--idempotent", '"hello"')
         fake.thread.join(RUN_TIMEOUT)
         self.assertTrue(fake.got_request)
-        served = sum(v for (name, _), v in scrape(metrics_port(real)).items()
-                     if name == "arrpc_server_req_seconds_count")
-        return r, served
+        return r, served(real)
 
     def test_no_reply_byte_is_resent(self):
-        r, served = self.call_through(b"")
+        r, count = self.call_through(b"")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(json.loads(r.stdout), "hello")
-        self.assertEqual(served, 1)
+        self.assertEqual(count, 1)
 
     def test_part_of_a_reply_is_never_resent(self):
-        r, served = self.call_through(b"\xa5he")  # the first 3 bytes of "hello"
+        r, count = self.call_through(b"\xa5he")  # the first 3 bytes of "hello"
         self.assertEqual(r.returncode, 7, r.stderr)
         self.assertIn("closed", r.stderr)
-        self.assertEqual(served, 0)
+        self.assertEqual(count, 0)
 
 
 class TlsNamesTest(EndpointsCase):
@@ -249,6 +256,40 @@ class TlsNamesTest(EndpointsCase):
         self.assertEqual(r.returncode, 8, r.stderr)  # EXIT_TLS
 
 
+class LibraryTest(EndpointsCase):
+    """The C client itself (client_driver), one long-lived client over reconnects."""
+
+    def driver(self, spec, *args):
+        d = Driver(0, "--connect", spec, "--retries", "2", "--backoff", "100", *args)
+        self.addCleanup(d.stop)
+        return d
+
+    def test_each_connect_takes_the_next_endpoint(self):
+        a = self.backend(HOSTS[0], "--metrics-listen", "127.0.0.1:0")
+        b = self.backend(HOSTS[1], "--metrics-listen", "127.0.0.1:0")
+        d = self.driver("%s,%s" % (endpoint(a, HOSTS[0]), endpoint(b, HOSTS[1])))
+        for i in range(6):
+            self.assertEqual(d.call(i), i)
+            self.assertEqual(d.command("close"), "ok")
+        self.assertEqual((served(a), served(b)), (3, 3))
+
+    def test_a_resend_is_counted_in_the_retries_metric(self):
+        fake = FakeBackend(HOSTS[0], b"")
+        self.addCleanup(fake.close)
+        real = self.backend(HOSTS[1])
+        d = self.driver("%s:%d,%s" % (HOSTS[0], fake.port, endpoint(real, HOSTS[1])),
+                        "--idempotent")
+        self.assertEqual(d.command("metrics-on"), "ok")
+        self.assertEqual(d.call("hello"), "hello")
+        s = promtext.parse(render(d))
+        def by_address(family):
+            return {dict(ls)["remote_address"]: v for (name, ls), v in s.items()
+                    if name == family}
+        # labelled with the list's first host; the resent request is still one request
+        self.assertEqual(by_address("arrpc_client_retries_total"), {HOSTS[0]: 1})
+        self.assertEqual(by_address("arrpc_client_req_seconds_count"), {HOSTS[0]: 1})
+
+
 class BatchResendTest(EndpointsCase):
     def test_only_the_unanswered_requests_are_resent_in_order(self):
         """A batch of four whose first two are answered before the first backend is killed
@@ -273,9 +314,7 @@ class BatchResendTest(EndpointsCase):
         out = proc.stdout.read()
         self.assertEqual(proc.wait(timeout=RUN_TIMEOUT), 0)
         self.assertEqual([json.loads(line) for line in out.split()], [1, 2, "slept", 3])
-        served = sum(v for (name, _), v in scrape(metrics_port(second)).items()
-                     if name == "arrpc_server_req_seconds_count")
-        self.assertEqual(served, 2)
+        self.assertEqual(served(second), 2)
 
 
 class BenchFailoverTest(EndpointsCase):
@@ -296,19 +335,17 @@ class BenchFailoverTest(EndpointsCase):
         out, err = proc.communicate(timeout=RUN_TIMEOUT)
         self.assertEqual(proc.returncode, 0, err)
         summary = json.loads(out)
-        sample = scrape(metrics_port(back))
-        served = sum(v for (name, _), v in sample.items()
-                     if name == "arrpc_server_req_seconds_count")
+        count = served(back)
         if os.environ.get("ARRPC_TEST_VERBOSE"):
-            print(json.dumps(summary, indent=1), "restarted backend served", served)
-        return summary, served
+            print(json.dumps(summary, indent=1), "restarted backend served", count)
+        return summary, count
 
     def test_idempotent_bench_loses_nothing_and_traffic_returns(self):
-        summary, served = self.run_with_a_restart("--idempotent")
+        summary, count = self.run_with_a_restart("--idempotent")
         self.assertEqual(summary["errors"], 0, summary["errors_by_kind"])
         self.assertGreater(summary["replies"], 0)
         self.assertGreater(summary["resent"], 0)  # the killed backend had requests in flight
-        self.assertGreater(served, 0)  # connections went back to the restarted backend
+        self.assertGreater(count, 0)  # connections went back to the restarted backend
 
     def test_without_idempotent_the_failures_are_counted(self):
         summary, _ = self.run_with_a_restart()
