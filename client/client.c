@@ -1,4 +1,5 @@
-/* client.c -- the client: options, connect with back-off, send and batch, reconnect rules.
+/* client.c -- the client: options, connect with back-off, send and batch, reconnect and resend
+ * rules.
  *
  * The connection is kept between sends. Reconnect rule: a connection the server closed while it
  * was idle is replaced before the next send (the request was never written, so nothing can run
@@ -7,14 +8,21 @@
  * reply to the next request. One exception, for TLS: a server that ends an idle connection sends
  * close_notify first, and when that comes before any reply to a request we just wrote on the kept
  * connection, the server never read the request, so it is sent again on a new connection.
+ * A client marked idempotent (arrpc_client_set_idempotent) also resends, once per call, the
+ * requests a broken connection left without any byte of their reply (resendable below).
+ * Connects go round-robin over the client's endpoints (endpoints.c); with one endpoint they are
+ * the tries of 0.5.0.
  * Every send and batch that gets past the request check is counted once, at its end, for the
  * metrics (client_metrics.c). */
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -35,24 +43,51 @@ int arrpc__client_fail(arrpc_client *cli, int code, const char *fmt, ...)
     return code;
 }
 
-arrpc_client *arrpc_client_new(const char *host, uint16_t port)
+/* A client over the endpoints in *eps (taken over); the other fields get their defaults. */
+static arrpc_client *client_new(arrpc__endpoints *eps)
 {
     arrpc_client *cli = calloc(1, sizeof *cli);
-    if (!cli) return NULL;
-    cli->host = strdup(host && *host ? host : "127.0.0.1");
-    cli->port = port;
+    if (!cli) {
+        arrpc__endpoints_free(eps);
+        return NULL;
+    }
+    cli->eps = *eps;
+    cli->host = cli->eps.list[0].host;
+    cli->port = cli->eps.list[0].port;
     cli->tries = ARRPC_DEFAULT_CON_MAX_RETRIES;
     cli->backoff_ms = ARRPC_DEFAULT_RETRY_BACKOFF_MS;
+    cli->keepalive_s = ARRPC_DEFAULT_KEEPALIVE_S;
     cli->max_message = ARRPC_DEFAULT_MAX_MESSAGE;
     cli->max_depth = ARRPC_DEFAULT_MAX_DEPTH;
     cli->fd = -1;
     arrpc__transport_tcp(&cli->io, -1);
     cli->scan = arrpc__scan_new(cli->max_message, cli->max_depth);
-    if (!cli->host || !cli->scan) {
+    if (!cli->scan) {
         arrpc_client_free(cli);
         return NULL;
     }
     return cli;
+}
+
+arrpc_client *arrpc_client_new(const char *host, uint16_t port)
+{
+    arrpc__endpoints eps;
+    if (arrpc__endpoints_single(host && *host ? host : "127.0.0.1", port, &eps) != 0) return NULL;
+    return client_new(&eps);
+}
+
+arrpc_client *arrpc_client_new_endpoints(const char *endpoints, char *err, size_t errlen)
+{
+    char why[256];
+    arrpc__endpoints eps;
+    int rc = arrpc__endpoints_parse(endpoints, &eps, why, sizeof why);
+    if (rc == 0) {
+        arrpc_client *cli = client_new(&eps);
+        if (cli) return cli;
+        snprintf(why, sizeof why, "out of memory");
+    }
+    if (err && errlen > 0) snprintf(err, errlen, "%s", why);
+    return NULL;
 }
 
 void arrpc__client_disconnect(arrpc_client *cli)
@@ -84,7 +119,7 @@ void arrpc_client_free(arrpc_client *cli)
     arrpc__client_tls_free(cli);
     if (cli->secret) memset(cli->secret, 0, cli->secret_len);
     free(cli->secret);
-    free(cli->host);
+    arrpc__endpoints_free(&cli->eps);
     free(cli);
 }
 
@@ -117,6 +152,20 @@ int arrpc_client_set_con_max_retries(arrpc_client *cli, unsigned tries)
 int arrpc_client_set_retry_backoff(arrpc_client *cli, unsigned step_ms)
 {
     cli->backoff_ms = step_ms;
+    return 0;
+}
+
+int arrpc_client_set_idempotent(arrpc_client *cli, int on)
+{
+    if (!cli) return ARRPC_EINVAL;
+    cli->idempotent = on != 0;
+    return 0;
+}
+
+int arrpc_client_set_keepalive(arrpc_client *cli, unsigned idle_s)
+{
+    if (!cli || idle_s > ARRPC_CLIENT_KEEPALIVE_IDLE_MAX_S) return ARRPC_EINVAL;
+    cli->keepalive_s = idle_s;
     return 0;
 }
 
@@ -184,34 +233,71 @@ static uint64_t handshake_deadline(const arrpc_client *cli)
     return arrpc__clock_ms() + ms;
 }
 
-/* As 0.5.0: `tries` attempts, sleeping step, 2 step, 3 step ... between them, none after the
- * last. A TLS refusal (certificate, policy) ends the tries at once. */
+/* Keepalive probes on a connected socket; a socket that refuses them still works, so failures
+ * are only logged. */
+static void set_keepalive(const arrpc_client *cli, int fd)
+{
+    if (arrpc__net_keepalive(fd, cli->keepalive_s, ARRPC_CLIENT_KEEPALIVE_COUNT) != 0)
+        ARRPC_DEBUG(cli->debug, "client: no TCP keepalive: %s", strerror(errno));
+}
+
+/* One try at the endpoint the round-robin picks: 0 (connected, cli->fd set), ARRPC_ETLS (a
+ * certificate or policy refusal) or ARRPC_ECONNECT, with the reason in why. */
+static int connect_next(arrpc_client *cli, char *why, size_t whylen)
+{
+    uint64_t now = arrpc__clock_ms();
+    cli->current = arrpc__endpoints_pick(&cli->eps, now);
+    arrpc__endpoint *e = &cli->eps.list[cli->current];
+    cli->host = e->host;
+    cli->port = e->port;
+    /* A name's addresses take turns going first, so clients spread over all of them. */
+    int fd = arrpc__net_connect_from(cli->host, cli->port, e->picks - 1, cli->connect_timeout_ms,
+                                     why, whylen);
+    int rc = fd >= 0 ? 0 : ARRPC_ECONNECT;
+    if (rc == 0) {
+        set_keepalive(cli, fd);
+        cli->fd = fd;
+        rc = arrpc__client_tls_start(cli, fd, handshake_deadline(cli), why, whylen);
+        if (rc != 0) arrpc__client_disconnect(cli);
+    }
+    if (rc == 0)
+        arrpc__endpoint_succeeded(e);
+    else
+        arrpc__endpoint_failed(e, arrpc__clock_ms());
+    return rc;
+}
+
+/* As 0.5.0, with rounds over the endpoint list in place of single tries: `tries` rounds, each
+ * one try per endpoint (round-robin, those in back-off last), sleeping step, 2 step, 3 step ...
+ * between rounds, none after the last. With one endpoint a round is one try, as before. A TLS
+ * refusal (certificate, policy) ends the tries at once. */
 static int connect_with_backoff(arrpc_client *cli)
 {
     char why[512] = "";
-    for (unsigned attempt = 1;; attempt++) {
-        int fd = arrpc__net_connect(cli->host, cli->port, cli->connect_timeout_ms, why, sizeof why);
-        if (fd >= 0) {
-            cli->fd = fd;
-            int rc = arrpc__client_tls_start(cli, fd, handshake_deadline(cli), why, sizeof why);
+    for (unsigned round = 1;; round++) {
+        for (size_t k = 0; k < cli->eps.count; k++) {
+            int rc = connect_next(cli, why, sizeof why);
             if (rc == 0) {
-                ARRPC_DEBUG(cli->debug, "client: connected to %s:%u on attempt %u", cli->host,
-                            (unsigned)cli->port, attempt);
+                ARRPC_DEBUG(cli->debug, "client: connected to %s:%u in round %u", cli->host,
+                            (unsigned)cli->port, round);
                 cli->fresh = 1;
                 return 0;
             }
-            arrpc__client_disconnect(cli);
-            if (rc == ARRPC_ETLS) /* a certificate or policy refusal: trying again will not help */
+            if (rc == ARRPC_ETLS) /* trying again will not help */
                 return arrpc__client_fail(cli, ARRPC_ETLS, "TLS with %s:%u failed: %s", cli->host,
                                           (unsigned)cli->port, why);
+            ARRPC_DEBUG(cli->debug, "client: round %u: %s", round, why);
         }
-        ARRPC_DEBUG(cli->debug, "client: attempt %u: %s", attempt, why);
-        if (attempt >= cli->tries) break;
-        sleep_ms((uint64_t)attempt * cli->backoff_ms);
+        if (round >= cli->tries) break;
+        sleep_ms((uint64_t)round * cli->backoff_ms);
     }
+    if (cli->eps.count == 1)
+        return arrpc__client_fail(cli, ARRPC_ECONNECT,
+                                  "failed to connect to %s:%u with %u attempts: %s", cli->host,
+                                  (unsigned)cli->port, cli->tries, why);
     return arrpc__client_fail(cli, ARRPC_ECONNECT,
-                              "failed to connect to %s:%u with %u attempts: %s", cli->host,
-                              (unsigned)cli->port, cli->tries, why);
+                              "failed to connect to any of %zu endpoints in %u rounds; last: %s",
+                              cli->eps.count, cli->tries, why);
 }
 
 /* An idle connection has nothing to read. Readable means the server closed it (EOF, reset) or
@@ -272,6 +358,33 @@ static void free_responses(arrpc_response **out, size_t n)
     }
 }
 
+/* Queues requests and reads their replies into out[]; *got: replies read (on error too). */
+static int exchange(arrpc_client *cli, const void *const *requests, const size_t *lens,
+                    size_t count, uint64_t deadline, arrpc_response **out, size_t *got)
+{
+    *got = 0;
+    int rc = queue_requests(cli, requests, lens, count);
+    return rc == 0 ? arrpc__client_exchange(cli, count, deadline, out, got) : rc;
+}
+
+/* After a failed exchange: may the requests without a reply go out again on a new connection?
+ * Only for an idempotent client, only when the connection broke (closed, reset, a read or write
+ * error) and only when the first of them got no byte of its reply (a half-read reply means the
+ * server ran it). A timeout is never resent: the server may still be running the request. */
+static int resendable(const arrpc_client *cli, int rc)
+{
+    return cli->idempotent && (rc == ARRPC_ECLOSED || rc == ARRPC_EIO) &&
+           arrpc__buf_used(&cli->in) == 0;
+}
+
+/* The TLS exception of the reconnect rule (top of this file): close_notify before any reply on
+ * the kept connection means the server never read the request. */
+static int closed_before_reading(const arrpc_client *cli, int rc, size_t got)
+{
+    return rc == ARRPC_ECLOSED && !cli->fresh && got == 0 && cli->io.peer_closed_cleanly &&
+           arrpc__buf_used(&cli->in) == 0;
+}
+
 /* Connects if needed, writes the checked requests and reads their replies. *started: the
  * metrics clock when the first byte was queued (0 if never, or when not counting). */
 static int transact(arrpc_client *cli, const void *const *requests, const size_t *lens,
@@ -283,16 +396,25 @@ static int transact(arrpc_client *cli, const void *const *requests, const size_t
     *started = arrpc__client_metrics_now(cli);
     size_t got = 0;
     uint64_t deadline = cli->timeout_ms ? arrpc__clock_ms() + cli->timeout_ms : 0;
-    rc = queue_requests(cli, requests, lens, count);
-    if (rc == 0) rc = arrpc__client_exchange(cli, count, deadline, out, &got);
-    if (rc == ARRPC_ECLOSED && !cli->fresh && got == 0 && cli->io.peer_closed_cleanly &&
-        arrpc__buf_used(&cli->in) == 0) {
-        ARRPC_DEBUG(cli->debug, "client: the server ended the kept TLS connection before "
-                                "reading the request: sending it on a new connection");
+    rc = exchange(cli, requests, lens, count, deadline, out, &got);
+    int unread = closed_before_reading(cli, rc, got); /* resent whether idempotent or not */
+    int broke = !unread && (rc == ARRPC_ECLOSED || rc == ARRPC_EIO);
+    if (broke) arrpc__endpoint_failed(&cli->eps.list[cli->current], arrpc__clock_ms());
+    if (unread || (broke && resendable(cli, rc))) {
+        size_t done = got, more = 0;
+        ARRPC_DEBUG(cli->debug,
+                    "client: the connection to %s:%u broke with %zu of %zu replies "
+                    "read: sending the rest on a new connection",
+                    cli->host, (unsigned)cli->port, done, count);
+        if (broke) arrpc__client_metrics_count_retries(cli, count - done);
         arrpc__client_disconnect(cli);
         rc = ensure_connected(cli);
-        if (rc == 0) rc = queue_requests(cli, requests, lens, count);
-        if (rc == 0) rc = arrpc__client_exchange(cli, count, deadline, out, &got);
+        if (rc == 0)
+            rc = exchange(cli, requests + done, lens + done, count - done, deadline, out + done,
+                          &more);
+        got = done + more;
+        if (rc == ARRPC_ECLOSED || rc == ARRPC_EIO) /* this one broke too */
+            arrpc__endpoint_failed(&cli->eps.list[cli->current], arrpc__clock_ms());
     }
     if (rc == 0) arrpc__client_tls_keep_session(cli);
     /* After a failure nothing on this connection can be matched to a request any more; bytes

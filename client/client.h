@@ -11,13 +11,24 @@
 #include "../core/scan.h"
 #include "../core/tls.h"
 #include "../core/transport.h"
+#include "endpoints.h"
 
 #define ARRPC_CLIENT_ERRSTR_MAX 4352u /* a server message of 4096 bytes and our own context */
 #define ARRPC_DEFAULT_RETRY_BACKOFF_MS 1000u
+/* TCP keepalive on the client's sockets, so a server that vanished without a FIN or RST (a host
+ * gone, a cable pulled) is noticed on an idle kept connection: the first probe after IDLE s
+ * without traffic (ARRPC_DEFAULT_KEEPALIVE_S in arrpc.h, or
+ * arrpc_client_set_keepalive), then every ARRPC_KEEPALIVE_INTERVAL_S (core/net.h), and the
+ * connection is dropped after COUNT unanswered. */
+#define ARRPC_CLIENT_KEEPALIVE_COUNT 3u
 
 struct arrpc_client {
-    char *host;
+    arrpc__endpoints eps; /* the servers, at least one; eps.list[0].host names the metrics row */
+    const char *host;     /* the endpoint connected to, or tried last: points into eps */
     uint16_t port;
+    size_t current;              /* its index in eps */
+    int idempotent;              /* requests may run twice: resend those a broken connection lost */
+    unsigned keepalive_s;        /* TCP keepalive idle time; 0: off */
     unsigned timeout_ms;         /* bounds one send or batch once connected; 0: none */
     unsigned connect_timeout_ms; /* bounds one connect try; 0: none of our own */
     unsigned tries;              /* con_max_retries: connect tries per send */

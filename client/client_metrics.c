@@ -36,6 +36,11 @@ struct arrpc__client_metrics {
     struct MHD_Daemon *daemon; /* NULL: not served */
     uint16_t port;             /* the exporter's port, once served */
     arrpc__metrics *block;     /* ARRPC_CLIENT_METRICS_ADDRS servers, then "other" */
+    /* Requests resent after a broken connection, by [signed_payload][tls] (not in block, which
+     * holds 0.5.0's families only); remote is the host they are labelled with, set once. */
+    _Atomic uint64_t retries[2][2];
+    _Atomic int remote_set;
+    char remote[ARRPC_ENDPOINT_HOST_MAX];
 };
 
 /* Client error code -> reason label; codes not listed count as "io". */
@@ -86,7 +91,7 @@ void arrpc__client_metrics_count(arrpc_client *cli, int rc, const size_t *lens, 
     uint64_t ns = started_ns ? arrpc__clock_ns() - started_ns : 0;
     int is_signed = cli->secret != NULL, tls = cli->tls.cafile != NULL;
     write_begin(cm);
-    if (cm->row == UINT32_MAX) cm->row = arrpc__metrics_row_for(cm->block, cli->host);
+    if (cm->row == UINT32_MAX) cm->row = arrpc__metrics_row_for(cm->block, cli->eps.list[0].host);
     for (size_t i = 0; i < count; i++) {
         arrpc__metrics_count_request(cm->block, cm->row, is_signed, tls, ns, lens[i]);
         int reason = arrpc__client_metrics_reason(rc != 0 ? rc : arrpc_response_status(out[i]));
@@ -94,6 +99,43 @@ void arrpc__client_metrics_count(arrpc_client *cli, int rc, const size_t *lens, 
             arrpc__metrics_count_error(cm->block, cm->row, is_signed, tls, (arrpc__reason)reason);
     }
     write_end(cm);
+}
+
+void arrpc__client_metrics_count_retries(arrpc_client *cli, size_t requests)
+{
+    arrpc__client_metrics *cm = cli->metrics;
+    if (!cm || !cm->on) return;
+    if (!atomic_load_explicit(&cm->remote_set, memory_order_relaxed)) {
+        snprintf(cm->remote, sizeof cm->remote, "%s", cli->eps.list[0].host);
+        atomic_store_explicit(&cm->remote_set, 1, memory_order_release); /* after the text */
+    }
+    atomic_fetch_add_explicit(&cm->retries[cli->secret != NULL][cli->tls.cafile != NULL], requests,
+                              memory_order_relaxed);
+}
+
+/* A family of its own after 0.5.0's three (whose names stay as they were), with their labels:
+ * one series per (signed_payload, tls) pair that resent anything. */
+static void write_retries(FILE *f, const arrpc__labels *l, arrpc__client_metrics *cm)
+{
+    static const char *const py_bool[2] = {"False", "True"};
+    fputs("# HELP arrpc_client_retries_total Requests sent again on a new connection after the "
+          "previous one broke before any byte of their reply (idempotent clients only)\n"
+          "# TYPE arrpc_client_retries_total counter\n",
+          f);
+    if (!cm || !atomic_load_explicit(&cm->remote_set, memory_order_acquire)) return;
+    for (int is_signed = 0; is_signed < 2; is_signed++)
+        for (int tls = 0; tls < 2; tls++) {
+            uint64_t n = atomic_load_explicit(&cm->retries[is_signed][tls], memory_order_relaxed);
+            if (n == 0) continue;
+            fputs("arrpc_client_retries_total{hostname=", f);
+            arrpc__exposition_quote(f, l->hostname);
+            fputs(",k8s_namespace=", f);
+            arrpc__exposition_quote(f, l->k8s_namespace);
+            fputs(",remote_address=", f);
+            arrpc__exposition_quote(f, cm->remote);
+            fprintf(f, ",signed_payload=\"%s\",tls=\"%s\"} %llu\n", py_bool[is_signed],
+                    py_bool[tls], (unsigned long long)n);
+        }
 }
 
 /* ---- reading (any thread) ----------------------------------------------------------------- */
@@ -125,6 +167,7 @@ static int render_alloc(arrpc__client_metrics *cm, char **text, size_t *len)
     FILE *f = open_memstream(text, len);
     if (f) {
         arrpc__exposition_write(f, "client", cm ? &cm->labels : &fresh, snap);
+        write_retries(f, cm ? &cm->labels : &fresh, cm);
         fclose(f);
     }
     free(snap);

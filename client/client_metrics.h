@@ -24,6 +24,10 @@ uint64_t arrpc__client_metrics_now(const arrpc_client *cli);
 void arrpc__client_metrics_count(arrpc_client *cli, int rc, const size_t *lens, size_t count,
                                  arrpc_response *const *out, uint64_t started_ns);
 
+/* Counts `requests` resent on a new connection (arrpc_client_retries_total). Does nothing when
+ * the client does not count. */
+void arrpc__client_metrics_count_retries(arrpc_client *cli, size_t requests);
+
 /* The reason label for a client error code (ARRPC_REASON_COUNT for ARRPC_OK and ARRPC_EINVAL,
  * which are not counted as errors). */
 int arrpc__client_metrics_reason(int err);

@@ -119,10 +119,10 @@ void arrpc__net_peer_name(int fd, char *out, size_t outlen)
     arrpc__net_addr_name((const struct sockaddr *)&ss, out, outlen);
 }
 
-int arrpc__net_keepalive(int fd, unsigned idle_s)
+int arrpc__net_keepalive(int fd, unsigned idle_s, unsigned probes)
 {
     int on = idle_s > 0, idle = (int)idle_s, interval = ARRPC_KEEPALIVE_INTERVAL_S,
-        count = ARRPC_KEEPALIVE_PROBES;
+        count = (int)probes;
     if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on) != 0) return ARRPC_ESYS;
     if (!on) return 0;
     return setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle) == 0 &&
@@ -212,6 +212,12 @@ fail:;
 int arrpc__net_connect(const char *host, uint16_t port, unsigned timeout_ms, char *err,
                        size_t errlen)
 {
+    return arrpc__net_connect_from(host, port, 0, timeout_ms, err, errlen);
+}
+
+int arrpc__net_connect_from(const char *host, uint16_t port, unsigned first, unsigned timeout_ms,
+                            char *err, size_t errlen)
+{
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
     struct addrinfo *res = NULL;
     char service[8];
@@ -221,10 +227,18 @@ int arrpc__net_connect(const char *host, uint16_t port, unsigned timeout_ms, cha
         snprintf(err, errlen, "cannot resolve %s: %s", host, gai_strerror(gai));
         return ARRPC_ECONNECT;
     }
+    unsigned count = 0;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next)
+        count++;
+    struct addrinfo *start = res;
+    for (unsigned i = 0; i < first % count; i++)
+        start = start->ai_next;
     uint64_t deadline = timeout_ms ? arrpc__clock_ms() + timeout_ms : 0;
     int fd = -1, saved = 0;
-    for (struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next) {
+    struct addrinfo *ai = start;
+    for (unsigned tried = 0; tried < count && fd < 0; tried++) {
         if (connect_one(ai, deadline, &fd) != 0) saved = errno;
+        ai = ai->ai_next ? ai->ai_next : res; /* from `first` round to the one before it */
     }
     freeaddrinfo(res);
     if (fd < 0) {

@@ -37,13 +37,13 @@ int arrpc__net_peer_addr(int fd, struct sockaddr_storage *ss);
 void arrpc__net_addr_name(const struct sockaddr *sa, char *out, size_t outlen);
 
 /* TCP keepalive on a connected socket: the first probe after idle_s seconds without traffic,
- * then one every ARRPC_KEEPALIVE_INTERVAL_S; after ARRPC_KEEPALIVE_PROBES unanswered ones the
- * kernel resets the connection (a peer that vanished: a host gone, a NAT entry dropped).
- * 0 turns keepalive off. 0, or ARRPC_ESYS. */
+ * then one every ARRPC_KEEPALIVE_INTERVAL_S; after `probes` unanswered ones the kernel resets
+ * the connection (a peer that vanished: a host gone, a NAT entry dropped). 0 turns keepalive
+ * off. 0, or ARRPC_ESYS. */
 #define ARRPC_KEEPALIVE_INTERVAL_S 10
-#define ARRPC_KEEPALIVE_PROBES 6
+#define ARRPC_KEEPALIVE_PROBES 6        /* the server's: accepted sockets */
 #define ARRPC_TCP_KEEPALIVE_MAX_S 32767 /* Linux refuses a longer TCP_KEEPIDLE */
-int arrpc__net_keepalive(int fd, unsigned idle_s);
+int arrpc__net_keepalive(int fd, unsigned idle_s, unsigned probes);
 
 /* Splits "HOST:PORT" or "[V6]:PORT" into host and port. 0, or ARRPC_EINVAL. */
 int arrpc__net_split_hostport(const char *spec, char *host, size_t hostlen, uint16_t *port);
@@ -57,6 +57,10 @@ int arrpc__net_wait(int fd, short events, uint64_t deadline_ms, short *revents);
  * or ARRPC_ECONNECT with the reason in err. */
 int arrpc__net_connect(const char *host, uint16_t port, unsigned timeout_ms, char *err,
                        size_t errlen);
+/* The same, starting at the address numbered first (modulo their count) in getaddrinfo's order
+ * and wrapping round: callers that connect again and again spread over a name's addresses. */
+int arrpc__net_connect_from(const char *host, uint16_t port, unsigned first, unsigned timeout_ms,
+                            char *err, size_t errlen);
 
 /* Parses a decimal number within [min, max]. 0, or ARRPC_EINVAL. */
 int arrpc__parse_ulong(const char *s, unsigned long min, unsigned long max, unsigned long *out);

@@ -305,6 +305,16 @@ typedef struct arrpc_response arrpc_response;
 /* A client for host:port. Nothing is connected until the first send. NULL when out of memory.
  * A client is used by one thread at a time. */
 ARRPC_API arrpc_client *arrpc_client_new(const char *host, uint16_t port);
+/* A client for several servers: "HOST:PORT[,HOST:PORT...]" (at most 64; IPv6 as "[ADDR]:PORT").
+ * Each connect takes the next endpoint in turn that is not in back-off (one that refused or
+ * broke is skipped for 100 ms, doubling up to 5 s, cleared by a successful connect; when all are
+ * in back-off, the one whose back-off ends first). A name is resolved at every connect and each
+ * of its addresses tried. con_max_retries then counts rounds over the list (one try per endpoint,
+ * the retry back-off between rounds). TLS checks each server's certificate against the host of
+ * its own entry (unless arrpc_client_set_tls_server_name). The metrics' remote_address is the
+ * first entry's host. NULL on a bad list (reason in err, errlen bytes; err may be NULL) or when
+ * out of memory. docs/client-endpoints.md tells the whole story. */
+ARRPC_API arrpc_client *arrpc_client_new_endpoints(const char *endpoints, char *err, size_t errlen);
 ARRPC_API void arrpc_client_free(arrpc_client *cli);
 
 /* Options; each returns 0 or ARRPC_EINVAL (ARRPC_ESTATE for limits while connected). The call
@@ -320,6 +330,19 @@ ARRPC_API int arrpc_client_set_max_message(arrpc_client *cli, size_t bytes); /* 
 /* At most 32 (msgpack-c's decoder depth), which is also the default. */
 ARRPC_API int arrpc_client_set_max_depth(arrpc_client *cli, unsigned depth);
 ARRPC_API int arrpc_client_set_debug(arrpc_client *cli, int on);
+/* on: every request of this client may safely run twice (arrpc 0.5.0 had no such notion; off
+ * by default). Then a request that got no byte of its reply because the connection closed,
+ * was reset or failed is sent once more on a new connection (the next endpoint, when there are
+ * several); in a batch, the requests from the first unanswered one on, in order. Off, nothing
+ * is ever resent and such a send fails with ARRPC_ECLOSED as before. Timeouts are never resent. */
+ARRPC_API int arrpc_client_set_idempotent(arrpc_client *cli, int on);
+#define ARRPC_DEFAULT_KEEPALIVE_S 30u            /* arrpc_client_set_keepalive */
+#define ARRPC_CLIENT_KEEPALIVE_IDLE_MAX_S 32767u /* Linux's limit for TCP_KEEPIDLE */
+/* TCP keepalive on the client's connections: the first probe after idle_s seconds without
+ * traffic (default ARRPC_DEFAULT_KEEPALIVE_S), then every 10 s, dropped after 3 unanswered; 0
+ * turns it off. Takes effect at the next connect. ARRPC_EINVAL above
+ * ARRPC_CLIENT_KEEPALIVE_IDLE_MAX_S. */
+ARRPC_API int arrpc_client_set_keepalive(arrpc_client *cli, unsigned idle_s);
 
 /* TLS to the server (TLS 1.2 and 1.3, AEAD suites only). cafile: PEM CA certificates the
  * server's certificate must be signed by, and then its name must match the name set with
@@ -366,7 +389,10 @@ ARRPC_API void arrpc_client_close(arrpc_client *cli);
  * requests each count the whole batch's time; a send that never got a connection counts 0 s),
  * bytes are the request's own (before any signature envelope). A failed request also counts one
  * error by reason: rpc, auth, timeout, connect, closed, tls_handshake, invalid_message, too_large,
- * too_deep, io. ARRPC_EINVAL (nothing was sent) is not counted. */
+ * too_deep, io. ARRPC_EINVAL (nothing was sent) is not counted. One family beyond 0.5.0's:
+ * arrpc_client_retries_total (the same labels, no reason), the requests an idempotent
+ * client sent again on a new connection (arrpc_client_set_idempotent); a resent request is still
+ * one request in the other families. */
 /* Counting on (1) or off (0, the default; the counts so far are kept). 0, or ARRPC_ENOMEM. */
 ARRPC_API int arrpc_client_set_metrics(arrpc_client *cli, int on);
 /* The metrics as Prometheus text (format 0.0.4), NUL-terminated, into buf: for a user's own

@@ -25,8 +25,9 @@ enum {
 #define JSON_FLAGS_IN (JSON_DECODE_ANY | JSON_ALLOW_NUL)
 
 typedef struct {
-    const char *host;
-    unsigned long port, retries;
+    const char *host, *connect; /* connect: "HOST:PORT,...", in place of host and port */
+    unsigned long port, retries, keepalive_s;
+    int idempotent;
     unsigned timeout_ms, connect_timeout_ms, backoff_ms;
     const char *secret_file;
     const char *tls_cafile, *tls_cert, *tls_key, *tls_server_name;
@@ -54,6 +55,15 @@ static void print_version(void)
 static const arrpc_opt call_opts[] = {
     {"host", 0, ARRPC_OPT_STRING, "H", AT(host), .help = "server address"},
     {"port", 0, ARRPC_OPT_UNSIGNED, "P", AT(port), 1, 65535, .help = "server port"},
+    {"connect", 0, ARRPC_OPT_STRING, "HOST:PORT,...", AT(connect), .def = "--host:--port",
+     .help = "the servers, tried in turn (IPv6 as [ADDR]:P; a name's every address is tried); "
+             "one that refuses is skipped for a while; --retries then counts rounds over the "
+             "list; not with --host or --port"},
+    {"idempotent", 0, ARRPC_OPT_FLAG, NULL, AT(idempotent),
+     .help = "the requests may run twice: one the connection lost before any byte of its reply "
+             "is sent again on a new connection (the next server of --connect)"},
+    {"keepalive", 0, ARRPC_OPT_UNSIGNED, "S", AT(keepalive_s), 0, ARRPC_CLIENT_KEEPALIVE_IDLE_MAX_S,
+     .help = "TCP keepalive: first probe after S idle seconds (0: off)"},
     {"auth-secret-file", 0, ARRPC_OPT_STRING, "F", AT(secret_file),
      .help = "sign requests with the secret in F (one trailing newline is ignored)"},
     {"timeout", 0, ARRPC_OPT_SECONDS_MS, "S", AT(timeout_ms), 0, MAX_WAIT_MS, .def = "never",
@@ -120,6 +130,10 @@ static int parse_args(int argc, char **argv, call_options *o, const call_options
     }
     if (!o->tls_cert != !o->tls_key) {
         fprintf(stderr, "arrpc-call: --tls-cert and --tls-key go together\n");
+        rc = -1;
+    }
+    if (o->connect && (o->host != defaults->host || o->port != defaults->port)) {
+        fprintf(stderr, "arrpc-call: --connect names the servers: no --host or --port\n");
         rc = -1;
     }
     if (next < argc || (o->lines && o->json)) {
@@ -304,8 +318,16 @@ static arrpc_client *make_client(const call_options *o)
     uint8_t secret[ARRPC_AUTH_SECRET_MAX + 1];
     size_t secret_len = 0;
     if (o->secret_file && read_secret(o->secret_file, secret, &secret_len) != 0) return NULL;
-    arrpc_client *cli = arrpc_client_new(o->host, (uint16_t)o->port);
-    if (!cli || arrpc_client_set_timeout(cli, o->timeout_ms) ||
+    char err[256] = "out of memory";
+    arrpc_client *cli = o->connect ? arrpc_client_new_endpoints(o->connect, err, sizeof err)
+                                   : arrpc_client_new(o->host, (uint16_t)o->port);
+    if (!cli) {
+        fprintf(stderr, "arrpc-call: --connect: %s\n", err);
+        return NULL;
+    }
+    if (arrpc_client_set_timeout(cli, o->timeout_ms) ||
+        arrpc_client_set_idempotent(cli, o->idempotent) ||
+        arrpc_client_set_keepalive(cli, (unsigned)o->keepalive_s) ||
         arrpc_client_set_connect_timeout(cli, o->connect_timeout_ms) ||
         arrpc_client_set_con_max_retries(cli, (unsigned)o->retries) ||
         arrpc_client_set_retry_backoff(cli, o->backoff_ms) ||
@@ -356,6 +378,7 @@ int main(int argc, char **argv)
     call_options o = {.host = "127.0.0.1",
                       .port = 8080,
                       .retries = ARRPC_DEFAULT_CON_MAX_RETRIES,
+                      .keepalive_s = ARRPC_DEFAULT_KEEPALIVE_S,
                       .backoff_ms = 1000};
     const call_options defaults = o;
     int rc = parse_args(argc, argv, &o, &defaults);

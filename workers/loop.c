@@ -64,7 +64,8 @@ static void accept_some(arrpc__loop *loop, int listen_fd)
         }
         int one = 1; /* replies are whole messages: send them now, not after Nagle's delay */
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        if (loop->cfg->tcp_keepalive_s) arrpc__net_keepalive(fd, loop->cfg->tcp_keepalive_s);
+        if (loop->cfg->tcp_keepalive_s)
+            arrpc__net_keepalive(fd, loop->cfg->tcp_keepalive_s, ARRPC_KEEPALIVE_PROBES);
         if (!arrpc__conn_open(loop, fd, NULL)) close(fd);
     }
 }

@@ -2,6 +2,7 @@
  *
  *   client_driver --port P [--host H] [--timeout MS] [--connect-timeout MS] [--retries N]
  *                 [--backoff MS] [--secret-hex HEX] [--max-message BYTES] [--debug]
+ *                 [--connect H:P,H:P... (in place of --host and --port)] [--idempotent]
  *                 [--tls-cafile F [--tls-self-signed] [--tls-server-name N]
  *                  [--tls-cert F --tls-key F]]
  *
@@ -145,10 +146,10 @@ static void do_serve(arrpc_client *cli, char *args)
 }
 
 typedef struct {
-    const char *host, *secret_hex;
+    const char *host, *secret_hex, *connect;
     unsigned long port, timeout_ms, connect_timeout_ms, retries, backoff_ms, max_message;
     const char *tls_cafile, *tls_server_name, *tls_cert, *tls_key;
-    int tls_self_signed, debug;
+    int tls_self_signed, debug, idempotent;
 } driver_options;
 
 #define AT(member) ARRPC_OPT_AT(driver_options, member)
@@ -179,6 +180,9 @@ static const arrpc_opt driver_opts[] = {
      .help = "arrpc_client_set_tls_client_cert, with --tls-key"},
     {"tls-key", 0, ARRPC_OPT_STRING, "F", AT(tls_key), .help = "the private key of --tls-cert"},
     {"debug", 0, ARRPC_OPT_FLAG, NULL, AT(debug), .help = "arrpc_client_set_debug"},
+    {"connect", 0, ARRPC_OPT_STRING, "HOST:PORT,...", AT(connect),
+     .help = "arrpc_client_new_endpoints, in place of --host and --port"},
+    {"idempotent", 0, ARRPC_OPT_FLAG, NULL, AT(idempotent), .help = "arrpc_client_set_idempotent"},
     {"help", 0, ARRPC_OPT_HELP, .help = "print this help and exit"},
     {0},
 };
@@ -194,7 +198,8 @@ static const arrpc_opt_program driver_program = {
 
 static arrpc_client *make_client(const driver_options *o)
 {
-    arrpc_client *cli = arrpc_client_new(o->host, (uint16_t)o->port);
+    arrpc_client *cli = o->connect ? arrpc_client_new_endpoints(o->connect, NULL, 0)
+                                   : arrpc_client_new(o->host, (uint16_t)o->port);
     char *secret = o->secret_hex ? strdup(o->secret_hex) : NULL;
     long slen = secret ? unhex(secret) : 0;
     if (!cli || slen < 0 || arrpc_client_set_timeout(cli, (unsigned)o->timeout_ms) ||
@@ -206,7 +211,7 @@ static arrpc_client *make_client(const driver_options *o)
         (o->tls_cafile && arrpc_client_set_tls(cli, o->tls_cafile, o->tls_self_signed)) ||
         (o->tls_cert && arrpc_client_set_tls_client_cert(cli, o->tls_cert, o->tls_key)) ||
         (o->tls_server_name && arrpc_client_set_tls_server_name(cli, o->tls_server_name)) ||
-        arrpc_client_set_debug(cli, o->debug)) {
+        arrpc_client_set_debug(cli, o->debug) || arrpc_client_set_idempotent(cli, o->idempotent)) {
         arrpc_client_free(cli);
         cli = NULL;
     }

@@ -174,13 +174,15 @@ class Server:
     """arrpcd as a child process. Use as a context manager; it is always stopped by PID."""
 
     def __init__(self, *args, handler=None, secret=None, tls=None, env=None, binary=ARRPCD,
-                 config=None, stdout=subprocess.DEVNULL):
+                 config=None, stdout=subprocess.DEVNULL, listen="127.0.0.1:0"):
         """tls: a Tls, True for the default one, False for plain TCP; None follows
         ARRPC_TRANSPORT. env: variables added to arrpcd's environment. binary: the arrpcd
         to run (a copy, for tests that replace it on disk). config: a configuration file that
         names the address and the handler: then only args follow --config. stdout: where
         arrpcd's standard output goes (a file object, a descriptor or subprocess.PIPE; default
-        nowhere)."""
+        nowhere). listen: arrpcd's --listen, e.g. "127.0.0.3:0" where a test needs several
+        hosts, or a fixed port to restart a server where it was."""
+        self.listen = listen
         self.args = list(args)
         self.binary = binary
         self.config = config
@@ -206,7 +208,7 @@ class Server:
         if self.config:
             cmd = [self.binary, "--config", self.config] + self.args
         else:
-            cmd = [self.binary, "--listen", "127.0.0.1:0", "--handler", self.handler] + self.args
+            cmd = [self.binary, "--listen", self.listen, "--handler", self.handler] + self.args
         if self.tls:
             cmd += self.tls.server_args()
         if self.secret is not None:

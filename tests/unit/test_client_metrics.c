@@ -75,6 +75,7 @@ static void test_fresh_client(void **state)
     assert_non_null(strstr(text, "# TYPE arrpc_client_req_seconds histogram\n"));
     assert_non_null(strstr(text, "# TYPE arrpc_client_req_bytes summary\n"));
     assert_non_null(strstr(text, "# TYPE arrpc_client_errors_total counter\n"));
+    assert_non_null(strstr(text, "# TYPE arrpc_client_retries_total counter\n"));
     for (const char *line = text; *line; line = strchr(line, '\n') + 1)
         assert_int_equal(line[0], '#');
     free(text);
@@ -104,6 +105,20 @@ static void test_not_counted_when_off(void **state)
 
 #define PLAIN "remote_address=\"127.0.0.1\",signed_payload=\"False\",tls=\"False\""
 #define SIGNED "remote_address=\"127.0.0.1\",signed_payload=\"True\",tls=\"False\""
+
+static void test_retries_counted_when_on(void **state)
+{
+    (void)state;
+    arrpc_client *cli = arrpc_client_new("127.0.0.1", 1);
+    arrpc__client_metrics_count_retries(cli, 5); /* not counting yet */
+    assert_int_equal(arrpc_client_set_metrics(cli, 1), 0);
+    arrpc__client_metrics_count_retries(cli, 2);
+    arrpc__client_metrics_count_retries(cli, 1);
+    char *text = render(cli);
+    assert_true(sample(text, "arrpc_client_retries_total", PLAIN) == 3);
+    free(text);
+    arrpc_client_free(cli);
+}
 
 static void test_counts(void **state)
 {
@@ -235,7 +250,7 @@ int main(void)
         cmocka_unit_test(test_fresh_client),     cmocka_unit_test(test_not_counted_when_off),
         cmocka_unit_test(test_counts),           cmocka_unit_test(test_label_escaping),
         cmocka_unit_test(test_buffer_too_small), cmocka_unit_test(test_reasons),
-        cmocka_unit_test(test_serve_start_stop),
+        cmocka_unit_test(test_serve_start_stop), cmocka_unit_test(test_retries_counted_when_on),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

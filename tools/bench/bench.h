@@ -50,10 +50,21 @@ typedef enum {
 extern const char *const bench_err_key[BENCH_ERR_COUNT];
 extern const char *const bench_err_text[BENCH_ERR_COUNT];
 
+#define BENCH_ENDPOINTS_MAX 256 /* addresses of --connect after resolving every name */
+
+/* One server address of --connect: a name with several addresses gives one per address. */
+typedef struct bench_endpoint {
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    char host[256]; /* as written in --connect: the TLS name when no --tls-server-name */
+} bench_endpoint;
+
 /* What the whole run shares, read-only once the threads start (times are CLOCK_MONOTONIC ns). */
 typedef struct bench_config {
-    char target[300]; /* "host:port" as given */
-    struct sockaddr_in addr;
+    const char *target;        /* "host:port[,host:port...]" as given */
+    bench_endpoint *endpoints; /* connection `slot` starts at endpoint slot % nendpoints */
+    unsigned nendpoints;
+    int idempotent; /* a broken connection's unanswered requests are resent, not failed */
     bench_proto proto;
     unsigned connections, pipeline, threads;
     uint64_t requests;    /* -n: measured requests to send in all; 0 with -d */
@@ -76,8 +87,9 @@ typedef struct bench_config {
     msgpack_zone *expect_zone;
     size_t max_message;   /* largest reply accepted */
     arrpc__tls_ctx *tls;  /* --tls-cafile: every connection speaks TLS (one handshake each) */
-    const char *tls_name; /* the name the server's certificate must carry; NULL: no check */
-    long server_pid;      /* --server-pid: whose CPU time to report; 0: none */
+    const char *tls_name; /* --tls-server-name; NULL: the endpoint's host (none if self-signed) */
+    int tls_self_signed;
+    long server_pid; /* --server-pid: whose CPU time to report; 0: none */
 
     uint64_t t_start, t_measure, t_end; /* t_end is 0 with -n */
 } bench_config;
@@ -97,6 +109,7 @@ typedef struct bench_lag {
 /* What one thread counted in the measured window (with --rate, requests due in it). */
 typedef struct bench_stats {
     uint64_t sent, replies, bytes_out, bytes_in;
+    uint64_t resent; /* --idempotent: requests written again after their connection broke */
     bench_lag lag;
     uint64_t errors[BENCH_ERR_COUNT];
     uint64_t last_reply; /* time of the last counted reply */
@@ -114,6 +127,10 @@ typedef struct bench_conn {
     arrpc__transport io; /* the stream over fd: TCP, or TLS with --tls-cafile */
     int want_out;        /* EPOLLOUT is armed: a write is pending */
     unsigned slot;       /* its place among all connections, which sets its due times */
+    unsigned home;       /* its endpoint in the round-robin spread (slot % nendpoints) */
+    unsigned endpoint;   /* the endpoint it connects to: home, or the next after failures */
+    unsigned failed;     /* connects failed in a row, over the endpoints */
+    int leaving;         /* away from home for a while: drain, then reconnect at home */
     uint64_t issued;     /* requests sent so far: with --rate, the next one's number */
     uint64_t at;         /* IDLE: when to connect again; CONNECTING: when the connect began */
     uint64_t *due_at;    /* ring of pipeline slots: when each request in flight was due, where

@@ -1,9 +1,17 @@
 /* conn.c -- one benchmark connection: connect, write its pipelined requests, frame and judge
  * replies.
  *
- * A connection that fails (refused, closed, reset, timed out, garbled) counts one error of its
- * kind, drops the requests it had in flight and goes IDLE; the thread's tick reconnects it. It is
- * never reconnected from inside its own event handler, so no stale event can meet a new socket. */
+ * A connection that fails (closed, reset, timed out, garbled) counts one error of its kind, drops
+ * the requests it had in flight and goes IDLE; the thread's tick reconnects it. It is never
+ * reconnected from inside its own event handler, so no stale event can meet a new socket.
+ *
+ * With several endpoints (--connect a,b,c) a connection starts at its home, slot % count. A
+ * connect that fails moves it to the next endpoint at once, and counts a connect error only when
+ * it has failed on every endpoint in a row (with one endpoint: every failure, as always). A
+ * connection away from home for BENCH_REHOME_NS drains and reconnects at home, so a server that
+ * comes back gets its share again. With --idempotent a connection that breaks (closed, reset, a
+ * read or write error) keeps the requests that got no byte of their reply, moves to the next
+ * endpoint and resends them once it is open again; a half-read reply still counts as closed. */
 #include <errno.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
@@ -19,6 +27,8 @@
 #define IN_MIN_CAP (64u * 1024u)                        /* bytes read at once, at least */
 #define RETRY_DELAY_NS (100ull * 1000 * 1000)           /* after a failed connect */
 #define CONNECT_TIMEOUT_NS (10ull * 1000 * 1000 * 1000) /* when --timeout is not given */
+/* A connection away from its home endpoint this long drains and goes back. */
+#define BENCH_REHOME_NS (1000ull * 1000 * 1000)
 #define ERROR_PREFIX "arrpc.error."
 #define AUTH_PREFIX "arrpc.error.AuthException"
 
@@ -63,20 +73,60 @@ void bench_conn_free(bench_conn *c)
     c->scan = NULL;
 }
 
-/* Forgets the socket and everything in flight; the tick connects again at `retry`. */
-static void conn_fail(bench_conn *c, bench_err kind, uint64_t now, uint64_t retry)
+/* Closes the socket and forgets what was half written or read; requests in flight are kept. */
+static void conn_close(bench_conn *c, uint64_t retry)
 {
-    count_error(c, kind, now);
     c->io.ops->close(&c->io); /* closes the fd, which also leaves the epoll set */
     arrpc__transport_tcp(&c->io, -1);
     c->fd = -1;
     c->state = BENCH_CONN_IDLE;
     c->want_out = 0;
-    c->ring_head = c->inflight = 0;
+    c->leaving = 0;
     c->wpos = c->wend = 0;
     c->in_head = c->in_scan = c->in_len = 0;
     if (c->scan) arrpc__scan_reset(c->scan);
     c->at = retry;
+}
+
+/* Forgets the socket and everything in flight; the tick connects again at `retry`. */
+static void conn_fail(bench_conn *c, bench_err kind, uint64_t now, uint64_t retry)
+{
+    count_error(c, kind, now);
+    c->ring_head = c->inflight = 0;
+    conn_close(c, retry);
+}
+
+/* A connect, or the TLS handshake after it, failed: the next endpoint is tried at once, and after
+ * a whole round of failures, a while later and with one connect error counted. */
+static void conn_connect_failed(bench_conn *c, uint64_t now)
+{
+    const bench_config *cfg = c->th->cfg;
+    c->endpoint = (c->endpoint + 1) % cfg->nendpoints;
+    if (++c->failed % cfg->nendpoints != 0) {
+        conn_close(c, now);
+        return;
+    }
+    count_error(c, BENCH_ERR_CONNECT, now);
+    conn_close(c, now + RETRY_DELAY_NS);
+}
+
+/* An open connection broke (closed, reset, read or write error). Without --idempotent that is an
+ * error and its requests are lost. With it, only a request whose reply was half read is: the
+ * others are resent on the next endpoint once connected (conn_open). */
+static void conn_break(bench_conn *c, bench_err kind, uint64_t now)
+{
+    const bench_config *cfg = c->th->cfg;
+    if (!cfg->idempotent) {
+        conn_fail(c, kind, now, now);
+        return;
+    }
+    if (c->in_len > c->in_head && c->inflight > 0) { /* the server began this reply: it ran */
+        count_error(c, kind, now);
+        c->ring_head = (c->ring_head + 1) % cfg->pipeline;
+        c->inflight--;
+    }
+    c->endpoint = (c->endpoint + 1) % cfg->nendpoints;
+    conn_close(c, now);
 }
 
 static int conn_watch(bench_conn *c, int op, uint32_t events)
@@ -108,7 +158,7 @@ static int conn_write(bench_conn *c, uint64_t now)
     ssize_t n = c->io.ops->write(&c->io, cfg->batch + c->wpos, c->wend - c->wpos);
     if (n < 0) {
         if (errno == EAGAIN || errno == EINTR) return conn_arm_out(c, 1, now);
-        conn_fail(c, errno_kind(errno), now, now);
+        conn_break(c, errno_kind(errno), now);
         return -1;
     }
     if (in_window(cfg, now)) c->th->stats.bytes_out += (uint64_t)n;
@@ -135,6 +185,13 @@ int bench_conn_fill(bench_conn *c, uint64_t now)
     bench_thread *th = c->th;
     const bench_config *cfg = th->cfg;
     if (c->state != BENCH_CONN_OPEN || c->wend != 0 || (cfg->t_end && now >= cfg->t_end)) return 0;
+    if (c->leaving) { /* drained: back home, with nothing lost */
+        if (c->inflight == 0) {
+            c->endpoint = c->home;
+            conn_close(c, now);
+        }
+        return 0;
+    }
     unsigned k = 0;
     uint64_t due;
     while (c->inflight + k < cfg->pipeline && bench_rate_next(c, now, &due)) {
@@ -158,18 +215,18 @@ int bench_conn_fill(bench_conn *c, uint64_t now)
 
 void bench_conn_connect(bench_conn *c, uint64_t now)
 {
-    const bench_config *cfg = c->th->cfg;
+    const bench_endpoint *ep = &c->th->cfg->endpoints[c->endpoint];
     int one = 1;
-    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    c->fd = socket(ep->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (c->fd < 0) {
         conn_fail(c, BENCH_ERR_CONNECT, now, now + RETRY_DELAY_NS);
         return;
     }
     arrpc__transport_tcp(&c->io, c->fd);
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    int rc = connect(c->fd, (const struct sockaddr *)&cfg->addr, sizeof cfg->addr);
+    int rc = connect(c->fd, (const struct sockaddr *)&ep->addr, ep->addrlen);
     if (rc != 0 && errno != EINPROGRESS) {
-        conn_fail(c, BENCH_ERR_CONNECT, now, now + RETRY_DELAY_NS);
+        conn_connect_failed(c, now);
         return;
     }
     c->state = BENCH_CONN_CONNECTING;
@@ -285,7 +342,7 @@ static int conn_read(bench_conn *c, uint64_t *now_out)
     uint64_t now = *now_out = bench_now_ns();
     if (n <= 0) {
         if (n < 0 && (errno == EAGAIN || errno == EINTR)) return 0;
-        conn_fail(c, n == 0 ? BENCH_ERR_CLOSED : errno_kind(errno), now, now);
+        conn_break(c, n == 0 ? BENCH_ERR_CLOSED : errno_kind(errno), now);
         return -1;
     }
     if (in_window(c->th->cfg, now)) c->th->stats.bytes_in += (uint64_t)n;
@@ -307,6 +364,26 @@ static int conn_read(bench_conn *c, uint64_t *now_out)
     return 1;
 }
 
+/* Connected (and TLS done): requests kept from a broken connection go out first, again. */
+static void conn_open(bench_conn *c, uint64_t now)
+{
+    const bench_config *cfg = c->th->cfg;
+    c->state = BENCH_CONN_OPEN;
+    c->failed = 0;
+    c->at = now;
+    if (conn_arm_out(c, 0, now) != 0) return;
+    if (c->inflight == 0) {
+        bench_conn_fill(c, now);
+        return;
+    }
+    for (unsigned i = 0; i < c->inflight; i++) /* --timeout starts again */
+        c->sent_at[(c->ring_head + i) % cfg->pipeline] = now;
+    if (in_window(cfg, now)) c->th->stats.resent += c->inflight;
+    c->wpos = 0;
+    c->wend = (size_t)c->inflight * cfg->request_len;
+    conn_write(c, now);
+}
+
 /* One step of the TLS handshake; the connection opens when it is done. */
 static void conn_handshake(bench_conn *c, uint64_t now)
 {
@@ -314,39 +391,40 @@ static void conn_handshake(bench_conn *c, uint64_t now)
     int rc = c->io.ops->handshake(&c->io, why, sizeof why);
     if (rc < 0) {
         if (c->th->index == 0 && c == c->th->conns) fprintf(stderr, "arrpc-bench: TLS: %s\n", why);
-        conn_fail(c, BENCH_ERR_CONNECT, now, now + RETRY_DELAY_NS);
+        conn_connect_failed(c, now);
         return;
     }
     if (rc == 0) {
         conn_arm_out(c, c->io.want == ARRPC_WANT_WRITE, now);
         return;
     }
-    c->state = BENCH_CONN_OPEN;
-    if (conn_arm_out(c, 0, now) == 0) bench_conn_fill(c, now);
+    conn_open(c, now);
 }
 
 static void conn_connected(bench_conn *c, uint64_t now)
 {
     const bench_config *cfg = c->th->cfg;
+    const char *name = cfg->tls_self_signed ? NULL
+                       : cfg->tls_name      ? cfg->tls_name
+                                            : cfg->endpoints[c->endpoint].host;
     int err = 0;
     socklen_t len = sizeof err;
     char why[256];
     if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) {
-        conn_fail(c, BENCH_ERR_CONNECT, now, now + RETRY_DELAY_NS);
+        conn_connect_failed(c, now);
         return;
     }
     if (cfg->tls) {
-        if (arrpc__transport_tls_client(&c->io, c->fd, cfg->tls, cfg->tls_name, NULL, why,
-                                        sizeof why) != 0) {
-            conn_fail(c, BENCH_ERR_CONNECT, now, now + RETRY_DELAY_NS);
+        if (arrpc__transport_tls_client(&c->io, c->fd, cfg->tls, name, NULL, why, sizeof why) !=
+            0) {
+            conn_connect_failed(c, now);
             return;
         }
         c->state = BENCH_CONN_HANDSHAKE;
         conn_handshake(c, now);
         return;
     }
-    c->state = BENCH_CONN_OPEN;
-    if (conn_arm_out(c, 0, now) == 0) bench_conn_fill(c, now);
+    conn_open(c, now);
 }
 
 void bench_conn_event(bench_conn *c, uint32_t events)
@@ -382,16 +460,20 @@ void bench_conn_tick(bench_conn *c, uint64_t now)
         break;
     case BENCH_CONN_CONNECTING:
     case BENCH_CONN_HANDSHAKE:
-        if (now - c->at > limit) conn_fail(c, BENCH_ERR_CONNECT, now, now);
+        if (now - c->at > limit) conn_connect_failed(c, now);
         break;
     default:
-        if (cfg->timeout_ns && c->inflight && now - c->sent_at[c->ring_head] > cfg->timeout_ns)
+        if (cfg->timeout_ns && c->inflight && now - c->sent_at[c->ring_head] > cfg->timeout_ns) {
             conn_fail(c, BENCH_ERR_TIMEOUT, now, now);
+            break;
+        }
+        if (c->endpoint != c->home && now - c->at > BENCH_REHOME_NS) c->leaving = 1;
+        if (c->leaving) bench_conn_fill(c, now);
         break;
     }
 }
 
 int bench_conn_busy(const bench_conn *c)
 {
-    return c->state == BENCH_CONN_OPEN && c->inflight > 0;
+    return c->inflight > 0 && (c->state == BENCH_CONN_OPEN || c->th->cfg->idempotent);
 }

@@ -22,6 +22,7 @@ void bench_stats_merge(bench_stats *dst, const bench_stats *src)
     dst->replies += src->replies;
     dst->bytes_out += src->bytes_out;
     dst->bytes_in += src->bytes_in;
+    dst->resent += src->resent;
     dst->lag.late += src->lag.late;
     dst->lag.unsent += src->lag.unsent;
     dst->lag.sum += src->lag.sum;

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../../client/endpoints.h"
 #include "../../core/net.h"
 #include "arrpc.h"
 #include "bench.h"
@@ -34,26 +35,55 @@ static void on_interrupt(int sig)
     interrupted = 1;
 }
 
+/* Appends the addresses of one --connect entry: its IPv4 ones, or its IPv6 ones when it has
+ * none (so "localhost" keeps meaning 127.0.0.1, as when the tool spoke IPv4 only). */
+static int add_endpoints(bench_config *cfg, const arrpc__endpoint *e)
+{
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
+    int gai = getaddrinfo(e->host, NULL, &hints, &res);
+    if (gai != 0) {
+        fprintf(stderr, "arrpc-bench: cannot resolve %s: %s\n", e->host, gai_strerror(gai));
+        return -1;
+    }
+    int family = AF_INET6;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next)
+        if (ai->ai_family == AF_INET) family = AF_INET;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        if (ai->ai_family != family) continue;
+        if (cfg->nendpoints == BENCH_ENDPOINTS_MAX) {
+            fprintf(stderr, "arrpc-bench: --connect: more than %d addresses\n",
+                    BENCH_ENDPOINTS_MAX);
+            freeaddrinfo(res);
+            return -1;
+        }
+        bench_endpoint *b = &cfg->endpoints[cfg->nendpoints++];
+        memcpy(&b->addr, ai->ai_addr, ai->ai_addrlen);
+        b->addrlen = ai->ai_addrlen;
+        if (family == AF_INET)
+            ((struct sockaddr_in *)&b->addr)->sin_port = htons(e->port);
+        else
+            ((struct sockaddr_in6 *)&b->addr)->sin6_port = htons(e->port);
+        snprintf(b->host, sizeof b->host, "%s", e->host);
+    }
+    freeaddrinfo(res);
+    return 0;
+}
+
+/* --connect "HOST:PORT,..." into cfg->endpoints, every name resolved once. */
 static int resolve(bench_config *cfg, const char *spec)
 {
-    char host[256];
-    uint16_t port;
-    struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *res = NULL;
-    if (arrpc__net_split_hostport(spec, host, sizeof host, &port) != 0 || port == 0) {
-        fprintf(stderr, "arrpc-bench: the server must be HOST:PORT, not '%s'\n", spec);
+    char err[256];
+    arrpc__endpoints eps;
+    if (arrpc__endpoints_parse(spec, &eps, err, sizeof err) != 0) {
+        fprintf(stderr, "arrpc-bench: --connect: %s\n", err);
         return -1;
     }
-    int gai = getaddrinfo(host, NULL, &hints, &res);
-    if (gai != 0) {
-        fprintf(stderr, "arrpc-bench: cannot resolve %s (IPv4 only): %s\n", host,
-                gai_strerror(gai));
-        return -1;
-    }
-    memcpy(&cfg->addr, res->ai_addr, sizeof cfg->addr);
-    cfg->addr.sin_port = htons(port);
-    freeaddrinfo(res);
-    snprintf(cfg->target, sizeof cfg->target, "%s", spec);
-    return 0;
+    int rc = (cfg->endpoints = calloc(BENCH_ENDPOINTS_MAX, sizeof *cfg->endpoints)) ? 0 : -1;
+    for (size_t i = 0; rc == 0 && i < eps.count; i++)
+        rc = add_endpoints(cfg, &eps.list[i]);
+    arrpc__endpoints_free(&eps);
+    cfg->target = spec;
+    return rc;
 }
 
 /* Options with no place in bench_config; the table below fills both. */
@@ -89,8 +119,16 @@ static int set_proto(void *opts, const char *arg)
 #define MAX_SECONDS_MS (10000000ul * 1000) /* -d, -w, --timeout: at most 1e7 s */
 
 static const arrpc_opt bench_opts[] = {
-    {"connect", 0, ARRPC_OPT_STRING, "HOST:PORT", AT(x.target),
-     .help = "the server, also given as the operand HOST:PORT"},
+    {"connect", 0, ARRPC_OPT_STRING, "HOST:PORT,...", AT(x.target),
+     .help = "the servers, also given as the operand (IPv6 as [ADDR]:PORT; a name counts once "
+             "per address): connections are spread over them round-robin; one that cannot "
+             "connect tries the next (a connect error is counted only when every server "
+             "failed in a row), and one moved away from its own server drains and goes back "
+             "after a second"},
+    {"idempotent", 0, ARRPC_OPT_FLAG, NULL, AT(cfg.idempotent),
+     .help = "a connection that breaks (closed, reset) reconnects, to the next server, and "
+             "resends the requests that got no byte of their reply, instead of counting an "
+             "error (a half-read reply still counts as closed)"},
     {"connections", 'c', ARRPC_OPT_UNSIGNED, "N", AT(cfg.connections), 1, MAX_CONNECTIONS,
      .help = "connections"},
     {"pipeline", 'P', ARRPC_OPT_UNSIGNED, "N", AT(cfg.pipeline), 1, MAX_PIPELINE,
@@ -217,9 +255,7 @@ static int parse_options(int argc, char **argv, bench_options *o)
 /* One client context for every connection, from --tls-* (nothing without --tls-cafile). */
 static int setup_tls(bench_config *cfg, const extra_options *x)
 {
-    static char host[256];
     char err[512];
-    uint16_t port;
     if (!x->tls_cafile) return 0;
     arrpc__tls_client_files files = {.cafile = x->tls_cafile,
                                      .self_signed = x->tls_self_signed,
@@ -230,11 +266,8 @@ static int setup_tls(bench_config *cfg, const extra_options *x)
         fprintf(stderr, "arrpc-bench: %s\n", err);
         return -1;
     }
-    if (!x->tls_self_signed && !x->tls_server_name &&
-        arrpc__net_split_hostport(x->target, host, sizeof host, &port) == 0)
-        cfg->tls_name = host;
-    else if (!x->tls_self_signed)
-        cfg->tls_name = x->tls_server_name;
+    cfg->tls_self_signed = x->tls_self_signed;
+    cfg->tls_name = x->tls_self_signed ? NULL : x->tls_server_name;
     return 0;
 }
 
@@ -261,6 +294,7 @@ static bench_thread *threads_new(const bench_config *cfg, atomic_int *stop)
         for (unsigned i = 0; i < th->nconns; i++) {
             if (bench_conn_init(&th->conns[i], th) != 0) return ths;
             th->conns[i].slot = t + i * cfg->threads;
+            th->conns[i].home = th->conns[i].endpoint = th->conns[i].slot % cfg->nendpoints;
         }
     }
     return ths;
@@ -420,5 +454,6 @@ int main(int argc, char **argv)
         bench_report_text(stdout, cfg, &r);
     threads_free(cfg, ths);
     bench_request_free(cfg);
+    free(cfg->endpoints);
     return rc == 0 && r.total.replies > 0 ? 0 : 1;
 }

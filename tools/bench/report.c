@@ -108,6 +108,9 @@ void bench_report_text(FILE *to, const bench_config *cfg, const bench_result *r)
     fprintf(to, "  replies     %" PRIu64 " of %" PRIu64 " sent, %.0f/s\n", s->replies, s->sent,
             (double)s->replies / el);
     text_schedule(to, cfg, s);
+    if (cfg->idempotent)
+        fprintf(to, "  resent      %" PRIu64 " after a broken connection (--idempotent)\n",
+                s->resent);
     fprintf(to, "  errors      %" PRIu64 "\n", errors_total(s));
     for (unsigned k = 0; k < BENCH_ERR_COUNT; k++)
         if (s->errors[k])
@@ -151,9 +154,9 @@ void bench_report_json(FILE *to, const bench_config *cfg, const bench_result *r)
     fprintf(to, " \"warmup_s\": %.3f, \"elapsed_s\": %.6f, \"interrupted\": %s,\n",
             (double)cfg->warmup_ns / 1e9, r->elapsed_s, r->interrupted ? "true" : "false");
     fprintf(to,
-            " \"sent\": %" PRIu64 ", \"replies\": %" PRIu64 ", \"qps\": %.1f, \"errors\": %" PRIu64
-            ",\n \"errors_by_kind\": {",
-            s->sent, s->replies, (double)s->replies / el, errors_total(s));
+            " \"sent\": %" PRIu64 ", \"replies\": %" PRIu64 ", \"qps\": %.1f, \"resent\": %" PRIu64
+            ", \"errors\": %" PRIu64 ",\n \"errors_by_kind\": {",
+            s->sent, s->replies, (double)s->replies / el, s->resent, errors_total(s));
     for (unsigned k = 0; k < BENCH_ERR_COUNT; k++)
         fprintf(to, "%s\"%s\": %" PRIu64, k ? ", " : "", bench_err_key[k], s->errors[k]);
     fprintf(to, "},\n \"latency_us\": {\"min\": %.1f, \"mean\": %.1f",
