@@ -31,8 +31,10 @@ struct arrpc__decoder {
 /* What decode_value did, besides 0 (the bytes end inside the value) and negative errors. */
 enum { VALUE_DONE = 1, VALUE_OPENED = 2 };
 
-/* The kinds of value a type byte from 0xc0 to 0xdf starts, and its header's size (type byte,
- * then any length, ext type or number). */
+/* The kinds of value a type byte from 0xc0 to 0xdf starts, the size of its header (type byte,
+ * then any length or ext type) and the fixed size of a number's or a fixext's payload. Headers
+ * and payloads are told apart as core/scan.c tells them, so that both refuse the same bytes with
+ * the same error. */
 typedef enum {
     K_INVALID,
     K_NIL,
@@ -53,20 +55,23 @@ typedef enum {
 typedef struct {
     uint8_t kind;
     uint8_t header_size;
+    uint8_t payload; /* numbers and fixext; 0 for the rest */
 } type_info;
 
+/* clang-format off */
 static const type_info types_c0[32] = {
-    {K_NIL, 1},     {K_INVALID, 1}, {K_FALSE, 1},  {K_TRUE, 1},   /* 0xc0-0xc3 */
-    {K_BIN, 2},     {K_BIN, 3},     {K_BIN, 5},                   /* bin8/16/32 */
-    {K_EXT, 3},     {K_EXT, 4},     {K_EXT, 6},                   /* ext8/16/32: length, type */
-    {K_FLOAT32, 5}, {K_FLOAT64, 9},                               /* the number is the header */
-    {K_UINT, 2},    {K_UINT, 3},    {K_UINT, 5},   {K_UINT, 9},   /* uint8..64 */
-    {K_INT, 2},     {K_INT, 3},     {K_INT, 5},    {K_INT, 9},    /* int8..64 */
-    {K_FIXEXT, 2},  {K_FIXEXT, 2},  {K_FIXEXT, 2}, {K_FIXEXT, 2}, /* fixext1..8: type */
-    {K_FIXEXT, 2},                                                /* fixext16 */
-    {K_STR, 2},     {K_STR, 3},     {K_STR, 5},                   /* str8/16/32 */
-    {K_ARRAY, 3},   {K_ARRAY, 5},   {K_MAP, 3},    {K_MAP, 5},    /* array16/32, map16/32 */
+    {K_NIL, 1, 0},     {K_INVALID, 1, 0}, {K_FALSE, 1, 0},   {K_TRUE, 1, 0},    /* 0xc0-0xc3 */
+    {K_BIN, 2, 0},     {K_BIN, 3, 0},     {K_BIN, 5, 0},                        /* bin8/16/32 */
+    {K_EXT, 3, 0},     {K_EXT, 4, 0},     {K_EXT, 6, 0},     /* ext8/16/32: length, type */
+    {K_FLOAT32, 1, 4}, {K_FLOAT64, 1, 8},
+    {K_UINT, 1, 1},    {K_UINT, 1, 2},    {K_UINT, 1, 4},    {K_UINT, 1, 8},    /* uint8..64 */
+    {K_INT, 1, 1},     {K_INT, 1, 2},     {K_INT, 1, 4},     {K_INT, 1, 8},     /* int8..64 */
+    {K_FIXEXT, 2, 1},  {K_FIXEXT, 2, 2},  {K_FIXEXT, 2, 4},  {K_FIXEXT, 2, 8},  /* fixext1..8 */
+    {K_FIXEXT, 2, 16},                                                          /* fixext16 */
+    {K_STR, 2, 0},     {K_STR, 3, 0},     {K_STR, 5, 0},                        /* str8/16/32 */
+    {K_ARRAY, 3, 0},   {K_ARRAY, 5, 0},   {K_MAP, 3, 0},     {K_MAP, 5, 0},
 };
+/* clang-format on */
 
 /* The big-endian unsigned number of width 1, 2, 4 or 8 at p. */
 static uint64_t read_be(const uint8_t *p, unsigned width)
@@ -118,11 +123,21 @@ static int too_big(arrpc__decoder *d, const char *fmt, uint64_t what)
     return ARRPC_ETOOBIG;
 }
 
-/* Whether `count` bytes (or elements of at least a byte each) fit after offset `at` of an n-byte
- * buffer: 1, 0 when the buffer ends first, ARRPC_ETOOBIG when the message limit does. */
+/* Whether the h-byte header at offset `at` of an n-byte buffer is all there: 1, 0 when the
+ * buffer ends first, ARRPC_ETOOBIG when the part of it present already passes the limit. */
+static int header_fits(arrpc__decoder *d, size_t at, size_t h, size_t n)
+{
+    size_t seen = at + h < n ? at + h : n;
+    if (seen > d->max_message)
+        return too_big(d, "message of %llu bytes so far exceeds the %llu-byte limit", seen);
+    return at + h <= n;
+}
+
+/* Whether `count` bytes (or elements of at least a byte each) declared by a header that ended
+ * at `at` fit: 1, 0 when the buffer ends first, ARRPC_ETOOBIG when the message limit would. */
 static int fits(arrpc__decoder *d, size_t at, uint64_t count, size_t n, const char *fmt)
 {
-    if (at > d->max_message || count > d->max_message - at) return too_big(d, fmt, count);
+    if (count > d->max_message - at) return too_big(d, fmt, count);
     return count <= n - at;
 }
 
@@ -194,12 +209,38 @@ static double float_of(uint64_t bits, int is32)
     return x;
 }
 
-/* A value whose type byte b is 0xc0..0xdf and whose whole header h is present. */
+/* A number or fixext: a payload of a size the type byte fixes. */
+static int decode_fixed(arrpc__decoder *d, const uint8_t *p, size_t n, size_t *pos,
+                        const type_info *t, msgpack_object *o)
+{
+    const uint8_t *h = p + *pos - t->header_size;
+    if (t->kind == K_FIXEXT)
+        return decode_bytes(d, p, n, pos, t->payload, MSGPACK_OBJECT_EXT, (int8_t)h[1], o);
+    int rc =
+        fits(d, *pos, t->payload, n, "declared length %llu exceeds the %llu-byte message limit");
+    if (rc <= 0) return rc;
+    uint64_t v = read_be(p + *pos, t->payload);
+    *pos += t->payload;
+    if (t->kind == K_UINT) {
+        o->type = MSGPACK_OBJECT_POSITIVE_INTEGER;
+        o->via.u64 = v;
+    } else if (t->kind == K_INT) { /* sign-extend from the width's top bit */
+        unsigned shift = 64u - 8u * t->payload;
+        set_int(o, (int64_t)(v << shift) >> shift);
+    } else {
+        o->type = t->kind == K_FLOAT32 ? MSGPACK_OBJECT_FLOAT32 : MSGPACK_OBJECT_FLOAT64;
+        o->via.f64 = float_of(v, t->kind == K_FLOAT32);
+    }
+    return VALUE_DONE;
+}
+
+/* A value whose type byte is 0xc0..0xdf and whose whole header ends at *pos. */
 static int decode_typed(arrpc__decoder *d, const uint8_t *p, size_t n, size_t *pos, unsigned depth,
                         msgpack_zone *zone, const type_info *t, msgpack_object *o)
 {
     const uint8_t *h = p + *pos - t->header_size;
-    unsigned width = t->header_size - 1u;
+    unsigned width = t->header_size - 1u; /* of the length or count */
+    if (t->payload) return decode_fixed(d, p, n, pos, t, o);
     switch ((kind)t->kind) {
     case K_NIL:
         o->type = MSGPACK_OBJECT_NIL;
@@ -209,35 +250,19 @@ static int decode_typed(arrpc__decoder *d, const uint8_t *p, size_t n, size_t *p
         o->type = MSGPACK_OBJECT_BOOLEAN;
         o->via.boolean = t->kind == K_TRUE;
         return VALUE_DONE;
-    case K_FLOAT32:
-    case K_FLOAT64:
-        o->type = t->kind == K_FLOAT32 ? MSGPACK_OBJECT_FLOAT32 : MSGPACK_OBJECT_FLOAT64;
-        o->via.f64 = float_of(read_be(h + 1, width), t->kind == K_FLOAT32);
-        return VALUE_DONE;
-    case K_UINT:
-        o->type = MSGPACK_OBJECT_POSITIVE_INTEGER;
-        o->via.u64 = read_be(h + 1, width);
-        return VALUE_DONE;
-    case K_INT: { /* sign-extend from the width's top bit */
-        unsigned shift = 64u - 8u * width;
-        set_int(o, (int64_t)(read_be(h + 1, width) << shift) >> shift);
-        return VALUE_DONE;
-    }
     case K_STR:
     case K_BIN:
         return decode_bytes(d, p, n, pos, read_be(h + 1, width),
                             t->kind == K_STR ? MSGPACK_OBJECT_STR : MSGPACK_OBJECT_BIN, 0, o);
-    case K_EXT:
+    case K_EXT: /* the length, then the ext type */
         return decode_bytes(d, p, n, pos, read_be(h + 1, width - 1u), MSGPACK_OBJECT_EXT,
                             (int8_t)h[width], o);
-    case K_FIXEXT:
-        return decode_bytes(d, p, n, pos, 1u << (h[0] - 0xd4), MSGPACK_OBJECT_EXT, (int8_t)h[1], o);
     case K_ARRAY:
     case K_MAP:
         return open_container(d, n, *pos, depth, zone,
                               t->kind == K_MAP ? MSGPACK_OBJECT_MAP : MSGPACK_OBJECT_ARRAY,
                               read_be(h + 1, width), o);
-    case K_INVALID:
+    default: /* K_INVALID; the numbers and fixext went to decode_fixed */
         break;
     }
     snprintf(d->error, sizeof d->error, "byte 0x%02x starts no MessagePack value", h[0]);
@@ -249,23 +274,21 @@ static int decode_typed(arrpc__decoder *d, const uint8_t *p, size_t n, size_t *p
 static int decode_value(arrpc__decoder *d, const uint8_t *p, size_t n, size_t *pos, unsigned depth,
                         msgpack_zone *zone, msgpack_object *o)
 {
-    const char *header_fmt = "message of %llu bytes so far exceeds the %llu-byte limit";
-    int rc = fits(d, *pos, 1, n, header_fmt);
+    int rc = header_fits(d, *pos, 1, n);
     if (rc <= 0) return rc;
-    uint8_t b = p[(*pos)++];
+    uint8_t b = p[*pos];
     if (b <= 0x7f || b >= 0xe0) {
+        (*pos)++;
         set_int(o, (int8_t)b);
         return VALUE_DONE;
     }
-    if (b >= 0xa0 && b <= 0xbf)
-        return decode_bytes(d, p, n, pos, b & 0x1fu, MSGPACK_OBJECT_STR, 0, o);
-    if (b <= 0x9f)
-        return open_container(d, n, *pos, depth, zone,
-                              b <= 0x8f ? MSGPACK_OBJECT_MAP : MSGPACK_OBJECT_ARRAY, b & 0x0fu, o);
-    const type_info *t = &types_c0[b - 0xc0];
-    if ((rc = fits(d, *pos, t->header_size - 1u, n, header_fmt)) <= 0) return rc;
-    *pos += t->header_size - 1u;
-    return decode_typed(d, p, n, pos, depth, zone, t, o);
+    const type_info *t = b >= 0xc0 ? &types_c0[b - 0xc0] : NULL;
+    if (t && (rc = header_fits(d, *pos, t->header_size, n)) <= 0) return rc;
+    *pos += t ? t->header_size : 1u;
+    if (t) return decode_typed(d, p, n, pos, depth, zone, t, o);
+    if (b >= 0xa0) return decode_bytes(d, p, n, pos, b & 0x1fu, MSGPACK_OBJECT_STR, 0, o);
+    return open_container(d, n, *pos, depth, zone,
+                          b <= 0x8f ? MSGPACK_OBJECT_MAP : MSGPACK_OBJECT_ARRAY, b & 0x0fu, o);
 }
 
 int arrpc__decode_next(arrpc__decoder *d, const uint8_t *p, size_t n, msgpack_zone *zone,
