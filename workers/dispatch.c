@@ -32,6 +32,11 @@ struct arrpc__dispatcher {
     arrpc__decoder *decoder;  /* requests and signed data, validated as they are decoded */
     arrpc__scan *check;       /* validates handler replies */
     int last_signed;
+    struct { /* a request decoded while it was framed, for the dispatch of the same bytes */
+        const uint8_t *msg;
+        size_t n;
+        msgpack_object obj;
+    } framed;
 };
 
 int arrpc__dispatcher_last_signed(const arrpc__dispatcher *d)
@@ -229,13 +234,32 @@ static arrpc__outcome dispatch_decoded(arrpc__dispatcher *d, const arrpc__call_c
     return call_handler(d, ctx, &inner, 1, out);
 }
 
+int arrpc__dispatcher_frame(arrpc__dispatcher *d, const uint8_t *p, size_t n, size_t *len)
+{
+    if (d->framed.msg) msgpack_zone_clear(&d->zone); /* framed, then never dispatched */
+    d->framed.msg = NULL;
+    if (arrpc__decode_next(d->decoder, p, n, &d->zone, &d->framed.obj, len) != 1) {
+        msgpack_zone_clear(&d->zone);
+        return 0;
+    }
+    d->framed.msg = p;
+    d->framed.n = *len;
+    return 1;
+}
+
 int arrpc__dispatch(arrpc__dispatcher *d, const arrpc__call_context *ctx, const uint8_t *msg,
                     size_t n, arrpc__buf *out, arrpc__outcome *outcome)
 {
     msgpack_object obj;
     size_t before = arrpc__buf_used(out);
+    int rc = 0;
+    if (d->framed.msg == msg && d->framed.n == n) /* decoded while framed */
+        obj = d->framed.obj;
+    else
+        rc = arrpc__decode_whole(d->decoder, msg, n, &d->zone, &obj);
+    d->framed.msg = NULL;
     d->last_signed = 0;
-    if (arrpc__decode_whole(d->decoder, msg, n, &d->zone, &obj) != 0) {
+    if (rc != 0) {
         /* The scanner framed it under the same limits, so only a failing zone gets here. */
         append_error(out, ARRPC_RPC_ERROR_PREFIX, "invalid MessagePack");
         *outcome = ARRPC_OUTCOME_INVALID;

@@ -460,6 +460,47 @@ static void test_replies_append_in_order(void **state)
     reply_free(&r);
 }
 
+/* A request framed by decoding it is answered from the objects decoded then, once: the bytes
+ * are walked one time. What the decoder cannot frame whole is left to the scanner. */
+static void test_framed_request_is_decoded_once(void **state)
+{
+    (void)state;
+    ctx c = {0};
+    arrpc__worker_config cfg = config(h_echo, &c, 0);
+    arrpc__dispatcher *d = arrpc__dispatcher_new(&cfg, 0, NULL);
+    reply r = {0};
+    arrpc__outcome outcome;
+    assert_non_null(d);
+    assert_true(msgpack_zone_init(&r.zone, 1024));
+    uint8_t stream[] = {0x92, 0x01, 0x02, 0x93}; /* [1, 2], then the start of the next */
+    size_t len = 0;
+    assert_int_equal(arrpc__dispatcher_frame(d, stream, sizeof stream, &len), 1);
+    assert_int_equal(len, 3);
+    stream[1] = 0x07; /* the dispatch below must not read the bytes again */
+    assert_int_equal(arrpc__dispatch(d, &caller, stream, len, &r.out, &outcome), 0);
+    assert_reply_bytes(&r, "\x92\x01\x02", 3);
+    arrpc__buf_consume(&r.out, 3);
+    assert_int_equal(arrpc__dispatch(d, &caller, stream, len, &r.out, &outcome), 0);
+    assert_reply_bytes(&r, "\x92\x07\x02", 3); /* used once: now decoded from the bytes */
+    arrpc__buf_consume(&r.out, 3);
+
+    static const struct {
+        const char *bytes;
+        size_t len;
+    } unframed[] = {
+        {"\x93\x01", 2}, {"\xc1", 1}, {"\x91\xc1", 2}, {"\xdb\xff\xff\xff\xff", 5}, {"", 0}};
+    for (size_t i = 0; i < sizeof unframed / sizeof unframed[0]; i++)
+        assert_int_equal(
+            arrpc__dispatcher_frame(d, (const uint8_t *)unframed[i].bytes, unframed[i].len, &len),
+            0);
+    uint8_t deep[ARRPC_DEFAULT_MAX_DEPTH + 2];
+    assert_int_equal(
+        arrpc__dispatcher_frame(d, deep, nested(deep, ARRPC_DEFAULT_MAX_DEPTH + 1), &len), 0);
+    assert_int_equal(c.calls, 2);
+    arrpc__dispatcher_free(d);
+    reply_free(&r);
+}
+
 /* The reply is checked where it was packed, counted from head: unconsumed bytes before it (and
  * consumed invalid ones before those) do not count, whether or not packing moved the bytes. */
 static void test_reply_checked_after_unconsumed_output(void **state)
@@ -506,9 +547,10 @@ static void test_rpc_error_helper_packs_one_str(void **state)
 int main(void)
 {
     enum { ncases = sizeof cases / sizeof cases[0] };
-    struct CMUnitTest tests[ncases + 3] = {
+    struct CMUnitTest tests[ncases + 4] = {
         [ncases] = cmocka_unit_test(test_replies_append_in_order),
         cmocka_unit_test(test_reply_checked_after_unconsumed_output),
+        cmocka_unit_test(test_framed_request_is_decoded_once),
         cmocka_unit_test(test_rpc_error_helper_packs_one_str),
     };
     for (size_t i = 0; i < ncases; i++)
