@@ -62,7 +62,8 @@ static arrpc_client *client_new(arrpc__endpoints *eps)
     cli->fd = -1;
     arrpc__transport_tcp(&cli->io, -1);
     cli->scan = arrpc__scan_new(cli->max_message, cli->max_depth);
-    if (!cli->scan) {
+    cli->decoder = arrpc__decoder_new(cli->max_message, cli->max_depth);
+    if (!cli->scan || !cli->decoder) {
         arrpc_client_free(cli);
         return NULL;
     }
@@ -116,6 +117,7 @@ void arrpc_client_free(arrpc_client *cli)
     arrpc__client_metrics_free(cli->metrics); /* stops its HTTP thread first */
     arrpc__client_disconnect(cli);
     arrpc__scan_free(cli->scan);
+    arrpc__decoder_free(cli->decoder);
     arrpc__client_tls_free(cli);
     if (cli->secret) memset(cli->secret, 0, cli->secret_len);
     free(cli->secret);
@@ -182,15 +184,22 @@ int arrpc_client_set_auth_secret(arrpc_client *cli, const void *secret, size_t l
     return 0;
 }
 
-/* The scanner carries the limits, so changing them makes a new one; not while a connection
- * might have a reply half scanned. */
+/* The scanner and the decoder carry the limits, so changing them makes new ones; not while a
+ * connection might have a reply half scanned. */
 static int set_limits(arrpc_client *cli, size_t max_message, unsigned max_depth)
 {
     if (cli->fd >= 0) return ARRPC_ESTATE;
     arrpc__scan *scan = arrpc__scan_new(max_message, max_depth);
-    if (!scan) return ARRPC_ENOMEM;
+    arrpc__decoder *decoder = arrpc__decoder_new(max_message, max_depth);
+    if (!scan || !decoder) {
+        arrpc__scan_free(scan);
+        arrpc__decoder_free(decoder);
+        return ARRPC_ENOMEM;
+    }
     arrpc__scan_free(cli->scan);
+    arrpc__decoder_free(cli->decoder);
     cli->scan = scan;
+    cli->decoder = decoder;
     cli->max_message = max_message;
     cli->max_depth = max_depth;
     return 0;
@@ -204,7 +213,6 @@ int arrpc_client_set_max_message(arrpc_client *cli, size_t bytes)
 
 int arrpc_client_set_max_depth(arrpc_client *cli, unsigned depth)
 {
-    /* Deeper replies would pass the scanner and then fail in msgpack-c's decoder (arrpc.h). */
     if (depth == 0 || depth > ARRPC_MAX_DEPTH_LIMIT) return ARRPC_EINVAL;
     return set_limits(cli, cli->max_message, depth);
 }

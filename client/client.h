@@ -8,6 +8,7 @@
 
 #include "arrpc.h"
 #include "../core/buf.h"
+#include "../core/decode.h"
 #include "../core/scan.h"
 #include "../core/tls.h"
 #include "../core/transport.h"
@@ -48,10 +49,11 @@ struct arrpc_client {
         void *session;       /* the last connection's session, resumed by the next one */
         int session_saved;   /* taken from the current connection already */
     } tls;
-    arrpc__scan *scan; /* frames replies; also checks requests before they are sent */
-    arrpc__buf in;     /* bytes read and not yet cut into replies */
-    size_t scanned;    /* bytes of in already fed to the scanner */
-    arrpc__buf out;    /* request bytes not yet written */
+    arrpc__scan *scan;       /* frames replies; also checks requests before they are sent */
+    arrpc__decoder *decoder; /* turns a framed reply into objects, under the same limits */
+    arrpc__buf in;           /* bytes read and not yet cut into replies */
+    size_t scanned;          /* bytes of in already fed to the scanner */
+    arrpc__buf out;          /* request bytes not yet written */
     struct arrpc__client_metrics *metrics; /* NULL until metrics are asked for (client_metrics.c) */
     char errstr[ARRPC_CLIENT_ERRSTR_MAX];
 };
@@ -80,9 +82,9 @@ int arrpc__client_exchange(arrpc_client *cli, size_t count, uint64_t deadline_ms
  * count replies; 0 also when the next reply is not whole yet, or an error (invalid reply). */
 int arrpc__client_cut_replies(arrpc_client *cli, size_t count, arrpc_response **out, size_t *got);
 
-/* A response from the n bytes of one whole reply (copied), decoded. 0, ARRPC_ENOMEM or
- * ARRPC_EPROTO. */
-int arrpc__response_new(const uint8_t *p, size_t n, arrpc_response **out);
+/* A response from the n bytes of one whole reply (copied), decoded by dec. 0, ARRPC_ENOMEM, or
+ * the decoder's error (reason in arrpc__decoder_error). */
+int arrpc__response_new(arrpc__decoder *dec, const uint8_t *p, size_t n, arrpc_response **out);
 /* The server's message of an error reply (after its prefix); NULL for other replies. */
 const char *arrpc__response_message(const arrpc_response *res, size_t *len);
 

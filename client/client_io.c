@@ -25,9 +25,10 @@ int arrpc__client_cut_replies(arrpc_client *cli, size_t count, arrpc_response **
         if (rc < 0)
             return arrpc__client_fail(cli, rc, "invalid reply: %s", arrpc__scan_error(cli->scan));
         if (rc == 0) break;
-        rc = arrpc__response_new(p, cli->scanned, &out[*got]);
+        rc = arrpc__response_new(cli->decoder, p, cli->scanned, &out[*got]);
         if (rc != 0)
-            return arrpc__client_fail(cli, rc, "cannot decode a reply of %zu bytes", cli->scanned);
+            return arrpc__client_fail(cli, rc, "cannot decode a reply of %zu bytes: %s",
+                                      cli->scanned, arrpc__decoder_error(cli->decoder));
         ARRPC_DEBUG(cli->debug, "client: reply %zu of %zu, %zu bytes", *got + 1, count,
                     cli->scanned);
         (*got)++;

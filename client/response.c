@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "client.h"
+#include "../core/decode.h"
 #include "../core/wire.h"
 
 #define RESPONSE_ZONE_CHUNK 2048u /* most replies are small; larger ones get more chunks */
@@ -46,7 +47,7 @@ static void classify(arrpc_response *res)
     }
 }
 
-int arrpc__response_new(const uint8_t *p, size_t n, arrpc_response **out)
+int arrpc__response_new(arrpc__decoder *dec, const uint8_t *p, size_t n, arrpc_response **out)
 {
     arrpc_response *res = malloc(sizeof *res + n);
     if (!res) return ARRPC_ENOMEM;
@@ -58,14 +59,10 @@ int arrpc__response_new(const uint8_t *p, size_t n, arrpc_response **out)
         free(res);
         return ARRPC_ENOMEM;
     }
-    /* The bytes passed the scanner, so no header can make msgpack-c reserve more than the
-     * message's own size allows. */
-    size_t off = 0;
-    msgpack_unpack_return r =
-        msgpack_unpack((const char *)res->data, n, &off, res->zone, &res->obj);
-    if (r != MSGPACK_UNPACK_SUCCESS || off != n) {
+    int rc = arrpc__decode_whole(dec, res->data, n, res->zone, &res->obj);
+    if (rc != 0) {
         arrpc_response_free(res);
-        return r == MSGPACK_UNPACK_NOMEM_ERROR ? ARRPC_ENOMEM : ARRPC_EPROTO;
+        return rc;
     }
     classify(res);
     *out = res;

@@ -59,10 +59,11 @@ ARRPC_API const char *arrpc_errname(int err);
 
 #define ARRPC_DEFAULT_MAX_MESSAGE (16u * 1024u * 1024u) /* bytes of one request or response */
 #define ARRPC_MAX_MESSAGE_LIMIT (1024u * 1024u * 1024u) /* the highest size an option may set */
-/* Nesting of arrays and maps, empty ones included. msgpack-c 4.0 decodes at most 32 levels
- * (MSGPACK_EMBED_STACK_SIZE, fixed when Debian built it), so that is both default and ceiling. */
-#define ARRPC_DEFAULT_MAX_DEPTH 32u
-#define ARRPC_MAX_DEPTH_LIMIT 32u
+/* Nesting of arrays and maps, empty ones included. Our own decoder (not msgpack-c's, which stops
+ * at 32) keeps a stack of 16 bytes per level of the limit, and the framing scanner 8 bytes per
+ * level on every connection: so a modest default, and a ceiling for those who need more. */
+#define ARRPC_DEFAULT_MAX_DEPTH 128u
+#define ARRPC_MAX_DEPTH_LIMIT 10000u
 #define ARRPC_DEFAULT_MAX_CONNECTIONS 10000u  /* per worker; more are accepted, closed */
 #define ARRPC_DEFAULT_DRAIN_TIMEOUT_MS 30000u /* graceful stop: wait for busy clients */
 #define ARRPC_MAX_WORKERS 128u                /* worker processes (and listening sockets) */
@@ -327,7 +328,7 @@ ARRPC_API int arrpc_client_set_con_max_retries(arrpc_client *cli, unsigned tries
 ARRPC_API int arrpc_client_set_retry_backoff(arrpc_client *cli, unsigned step_ms); /* 1000 */
 ARRPC_API int arrpc_client_set_auth_secret(arrpc_client *cli, const void *secret, size_t len);
 ARRPC_API int arrpc_client_set_max_message(arrpc_client *cli, size_t bytes); /* each way */
-/* At most 32 (msgpack-c's decoder depth), which is also the default. */
+/* 1 .. ARRPC_MAX_DEPTH_LIMIT; ARRPC_DEFAULT_MAX_DEPTH by default. */
 ARRPC_API int arrpc_client_set_max_depth(arrpc_client *cli, unsigned depth);
 ARRPC_API int arrpc_client_set_debug(arrpc_client *cli, int on);
 /* on: every request of this client may safely run twice (arrpc 0.5.0 had no such notion; off

@@ -308,6 +308,11 @@ static int answer_queued_inline(arrpc__loop *loop, arrpc__conn *c, arrpc__reply 
     return 0;
 }
 
+int arrpc__calls_frame(arrpc__loop *loop, const uint8_t *p, size_t n, size_t *len)
+{
+    return !loop->pool && arrpc__dispatcher_frame(loop->dispatcher, p, n, len);
+}
+
 int arrpc__calls_answer(arrpc__loop *loop, arrpc__conn *c, const uint8_t *msg, size_t n,
                         uint64_t *clock_ns)
 {

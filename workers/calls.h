@@ -37,6 +37,10 @@ void arrpc__calls_destroy(arrpc__loop *loop);
  * ARRPC_ENOMEM (then c should be closed). */
 int arrpc__calls_answer(arrpc__loop *loop, arrpc__conn *c, const uint8_t *msg, size_t n,
                         uint64_t *clock_ns);
+/* Frames the request that starts at p (n bytes there) by decoding it, for the
+ * arrpc__calls_answer that follows on it: 1 with its size in *len when it is whole and valid,
+ * 0 otherwise (also always with handler threads, which decode on their own thread). */
+int arrpc__calls_frame(arrpc__loop *loop, const uint8_t *p, size_t n, size_t *len);
 /* Queues "arrpc.error.RpcException: <text>" after c's waiting replies (for unreadable input or
  * a request that never completed, whose connection then closes) and writes its access-log line
  * with the reason it is counted under and the bytes of the request read so far. 0 or

@@ -153,7 +153,11 @@ static void update_interest(arrpc__loop *loop, arrpc__conn *c, int want_write)
 
 /* Answers every whole request in p[0, n), starting the scan at c->scanned. Stops early on a
  * stream error (queueing its error reply) or when the output passes the high-water mark.
- * Returns the bytes of p consumed by answered requests. */
+ * Returns the bytes of p consumed by answered requests.
+ *
+ * A request that starts in p is first framed by decoding it, which the answer then uses: one
+ * walk over its bytes. Only one that is not whole (or not valid) goes to the resumable scanner,
+ * which waits for the rest and words errors; the decoder walks it again once it is whole. */
 static size_t answer_requests(arrpc__loop *loop, arrpc__conn *c, const uint8_t *p, size_t n)
 {
     size_t done = 0;
@@ -161,7 +165,10 @@ static size_t answer_requests(arrpc__loop *loop, arrpc__conn *c, const uint8_t *
     while (!(c->flags & CONN_DOOMED) && arrpc__buf_used(&c->out) < ARRPC_OUTPUT_HIGH_WATER &&
            !arrpc__calls_blocked(c) && done + c->scanned < n) {
         size_t used = 0;
-        int rc = arrpc__scan_feed(c->scan, p + done + c->scanned, n - done - c->scanned, &used);
+        int rc =
+            c->scanned == 0 && arrpc__calls_frame(loop, p + done, n - done, &used)
+                ? 1
+                : arrpc__scan_feed(c->scan, p + done + c->scanned, n - done - c->scanned, &used);
         c->scanned += used;
         if (rc == 0) break;
         if (rc < 0) {

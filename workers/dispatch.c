@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "../core/auth.h"
+#include "../core/decode.h"
 #include "../core/scan.h"
 #include "../core/wire.h"
 #include "../shm/segment.h"
@@ -28,8 +29,14 @@ struct arrpc__dispatcher {
     arrpc__mailbox *box;
     arrpc_deferred *deferred; /* the last call's, until taken */
     msgpack_zone zone;        /* the arena decoded requests live in, cleared after each request */
-    arrpc__scan *check;       /* validates signed data and handler replies */
+    arrpc__decoder *decoder;  /* requests and signed data, validated as they are decoded */
+    arrpc__scan *check;       /* validates handler replies */
     int last_signed;
+    struct { /* a request decoded while it was framed, for the dispatch of the same bytes */
+        const uint8_t *msg;
+        size_t n;
+        msgpack_object obj;
+    } framed;
 };
 
 int arrpc__dispatcher_last_signed(const arrpc__dispatcher *d)
@@ -112,8 +119,10 @@ arrpc__dispatcher *arrpc__dispatcher_new(const arrpc__worker_config *cfg, unsign
     d->busy_stamp = busy_stamp;
     d->box = box;
     d->check = arrpc__scan_new(cfg->max_message, cfg->max_depth);
-    if (!d->check || !msgpack_zone_init(&d->zone, MSGPACK_ZONE_CHUNK_SIZE)) {
+    d->decoder = arrpc__decoder_new(cfg->max_message, cfg->max_depth);
+    if (!d->check || !d->decoder || !msgpack_zone_init(&d->zone, MSGPACK_ZONE_CHUNK_SIZE)) {
         arrpc__scan_free(d->check);
+        arrpc__decoder_free(d->decoder);
         free(d);
         return NULL;
     }
@@ -126,6 +135,7 @@ void arrpc__dispatcher_free(arrpc__dispatcher *d)
     arrpc__deferred_free(d->deferred);
     msgpack_zone_destroy(&d->zone);
     arrpc__scan_free(d->check);
+    arrpc__decoder_free(d->decoder);
     free(d);
 }
 
@@ -144,15 +154,6 @@ static int append_error(arrpc__buf *out, const char *prefix, const char *text)
 int arrpc__dispatch_rpc_error(arrpc__buf *out, const char *text)
 {
     return append_error(out, ARRPC_RPC_ERROR_PREFIX, text);
-}
-
-/* Decodes bytes the scanner has accepted. msgpack-c may still refuse some (it is stricter on
- * nothing we know of), so that is an error reply, not an assertion. */
-static int decode(arrpc__dispatcher *d, const uint8_t *p, size_t n, msgpack_object *obj)
-{
-    size_t off = 0;
-    msgpack_unpack_return r = msgpack_unpack((const char *)p, n, &off, &d->zone, obj);
-    return (r == MSGPACK_UNPACK_SUCCESS && off == n) ? 0 : ARRPC_EPROTO;
 }
 
 /* Runs the handler; replaces whatever it packed with an error reply when it failed or packed
@@ -220,11 +221,12 @@ static arrpc__outcome dispatch_decoded(arrpc__dispatcher *d, const arrpc__call_c
         append_error(out, ARRPC_AUTH_ERROR_PREFIX, ARRPC_AUTH_ERROR_TEXT);
         return ARRPC_OUTCOME_AUTH_ERROR;
     }
+    /* Decoded only now that the MAC matched: unauthenticated bytes never reach the zone. */
     msgpack_object inner;
-    if (arrpc__scan_whole(d->check, data, len) != 0 || decode(d, data, len, &inner) != 0) {
+    if (arrpc__decode_whole(d->decoder, data, len, &d->zone, &inner) != 0) {
         char why[160];
         snprintf(why, sizeof why, "signed data is not one valid MessagePack object: %s",
-                 arrpc__scan_error(d->check));
+                 arrpc__decoder_error(d->decoder));
         append_error(out, ARRPC_RPC_ERROR_PREFIX, why);
         return ARRPC_OUTCOME_INVALID;
     }
@@ -232,13 +234,33 @@ static arrpc__outcome dispatch_decoded(arrpc__dispatcher *d, const arrpc__call_c
     return call_handler(d, ctx, &inner, 1, out);
 }
 
+int arrpc__dispatcher_frame(arrpc__dispatcher *d, const uint8_t *p, size_t n, size_t *len)
+{
+    if (d->framed.msg) msgpack_zone_clear(&d->zone); /* framed, then never dispatched */
+    d->framed.msg = NULL;
+    if (arrpc__decode_next(d->decoder, p, n, &d->zone, &d->framed.obj, len) != 1) {
+        msgpack_zone_clear(&d->zone);
+        return 0;
+    }
+    d->framed.msg = p;
+    d->framed.n = *len;
+    return 1;
+}
+
 int arrpc__dispatch(arrpc__dispatcher *d, const arrpc__call_context *ctx, const uint8_t *msg,
                     size_t n, arrpc__buf *out, arrpc__outcome *outcome)
 {
     msgpack_object obj;
     size_t before = arrpc__buf_used(out);
+    int rc = 0;
+    if (d->framed.msg == msg && d->framed.n == n) /* decoded while framed */
+        obj = d->framed.obj;
+    else
+        rc = arrpc__decode_whole(d->decoder, msg, n, &d->zone, &obj);
+    d->framed.msg = NULL;
     d->last_signed = 0;
-    if (decode(d, msg, n, &obj) != 0) {
+    if (rc != 0) {
+        /* The scanner framed it under the same limits, so only a failing zone gets here. */
         append_error(out, ARRPC_RPC_ERROR_PREFIX, "invalid MessagePack");
         *outcome = ARRPC_OUTCOME_INVALID;
     } else {

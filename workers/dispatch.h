@@ -52,6 +52,13 @@ void arrpc__dispatcher_free(arrpc__dispatcher *d);
 int arrpc__dispatch(arrpc__dispatcher *d, const arrpc__call_context *ctx, const uint8_t *msg,
                     size_t n, arrpc__buf *out, arrpc__outcome *outcome);
 
+/* Framing and decoding in one pass: when the n bytes at p begin with a whole, valid request,
+ * decodes it, sets *len to its size and returns 1; the next arrpc__dispatch of exactly those
+ * bytes uses the objects instead of decoding again. 0 when the request is not whole yet or not
+ * valid: the caller frames it with the scanner, which can wait for more bytes and words the
+ * error, and arrpc__dispatch decodes it as usual. */
+int arrpc__dispatcher_frame(arrpc__dispatcher *d, const uint8_t *p, size_t n, size_t *len);
+
 /* Appends the reply "arrpc.error.RpcException: <text>" (used for unreadable input too). */
 int arrpc__dispatch_rpc_error(arrpc__buf *out, const char *text);
 /* Checks the reply packed into out from offset `start` (exactly one object within the size

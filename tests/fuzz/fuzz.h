@@ -19,6 +19,11 @@
         }                                                                                          \
     } while (0)
 
+/* msgpack-c decodes at most this many nested containers (MSGPACK_EMBED_STACK_SIZE as Debian built
+ * it). Harnesses that hold arrpc against msgpack-c stay within it; ARRPC_MAX_DEPTH_LIMIT is far
+ * above it now that arrpc decodes with its own decoder (core/decode.c). */
+#define FUZZ_MSGPACK_C_DEPTH 32u
+
 /* Nesting of arrays and maps as the scanner counts it: an empty container is one level. */
 static inline unsigned fuzz_depth(const msgpack_object *o)
 {

@@ -48,9 +48,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
                                  .secret = secret,
                                  .secret_len = SECRET_LEN,
                                  .max_message = MAX_MESSAGE,
-                                 .max_depth = ARRPC_MAX_DEPTH_LIMIT};
+                                 .max_depth = FUZZ_MSGPACK_C_DEPTH};
     dispatcher = arrpc__dispatcher_new(&cfg, 0, NULL);
-    scan = arrpc__scan_new(MAX_MESSAGE, ARRPC_MAX_DEPTH_LIMIT);
+    scan = arrpc__scan_new(MAX_MESSAGE, FUZZ_MSGPACK_C_DEPTH);
     FUZZ_CHECK(dispatcher && scan);
     return 0;
 }

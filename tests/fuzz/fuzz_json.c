@@ -160,7 +160,7 @@ static void check_json(const char *text, size_t n)
     json_error_t jerr;
     json_t *j = arrpc_json_loadb(text, n, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
     if (!j) return;
-    if (json_depth(j) > ARRPC_MAX_DEPTH_LIMIT) { /* msgpack-c could not decode it back */
+    if (json_depth(j) > FUZZ_MSGPACK_C_DEPTH) { /* msgpack-c could not decode it back */
         json_decref(j);
         return;
     }
@@ -196,7 +196,7 @@ static void check_msgpack(const uint8_t *p, size_t n)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (!scan && !(scan = arrpc__scan_new(MAX_MESSAGE, ARRPC_MAX_DEPTH_LIMIT))) abort();
+    if (!scan && !(scan = arrpc__scan_new(MAX_MESSAGE, FUZZ_MSGPACK_C_DEPTH))) abort();
     if (size > 0 && data[0] == 0x00)
         check_msgpack(data + 1, size - 1);
     else

@@ -102,7 +102,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 3) return 0;
     size_t max_message = max_messages[data[0] & 3];
-    unsigned max_depth = 1 + (data[0] >> 2) % ARRPC_MAX_DEPTH_LIMIT;
+    unsigned max_depth = 1 + (data[0] >> 2) % FUZZ_MSGPACK_C_DEPTH; /* msgpack-c checks messages */
     const uint8_t *p = data + 3;
     size_t n = size - 3;
     size_t split = ((size_t)data[1] << 8 | data[2]) % (n + 1);

@@ -199,6 +199,24 @@ def proxy_corpus(msgs):
     return seeds
 
 
+def decode_corpus(msgs):
+    """fuzz_decode_diff: [limits] + one message. 0xff: 1 MiB and a depth limit of 64."""
+    seeds = {name: b"\xff" + m for name, m in msgs.items()}
+    seeds.update({
+        "nested-64": b"\xff" + pack(nested(64)), "nested-65": b"\xff" + pack(nested(65)),
+        "map-nested-40": b"\xff" + b"\x81\xc0" * 40 + b"\xc0",
+        "timestamp32": b"\xff\xd6\xff\x5f\x5e\x10\x00",
+        "timestamp64": b"\xff\xd7\xff" + bytes(4) + b"\x5f\x5e\x10\x00",
+        "timestamp96": b"\xff\xc7\x0c\xff" + bytes(4) + b"\x00" * 7 + b"\x01",
+        "int-widths": b"\xff" + b"\x94\xd0\x01\xd1\xff\xff\xd2\x00\x00\x00\x05\xd3" + b"\xff" * 8,
+        "float32-nan": b"\xff\xca\x7f\xc0\x00\x01",
+        "at-size-limit": b"\x00" + pack("1234567"), "over-size-limit": b"\x00" + pack("12345678"),
+        "at-depth-limit": b"\x07" + pack(nested(2)), "over-depth-limit": b"\x07" + pack(nested(3)),
+        "lying-array": b"\xff\xdd\x00\x01\x00\x00\x01\x02",
+    })
+    return seeds
+
+
 def write(name, seeds):
     d = os.path.join(HERE, "corpus", name)
     os.makedirs(d, exist_ok=True)
@@ -220,6 +238,7 @@ def main():
     write("fuzz_client_reply", client_corpus(msgs))
     write("fuzz_json", json_corpus(msgs))
     write("fuzz_proxy", proxy_corpus(msgs))
+    write("fuzz_decode_diff", decode_corpus(msgs))
 
 
 if __name__ == "__main__":

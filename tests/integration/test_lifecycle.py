@@ -124,7 +124,7 @@ class CommandLineTest(unittest.TestCase):
             ["--handler", "echo", "--listen", "no-port"],
             ["--handler", "echo", "--listen", "127.0.0.1:65536"],
             ["--handler", "echo", "--max-depth", "0"],
-            ["--handler", "echo", "--max-depth", "257"],
+            ["--handler", "echo", "--max-depth", "10001"],
             ["--handler", "echo", "--max-message", "-1"],
             ["--handler", "echo", "--max-message", "15"],
             ["--handler", "echo", "--max-connections", "abc"],

@@ -103,7 +103,7 @@ class CountTest(MetricsCase):
     def test_invalid_stream_counted_by_reason(self):
         server, port = self.start("--workers", "1", "--max-message", "1024")
         for data, reason in ((b"\xc1", "invalid_message"), (b"\xdd\xff\xff\xff\xff", "too_large"),
-                             (b"\x91" * 40, "too_deep")):
+                             (b"\x91" * 200, "too_deep")):
             with server.connect() as c:
                 c.send_raw(data)
                 self.assertTrue(c.recv().startswith(harness.RPC_PREFIX))

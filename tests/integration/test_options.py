@@ -29,8 +29,8 @@ EXITING = {"help", "version"}
 
 # (program, option, bad value, what the message names): bounds just outside the table's.
 OUT_OF_RANGE = [
-    ("arrpcd", "--max-depth", "33", "--max-depth"),
     ("arrpcd", "--max-worker-rss", "1048577", "--max-worker-rss"),
+    ("arrpcd", "--max-depth", "10001", "--max-depth"),
     ("arrpcd", "--max-message", "15", "--max-message"),
     ("arrpcd", "--workers", "129", "--workers"),
     ("arrpcd", "--pre-drain", "3601", "--pre-drain"),
@@ -104,7 +104,7 @@ class HelpOptionsTest(unittest.TestCase):
     def test_defaults_in_help_are_the_real_ones(self):
         _, out, _ = run("arrpcd", "--help")
         for text in ("(default: 127.0.0.1:8080)", "(default: 16777216)",
-                     "(default: 32, at most 32)", "(default: the number of CPUs)"):
+                     "(default: 128, at most 10000)", "(default: the number of CPUs)"):
             self.assertIn(text, " ".join(out.split()))
         _, out, _ = run("arrpc-bench", "-c", "7", "--help")  # defaults, not the values given
         self.assertIn("connections (default: 16)", " ".join(out.split()))

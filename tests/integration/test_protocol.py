@@ -12,11 +12,25 @@ import harness
 from harness import RPC_PREFIX, Server
 
 MAX_MESSAGE = 16 * 1024 * 1024  # arrpcd's default --max-message
+DEFAULT_MAX_DEPTH = 128  # arrpcd's default --max-depth (ARRPC_DEFAULT_MAX_DEPTH)
 TRANSPORTS = ("tcp", "tls")  # ctest runs this file over both (harness.py)
 
 
 def packb(obj, **kw):
     return msgpack.packb(obj, use_bin_type=True, **kw)
+
+
+def nested(depth, leaf=0):
+    """depth lists around leaf."""
+    for _ in range(depth):
+        leaf = [leaf]
+    return leaf
+
+
+def deep_bytes(depth):
+    """A message `depth` levels deep, arrays and maps in turn ({"k": [{"k": ...}]}), packed by
+    hand: Python's packer stops at 511 levels (its unpacker goes to 1024)."""
+    return b"".join(b"\x91" if i % 2 else b"\x81\xa1k" for i in range(depth)) + b"\xa4leaf"
 
 
 class ProtocolTest(unittest.TestCase):
@@ -107,16 +121,17 @@ class ProtocolTest(unittest.TestCase):
                "map": {"a": {"b": {"c": {"d": []}}}}, "empty": {}, "t": True}
         self.assertEqual(self.assert_echo_exact(obj), obj)
 
-    def test_nesting_32_deep_echoed(self):
-        obj = 0
-        for _ in range(32):
-            obj = [obj]
-        self.assertEqual(self.assert_echo_exact(obj), obj)
+    def test_nesting_40_deep_echoed(self):
+        """Deeper than msgpack-c's 32, which arrpc refused before it had its own decoder."""
+        self.assertEqual(self.assert_echo_exact(nested(40)), nested(40))
+        self.assertEqual(self.assert_echo_exact({"a": nested(39)}), {"a": nested(39)})
+
+    def test_nesting_at_the_default_limit_echoed(self):
+        self.assertEqual(self.assert_echo_exact(nested(DEFAULT_MAX_DEPTH)),
+                         nested(DEFAULT_MAX_DEPTH))
 
     def test_empty_container_at_the_depth_limit_counts(self):
-        obj = []
-        for _ in range(32):
-            obj = [obj]  # 33 levels: the innermost empty list is one too
+        obj = nested(DEFAULT_MAX_DEPTH, leaf=[])  # one level more: the innermost empty list
         c = self.conn()
         c.send(obj)
         reply = c.recv()
@@ -236,6 +251,37 @@ class ProtocolTest(unittest.TestCase):
         replies, closed = c.replies_until_close(timeout=10)
         self.assertEqual(replies, list(range(10)))
         self.assertTrue(closed)
+
+
+class DeepNestingTest(unittest.TestCase):
+    """--max-depth far above msgpack-c's 32: a 1000-level message comes back whole."""
+    DEPTH = 1000
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server("--max-depth", str(cls.DEPTH)).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+
+    def test_nesting_1000_deep_echoed(self):
+        request = deep_bytes(self.DEPTH)
+        with self.server.connect() as c:
+            c.send_raw(request)
+            reply, raw = c.recv_raw()
+            self.assertEqual(raw, request)
+            for i in range(self.DEPTH):  # walked down, not ==: Python compares recursively
+                reply = reply[0] if i % 2 else reply["k"]
+            self.assertEqual(reply, "leaf")
+            c.send_raw(request)  # the connection serves on
+            self.assertEqual(c.recv_raw()[1], request)
+
+    def test_one_level_more_refused(self):
+        with self.server.connect() as c:
+            c.send_raw(deep_bytes(self.DEPTH + 1))
+            reply = c.recv()
+            self.assertEqual(reply, RPC_PREFIX + "nesting deeper than the limit of 1000")
 
 
 if __name__ == "__main__":

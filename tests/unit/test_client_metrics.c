@@ -14,6 +14,7 @@
 
 #include "client/client.h"
 #include "client/client_metrics.h"
+#include "core/decode.h"
 #include "metrics/metrics.h"
 
 #define TEXT_MAX (64u * 1024u)
@@ -55,7 +56,10 @@ static double sample(const char *text, const char *name, const char *labels)
 static arrpc_response *reply(const char *bytes, size_t n)
 {
     arrpc_response *res = NULL;
-    assert_int_equal(arrpc__response_new((const uint8_t *)bytes, n, &res), 0);
+    arrpc__decoder *dec = arrpc__decoder_new(ARRPC_DEFAULT_MAX_MESSAGE, ARRPC_DEFAULT_MAX_DEPTH);
+    assert_non_null(dec);
+    assert_int_equal(arrpc__response_new(dec, (const uint8_t *)bytes, n, &res), 0);
+    arrpc__decoder_free(dec);
     return res;
 }
 

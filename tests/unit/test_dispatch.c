@@ -12,6 +12,7 @@
 #include "arrpc.h"
 #include "core/auth.h"
 #include "core/buf.h"
+#include "core/decode.h"
 #include "workers/dispatch.h"
 
 /* The exact texts of 0.5.0's error replies, spelled out rather than taken from the headers. */
@@ -142,14 +143,16 @@ typedef struct {
     arrpc__outcome outcome;
 } reply;
 
-/* Decodes the reply that starts at offset `at` of r->out; it must end the buffer. */
+/* Decodes the reply that starts at offset `at` of r->out; it must be exactly one object that
+ * ends the buffer. Our decoder, not msgpack-c's: echoed requests may be deeper than its 32. */
 static void decode_reply(reply *r, size_t at)
 {
-    size_t off = 0;
-    assert_int_equal(msgpack_unpack((const char *)r->out.data + r->out.head + at,
-                                    arrpc__buf_used(&r->out) - at, &off, &r->zone, &r->obj),
-                     MSGPACK_UNPACK_SUCCESS);
-    assert_int_equal(at + off, arrpc__buf_used(&r->out)); /* exactly one object */
+    arrpc__decoder *dec = arrpc__decoder_new(ARRPC_MAX_MESSAGE_LIMIT, ARRPC_MAX_DEPTH_LIMIT);
+    assert_non_null(dec);
+    assert_int_equal(arrpc__decode_whole(dec, r->out.data + r->out.head + at,
+                                         arrpc__buf_used(&r->out) - at, &r->zone, &r->obj),
+                     0);
+    arrpc__decoder_free(dec);
 }
 
 static void run(const arrpc__worker_config *cfg, const void *msg, size_t n, reply *r)
@@ -306,11 +309,14 @@ static const dispatch_case cases[] = {
      .len = 2, .outcome = ARRPC_OUTCOME_INVALID, .check = REPLY_STR, .text = INVALID_MSGPACK},
     {"an undecodable request (empty) is an RpcException", h_echo, .request = "", .len = 0,
      .outcome = ARRPC_OUTCOME_INVALID, .check = REPLY_STR, .text = INVALID_MSGPACK},
-    /* msgpack-c decodes at most 32 levels (MSGPACK_EMBED_STACK_SIZE); up to there requests work;
-     * deeper, there is still exactly one reply, an RpcException. */
-    {"a request nested 32 deep is echoed", h_echo, .nest = 32, .check = REPLY_DATA},
-    {"a request deeper than the decoder gets one error reply", h_echo, .nest = 40,
-     .outcome = ANY_ERROR, .check = REPLY_STR_WITH, .text = ""},
+    /* msgpack-c stops at 32 levels (MSGPACK_EMBED_STACK_SIZE); our decoder goes to max_depth.
+     * One deeper, there is still exactly one reply, an RpcException. */
+    {"a request nested 40 deep is echoed", h_echo, .nest = 40, .check = REPLY_DATA},
+    {"a request nested max_depth deep is echoed", h_echo, .nest = ARRPC_DEFAULT_MAX_DEPTH,
+     .check = REPLY_DATA},
+    {"a request deeper than max_depth gets one error reply", h_echo,
+     .nest = ARRPC_DEFAULT_MAX_DEPTH + 1, .outcome = ARRPC_OUTCOME_INVALID, .check = REPLY_STR,
+     .text = INVALID_MSGPACK},
 
     /* signatures */
     {"a valid envelope reaches the handler signed", h_echo, .with_secret = 1, .wrap = SIGNED,
@@ -340,14 +346,14 @@ static const dispatch_case cases[] = {
     {"signed data deeper than max_depth", h_echo, .with_secret = 1, .wrap = SIGNED,
      .nest = ARRPC_DEFAULT_MAX_DEPTH + 1, .outcome = ARRPC_OUTCOME_INVALID, .check = REPLY_STR_WITH,
      .text = SIGNED_NOT_ONE_OBJECT},
-    /* Signed data is held to the server's own limits, which are tighter than what msgpack-c
-     * would decode: nesting beyond max_depth, and more bytes than max_message. */
+    /* Signed data is held to the server's own limits: nesting beyond max_depth; and it cannot be
+     * larger than max_message, because the envelope around it would be refused first. */
     {"signed data one level deeper than a max_depth of 4", h_echo, .with_secret = 1, .max_depth = 4,
      .wrap = SIGNED, .nest = 5, .outcome = ARRPC_OUTCOME_INVALID, .check = REPLY_STR_WITH,
      .text = SIGNED_NOT_ONE_OBJECT},
-    {"signed data one byte larger than max_message", h_echo, .with_secret = 1, .max_depth = 4,
+    {"an envelope of signed data larger than max_message is refused", h_echo, .with_secret = 1,
      .wrap = SIGNED, .request = big_bin, .len = sizeof big_bin, .outcome = ARRPC_OUTCOME_INVALID,
-     .check = REPLY_STR_WITH, .text = SIGNED_NOT_ONE_OBJECT},
+     .check = REPLY_STR, .text = INVALID_MSGPACK},
     {"a signed call can fail", h_fail, .with_secret = 1, .wrap = SIGNED,
      .outcome = ARRPC_OUTCOME_RPC_ERROR, .check = REPLY_STR, .text = RPC_PREFIX "no such key: k1",
      .was_signed = 1},
@@ -405,7 +411,7 @@ static void run_case(void **state)
     ctx c = {.reply_bin = k->reply_bin, .raw = k->raw, .raw_len = k->raw_len};
     arrpc__worker_config cfg = config(k->handler, &c, k->with_secret);
     if (k->max_depth) cfg.max_depth = k->max_depth;
-    uint8_t deep[64];
+    uint8_t deep[ARRPC_DEFAULT_MAX_DEPTH + 8];
     const void *data = k->request ? k->request : sample;
     size_t len = k->request ? k->len : SAMPLE_LEN;
     if (k->nest) {
@@ -449,6 +455,47 @@ static void test_replies_append_in_order(void **state)
     arrpc__buf_truncate(&r.out, 2 + error_len);
     decode_reply(&r, 2);
     assert_str(&r.obj, "arrpc.error.RpcException: invalid MessagePack");
+    assert_int_equal(c.calls, 2);
+    arrpc__dispatcher_free(d);
+    reply_free(&r);
+}
+
+/* A request framed by decoding it is answered from the objects decoded then, once: the bytes
+ * are walked one time. What the decoder cannot frame whole is left to the scanner. */
+static void test_framed_request_is_decoded_once(void **state)
+{
+    (void)state;
+    ctx c = {0};
+    arrpc__worker_config cfg = config(h_echo, &c, 0);
+    arrpc__dispatcher *d = arrpc__dispatcher_new(&cfg, 0, NULL);
+    reply r = {0};
+    arrpc__outcome outcome;
+    assert_non_null(d);
+    assert_true(msgpack_zone_init(&r.zone, 1024));
+    uint8_t stream[] = {0x92, 0x01, 0x02, 0x93}; /* [1, 2], then the start of the next */
+    size_t len = 0;
+    assert_int_equal(arrpc__dispatcher_frame(d, stream, sizeof stream, &len), 1);
+    assert_int_equal(len, 3);
+    stream[1] = 0x07; /* the dispatch below must not read the bytes again */
+    assert_int_equal(arrpc__dispatch(d, &caller, stream, len, &r.out, &outcome), 0);
+    assert_reply_bytes(&r, "\x92\x01\x02", 3);
+    arrpc__buf_consume(&r.out, 3);
+    assert_int_equal(arrpc__dispatch(d, &caller, stream, len, &r.out, &outcome), 0);
+    assert_reply_bytes(&r, "\x92\x07\x02", 3); /* used once: now decoded from the bytes */
+    arrpc__buf_consume(&r.out, 3);
+
+    static const struct {
+        const char *bytes;
+        size_t len;
+    } unframed[] = {
+        {"\x93\x01", 2}, {"\xc1", 1}, {"\x91\xc1", 2}, {"\xdb\xff\xff\xff\xff", 5}, {"", 0}};
+    for (size_t i = 0; i < sizeof unframed / sizeof unframed[0]; i++)
+        assert_int_equal(
+            arrpc__dispatcher_frame(d, (const uint8_t *)unframed[i].bytes, unframed[i].len, &len),
+            0);
+    uint8_t deep[ARRPC_DEFAULT_MAX_DEPTH + 2];
+    assert_int_equal(
+        arrpc__dispatcher_frame(d, deep, nested(deep, ARRPC_DEFAULT_MAX_DEPTH + 1), &len), 0);
     assert_int_equal(c.calls, 2);
     arrpc__dispatcher_free(d);
     reply_free(&r);
@@ -500,9 +547,10 @@ static void test_rpc_error_helper_packs_one_str(void **state)
 int main(void)
 {
     enum { ncases = sizeof cases / sizeof cases[0] };
-    struct CMUnitTest tests[ncases + 3] = {
+    struct CMUnitTest tests[ncases + 4] = {
         [ncases] = cmocka_unit_test(test_replies_append_in_order),
         cmocka_unit_test(test_reply_checked_after_unconsumed_output),
+        cmocka_unit_test(test_framed_request_is_decoded_once),
         cmocka_unit_test(test_rpc_error_helper_packs_one_str),
     };
     for (size_t i = 0; i < ncases; i++)
