@@ -37,16 +37,18 @@ static PyObject *from_array(const msgpack_object_array *array)
     return list;
 }
 
-/* A map key: arrays become tuples so that they can be keys (msgpack-python does the same). */
+/* A map key: arrays become tuples, nested ones too, so that they can be keys. */
 static PyObject *from_key(const msgpack_object *key)
 {
-    PyObject *obj = arrpy_from_msgpack(key);
-    if (obj && PyList_CheckExact(obj)) {
-        PyObject *tuple = PyList_AsTuple(obj);
-        Py_DECREF(obj);
-        obj = tuple;
+    if (key->type != MSGPACK_OBJECT_ARRAY) return arrpy_from_msgpack(key);
+    const msgpack_object_array *array = &key->via.array;
+    PyObject *tuple = PyTuple_New(array->size);
+    for (uint32_t i = 0; tuple && i < array->size; i++) {
+        PyObject *item = from_key(&array->ptr[i]);
+        if (!item) Py_CLEAR(tuple);
+        else PyTuple_SET_ITEM(tuple, i, item);
     }
-    return obj;
+    return tuple;
 }
 
 static PyObject *from_map(const msgpack_object_map *map)
