@@ -45,8 +45,10 @@ static PyObject *from_key(const msgpack_object *key)
     PyObject *tuple = PyTuple_New(array->size);
     for (uint32_t i = 0; tuple && i < array->size; i++) {
         PyObject *item = from_key(&array->ptr[i]);
-        if (!item) Py_CLEAR(tuple);
-        else PyTuple_SET_ITEM(tuple, i, item);
+        if (!item)
+            Py_CLEAR(tuple);
+        else
+            PyTuple_SET_ITEM(tuple, i, item);
     }
     return tuple;
 }

@@ -48,6 +48,7 @@ static int worker_init(const char *arg, void **udata)
 
 typedef struct {
     const char *host, *tls_cert, *tls_key, *tls_client_ca, *metrics_host, *handler_name;
+    const char *pid_file;
     unsigned short port, metrics_port;
     unsigned workers, threads, idle_ms, handler_timeout_ms;
     Py_ssize_t max_message;
@@ -80,6 +81,7 @@ static int apply(server_object *self, const server_settings *s)
         rc = arrpc_server_set_tls(srv, s->tls_cert, s->tls_key, s->tls_client_ca);
     if (rc == 0 && s->metrics_host)
         rc = arrpc_server_set_metrics(srv, s->metrics_host, s->metrics_port);
+    if (rc == 0 && s->pid_file) rc = arrpc_server_set_pid_file(srv, s->pid_file);
     if (rc == 0 && s->workers > 0)
         rc = arrpc_server_set_handler_lifecycle(srv, worker_init, NULL, NULL);
     if (rc == 0) rc = apply_secret(srv, s->secret);
@@ -90,30 +92,18 @@ static int apply(server_object *self, const server_settings *s)
 
 static int server_init(server_object *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"host",
-                             "port",
-                             "handler",
-                             "debug",
-                             "tls_certfile",
-                             "tls_keyfile",
-                             "tls_client_ca",
-                             "auth_secret",
-                             "metrics_host",
-                             "metrics_port",
-                             "workers",
-                             "threads",
-                             "max_message",
-                             "idle_timeout_ms",
-                             "handler_timeout_ms",
-                             "handler_name",
-                             NULL};
+    static char *kwlist[] = {
+        "host",         "port",          "handler",     "debug",           "tls_certfile",
+        "tls_keyfile",  "tls_client_ca", "auth_secret", "metrics_host",    "metrics_port",
+        "workers",      "threads",       "max_message", "idle_timeout_ms", "handler_timeout_ms",
+        "handler_name", "pid_file",      NULL};
     server_settings s = {.secret = Py_None, .handler_timeout_ms = ARRPC_DEFAULT_HANDLER_TIMEOUT_MS};
     PyObject *handler;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "sHO|$pzzzOzHIInIIz", kwlist, &s.host, &s.port,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "sHO|$pzzzOzHIInIIzz", kwlist, &s.host, &s.port,
                                      &handler, &s.debug, &s.tls_cert, &s.tls_key, &s.tls_client_ca,
                                      &s.secret, &s.metrics_host, &s.metrics_port, &s.workers,
                                      &s.threads, &s.max_message, &s.idle_ms, &s.handler_timeout_ms,
-                                     &s.handler_name))
+                                     &s.handler_name, &s.pid_file))
         return -1;
     if (!PyCallable_Check(handler)) {
         PyErr_SetString(PyExc_TypeError, "the handler must be callable");

@@ -1,4 +1,7 @@
 """server.py -- arrpc.Server: arrpc 0.5.0's signature over the C server."""
+import os
+import socket
+
 from . import _arrpc
 from ._units import ms, secret_bytes
 
@@ -10,6 +13,13 @@ from ._units import ms, secret_bytes
 DEFAULT_THREADS = 16
 DEFAULT_HANDLER_TIMEOUT = 30.0  # seconds; with workers, a stuck worker is replaced after it
 METRICS_HOST = "0.0.0.0"  # 0.5.0's exporter listened on every address
+LISTEN_FDS_START = 3  # sd_listen_fds(3): passed sockets start at descriptor 3
+
+
+def _inherited_sockets():
+    """True when listening sockets were passed to this very process (LISTEN_FDS, LISTEN_PID)."""
+    return (os.environ.get("LISTEN_FDS", "0") != "0"
+            and os.environ.get("LISTEN_PID") == str(os.getpid()))
 
 
 class Server:
@@ -21,13 +31,15 @@ class Server:
     default DEFAULT_THREADS; 0: in the event loop), tls_client_ca (require client certificates
     signed by this CA: mutual TLS), max_message (bytes), idle_timeout (seconds; None: never),
     handler_timeout (seconds; with workers, a worker stuck this long in one call is replaced),
-    metrics_host.
+    metrics_host, pid_file (with workers: the master's pid, for signals: HUP reloads, USR2
+    upgrades, TTIN/TTOU add or remove a worker; see docs/python.md).
     """
 
     def __init__(self, host, port, handler, debug=False, tls_certfile=None, tls_keyfile=None,
                  auth_secret=None, metrics=False, metrics_port=9095, *, workers=None,
                  threads=DEFAULT_THREADS, tls_client_ca=None, max_message=None, idle_timeout=None,
-                 handler_timeout=DEFAULT_HANDLER_TIMEOUT, metrics_host=METRICS_HOST):
+                 handler_timeout=DEFAULT_HANDLER_TIMEOUT, metrics_host=METRICS_HOST,
+                 pid_file=None):
         if workers is None:
             workers = 1 if metrics else 0
         if metrics and workers == 0:
@@ -41,11 +53,17 @@ class Server:
             workers=int(workers), threads=int(threads), max_message=max_message or 0,
             idle_timeout_ms=ms(idle_timeout, "idle_timeout"),
             handler_timeout_ms=ms(handler_timeout, "handler_timeout"),
-            handler_name=getattr(handler, "__name__", type(handler).__name__))
+            handler_name=getattr(handler, "__name__", type(handler).__name__),
+            pid_file=pid_file)
         self.workers = int(workers)
         self.port = None
 
     def _bind(self):
+        if self.workers and _inherited_sockets():
+            # a binary upgrade (USR2) or systemd passed the sockets: the master adopts them
+            with socket.socket(fileno=os.dup(LISTEN_FDS_START)) as sock:
+                self.port = sock.getsockname()[1]
+            return
         self.port = self._core.bind()
 
     def start(self, background=False):
