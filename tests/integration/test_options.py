@@ -19,7 +19,7 @@ PROGRAMS = ("arrpcd", "arrpc-call", "arrpc-bench", "client_driver")
 VALUE_FOR = {
     "N": "1", "S": "1", "MS": "100", "BYTES": "1024", "PID": "1", "P": "8080", "H": "localhost",
     "F": "/dev/null", "HOST:PORT": "127.0.0.1:0", "SPEC": "echo", "HEX": "00", "STRING": "x",
-    "arrpc|resp": "resp", "JSON": '{"echo": 1}',
+    "arrpc|resp": "resp", "JSON": '{"echo": 1}', "DIR": "/tmp",
 }
 
 # Options that exit on their own, so that "OPTION VALUE --help" would not show acceptance.
