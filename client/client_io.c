@@ -94,6 +94,9 @@ int arrpc__client_exchange(arrpc_client *cli, size_t count, uint64_t deadline_ms
 {
     int rc = 0, more = 0;
     *got = 0;
+    /* The socket is nearly always writable when a call starts: write first, and poll only for
+     * what is left (one poll fewer per call: sequential calls are mostly system calls). */
+    if (arrpc__buf_used(&cli->out)) rc = flush(cli);
     while (rc == 0 && *got < count) {
         short want = POLLIN | (arrpc__buf_used(&cli->out) ? POLLOUT : 0), rev = POLLIN;
         /* TLS may hold bytes above the socket, which poll cannot see: read them first. */

@@ -142,7 +142,8 @@ ARRPC_API arrpc_server *arrpc_server_new(const char *host, uint16_t port, arrpc_
 ARRPC_API void arrpc_server_free(arrpc_server *srv);
 
 /* Optional settings, before arrpc_server_run. Each returns 0 or ARRPC_EINVAL / ARRPC_ESTATE. */
-ARRPC_API int arrpc_server_set_handler_name(arrpc_server *srv, const char *name); /* metrics */
+/* The handler's name in metrics (handler_func); default "handler", or a plugin's symbol. */
+ARRPC_API int arrpc_server_set_handler_name(arrpc_server *srv, const char *name);
 ARRPC_API int arrpc_server_set_auth_secret(arrpc_server *srv, const void *secret, size_t len);
 ARRPC_API int arrpc_server_set_max_message(arrpc_server *srv, size_t bytes);
 ARRPC_API int arrpc_server_set_max_depth(arrpc_server *srv, unsigned depth);

@@ -56,7 +56,8 @@ struct arrpc_server {
     int has_thread;
     int run_status;
     char handler_name[ARRPC_HANDLER_NAME_MAX];
-    char *handler_arg; /* init's argument, our copy; NULL: none */
+    int handler_name_set; /* set by the user: metrics use it even with a plugin */
+    char *handler_arg;    /* init's argument, our copy; NULL: none */
     uint8_t *secret;
     arrpc_server_reload_fn reload_fn; /* pre-fork: runs in the master on SIGHUP; NULL: none */
     void *reload_udata;
@@ -153,6 +154,7 @@ int arrpc_server_set_handler_name(arrpc_server *srv, const char *name)
     if (rc == 0 && (!name || strlen(name) >= sizeof srv->handler_name))
         rc = set_err(srv, ARRPC_EINVAL, "handler name missing or too long");
     if (rc == 0) snprintf(srv->handler_name, sizeof srv->handler_name, "%s", name);
+    if (rc == 0) srv->handler_name_set = 1;
     return rc;
 }
 
@@ -548,7 +550,7 @@ static int run_master(arrpc_server *srv, int ready_fd)
     };
     fill_reloadable(srv, &mc);
     char name[ARRPC_HANDLER_NAME_MAX];
-    if (srv->plugin_spec[0]) { /* the workers load it; the exporter names it all the same */
+    if (srv->plugin_spec[0] && !srv->handler_name_set) { /* the workers load it; named alike */
         arrpc__handler_name_of(srv->plugin_spec, name, sizeof name);
         mc.worker.handler_name = name;
     }

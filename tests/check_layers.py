@@ -4,6 +4,7 @@
 #
 #   core <- metrics <- shm <- workers <- master <- server <- tools
 #                    client (beside workers: it may include core and metrics only)
+#   python (the Python package's C code): the public header only, as any user of the library
 #
 # A directory may include its own files and those of any layer below it; workers and client
 # never include each other; include/ (the public header) may be included from anywhere and
@@ -14,9 +15,10 @@ import re
 import sys
 
 RANK = {"core": 0, "metrics": 1, "shm": 2, "workers": 3, "client": 3, "master": 4,
-        "server": 5, "tools": 6}
+        "server": 5, "tools": 6, "python": 7}
 # Layers a directory may not include although they rank below (or beside) it.
-FORBIDDEN = {"client": {"shm", "workers"}, "workers": {"client"}}
+FORBIDDEN = {"client": {"shm", "workers"}, "workers": {"client"},
+             "python": {"core", "metrics", "shm", "workers", "client", "master", "server", "tools"}}
 PUBLIC = "include"
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"')
 

@@ -13,6 +13,7 @@
 #include "../core/tls.h"
 #include "arrpc.h"
 #include "arrpcd.h"
+#include "arrpcd_python.h"
 #include "options.h"
 
 #define EXIT_USAGE 2
@@ -56,6 +57,18 @@ static void print_version(void)
     printf("arrpcd %s\nTLS: %s\n", ARRPC_VERSION, arrpc__tls_library());
 }
 
+/* --pythonpath DIR, given once per directory. */
+static int add_pythonpath(void *opts, const char *dir)
+{
+    arrpcd_options *o = opts;
+    if (o->npythonpath == ARRPCD_PYTHONPATH_MAX) {
+        fprintf(stderr, "arrpcd: at most %d --pythonpath directories\n", ARRPCD_PYTHONPATH_MAX);
+        return -1;
+    }
+    o->pythonpath[o->npythonpath++] = dir;
+    return 0;
+}
+
 #define AT(member) ARRPC_OPT_AT(arrpcd_options, member)
 #define SECONDS(name, member, max, text)                                                           \
     {                                                                                              \
@@ -74,9 +87,11 @@ static const arrpc_opt arrpcd_opts[] = {
     {"listen", 0, ARRPC_OPT_HOSTPORT, "HOST:PORT", AT(listen), .restart = 1,
      .help = "address to listen on; port 0 picks a free one"},
     {"handler", 0, ARRPC_OPT_STRING, "SPEC", AT(handler),
-     .help = "'echo' (built in), or a plugin PATH.so whose symbol SYMBOL (default "
-             "arrpc_handler) is an arrpc_handler_fn; each worker loads it, so SIGHUP serves a new "
-             "file"},
+     .help = "'echo' (built in), a plugin PATH.so whose symbol SYMBOL (default "
+             "arrpc_handler) is an arrpc_handler_fn, or py:MODULE:FUNCTION, a Python function; "
+             "each worker loads it (imports it), so SIGHUP serves a new file"},
+    {"pythonpath", 0, ARRPC_OPT_CUSTOM, "DIR", .set = add_pythonpath,
+     .help = "with --handler py:, a directory put in front of sys.path (repeat for more)"},
     {"handler-arg", 0, ARRPC_OPT_STRING, "STRING", AT(handler_arg),
      .help = "the argument of the plugin's SYMBOL_init, which each worker calls before it "
              "accepts (a non-zero return fails the start or the reload)"},
@@ -248,9 +263,18 @@ static int read_options(const arrpcd_source *src, arrpcd_options *o, char **text
 static int configure(arrpc_server *srv, const arrpcd_options *o)
 {
     const char *metrics = o->metrics.host[0] ? o->metrics.host : NULL;
+    if (arrpcd_python_spec(o->handler)) {
+        if (o->handler_arg) {
+            fprintf(stderr, "arrpcd: --handler-arg is for plugins, not py: handlers\n");
+            return -1;
+        }
+        if (arrpcd_python_configure(srv, o->handler, o->pythonpath, o->npythonpath) != 0) return -1;
+    } else if (arrpc_server_set_handler_plugin(srv, o->handler) ||
+               arrpc_server_set_handler_lifecycle(srv, NULL, NULL, o->handler_arg)) {
+        fprintf(stderr, "arrpcd: %s\n", arrpc_server_errstr(srv));
+        return -1;
+    }
     int rc =
-        arrpc_server_set_handler_plugin(srv, o->handler) ||
-        arrpc_server_set_handler_lifecycle(srv, NULL, NULL, o->handler_arg) ||
         arrpc_server_set_workers(srv, (unsigned)o->workers) ||
         arrpc_server_set_threads(srv, (unsigned)o->threads) ||
         arrpc_server_set_metrics(srv, metrics, o->metrics.port) ||

@@ -4,6 +4,7 @@
 #define ARRPC_TOOLS_ARRPCD_H
 
 #include "arrpc.h"
+#include "arrpcd_python.h"
 #include "options.h"
 
 typedef struct {
@@ -24,6 +25,8 @@ typedef struct {
     const char *proxy_protocol;
     unsigned long max_connection_age_s, max_connection_age_jitter_s, tcp_keepalive_s;
     int debug;
+    const char *pythonpath[ARRPCD_PYTHONPATH_MAX]; /* --pythonpath, in order */
+    size_t npythonpath;
 } arrpcd_options;
 
 /* arrpcd -t: checks everything a start with o would check (the secret file, the TLS files, the

@@ -14,6 +14,7 @@
 #include "../workers/handler.h"
 #include "arrpc.h"
 #include "arrpcd.h"
+#include "arrpcd_python.h"
 
 #define CHECK_ERR_MAX 512
 #define PID_TEXT_MAX 32 /* a pid file's one line */
@@ -36,21 +37,42 @@ static int check_tls(const arrpcd_options *o, char *err)
     return ctx ? 0 : -1;
 }
 
-/* Loads the handler as a worker would, and runs its init (with --handler-arg) and its fini. */
-static int check_handler(const arrpcd_options *o, char *err)
+/* Loads the plugin as a worker would, and runs its init with arg and then its fini. */
+static int check_plugin(const char *plugin, const char *arg, const char *shown_arg, char *err)
 {
     arrpc__handler h;
-    if (arrpc__handler_load(o->handler, &h, err, CHECK_ERR_MAX) != 0) return -1;
+    if (arrpc__handler_load(plugin, &h, err, CHECK_ERR_MAX) != 0) return -1;
     void *udata = NULL;
-    int rc = h.init ? h.init(o->handler_arg, &udata) : 0;
+    int rc = h.init ? h.init(arg, &udata) : 0;
     if (rc != 0)
-        snprintf(err, CHECK_ERR_MAX, "%s returned %d (--handler-arg %s%s%s)", h.init_name, rc,
-                 o->handler_arg ? "'" : "", o->handler_arg ? o->handler_arg : "none",
-                 o->handler_arg ? "'" : "");
+        snprintf(err, CHECK_ERR_MAX, "%s returned %d (%s)", h.init_name, rc, shown_arg);
     else if (h.fini)
         h.fini(udata);
     arrpc__handler_unload(&h);
     return rc ? -1 : 0;
+}
+
+/* The handler: a plugin with --handler-arg, or a py: handler through the Python plugin (whose
+ * init imports the module, and says on stderr why it could not). */
+static int check_handler(const arrpcd_options *o, char *err)
+{
+    char shown[CHECK_ERR_MAX / 2];
+    if (!arrpcd_python_spec(o->handler)) {
+        snprintf(shown, sizeof shown, "--handler-arg %s%s%s", o->handler_arg ? "'" : "",
+                 o->handler_arg ? o->handler_arg : "none", o->handler_arg ? "'" : "");
+        return check_plugin(o->handler, o->handler_arg, shown, err);
+    }
+    char plugin[PATH_MAX + 64], *arg;
+    const char *function;
+    if (arrpcd_python_resolve(o->handler, o->pythonpath, o->npythonpath, plugin, sizeof plugin,
+                              &arg, &function) != 0) {
+        snprintf(err, CHECK_ERR_MAX, "the Python handler %s cannot be served", o->handler);
+        return -1;
+    }
+    snprintf(shown, sizeof shown, "importing %s", o->handler + strlen(ARRPCD_PYTHON_PREFIX));
+    int rc = check_plugin(plugin, arg, shown, err);
+    free(arg);
+    return rc;
 }
 
 /* Whether process pid runs arrpcd: its executable's name (a master that a binary upgrade

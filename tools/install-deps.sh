@@ -5,7 +5,7 @@ set -eu
 
 PACKAGES="gcc make cmake pkg-config libc6-dev
 libmsgpack-dev libwolfssl-dev libmicrohttpd-dev libcmocka-dev libjansson-dev
-python3 python3-msgpack
+python3 python3-msgpack python3-dev
 clang libclang-rt-14-dev clang-format valgrind man-db
 prometheus jq iproute2 python3-yaml haproxy
 dpkg-dev debhelper lintian"

@@ -21,7 +21,7 @@ VALUE_FOR = {
     "F": "/dev/null", "HOST:PORT": "127.0.0.1:0", "SPEC": "echo", "HEX": "00", "STRING": "x",
     "arrpc|resp": "resp", "JSON": '{"echo": 1}', "J": "100", "MIB": "64",
     "json|logfmt": "logfmt", "CIDR[,CIDR...]": "127.0.0.0/8,::1",
-    "HOST:PORT,...": "127.0.0.1:1,[::1]:2",
+    "HOST:PORT,...": "127.0.0.1:1,[::1]:2", "DIR": "/tmp",
 }
 
 # Options that exit on their own, so that "OPTION VALUE --help" would not show acceptance.
