@@ -22,7 +22,7 @@ BUILD_TIMEOUT = 240  # seconds for the whole dpkg-buildpackage run
 STEP_TIMEOUT = 120   # seconds for one dpkg-deb, objdump, lintian or arrpcd run
 VERSION = "0.1.0"    # debian/changelog; the library's is project(VERSION) in CMakeLists.txt
 SONAME = "libarrpc.so.0"
-PACKAGES = ("libarrpc0", "libarrpc-dev", "arrpcd")
+PACKAGES = ("libarrpc0", "libarrpc-dev", "arrpcd", "python3-arrpc")
 BUILD_TOOLS = ("dpkg-buildpackage", "dh", "dpkg-deb", "dpkg-architecture")
 
 
@@ -155,6 +155,27 @@ class DebianPackages(unittest.TestCase):
         self.assertIn("usr/share/doc/arrpcd/README.Debian", files)  # how to set the service up
         self.assertIn("etc/arrpc/arrpcd.conf", files)  # what the service runs with
         self.assertFalse([p for p in files if p.endswith(".so")], "the demo plugin is not shipped")
+
+    def test_python3_arrpc_holds_the_module_and_arrpcds_python_plugin(self):
+        files = self.files("python3-arrpc")
+        module = "usr/lib/python3/dist-packages/arrpc/"
+        for name in ("__init__.py", "client.py", "server.py", "error.py"):
+            self.assertIn(module + name, files)
+        self.assertTrue([p for p in files if p.startswith(module + "_arrpc.cpython-3")], files)
+        self.assertIn("usr/lib/%s/arrpc/arrpc-python.so" % self.multiarch, files)
+        depends = self.field("python3-arrpc", "Depends")
+        for dependency in ("python3-msgpack", "python3 (>= 3.11)"):
+            self.assertIn(dependency, depends)
+
+    def test_packaged_python_module_imports_and_calls(self):
+        """The unpacked module, on sys.path, imports (the extension holds the static library)."""
+        root = self.extract("python3-arrpc")
+        env = dict(os.environ, PYTHONPATH=os.path.join(root, "usr/lib/python3/dist-packages"))
+        code = "import arrpc, arrpc.error; print(arrpc.Client.__name__, arrpc.__file__)"
+        proc = subprocess.run(["/usr/bin/python3", "-c", code], env=env, capture_output=True,
+                              text=True, timeout=STEP_TIMEOUT)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertIn(root, proc.stdout)
 
     def test_configuration_file_is_a_conffile_the_unit_reads_and_checks(self):
         self.assertIn("/etc/arrpc/arrpcd.conf", self.control_file("arrpcd", "conffiles").split())
