@@ -16,7 +16,7 @@ import unittest
 
 import harness
 from harness import DEMO_PLUGIN, ROOT, Server, main, run_arrpcd
-from test_master import alive, children, kill_quietly, wait_until
+from test_master import alive, children, kill_quietly, new_master, wait_until
 
 EXIT_USAGE = 2
 EXIT_TEST_FAILED = 1
@@ -28,7 +28,7 @@ FAILED_TEXT = "arrpcd: configuration test failed"
 # (line 3 of a file, what the error says after "FILE:3: "): one row per kind of error.
 BAD_LINES = [
     ("bogus = 1", "unknown option 'bogus'"),
-    ("max-depth = 99", "--max-depth wants a number from 1 to 32, not '99'"),
+    ("max-depth = 10001", "--max-depth wants a number from 1 to 10000, not '10001'"),
     ("workers = many", "--workers wants a number from 0 to 128, not 'many'"),
     ("listen = nowhere", "--listen wants HOST:PORT, not 'nowhere'"),
     ("debug = maybe", "--debug is a flag: write 'debug', 'debug = true' or 'debug = false'"),
@@ -264,15 +264,7 @@ class TestConfigTest(ConfigCase):
         path = self.conf("pid-file = " + pid_file, "workers = 1")
         server = self.start(path)
         os.kill(server.pid, signal.SIGUSR2)
-
-        def new_master():
-            try:
-                with open(pid_file) as f:
-                    pid = int(f.read())
-            except (FileNotFoundError, ValueError):
-                return None
-            return pid if pid != server.pid and not alive(server.pid) else None
-        pid = wait_until(new_master)
+        pid = new_master(pid_file, server.pid)
         self.assertTrue(pid, server.log())
         self.addCleanup(kill_quietly, pid)
         status, err = self.check("--config", path, "--listen", "127.0.0.1:%d" % server.port)
@@ -324,7 +316,7 @@ class ReloadTest(ConfigCase):
         path = self.conf("handler-arg = one", "workers = 1")
         server = self.start(path)
         workers = children(server.pid)
-        self.conf("handler-arg = two", "workers = 2", "max-depth = 99")
+        self.conf("handler-arg = two", "workers = 2", "max-depth = 10001")
         self.hup_and_wait(server, "reload aborted")
         log = server.log()
         self.assertIn("%s:6: --max-depth wants a number" % path, log)

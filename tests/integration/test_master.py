@@ -60,6 +60,19 @@ def wait_until(predicate, timeout=WAIT_S, step=0.05):
     return predicate()
 
 
+def new_master(pid_file, old):
+    """After SIGUSR2 to master old: the pid the pid file names once old is gone, or None after
+    WAIT_S."""
+    def replaced():
+        try:
+            with open(pid_file) as f:
+                pid = int(f.read())
+        except (FileNotFoundError, ValueError):
+            return None
+        return pid if pid != old and not alive(old) else None
+    return wait_until(replaced)
+
+
 class Load:
     """arrpc-bench as a separate process for `seconds`, verifying every reply."""
 
@@ -210,15 +223,7 @@ class UpgradeTest(MasterCase):
         self.addCleanup(lambda: [kill_quietly(p) for p in masters])
         for i in range(5):
             os.kill(current, signal.SIGUSR2)
-
-            def new_master():
-                try:
-                    with open(pid_file) as f:
-                        pid = int(f.read())
-                except (FileNotFoundError, ValueError):
-                    return None
-                return pid if pid != current and not alive(current) else None
-            pid = wait_until(new_master)
+            pid = new_master(pid_file, current)
             self.assertTrue(pid, "upgrade %d did not complete:\n%s" % (i + 1, server.log()))
             self.assertFalse(os.path.exists(pid_file + ".oldbin"))
             masters.append(pid)
@@ -244,15 +249,7 @@ class UpgradeTest(MasterCase):
         os.rename(binary + ".new", binary)  # as dpkg installs a file
         self.assertTrue(os.readlink("/proc/%d/exe" % server.pid).endswith(" (deleted)"))
         os.kill(server.pid, signal.SIGUSR2)
-
-        def new_master():
-            try:
-                with open(pid_file) as f:
-                    pid = int(f.read())
-            except (FileNotFoundError, ValueError):
-                return None
-            return pid if pid != server.pid and not alive(server.pid) else None
-        pid = wait_until(new_master)
+        pid = new_master(pid_file, server.pid)
         self.assertTrue(pid, server.log())
         self.addCleanup(kill_quietly, pid)
         self.assertEqual(os.readlink("/proc/%d/exe" % pid), binary)

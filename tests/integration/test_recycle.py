@@ -20,7 +20,7 @@ import unittest
 
 import harness
 from harness import BIN_DIR, Server, Tls
-from test_master import WAIT_S, alive, children, kill_quietly, wait_until
+from test_master import WAIT_S, alive, children, kill_quietly, new_master, wait_until
 from test_metrics import metrics_port, scrape, total
 from test_tls import Driver as TlsDriver
 
@@ -272,15 +272,7 @@ class RecycleWithSignalsTest(RecycleCase):
         current = server.pid
         for i in range(3):
             os.kill(current, signal.SIGUSR2)
-
-            def new_master():
-                try:
-                    with open(pid_file) as f:
-                        pid = int(f.read())
-                except (FileNotFoundError, ValueError):
-                    return None
-                return pid if pid != current and not alive(current) else None
-            pid = wait_until(new_master)
+            pid = new_master(pid_file, current)
             self.assertTrue(pid, "upgrade %d did not complete:\n%s" % (i + 1, server.log()))
             masters.append(pid)
             current = pid
