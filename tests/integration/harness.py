@@ -327,10 +327,12 @@ class Conn:
     """One connection that packs and unpacks exactly as arrpc 0.5.0's client does."""
 
     def __init__(self, port, secret=None, timeout=IO_TIMEOUT, strict_map_key=True, nodelay=False,
-                 tls=None, preamble=b""):
+                 tls=None, preamble=b"", source=None):
         """preamble: bytes sent on the socket before anything else, TLS included (a PROXY
-        protocol header)."""
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        protocol header). source: the local address to bind before connecting (another
+        loopback host, 127.0.0.2-127.0.0.9); None lets the kernel pick."""
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout,
+                                             source_address=(source, 0) if source else None)
         if nodelay:
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if preamble:

@@ -125,6 +125,46 @@ def free_port():
         return s.getsockname()[1]
 
 
+CHECK_INTER = "200ms"  # HAProxy's check interval in tests (contrib's is 2s); nothing else changes
+
+
+def haproxy_config(test, listen_port, servers):
+    """contrib's configuration with its addresses moved to loopback: the frontend on
+    127.0.0.1:listen_port, checks every CHECK_INTER, and servers, a list of
+    (name, host, port, check_port), in place of contrib's three. A temporary file, removed
+    at the test's cleanup."""
+    with open(HAPROXY_CFG) as f:
+        text = f.read()
+    for setting in ("\n    bind :8080\n", " check port 9095 ", " inter 2s "):
+        test.assertIn(setting, text, "contrib/haproxy/arrpc.cfg changed: update the tests")
+    text = re.sub(r"(?m)^    bind :8080$", "    bind 127.0.0.1:%d" % listen_port, text)
+    text = re.sub(r"(?m)^    server .*\n", "", text)
+    text = text.replace(" check port 9095 ", " check ")  # each server names its own below
+    text = text.replace(" inter 2s ", " inter %s " % CHECK_INTER)
+    for name, host, port, check_port in servers:
+        text += "    server %s %s:%d port %d\n" % (name, host, port, check_port)
+    path = tempfile.NamedTemporaryFile("w", suffix=".cfg", delete=False)
+    path.write(text)
+    path.close()
+    test.addCleanup(os.unlink, path.name)
+    return path.name
+
+
+def start_haproxy(test, cfg, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE):
+    """haproxy -db (foreground) on cfg; stopped by PID at the test's cleanup."""
+    proxy = subprocess.Popen([HAPROXY, "-db", "-f", cfg], stdout=stdout, stderr=stderr)
+
+    def stop():
+        proxy.send_signal(signal.SIGTERM)
+        try:
+            proxy.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proxy.kill()
+            proxy.wait()
+    test.addCleanup(stop)
+    return proxy
+
+
 @unittest.skipUnless(os.path.exists(HAPROXY), "haproxy is not installed (tools/install-deps.sh)")
 class HAProxy(unittest.TestCase):
     def test_configuration_is_valid(self):
@@ -137,38 +177,13 @@ class HAProxy(unittest.TestCase):
         self.assertIn("uri /readyz", text)
         self.assertNotIn("shutdown-sessions", text)
 
-    def local_config(self, listen_port, server_port, check_port):
-        """contrib's configuration with its addresses moved to loopback: one server, ours."""
-        with open(HAPROXY_CFG) as f:
-            text = f.read()
-        text = re.sub(r"(?m)^    bind :8080$", "    bind 127.0.0.1:%d" % listen_port, text)
-        text = re.sub(r"(?m)^    server .*\n", "", text)
-        text = text.replace("check port 9095", "check port %d" % check_port)
-        text = text.replace("inter 2s", "inter 200ms")
-        text += "    server local 127.0.0.1:%d\n" % server_port
-        path = tempfile.NamedTemporaryFile("w", suffix=".cfg", delete=False)
-        path.write(text)
-        path.close()
-        self.addCleanup(os.unlink, path.name)
-        return path.name
-
     def test_client_address_reaches_the_handler_through_haproxy(self):
         server = Server("--workers", "1", "--proxy-protocol", "127.0.0.1",
                         "--metrics-listen", "127.0.0.1:0", tls=False).start()
         self.addCleanup(server.stop)
         listen = free_port()
-        cfg = self.local_config(listen, server.port, metrics_port(server))
-        proxy = subprocess.Popen([HAPROXY, "-db", "-f", cfg], stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.PIPE)
-
-        def stop():
-            proxy.send_signal(signal.SIGTERM)
-            try:
-                proxy.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proxy.kill()
-                proxy.wait()
-        self.addCleanup(stop)
+        start_haproxy(self, haproxy_config(
+            self, listen, [("local", "127.0.0.1", server.port, metrics_port(server))]))
 
         def whoami():
             try:

@@ -21,8 +21,8 @@ PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 SERIES = re.compile(r'^(\w+)\{([^}]*)\} (\S+)$')
 
 
-def fetch(port, path="/metrics", method="GET"):
-    req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path), method=method)
+def fetch(port, path="/metrics", method="GET", host="127.0.0.1"):
+    req = urllib.request.Request("http://%s:%d%s" % (host, port, path), method=method)
     try:
         with urllib.request.urlopen(req, timeout=10) as res:
             return res.status, res.read().decode()
@@ -35,9 +35,9 @@ def metrics_port(server):
     return int(m.group(1))
 
 
-def scrape(port):
+def scrape(port, host="127.0.0.1"):
     """{(name, frozenset(labels)): value} of one scrape."""
-    status, text = fetch(port)
+    status, text = fetch(port, host=host)
     assert status == 200, status
     out = {}
     for line in text.splitlines():
