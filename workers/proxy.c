@@ -145,7 +145,7 @@ void arrpc__proxy_sniff(arrpc__loop *loop, arrpc__conn *c)
 {
     uint8_t seen[ARRPC_PROXY_SIGNATURE_MAX];
     size_t have = arrpc__buf_used(&c->in); /* below the signature's length, or decided */
-    memcpy(seen, c->in.data + c->in.head, have);
+    if (have) memcpy(seen, c->in.data + c->in.head, have); /* no buffer yet when empty */
     ssize_t n = recv(c->fd, seen + have, sizeof seen - have, MSG_PEEK);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
     if (n <= 0) { /* the end or an error: the request path meets it as it would have */
