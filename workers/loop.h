@@ -98,8 +98,10 @@ typedef struct arrpc__loop {
     arrpc__conn *conns;
     unsigned nconns;
     unsigned nlingering;
-    unsigned nhandshaking; /* connections still setting up: PROXY header or TLS handshake */
-    arrpc__tls_ctx *tls;   /* made by this worker from the files; NULL: plain TCP */
+    /* Connections still setting up: PROXY header, the check for one from an unlisted source
+     * (CONN_SNIFF), or TLS handshake. While any is, the timer ticks. */
+    unsigned nhandshaking;
+    arrpc__tls_ctx *tls; /* made by this worker from the files; NULL: plain TCP */
     arrpc__conn *flush_list;
     uint8_t *scratch; /* one read buffer for every connection with no partial message */
     /* Out-of-line calls (calls.c): handler threads, each with its own dispatcher, and the
