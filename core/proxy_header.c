@@ -185,15 +185,22 @@ static arrpc__proxy_status parse_v2(const uint8_t *p, size_t n, arrpc__proxy_res
     return parse_v2_whole(p, total, out);
 }
 
-arrpc__proxy_status arrpc__proxy_parse(const uint8_t *p, size_t n, arrpc__proxy_result *out)
+arrpc__proxy_signature_match arrpc__proxy_signature(const uint8_t *p, size_t n)
 {
-    *out = (arrpc__proxy_result){0};
-    if (n == 0) return ARRPC_PROXY_NEED_MORE;
+    if (n == 0) return ARRPC_PROXY_SIG_PARTIAL;
     int v1 = p[0] == 'P';
     const uint8_t *sig = v1 ? (const uint8_t *)V1_SIG : v2_sig;
     size_t sig_len = v1 ? V1_SIG_LEN : V2_SIG_LEN;
-    if (memcmp(p, sig, n < sig_len ? n : sig_len) != 0)
+    if (memcmp(p, sig, n < sig_len ? n : sig_len) != 0) return ARRPC_PROXY_SIG_NONE;
+    return n < sig_len ? ARRPC_PROXY_SIG_PARTIAL : ARRPC_PROXY_SIG_WHOLE;
+}
+
+arrpc__proxy_status arrpc__proxy_parse(const uint8_t *p, size_t n, arrpc__proxy_result *out)
+{
+    *out = (arrpc__proxy_result){0};
+    arrpc__proxy_signature_match sig = arrpc__proxy_signature(p, n);
+    if (sig == ARRPC_PROXY_SIG_NONE)
         return fail(out, ARRPC_PROXY_MISSING, "no PROXY protocol header");
-    if (n < sig_len) return ARRPC_PROXY_NEED_MORE;
-    return v1 ? parse_v1(p, n, out) : parse_v2(p, n, out);
+    if (sig == ARRPC_PROXY_SIG_PARTIAL) return ARRPC_PROXY_NEED_MORE;
+    return p[0] == 'P' ? parse_v1(p, n, out) : parse_v2(p, n, out);
 }

@@ -22,6 +22,9 @@
  * before it is known to be a valid one. */
 #define ARRPC_PROXY_V2_MAX 1024u
 #define ARRPC_PROXY_HEADER_MAX ARRPC_PROXY_V2_MAX /* the larger of the two */
+/* Bytes that tell a header from anything else: v1 starts "PROXY ", v2 with a 12-byte
+ * signature (the longer). */
+#define ARRPC_PROXY_SIGNATURE_MAX 12u
 
 typedef enum {
     ARRPC_PROXY_NEED_MORE = 0, /* every byte so far is a valid beginning of a header */
@@ -41,6 +44,16 @@ typedef struct arrpc__proxy_result {
     struct sockaddr_storage source; /* AF_INET or AF_INET6, port included */
     const char *why;                /* not DONE or NEED_MORE: what was wrong, for the log */
 } arrpc__proxy_result;
+
+typedef enum {
+    ARRPC_PROXY_SIG_NONE = -1,   /* the bytes diverge from both signatures: not a header */
+    ARRPC_PROXY_SIG_PARTIAL = 0, /* a beginning of a signature (or nothing yet): undecided */
+    ARRPC_PROXY_SIG_WHOLE = 1,   /* a whole signature: a header, valid or not, begins here */
+} arrpc__proxy_signature_match;
+
+/* Whether p[0, n), the first n bytes of a connection, begin a PROXY header, looking at the
+ * signature only: for a source that is not expected to send one (workers/proxy.c). */
+arrpc__proxy_signature_match arrpc__proxy_signature(const uint8_t *p, size_t n);
 
 /* Parses p[0, n), the first n bytes of a connection. */
 arrpc__proxy_status arrpc__proxy_parse(const uint8_t *p, size_t n, arrpc__proxy_result *out);

@@ -191,8 +191,9 @@ ARRPC_API int arrpc_server_set_tls_handshake_timeout(arrpc_server *srv, unsigned
  * the client address it carries then stands for the peer in metrics, logs and
  * arrpc_call_peer. A header that is missing, malformed, too long, or not whole within the TLS
  * handshake timeout closes the connection (logged, counted in arrpc_server_errors_total by a
- * proxy_* reason). Connections from other addresses are served as usual: a header they send is
- * an invalid request. NULL: off (the default). 0, ARRPC_EINVAL (a bad range, the reason in
+ * proxy_* reason). Connections from other addresses must not send one: one whose first bytes
+ * are a PROXY signature is closed the same way (reason proxy_untrusted); any other is served as
+ * usual. NULL: off (the default). 0, ARRPC_EINVAL (a bad range, the reason in
  * arrpc_server_errstr), ARRPC_ESTATE. */
 ARRPC_API int arrpc_server_set_proxy_protocol(arrpc_server *srv, const char *ranges);
 /* Connection aging: a connection older than ms plus its own random share of jitter_ms (drawn

@@ -35,7 +35,8 @@
     X(PROXY_MISSING, "proxy_missing")     /* server: a trusted source sent no PROXY header */      \
     X(PROXY_INVALID, "proxy_invalid")     /* server: a PROXY header the format does not allow */   \
     X(PROXY_TOO_LONG, "proxy_too_long")   /* server: longer than ARRPC_PROXY_V1_MAX / _V2_MAX */   \
-    X(PROXY_TRUNCATED, "proxy_truncated") /* server: closed or timed out inside the header */
+    X(PROXY_TRUNCATED, "proxy_truncated") /* server: closed or timed out inside the header */      \
+    X(PROXY_UNTRUSTED, "proxy_untrusted") /* server: a header from a source not in the list */
 
 typedef enum {
 #define ARRPC_REASON_ENUM(name, label) ARRPC_REASON_##name,

@@ -159,7 +159,8 @@ static const arrpc_opt arrpcd_opts[] = {
      .help = "the access log's lines: JSON objects or logfmt key=value pairs (docs/operations.md)"},
     {"proxy-protocol", 0, ARRPC_OPT_STRING, "CIDR[,CIDR...]", AT(proxy_protocol), .def = "off",
      .help = "connections from these address ranges (balancers) must begin with a PROXY "
-             "protocol header (v1 or v2), whose client address then stands for the peer"},
+             "protocol header (v1 or v2), whose client address then stands for the peer; a "
+             "header from any other address closes its connection"},
     SECONDS("max-connection-age", max_connection_age_s, CONNECTION_AGE_MAX_S,
             "close a connection older than S seconds at its next idle moment, so balancers "
             "spread load again (0 = never)"),

@@ -40,10 +40,10 @@ static void start_setup(arrpc__loop *loop, arrpc__conn *c, const arrpc__conn_ori
     arrpc__net_peer_addr(c->fd, &ss);
     arrpc__net_addr_name((const struct sockaddr *)&ss, c->peer, sizeof c->peer);
     c->close_after_ms = age_limit(loop);
-    int proxied = arrpc__proxy_expect(loop, c, (const struct sockaddr *)&ss);
+    int looked_at = arrpc__proxy_expect(loop, c, (const struct sockaddr *)&ss);
     if (loop->tls) /* the client speaks first; the deadline keeps a silent one from staying */
         c->flags |= CONN_HANDSHAKE;
-    if (proxied || loop->tls) { /* one deadline for the header and the handshake together */
+    if (looked_at || loop->tls) { /* counted once while any of the three is under way */
         c->handshake_until_ms = loop->now_ms + loop->cfg->tls_handshake_timeout_ms;
         loop->nhandshaking++;
     }
@@ -89,7 +89,7 @@ void arrpc__conn_free(arrpc__loop *loop, arrpc__conn *c)
     arrpc__stats_close(loop, c);
     arrpc__calls_conn_free(loop, c);
     if (c->flags & CONN_LINGER) loop->nlingering--;
-    if (c->flags & (CONN_HANDSHAKE | CONN_PROXY)) loop->nhandshaking--;
+    if (c->flags & (CONN_HANDSHAKE | CONN_PROXY | CONN_SNIFF)) loop->nhandshaking--;
     c->io.ops->close(&c->io); /* the last descriptor: also out of the epoll set */
     arrpc__buf_free(&c->in);
     arrpc__buf_free(&c->out);
@@ -443,6 +443,10 @@ void arrpc__conn_on_event(arrpc__loop *loop, arrpc__conn *c, uint32_t events)
                                     level-triggered epoll wakes the loop for it again */
         if (!(c->flags & CONN_CLOSE)) arrpc__proxy_on_readable(loop, c);
         return;
+    }
+    if (c->flags & CONN_SNIFF) { /* not its header: it goes on below as any client's data */
+        if (!(c->flags & CONN_CLOSE)) arrpc__proxy_sniff(loop, c);
+        if (c->flags & (CONN_SNIFF | CONN_CLOSE)) return;
     }
     if (c->flags & CONN_HANDSHAKE) {
         if (!(c->flags & CONN_CLOSE)) continue_handshake(loop, c);

@@ -173,6 +173,7 @@ static void expire(arrpc__loop *loop)
         if (loop->retiring && loop->handoff_out >= 0 && ready_for_handoff(c) &&
             arrpc__handoff_send(loop, c) == 0)
             continue; /* the connection now belongs to the other worker; CONN_CLOSE is set */
+        if (c->flags & CONN_SNIFF) arrpc__proxy_sniff_expire(loop, c);
         if ((c->flags & (CONN_HANDSHAKE | CONN_PROXY)) &&
             (loop->now_ms >= c->handshake_until_ms || loop->draining)) {
             expire_handshake(loop, c); /* too slow, or this worker is stopping */

@@ -22,6 +22,8 @@ enum {
     CONN_HANDSHAKE = 1 << 5, /* TLS handshake under way: no data yet, a deadline runs */
     CONN_WARNED = 1 << 6,    /* a limit hit by its handler's replies was logged: log it once */
     CONN_PROXY = 1 << 7,     /* waiting for the PROXY header (proxy.c); the deadline runs */
+    CONN_SNIFF = 1 << 8,     /* a source not trusted to send one: is its first data a PROXY
+                                header? (proxy.c) */
 };
 
 /* What an epoll event's data points at: every such object starts with its kind. */
@@ -56,6 +58,7 @@ typedef struct arrpc__conn {
     uint64_t last_active_ms;
     uint64_t linger_until_ms;
     uint64_t handshake_until_ms; /* the PROXY header and the TLS handshake, both, by then */
+    uint64_t sniff_until_ms;     /* CONN_SNIFF holding the beginning of a signature: until then */
     uint64_t close_after_ms;     /* past this, closed at its next idle moment; 0: never */
     uint64_t request_since_ms;   /* first byte of the unfinished request in `in`; 0: none */
     uint64_t write_since_ms;     /* last progress writing `out`, while it holds bytes; 0: empty */
@@ -95,8 +98,10 @@ typedef struct arrpc__loop {
     arrpc__conn *conns;
     unsigned nconns;
     unsigned nlingering;
-    unsigned nhandshaking; /* connections still setting up: PROXY header or TLS handshake */
-    arrpc__tls_ctx *tls;   /* made by this worker from the files; NULL: plain TCP */
+    /* Connections still setting up: PROXY header, the check for one from an unlisted source
+     * (CONN_SNIFF), or TLS handshake. While any is, the timer ticks. */
+    unsigned nhandshaking;
+    arrpc__tls_ctx *tls; /* made by this worker from the files; NULL: plain TCP */
     arrpc__conn *flush_list;
     uint8_t *scratch; /* one read buffer for every connection with no partial message */
     /* Out-of-line calls (calls.c): handler threads, each with its own dispatcher, and the
@@ -150,11 +155,18 @@ arrpc__conn *arrpc__conn_open(arrpc__loop *loop, int fd, const arrpc__conn_origi
 void arrpc__conn_mark_close(arrpc__conn *c);
 
 /* The PROXY protocol (proxy.c): whether c comes from a source that must send the header (then
- * c waits for it), and reading the header when c is readable. */
+ * c waits for it, CONN_PROXY; or else c is looked at for one it must not send, CONN_SNIFF), and
+ * reading the header when c is readable. */
 int arrpc__proxy_expect(arrpc__loop *loop, arrpc__conn *c, const struct sockaddr *peer);
 void arrpc__proxy_on_readable(arrpc__loop *loop, arrpc__conn *c);
 /* The header did not arrive by the deadline: logged, counted, closed. */
 void arrpc__proxy_expire(arrpc__loop *loop, arrpc__conn *c);
+/* A source outside the ranges (CONN_SNIFF, set by arrpc__proxy_expect): its first bytes are
+ * checked for a PROXY signature, which closes the connection; anything else clears CONN_SNIFF
+ * and the connection is an ordinary client, any bytes taken meanwhile already answered. */
+void arrpc__proxy_sniff(arrpc__loop *loop, arrpc__conn *c);
+/* The timer's part: the beginning of a signature that went no further is a client's data. */
+void arrpc__proxy_sniff_expire(arrpc__loop *loop, arrpc__conn *c);
 void arrpc__conn_on_event(arrpc__loop *loop, arrpc__conn *c, uint32_t events);
 /* Writes queued replies; called for every queued connection before the loop sleeps. */
 void arrpc__conn_flush(arrpc__loop *loop, arrpc__conn *c);

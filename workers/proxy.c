@@ -7,7 +7,15 @@
  * request. Each read peeks at what has arrived, asks the parser, and then takes from the socket
  * only bytes that belong to the header (all of them while it is incomplete: see
  * core/proxy_header.h). They gather in the connection's input buffer, which is empty until
- * requests start. */
+ * requests start.
+ *
+ * A source outside the ranges must not send a header: a balancer missing from the list would
+ * otherwise have its header's bytes answered as some forty requests. Its first bytes are peeked
+ * at: a whole signature closes the connection; the first byte that is not part of one makes it
+ * an ordinary client, with nothing taken from the socket. Only the beginning of a signature
+ * ("P", which is also the request 80) is taken off the socket, so that level-triggered epoll
+ * does not wake the loop for it again and again; if nothing completes the signature within
+ * PROXY_SIGNATURE_WAIT_MS, those bytes are the client's first request. */
 #include <errno.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -19,11 +27,15 @@
 #include "stats.h"
 
 #define PROXY_LOG_INTERVAL_MS 1000u /* at most one line a second about bad headers */
+/* How long the beginning of a signature from a source outside the ranges may wait for the rest
+ * before it counts as requests. A balancer writes its header at once; checked on the timer's
+ * tick (ARRPC_TIMER_TICK_MS), so the wait is up to that much longer. */
+#define PROXY_SIGNATURE_WAIT_MS 200u
 
 int arrpc__proxy_expect(arrpc__loop *loop, arrpc__conn *c, const struct sockaddr *peer)
 {
-    if (!loop->cfg->proxy_from || !arrpc__cidr_match(loop->cfg->proxy_from, peer)) return 0;
-    c->flags |= CONN_PROXY;
+    if (!loop->cfg->proxy_from) return 0;
+    c->flags |= arrpc__cidr_match(loop->cfg->proxy_from, peer) ? CONN_PROXY : CONN_SNIFF;
     return 1;
 }
 
@@ -109,4 +121,56 @@ void arrpc__proxy_expire(arrpc__loop *loop, arrpc__conn *c)
     refuse(loop, c, ARRPC_REASON_PROXY_TRUNCATED,
            arrpc__buf_used(&c->in) ? "the header did not arrive whole in time"
                                    : "no header arrived in time");
+}
+
+/* Not a header: c is an ordinary client from here on. Bytes taken while deciding are its first
+ * request(s), answered now: they are off the socket, and no event would announce them. */
+static void serve_as_client(arrpc__loop *loop, arrpc__conn *c)
+{
+    c->flags &= ~CONN_SNIFF;
+    if (!(c->flags & CONN_HANDSHAKE)) loop->nhandshaking--; /* TLS: its handshake comes next */
+    if (!arrpc__buf_used(&c->in)) return;
+    if (c->flags & CONN_HANDSHAKE) { /* bytes that are not TLS: the handshake would fail on them */
+        ARRPC_DEBUG(loop->cfg->debug, "TLS handshake with %s failed: not a TLS record", c->peer);
+        arrpc__stats_tls_failure(loop, c);
+        arrpc__conn_mark_close(c);
+        return;
+    }
+    c->last_active_ms = loop->now_ms;
+    arrpc__conn_answer_buffered(loop, c);
+    arrpc__conn_flush(loop, c); /* c is on no flush list yet, and the loop may sleep next */
+}
+
+void arrpc__proxy_sniff(arrpc__loop *loop, arrpc__conn *c)
+{
+    uint8_t seen[ARRPC_PROXY_SIGNATURE_MAX];
+    size_t have = arrpc__buf_used(&c->in); /* below the signature's length, or decided */
+    if (have) memcpy(seen, c->in.data + c->in.head, have); /* no buffer yet when empty */
+    ssize_t n = recv(c->fd, seen + have, sizeof seen - have, MSG_PEEK);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+    if (n <= 0) { /* the end or an error: the request path meets it as it would have */
+        serve_as_client(loop, c);
+        return;
+    }
+    switch (arrpc__proxy_signature(seen, have + (size_t)n)) {
+    case ARRPC_PROXY_SIG_WHOLE:
+        refuse(loop, c, ARRPC_REASON_PROXY_UNTRUSTED, "a PROXY header from a source not listed");
+        return;
+    case ARRPC_PROXY_SIG_NONE:
+        serve_as_client(loop, c);
+        return;
+    case ARRPC_PROXY_SIG_PARTIAL:
+        break;
+    }
+    if (recv(c->fd, seen + have, (size_t)n, 0) != n || /* they were there a moment ago */
+        arrpc__buf_append(&c->in, seen + have, (size_t)n) != 0) {
+        arrpc__conn_mark_close(c);
+        return;
+    }
+    if (!have) c->sniff_until_ms = loop->now_ms + PROXY_SIGNATURE_WAIT_MS;
+}
+
+void arrpc__proxy_sniff_expire(arrpc__loop *loop, arrpc__conn *c)
+{
+    if (arrpc__buf_used(&c->in) && loop->now_ms >= c->sniff_until_ms) serve_as_client(loop, c);
 }

@@ -42,7 +42,8 @@ typedef struct arrpc__worker_config {
     const char *tls_cert, *tls_key, *tls_client_ca;
     unsigned tls_handshake_timeout_ms; /* also bounds the wait for a PROXY header */
     /* Sources that must begin with a PROXY protocol header, whose address then stands for the
-     * connection's peer; NULL: none (the header is then just bytes of a request). */
+     * connection's peer; any other source must not send one. NULL: none (a header is then just
+     * bytes of requests). */
     const struct arrpc__cidr_list *proxy_from;
     /* Close a connection at its first idle moment after max_connection_age_ms plus a random
      * part of up to max_connection_age_jitter_ms (its own, drawn when it opens); 0: never. */

@@ -7,7 +7,9 @@
  *  - a header never claims more bytes than were given, nor more than the format's bound
  *    (ARRPC_PROXY_V1_MAX, ARRPC_PROXY_V2_MAX); exactly its bytes parse to the same header, and
  *    one byte fewer needs more;
- *  - a source address is IPv4 or IPv6; an error always says why. */
+ *  - a source address is IPv4 or IPv6; an error always says why;
+ *  - the signature check (for unlisted sources) agrees with the parser: "not a header" exactly
+ *    when the parser says the header is missing, and a prefix never decides otherwise. */
 #include <string.h>
 #include <sys/socket.h>
 
@@ -48,5 +50,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     arrpc__proxy_status early = arrpc__proxy_parse(p, split, &part);
     FUZZ_CHECK(early == ARRPC_PROXY_NEED_MORE || early == st);
     if (early == ARRPC_PROXY_DONE) FUZZ_CHECK(same_header(&part, &whole));
+    arrpc__proxy_signature_match sig = arrpc__proxy_signature(p, n);
+    FUZZ_CHECK((sig == ARRPC_PROXY_SIG_NONE) == (st == ARRPC_PROXY_MISSING));
+    arrpc__proxy_signature_match sig_early = arrpc__proxy_signature(p, split);
+    FUZZ_CHECK(sig_early == ARRPC_PROXY_SIG_PARTIAL || sig_early == sig);
     return 0;
 }

@@ -1,7 +1,8 @@
 """test_proxy.py -- the PROXY protocol (v1 and v2) from trusted ranges: the address a header
 carries becomes the peer for handlers ({"whoami": _} of the demo plugin) and for metrics
-(remote_address); bad headers close the connection, counted by reason; a server without the
-option, or a source outside the ranges, is served as any client. Headers are built here with
+(remote_address); bad headers close the connection, counted by reason; a source outside the
+ranges that sends a header is refused, and served as any client otherwise; a server without the
+option serves a header's bytes as requests, as 0.5.0 does. Headers are built here with
 struct, the way a balancer writes them.
 
 ctest runs this file over TCP and over TLS: under TLS the header goes first on the raw socket,
@@ -9,6 +10,7 @@ then the handshake."""
 import signal
 import socket
 import struct
+import time
 import unittest
 
 import harness
@@ -18,6 +20,7 @@ from test_metrics import metrics_port, scrape, total
 
 TRANSPORTS = ("tcp", "tls")
 TRUSTED = "127.0.0.0/8"
+UNLISTED_RANGE = "127.0.0.2/32"  # clients from 127.0.0.1 are outside it
 TLS = "True" if harness.TRANSPORT == "tls" else "False"  # the 0.5.0 label values
 V2_SIG = b"\r\n\r\n\x00\r\nQUIT\n"
 DEADLINE_S = 1  # --tls-handshake-timeout in the deadline case: header and handshake by then
@@ -164,17 +167,82 @@ class ProxyProtocol(unittest.TestCase):
         self.assertLess(len(lines), 5 + 12)  # at most one a second over the whole class
 
 
+class UntrustedSources(unittest.TestCase):
+    """A source outside the ranges (here 127.0.0.1, with only 127.0.0.2 listed) must not send a
+    header: one that does is refused; anything else is an ordinary client, not a byte lost."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server("--workers", "1", "--proxy-protocol", UNLISTED_RANGE,
+                            "--metrics-listen", "127.0.0.1:0",
+                            "--tls-handshake-timeout", str(DEADLINE_S)).start()
+        cls.metrics = metrics_port(cls.server)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+
+    def untrusted(self):
+        return total(scrape(self.metrics), "arrpc_server_errors_total", reason="proxy_untrusted",
+                     remote_address="127.0.0.1", tls=TLS)
+
+    def test_a_header_is_refused_and_counted(self):
+        for header in (v1(), v2(), b"PROXY UNKNOWN\r\n", V2_SIG):
+            before = self.untrusted()
+            with self.server.connect(preamble=header, tls=None) as c:
+                self.assertTrue(c.closed_by_server(timeout=10), header)
+            self.assertEqual(self.untrusted(), before + 1, header)
+        lines = [l for l in self.server.log().splitlines() if "source not listed" in l]
+        self.assertGreaterEqual(len(lines), 1)
+
+    def test_requests_starting_with_p_are_answered(self):
+        # 0x50 is "P", the first byte of a v1 header, and also the request 80 (a fixint).
+        before = self.untrusted()
+        with self.server.connect() as c:
+            c.send_raw(b"P")  # alone: answered although nothing completes or refutes a header
+            self.assertEqual(c.recv(), 80)
+            c.send_raw(b"P" + b"".join(c.pack({"n": i}) for i in range(5)))  # pipelined
+            self.assertEqual([c.recv() for _ in range(6)], [80] + [{"n": i} for i in range(5)])
+        with self.server.connect(nodelay=True) as c:
+            for byte in b"PROXX" + c.pack({"n": 1}):  # one byte at a time, "PROXY" almost
+                c.send_raw(bytes([byte]))
+            self.assertEqual([c.recv() for _ in range(6)], list(b"PROXX") + [{"n": 1}])
+        with self.server.connect() as c:
+            c.send_raw(b"PROXX" + b"".join(c.pack({"n": i}) for i in range(3)))
+            self.assertEqual([c.recv() for _ in range(8)],
+                             list(b"PROXX") + [{"n": i} for i in range(3)])
+            self.assertTrue(c.call({"whoami": 1})["peer"].startswith("127.0.0.1:"))
+        self.assertEqual(self.untrusted(), before)
+
+    def test_ordinary_clients_are_served(self):
+        # Under TLS the handshake's first byte (0x16) settles it at once.
+        with self.server.connect() as c:
+            self.assertEqual([c.call({"n": i}) for i in range(3)], [{"n": i} for i in range(3)])
+            c.send_raw(b"".join(c.pack({"n": i}) for i in range(20)))
+            self.assertEqual([c.recv() for _ in range(20)], [{"n": i} for i in range(20)])
+
+    def test_a_silent_client_outlives_the_header_deadline(self):
+        # It is not expected to send a header, so the header's deadline does not apply to it.
+        if self.server.tls:
+            self.skipTest("under TLS the handshake's deadline applies, as to any client")
+        with self.server.connect() as c:
+            time.sleep(DEADLINE_S + 1)
+            self.assertEqual(c.call({"n": 1}), {"n": 1})
+
+    def test_a_listed_source_still_sends_its_header(self):
+        with self.server.connect(preamble=v1("192.0.2.5", 4000), source="127.0.0.2") as c:
+            self.assertEqual(c.call({"whoami": 1})["peer"], "192.0.2.5:4000")
+
+
 class WithoutTrust(unittest.TestCase):
-    def test_untrusted_source_is_served_as_a_client(self):
-        # 127.0.0.1 is not in 10.0.0.0/8: no header is expected, and none is looked for. The
-        # bytes of a v1 header are all ASCII, which MessagePack reads as small integers: each
-        # is a request the handler answers (the demo echoes it).
-        for args in (("--proxy-protocol", "10.0.0.0/8"), ()):
-            with Server(*args) as s, s.connect() as c:
-                header = v1()
-                c.send_raw(header)
-                self.assertEqual([c.recv() for _ in header], list(header))
-                self.assertTrue(c.call({"whoami": 1})["peer"].startswith("127.0.0.1:"))
+    def test_without_the_option_a_header_is_served(self):
+        # As in 0.5.0, no header is looked for. The bytes of a v1 header are all ASCII, which
+        # MessagePack reads as small integers: each is a request the demo handler echoes.
+        with Server() as s, s.connect() as c:
+            header = v1()
+            c.send_raw(header)
+            self.assertEqual([c.recv() for _ in header], list(header))
+            self.assertTrue(c.call({"whoami": 1})["peer"].startswith("127.0.0.1:"))
 
     def test_bad_ranges_are_refused_at_start(self):
         for spec in ("10.0.0.1/8", "10.0.0.0/33", "localhost", "", "10.0.0.0/8,"):

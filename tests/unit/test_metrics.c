@@ -83,16 +83,29 @@ static void test_reason_labels(void **state)
 {
     (void)state;
     static const char *const expected[] = {
-        "auth",          "rpc",           "invalid_message",  "too_large",
-        "too_deep",      "invalid_reply", "connection_limit", "timeout",
-        "tls_handshake", "connect",       "closed",           "io",
-        "proxy_missing", "proxy_invalid", "proxy_too_long",   "proxy_truncated",
+        "auth",
+        "rpc",
+        "invalid_message",
+        "too_large",
+        "too_deep",
+        "invalid_reply",
+        "connection_limit",
+        "timeout",
+        "tls_handshake",
+        "connect",
+        "closed",
+        "io",
+        "proxy_missing",
+        "proxy_invalid",
+        "proxy_too_long",
+        "proxy_truncated",
+        "proxy_untrusted",
     };
     assert_int_equal(ARRPC_REASON_COUNT, sizeof expected / sizeof expected[0]);
     for (unsigned r = 0; r < ARRPC_REASON_COUNT; r++)
         assert_string_equal(arrpc__reason_label[r], expected[r]);
     assert_int_equal(ARRPC_REASON_AUTH, 0);
-    assert_int_equal(ARRPC_REASON_PROXY_TRUNCATED, ARRPC_REASON_COUNT - 1);
+    assert_int_equal(ARRPC_REASON_PROXY_UNTRUSTED, ARRPC_REASON_COUNT - 1);
 }
 
 /* ---- latency buckets ---------------------------------------------------------------------- */

@@ -165,6 +165,28 @@ static void test_no_signature_is_missing(void **state)
     assert_int_equal(arrpc__proxy_parse((const uint8_t *)"", 0, &r), ARRPC_PROXY_NEED_MORE);
 }
 
+/* The signature alone, as checked on sources not expected to send a header: each proper
+ * prefix is undecided, the whole signature is a header whatever follows, and the first byte
+ * that diverges (a request starting with 'P', a TLS record) settles it as not one. */
+static void test_signature_decides_on_the_fewest_bytes(void **state)
+{
+    (void)state;
+    const uint8_t v1_start[] = "PROXY TCP4 1.2.3";
+    for (size_t i = 0; i < 6; i++)
+        assert_int_equal(arrpc__proxy_signature(v1_start, i), ARRPC_PROXY_SIG_PARTIAL);
+    for (size_t i = 6; i < sizeof v1_start; i++)
+        assert_int_equal(arrpc__proxy_signature(v1_start, i), ARRPC_PROXY_SIG_WHOLE);
+    for (size_t i = 0; i < 12; i++)
+        assert_int_equal(arrpc__proxy_signature(v2_sig, i), ARRPC_PROXY_SIG_PARTIAL);
+    assert_int_equal(arrpc__proxy_signature(v2_sig, 12), ARRPC_PROXY_SIG_WHOLE);
+    const char *not_headers[] = {"P\x94",        "PROX\x01",     "PROXY\t",
+                                 "\x16\x03\x01", "\r\n\r\n\x01", "\x94\x00\x01"};
+    for (size_t i = 0; i < sizeof not_headers / sizeof not_headers[0]; i++)
+        assert_int_equal(
+            arrpc__proxy_signature((const uint8_t *)not_headers[i], strlen(not_headers[i])),
+            ARRPC_PROXY_SIG_NONE);
+}
+
 static void test_v2_proxy_inet_and_inet6(void **state)
 {
     (void)state;
@@ -368,6 +390,7 @@ int main(void)
         cmocka_unit_test(test_v1_over_107_bytes_is_too_long),
         cmocka_unit_test(test_v1_malformed_lines_are_invalid),
         cmocka_unit_test(test_no_signature_is_missing),
+        cmocka_unit_test(test_signature_decides_on_the_fewest_bytes),
         cmocka_unit_test(test_v2_proxy_inet_and_inet6),
         cmocka_unit_test(test_v2_local_keeps_the_peer_whatever_follows),
         cmocka_unit_test(test_v2_unspec_and_unix_keep_the_peer),
