@@ -24,7 +24,7 @@
 #include "../../core/net.h"
 #include "../../core/scan.h"
 #include "arrpc.h"
-#include "options.h"
+#include "../options.h"
 
 #define ECHO_READ_MAX (64u * 1024u)      /* one read, as a worker's scratch buffer */
 #define ECHO_MESSAGE_MAX (1024u * 1024u) /* a longer message closes its connection */
@@ -40,6 +40,7 @@
 typedef struct echo_conn {
     int fd;
     int closing;            /* reaped at the end of the loop iteration */
+    int doomed;             /* sent invalid input: closed after one send of what was answered */
     int reading;            /* reads are wanted: its unsent replies are under the mark */
     uint32_t armed;         /* the events epoll watches for it */
     int queued;             /* on the flush list */
@@ -107,20 +108,26 @@ static void on_readable(echo_server *s, echo_conn *c)
 {
     ssize_t n = recv(c->fd, s->scratch, sizeof s->scratch, 0);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
-    if (n <= 0 || frame(c, s->scratch, (size_t)n) != 0) {
+    if (n <= 0) {
         c->closing = 1;
         return;
     }
-    if (arrpc__buf_used(&c->out)) queue_flush(s, c);
+    if (frame(c, s->scratch, (size_t)n) != 0) c->doomed = 1;
+    if (arrpc__buf_used(&c->out) || c->doomed) queue_flush(s, c);
 }
 
-/* One send; what is left waits for EPOLLOUT, and past ECHO_OUT_HIGH the client must read first. */
+/* One send; what is left waits for EPOLLOUT, and past ECHO_OUT_HIGH the client must read first.
+ * A doomed connection gets its answers to the messages before the invalid bytes in that one
+ * send, and is closed. */
 static void flush(echo_server *s, echo_conn *c)
 {
     c->queued = 0;
-    if (c->closing || !arrpc__buf_used(&c->out)) return;
+    if (c->closing || !arrpc__buf_used(&c->out)) {
+        c->closing |= c->doomed;
+        return;
+    }
     ssize_t n = send(c->fd, c->out.data + c->out.head, arrpc__buf_used(&c->out), MSG_NOSIGNAL);
-    if (n < 0 && errno != EAGAIN && errno != EINTR) {
+    if ((n < 0 && errno != EAGAIN && errno != EINTR) || c->doomed) {
         c->closing = 1;
         return;
     }
