@@ -46,7 +46,7 @@ command -v taskset >/dev/null || die "taskset is missing (Debian package util-li
 taskset -c "$SERVER_CPU" true 2>/dev/null || die "CPU list '$SERVER_CPU' is not usable here"
 taskset -c "$CLIENT_CPU" true 2>/dev/null || die "CPU list '$CLIENT_CPU' is not usable here"
 
-declare -A PID PORT # per worker count: the master's pid, its port
+declare -A PID PORT BASE # per worker count: the master's pid, its port, its run time once started
 
 stop_all() {
     for n in "${!PID[@]}"; do
@@ -75,6 +75,21 @@ switches() {
     echo "$total"
 }
 
+# Nanoseconds on a CPU of every thread of one process (/proc/PID/task/*/schedstat).
+run_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%d", s }'; }
+
+# Where each configuration's CPU time went while it served (start-up excluded): master, workers.
+split_report() {
+    echo "CPU time while serving (warm-ups included, start-up not), master / workers:"
+    for n in $WORKER_COUNTS; do
+        local w total=0
+        for w in $(children "${PID[$n]}"); do total=$((total + $(run_ns "$w"))); done
+        printf '  --workers %s: master %.1f ms, workers %.0f ms\n' "$n" \
+            "$(awk -v v="$(run_ns "${PID[$n]}")" -v b="${BASE[$n]%:*}" 'BEGIN { print (v - b) / 1e6 }')" \
+            "$(awk -v v="$total" -v b="${BASE[$n]#*:}" 'BEGIN { print (v - b) / 1e6 }')"
+    done
+}
+
 # start N: arrpcd --workers N pinned to SERVER_CPU; waits for its port and its N workers, and
 # checks that every worker inherited the master's CPU mask.
 start() {
@@ -97,6 +112,9 @@ start() {
         mask=$(taskset -cp "$w" | sed 's/.*: //')
         [ "$mask" = "$want" ] || die "worker $w of --workers $n runs on CPUs $mask, not $want"
     done
+    local started=0
+    for w in $(children "$pid"); do started=$((started + $(run_ns "$w"))); done
+    BASE[$n]=$(run_ns "$pid"):$started
     echo "arrpcd --workers $n: master $pid, workers $(children "$pid" | xargs), CPUs $want" >&2
 }
 
@@ -174,4 +192,5 @@ for cell in cells:
         print("%-8s %s/%s: qps %s, CPU per reply %s us" % ("", n, base, fmt(q, ".2f"),
                                                                fmt(d, "+.3f")))
 PYEOF
+split_report | tee -a "$OUT/summary.txt"
 echo "raw results and logs: $OUT"
