@@ -76,7 +76,7 @@ switches() {
 }
 
 # Nanoseconds on a CPU of every thread of one process (/proc/PID/task/*/schedstat).
-run_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%d", s }'; }
+run_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%.0f", s }'; }
 
 # Where each configuration's CPU time went while it served (start-up excluded): master, workers.
 split_report() {
