@@ -150,6 +150,7 @@ for round in $(seq "$ROUNDS"); do
     done
 done
 
+# shellcheck disable=SC2086 # one argument per worker count
 "$PY" - "$OUT" "$CELLS" "$WARMUP" "$DURATION" $WORKER_COUNTS <<'PYEOF' | tee "$OUT/summary.txt"
 import glob, json, os, statistics, sys
 
