@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
-# compare.sh -- arrpcd against Debian's redis-server on 127.0.0.1, driven by the same arrpc-bench.
+# compare.sh -- arrpcd against Debian's redis-server and against arrpc-echo-limit (the least a
+# server of arrpcd's shape can do: framing and echo, no decoding) on 127.0.0.1, driven by the same
+# arrpc-bench.
 #
 # Starts every server once on an ephemeral loopback port, then runs each cell (connections x
 # pipeline) against every server in turn, and repeats the whole sweep BENCH_ROUNDS times, so slow
 # phases of a noisy machine spread over all servers instead of hitting one. Prints medians (qps,
-# p99), the ratio of each arrpcd configuration to redis, and of each arrpcd variant (workers, auth,
-# TLS, metrics) to plain arrpcd; saves the raw JSON and the summary in BENCH_OUT.
+# p99), the ratio of each arrpcd configuration to redis and to echo-limit, and of each arrpcd
+# variant (workers, auth, TLS, metrics) to plain arrpcd; saves the raw JSON and the summary in
+# BENCH_OUT.
 #
 # Environment (defaults in brackets):
 #   BENCH_SECONDS [10] measured seconds per run     BENCH_WARMUP [1] warm-up seconds per run
 #   BENCH_ROUNDS [3]   sweeps (median over them)    BENCH_THREADS [1] arrpc-bench threads
 #   BENCH_CELLS ["1:1 16:1 64:1 16:16"] connections:pipeline pairs
-#   BENCH_SERVERS [all]  a subset, e.g. "redis arrpcd"; names: redis arrpcd arrpcd-wN arrpcd-auth
+#   BENCH_SERVERS [all]  a subset, e.g. "redis arrpcd"; names: redis echo-limit arrpcd arrpcd-wN
+#                        arrpcd-auth
 #                        arrpcd-tls arrpcd-metrics arrpcd-threads (--threads BENCH_HANDLER_THREADS)
 #                        arrpcd-accesslog (--access-log to a file in BENCH_OUT, emptied after
 #                        each run; BENCH_ACCESS_LOG_FORMAT [json] or logfmt)
@@ -42,6 +46,7 @@ STOP_TIMEOUT=10  # seconds for a graceful stop before SIGKILL
 
 ARRPCD=$BIN/arrpcd
 BENCH=$BIN/arrpc-bench
+ECHO_LIMIT=$BIN/arrpc-echo-limit
 PLUGIN=$LIB/arrpc-demo.so
 BASE_BIN=${BENCH_BASE_BIN_DIR:-}
 BASE_ARRPCD="" BASE_PLUGIN=""
@@ -99,12 +104,13 @@ free_port() {
     "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# start_one NAME ARRPCD PLUGIN BENCH-OPTIONS ARRPCD-OPTIONS...: waits for "listening on HOST:PORT".
-start_one() {
-    local name=$1 arrpcd=$2 plugin=$3 extra=$4 log=$OUT/$1.log
-    shift 4
+# start_listening NAME BENCH-OPTIONS PROGRAM ARGS...: starts a server that prints "listening on
+# HOST:PORT" on stderr and waits for that line.
+start_listening() {
+    local name=$1 extra=$2 log=$OUT/$1.log
+    shift 2
     : >"$log" # exists before the loop below reads it, however late the child opens it
-    "$arrpcd" --listen 127.0.0.1:0 --handler "$plugin" "$@" >/dev/null 2>"$log" &
+    "$@" >/dev/null 2>"$log" &
     local pid=$! port=""
     for _ in $(seq $((START_TIMEOUT * 20))); do
         port=$(sed -n 's/.*listening on [^ ]*:\([0-9][0-9]*\).*/\1/p' "$log" | head -1)
@@ -114,11 +120,27 @@ start_one() {
     done
     if [ -z "$port" ]; then
         kill -KILL "$pid" 2>/dev/null || true
-        note "$name did not start (arrpcd $*); skipped. Its log: $log"
+        note "$name did not start ($*); skipped. Its log: $log"
         return 0
     fi
     PID[$name]=$pid PORT[$name]=$port EXTRA[$name]=$extra
     SERVERS+=("$name")
+}
+
+# start_one NAME ARRPCD PLUGIN BENCH-OPTIONS ARRPCD-OPTIONS...
+start_one() {
+    local name=$1 arrpcd=$2 plugin=$3 extra=$4
+    shift 4
+    start_listening "$name" "$extra" "$arrpcd" --listen 127.0.0.1:0 --handler "$plugin" "$@"
+}
+
+# echo-limit: arrpc-echo-limit, the reference "framing and echo, nothing else" of the same shape.
+start_echo_limit() {
+    if [ ! -x "$ECHO_LIMIT" ]; then
+        note "$ECHO_LIMIT is missing (an older build?): the echo-limit reference is skipped"
+        return 0
+    fi
+    start_listening echo-limit "--size $SIZE" "$ECHO_LIMIT" --listen 127.0.0.1:0
 }
 
 # start_arrpcd NAME BENCH-OPTIONS ARRPCD-OPTIONS...: this build's arrpcd, and its NAME@base twin
@@ -154,6 +176,7 @@ if has_option --workers; then ONE_WORKER=(--workers 1); fi
 ARRPC_EXTRA="--size $SIZE"
 
 wanted redis && start_redis
+wanted echo-limit && start_echo_limit
 wanted arrpcd && start_arrpcd arrpcd "$ARRPC_EXTRA" "${ONE_WORKER[@]}"
 if wanted arrpcd-wN; then
     if has_option --workers; then
@@ -338,26 +361,28 @@ for cell in cells:
     print("%-8s" % ("c%s P%s" % (c, p)) + "".join("%26s" % fmt(table[cell, n]["srv"], ".3f")
                                                   for n in servers))
 
-def ratios(title, base, others):
-    if base not in servers or not others:
+def ratios(title, bases, others):
+    """Each of others against each present base: a figure per base, "/"-separated in bases' order."""
+    bases = [b for b in bases if b in servers]
+    if not bases or not others:
         return
+    width = 22 + 18 * len(bases)
     print()
     print(title)
-    print("%-8s" % "cell" + "".join("%34s" % ("%s/%s" % (o, base)) for o in others))
+    print("%-8s" % "cell" + "".join("%*s" % (width, "%s/%s" % (o, "|".join(bases))) for o in others))
     for cell in cells:
         c, p = cell.split(":")
         row = "%-8s" % ("c%s P%s" % (c, p))
         for o in others:
-            q = ratio(table[cell, o]["qps"], table[cell, base]["qps"])
-            l = ratio(table[cell, o]["p99"], table[cell, base]["p99"])
-            u = ratio(table[cell, o]["srv"], table[cell, base]["srv"])
-            row += "%34s" % ("qps %s  p99 %s  cpu %s" % (fmt(q, ".2f"), fmt(l, ".2f"), fmt(u, ".2f")))
+            figs = ["/".join(fmt(ratio(table[cell, o][k], table[cell, b][k]), ".2f") for b in bases)
+                    for k in ("qps", "p99", "srv")]
+            row += "%*s" % (width, "qps %s  p99 %s  cpu %s" % tuple(figs))
         print(row)
 
 arrpcds = [s for s in servers if s.startswith("arrpcd") and not s.endswith("@base")]
-ratios("arrpcd configurations against redis (qps > 1: arrpcd faster; p99 and cpu < 1: arrpcd lower)",
-       "redis", arrpcds)
-ratios("variants against plain arrpcd (1 worker)", "arrpcd", [s for s in arrpcds if s != "arrpcd"])
+ratios("arrpcd configurations against redis and against echo-limit, the limit of arrpcd's design "
+       "(qps > 1: arrpcd faster; p99 and cpu < 1: arrpcd lower)", ["redis", "echo-limit"], arrpcds)
+ratios("variants against plain arrpcd (1 worker)", ["arrpcd"], [s for s in arrpcds if s != "arrpcd"])
 twins = [s for s in arrpcds if s + "@base" in servers]
 if twins:
     print()

@@ -3,8 +3,13 @@
 Benchmarks are tools, not timed tests: this asserts behaviour only (replies counted, no error,
 a well-formed summary), never a rate or a latency.
 """
+import contextlib
 import json
 import os
+import re
+import select
+import socket
+import struct
 import subprocess
 import tempfile
 import time
@@ -13,6 +18,7 @@ import unittest
 import harness
 
 BENCH = os.path.join(harness.BIN_DIR, "arrpc-bench")
+ECHO_LIMIT = os.path.join(harness.BIN_DIR, "arrpc-echo-limit")
 RUN_TIMEOUT = 60  # seconds: a one-second run that takes this long is stuck
 
 
@@ -235,6 +241,65 @@ class BenchRequest(unittest.TestCase):
                                       text=True, timeout=RUN_TIMEOUT)
                 self.assertEqual(proc.returncode, 2, proc.stderr)
                 self.assertIn("--request", proc.stderr)
+
+
+@contextlib.contextmanager
+def echo_limit():
+    """arrpc-echo-limit on an ephemeral loopback port; yields (process, port); stopped by PID."""
+    proc = subprocess.Popen([ECHO_LIMIT, "--listen", "127.0.0.1:0"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        ready, _, _ = select.select([proc.stderr], [], [], harness.START_TIMEOUT)
+        line = proc.stderr.readline() if ready else ""
+        m = re.search(r"listening on [^ ]*:(\d+)", line)
+        if not m:
+            raise RuntimeError("arrpc-echo-limit did not start: %r" % line)
+        yield proc, int(m.group(1))
+    finally:
+        proc.kill()  # it keeps no state worth a graceful stop
+        proc.wait(timeout=harness.STOP_TIMEOUT)
+        proc.stderr.close()
+
+
+def recv_until_closed(sock):
+    """Everything the server sends before it closes sock (b"" when it closes at once)."""
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
+class EchoLimit(unittest.TestCase):
+    """arrpc-echo-limit, compare.sh's reference server: answers arrpc-bench's request exactly as
+    arrpcd's demo handler does, and closes a connection that sends what is not MessagePack."""
+
+    assert_clean = BenchSmoke.assert_clean
+
+    def test_bench_verifies_its_replies(self):
+        with echo_limit() as (_, port):
+            status, summary, err = bench(port, "-c", "4", "-P", "8", "--verify")
+            self.assert_clean(status, summary, err)
+            self.assertTrue(summary["verify"])
+            status, summary, err = bench(port, "-c", "2", "--verify", "--size", "3000")
+            self.assert_clean(status, summary, err)
+
+    def test_invalid_input_closes_only_that_connection(self):
+        too_big = b"\xdb" + struct.pack(">I", 2 * 1024 * 1024)  # a str of 2 MiB: over 1 MiB
+        with echo_limit() as (proc, port):
+            with socket.create_connection(("127.0.0.1", port), timeout=harness.IO_TIMEOUT) as good:
+                for bad in (b"\x01\xc1", too_big):
+                    with self.subTest(bad=bad), socket.create_connection(
+                            ("127.0.0.1", port), timeout=harness.IO_TIMEOUT) as s:
+                        s.sendall(bad)
+                        # 0x01 is a whole message: answered before the close; 0xdb is not
+                        self.assertEqual(recv_until_closed(s), bad[:1] if bad[0] == 1 else b"")
+                # a message split over two writes is still answered whole, once
+                good.sendall(b"\x92\xa3ab")
+                good.sendall(b"c\x05")
+                self.assertEqual(good.recv(64), b"\x92\xa3abc\x05")
+            self.assertIsNone(proc.poll())
 
 
 if __name__ == "__main__":
