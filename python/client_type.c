@@ -1,5 +1,7 @@
 /* client_type.c -- arrpc._arrpc.Client: the C client (client/) for Python. Requests are packed
- * in C, and the GIL is let go while the client waits on the network. */
+ * in C, and the GIL is let go while the client waits on the network; while it waits, the
+ * client's interrupt check takes the GIL back now and then to run Python's signal handlers, so
+ * that Ctrl-C raises KeyboardInterrupt in a send that waits for a slow server. */
 #include <arrpc.h>
 #include <string.h>
 
@@ -131,6 +133,34 @@ static PyObject *reply_object(arrpc_response *res)
     return exc;
 }
 
+/* The interrupt check of a waiting send (udata: the calling thread's saved state): Python's
+ * signal handlers run; one that raised (KeyboardInterrupt) stops the send, its exception set. */
+static int signal_raised(void *udata)
+{
+    PyThreadState **saved = udata;
+    PyEval_RestoreThread(*saved);
+    int raised = PyErr_CheckSignals() != 0;
+    *saved = PyEval_SaveThread();
+    return raised;
+}
+
+/* Lets go of the GIL for a blocking call of the C client, interruptible by Python's signals. */
+#define WAIT_WITHOUT_GIL(self, call)                                                               \
+    do {                                                                                           \
+        PyThreadState *saved_ = PyEval_SaveThread();                                               \
+        arrpc_client_set_interrupt((self)->cli, signal_raised, &saved_);                           \
+        call;                                                                                      \
+        arrpc_client_set_interrupt((self)->cli, NULL, NULL);                                       \
+        PyEval_RestoreThread(saved_);                                                              \
+    } while (0)
+
+/* A failed call's exception: a signal handler's own (KeyboardInterrupt), else the client's. */
+static PyObject *call_failed(client_object *self, int rc)
+{
+    if (rc == ARRPC_EINTR && PyErr_Occurred()) return NULL;
+    return rc == ARRPC_ENOMEM ? PyErr_NoMemory() : client_fail(self, rc);
+}
+
 static PyObject *client_send(client_object *self, PyObject *obj)
 {
     if (!usable(self)) return NULL;
@@ -138,8 +168,8 @@ static PyObject *client_send(client_object *self, PyObject *obj)
     if (pack_request(&self->buf, obj) != 0) return NULL;
     arrpc_response *res = NULL;
     int rc;
-    Py_BEGIN_ALLOW_THREADS rc = arrpc_client_send(self->cli, self->buf.data, self->buf.size, &res);
-    Py_END_ALLOW_THREADS if (rc != 0) return client_fail(self, rc);
+    WAIT_WITHOUT_GIL(self, rc = arrpc_client_send(self->cli, self->buf.data, self->buf.size, &res));
+    if (rc != 0) return call_failed(self, rc);
     PyObject *reply = arrpy_from_msgpack(arrpc_response_object(res));
     arrpc_response_free(res);
     return reply;
@@ -159,8 +189,7 @@ static PyObject *send_packed_batch(client_object *self, Py_ssize_t n, const size
             reqs[i] = self->buf.data + start;
             lens[i] = ends[i] - start;
         }
-        Py_BEGIN_ALLOW_THREADS rc = arrpc_client_send_batch(self->cli, reqs, lens, (size_t)n, out);
-        Py_END_ALLOW_THREADS
+        WAIT_WITHOUT_GIL(self, rc = arrpc_client_send_batch(self->cli, reqs, lens, (size_t)n, out));
     }
     if (rc == 0 && (list = PyList_New(n)))
         for (Py_ssize_t i = 0; list && i < n; i++) {
@@ -175,7 +204,7 @@ static PyObject *send_packed_batch(client_object *self, Py_ssize_t n, const size
     PyMem_Free(reqs);
     PyMem_Free(lens);
     PyMem_Free(out);
-    if (rc != 0) return rc == ARRPC_ENOMEM ? PyErr_NoMemory() : client_fail(self, rc);
+    if (rc != 0) return call_failed(self, rc);
     return list;
 }
 
