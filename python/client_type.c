@@ -13,11 +13,22 @@
 typedef struct {
     PyObject_HEAD arrpc_client *cli;
     msgpack_sbuffer buf; /* the request being packed, reused from send to send */
+    int busy; /* a send is running: the C client and buf are in use (GIL held to change) */
 } client_object;
 
 static PyObject *client_fail(client_object *self, int code)
 {
     return arrpy_raise(code, arrpc_client_errstr(self->cli));
+}
+
+/* A send lets go of the GIL, and runs Python's signal handlers while it waits: another thread,
+ * or a signal handler, calling this client meanwhile would pull its buffers from under it. */
+static PyObject *refuse_busy(void)
+{
+    PyErr_SetString(PyExc_RuntimeError,
+                    "the client is in the middle of a send (from another thread, or a signal "
+                    "handler running during it): use one client per thread");
+    return NULL;
 }
 
 /* The Python-side settings checked one by one, so that an error names the option. */
@@ -58,6 +69,7 @@ static int client_init(client_object *self, PyObject *args, PyObject *kwds)
                                      &secret, &cafile, &self_signed, &cert, &key, &server_name,
                                      &max_message, &metrics, &metrics_host, &metrics_port))
         return -1;
+    if (self->busy) return refuse_busy() ? 0 : -1;
     if (self->cli) arrpc_client_free(self->cli);
     if (!(self->cli = arrpc_client_new(host, port))) {
         PyErr_NoMemory();
@@ -104,6 +116,20 @@ static int usable(client_object *self)
     if (self->cli) return 1;
     PyErr_SetString(PyExc_ValueError, "the client is not initialised");
     return 0;
+}
+
+static int claim(client_object *self)
+{
+    if (!usable(self)) return 0;
+    if (self->busy) return refuse_busy() != NULL;
+    self->busy = 1;
+    return 1;
+}
+
+static PyObject *unclaim(client_object *self, PyObject *result)
+{
+    self->busy = 0;
+    return result;
 }
 
 /* Packs obj into dst; 0, or -1 with a Python error set. */
@@ -161,9 +187,8 @@ static PyObject *call_failed(client_object *self, int rc)
     return rc == ARRPC_ENOMEM ? PyErr_NoMemory() : client_fail(self, rc);
 }
 
-static PyObject *client_send(client_object *self, PyObject *obj)
+static PyObject *send_one(client_object *self, PyObject *obj)
 {
-    if (!usable(self)) return NULL;
     self->buf.size = 0;
     if (pack_request(&self->buf, obj) != 0) return NULL;
     arrpc_response *res = NULL;
@@ -208,9 +233,13 @@ static PyObject *send_packed_batch(client_object *self, Py_ssize_t n, const size
     return list;
 }
 
-static PyObject *client_send_batch(client_object *self, PyObject *requests)
+static PyObject *client_send(client_object *self, PyObject *obj)
 {
-    if (!usable(self)) return NULL;
+    return claim(self) ? unclaim(self, send_one(self, obj)) : NULL;
+}
+
+static PyObject *send_batch(client_object *self, PyObject *requests)
+{
     PyObject *seq = PySequence_Fast(requests, "send_batch takes a list of requests");
     if (!seq) return NULL;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
@@ -228,9 +257,15 @@ static PyObject *client_send_batch(client_object *self, PyObject *requests)
     return result;
 }
 
+static PyObject *client_send_batch(client_object *self, PyObject *requests)
+{
+    return claim(self) ? unclaim(self, send_batch(self, requests)) : NULL;
+}
+
 static PyObject *client_close(client_object *self, PyObject *unused)
 {
     (void)unused;
+    if (self->busy) return refuse_busy();
     if (self->cli) arrpc_client_close(self->cli);
     Py_RETURN_NONE;
 }

@@ -4,7 +4,8 @@ stops gracefully and returns from start()), whether the signal reaches the proce
 whole process group as a terminal's Ctrl-C does: no traceback but the KeyboardInterrupt the
 script asked for, no worker process left, the port free for the next server. A Client waiting in
 send() for a slow server, or between connect tries, raises KeyboardInterrupt while the server
-still has not answered, and sends again afterwards.
+still has not answered, and sends again afterwards; a signal handler or a second thread using
+the client in the middle of its send is refused with RuntimeError.
 
 Each program runs as a child in its own session (so that a group signal reaches only it) and is
 signalled by PID; waits are bounded, never timed."""
@@ -206,6 +207,35 @@ class WaitingClient(harness.unittest.TestCase):
         self.assertEqual(status, 0, err)
         self.assertIn("KeyboardInterrupt", out)
         self.assertIn("then quick", out)
+
+    def test_a_signal_handler_cannot_pull_the_client_from_under_its_send(self):
+        """A Python signal handler runs while send() waits; one that uses the same client gets a
+        RuntimeError (raised out of the send), never a client freed under the waiting call."""
+        cli = arrpc.Client("127.0.0.1", self.server.port)
+        previous = signal.signal(signal.SIGALRM, lambda *_: cli.close())
+        try:
+            signal.setitimer(signal.ITIMER_REAL, 0.2)
+            with self.assertRaises(RuntimeError) as caught:
+                cli.send("block")
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+        self.assertIn("in the middle of a send", str(caught.exception))
+        self.release.set()
+        self.assertEqual(cli.send("quick"), "quick")
+
+    def test_a_second_thread_on_the_same_client_is_refused(self):
+        cli = arrpc.Client("127.0.0.1", self.server.port)
+        first = threading.Thread(target=lambda: cli.send("block"))
+        first.start()
+        self.assertTrue(self.entered.wait(harness.IO_TIMEOUT))
+        with self.assertRaises(RuntimeError):
+            cli.send("quick")
+        with self.assertRaises(RuntimeError):
+            cli.send_batch(["quick"])
+        self.release.set()
+        first.join(harness.IO_TIMEOUT)
+        self.assertEqual(cli.send("quick"), "quick")
 
     def test_connect_back_off_is_interrupted(self):
         with socket.socket() as s:  # a port nobody listens on
