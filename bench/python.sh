@@ -33,6 +33,7 @@ trap stop_server EXIT
 start() { # LOG COMMAND...: sets PORT and SERVER_PID
     local log=$1
     shift
+    : >"$log" # before the server starts: a sed of a log not yet made would end the script (set -e)
     "$@" >/dev/null 2>"$log" &
     SERVER_PID=$!
     PORT=""

@@ -225,13 +225,6 @@ int arrpc_client_set_debug(arrpc_client *cli, int on)
 
 /* ---- connecting --------------------------------------------------------------------------- */
 
-static void sleep_ms(uint64_t ms)
-{
-    struct timespec ts = {(time_t)(ms / 1000u), (long)(ms % 1000u) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
 /* The TLS handshake's deadline: the connect timeout's, else the call timeout's, else a default. */
 static uint64_t handshake_deadline(const arrpc_client *cli)
 {
@@ -250,7 +243,8 @@ static void set_keepalive(const arrpc_client *cli, int fd)
 }
 
 /* One try at the endpoint the round-robin picks: 0 (connected, cli->fd set), ARRPC_ETLS (a
- * certificate or policy refusal) or ARRPC_ECONNECT, with the reason in why. */
+ * certificate or policy refusal), ARRPC_EINTR (the interrupt check said stop during the
+ * handshake) or ARRPC_ECONNECT, with the reason in why. */
 static int connect_next(arrpc_client *cli, char *why, size_t whylen)
 {
     uint64_t now = arrpc__clock_ms();
@@ -291,13 +285,14 @@ static int connect_with_backoff(arrpc_client *cli)
                 cli->fresh = 1;
                 return 0;
             }
-            if (rc == ARRPC_ETLS) /* trying again will not help */
+            if (rc == ARRPC_EINTR) return rc; /* the caller's reason is in errstr */
+            if (rc == ARRPC_ETLS)             /* trying again will not help */
                 return arrpc__client_fail(cli, ARRPC_ETLS, "TLS with %s:%u failed: %s", cli->host,
                                           (unsigned)cli->port, why);
             ARRPC_DEBUG(cli->debug, "client: round %u: %s", round, why);
         }
         if (round >= cli->tries) break;
-        sleep_ms((uint64_t)round * cli->backoff_ms);
+        if (arrpc__client_sleep(cli, (uint64_t)round * cli->backoff_ms) != 0) return ARRPC_EINTR;
     }
     if (cli->eps.count == 1)
         return arrpc__client_fail(cli, ARRPC_ECONNECT,

@@ -55,6 +55,8 @@ struct arrpc_client {
     size_t scanned;          /* bytes of in already fed to the scanner */
     arrpc__buf out;          /* request bytes not yet written */
     struct arrpc__client_metrics *metrics; /* NULL until metrics are asked for (client_metrics.c) */
+    int (*interrupt)(void *udata);         /* arrpc_client_set_interrupt; NULL: none */
+    void *interrupt_udata;
     char errstr[ARRPC_CLIENT_ERRSTR_MAX];
 };
 
@@ -66,12 +68,20 @@ void arrpc__client_disconnect(arrpc_client *cli);
 
 /* client_tls.c: TLS over the freshly connected fd (which cli->io then owns), handshake done by
  * deadline_ms. 0; ARRPC_ETLS for a certificate or policy failure (not worth retrying);
- * ARRPC_ECONNECT when the connection broke or timed out (worth another try). Reason in why. */
+ * ARRPC_ECONNECT when the connection broke or timed out (worth another try); ARRPC_EINTR when the
+ * interrupt check stopped it. Reason in why. */
 int arrpc__client_tls_start(arrpc_client *cli, int fd, uint64_t deadline_ms, char *why,
                             size_t whylen);
 /* After a successful exchange: keep the connection's session for the next reconnect. */
 void arrpc__client_tls_keep_session(arrpc_client *cli);
 void arrpc__client_tls_free(arrpc_client *cli);
+
+/* Waits for events on the connection until deadline_ms (0: none), asking the interrupt check
+ * between slices: 1 (*rev set), 0 at the deadline, ARRPC_EINTR when the check said stop, or
+ * ARRPC_ESYS. */
+int arrpc__client_wait(arrpc_client *cli, short events, uint64_t deadline_ms, short *rev);
+/* Sleeps ms between connect tries: 0, or ARRPC_EINTR when the interrupt check said stop. */
+int arrpc__client_sleep(arrpc_client *cli, uint64_t ms);
 
 /* Writes cli->out and reads `count` replies into out[], until deadline_ms (0: none). Every reply
  * is a new response the caller owns. On error the responses read so far are in out[0, *got). */

@@ -83,7 +83,8 @@ static int handshake(arrpc_client *cli, uint64_t deadline_ms, char *why, size_t 
             return rc == ARRPC_ECLOSED ? ARRPC_ECONNECT : ARRPC_ETLS;
         short rev = 0;
         short want = cli->io.want == ARRPC_WANT_WRITE ? POLLOUT : POLLIN;
-        int ready = arrpc__net_wait(cli->fd, want, deadline_ms, &rev);
+        int ready = arrpc__client_wait(cli, want, deadline_ms, &rev);
+        if (ready == ARRPC_EINTR) return ready;
         if (ready <= 0) {
             snprintf(why, whylen, "%s",
                      ready == 0 ? "the TLS handshake timed out"

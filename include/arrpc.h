@@ -42,7 +42,8 @@ extern "C" {
     X(ELOAD, -12, "cannot load the handler")                                                       \
     X(ESTATE, -13, "operation not allowed in the current state")                                   \
     X(ESYS, -14, "system call failed")                                                             \
-    X(ETLS, -15, "TLS handshake or certificate verification failed")
+    X(ETLS, -15, "TLS handshake or certificate verification failed")                               \
+    X(EINTR, -16, "interrupted by the caller's check")
 
 typedef enum {
 #define ARRPC_ERR_ENUM(name, value, text) ARRPC_##name = value,
@@ -346,6 +347,15 @@ ARRPC_API int arrpc_client_set_idempotent(arrpc_client *cli, int on);
  * turns it off. Takes effect at the next connect. ARRPC_EINVAL above
  * ARRPC_CLIENT_KEEPALIVE_IDLE_MAX_S. */
 ARRPC_API int arrpc_client_set_keepalive(arrpc_client *cli, unsigned idle_s);
+/* How often a waiting send calls the interrupt check (arrpc_client_set_interrupt). */
+#define ARRPC_CLIENT_INTERRUPT_POLL_MS 100u
+/* check(udata), when set, is called at least every ARRPC_CLIENT_INTERRUPT_POLL_MS while a send
+ * or batch waits for the server (its replies, the TLS handshake, the back-off sleep between
+ * connect tries; not inside one connect try, which the connect timeout bounds); a nonzero
+ * return abandons the call with ARRPC_EINTR and closes the connection (the request may have
+ * run). For callers whose signal handlers only set a flag, such as Python's (Ctrl-C must raise
+ * KeyboardInterrupt while a send waits). NULL check: never interrupted (the default). */
+ARRPC_API int arrpc_client_set_interrupt(arrpc_client *cli, int (*check)(void *udata), void *udata);
 
 /* TLS to the server (TLS 1.2 and 1.3, AEAD suites only). cafile: PEM CA certificates the
  * server's certificate must be signed by, and then its name must match the name set with
@@ -366,7 +376,8 @@ ARRPC_API int arrpc_client_set_tls_server_name(arrpc_client *cli, const char *na
  * NULL. On ARRPC_ERPC and ARRPC_EAUTH the server's message is in arrpc_client_errstr.
  * Errors: ARRPC_EINVAL (not one valid object: nothing is sent), ARRPC_ECONNECT, ARRPC_ETIMEOUT,
  * ARRPC_ECLOSED (the server closed the connection before replying: the request may have run),
- * ARRPC_EPROTO / ETOOBIG / ETOODEEP (the reply), ARRPC_EIO, ARRPC_ENOMEM. After a transport
+ * ARRPC_EPROTO / ETOOBIG / ETOODEEP (the reply), ARRPC_EIO, ARRPC_ENOMEM, ARRPC_EINTR (the
+ * interrupt check, arrpc_client_set_interrupt, stopped the wait). After a transport
  * error (any but EINVAL, ERPC, EAUTH) the connection is closed, so a late reply is never taken
  * for the next request's; a connection the server closed while idle is replaced before the
  * next request is written. */

@@ -4,7 +4,8 @@
  * (SIGHUP) starts new workers, which import the module as it is on disk then.
  *
  * init's argument (arrpcd writes it): "MODULE:FUNCTION", then one directory per line to put at
- * the front of sys.path (--pythonpath). */
+ * the front of sys.path (--pythonpath). arrpcd also calls arrpc_python_handler_name once, in a
+ * short-lived process of its own, to label its metrics with the function's __name__. */
 #include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,15 +87,12 @@ static int start(char *arg, python_handler *h)
     return 0;
 }
 
-ARRPC_API int arrpc_python_handler_init(const char *arg, void **udata);
-int arrpc_python_handler_init(const char *arg, void **udata)
+/* Starts the interpreter and loads the handler of arg into h; 0, or 1 after printing why. */
+static int load(const char *arg, python_handler *h)
 {
-    python_handler *h = calloc(1, sizeof *h);
     char *copy = arg && strlen(arg) < PLUGIN_ARG_MAX ? strdup(arg) : NULL;
-    if (!h || !copy) {
+    if (!copy) {
         fprintf(stderr, "arrpc-python: no handler spec, or out of memory\n");
-        free(h);
-        free(copy);
         return 1;
     }
     libpython_global();
@@ -105,12 +103,40 @@ int arrpc_python_handler_init(const char *arg, void **udata)
         fprintf(stderr, "arrpc-python: cannot load the handler %s:\n", arg);
         PyErr_Print();
         fflush(stderr);
+        return 1;
+    }
+    return 0;
+}
+
+ARRPC_API int arrpc_python_handler_init(const char *arg, void **udata);
+int arrpc_python_handler_init(const char *arg, void **udata)
+{
+    python_handler *h = calloc(1, sizeof *h);
+    if (!h || load(arg, h) != 0) {
         free(h);
         return 1;
     }
     *udata = h;
     arrpy_leave_python(); /* handler threads take the GIL when they call */
     return 0;
+}
+
+/* The handler's __name__ into out (0), as 0.5.0 labelled its metrics: an alias (handle =
+ * other) or a decorated function is known by the name of what it resolves to. -1 when the
+ * module cannot be loaded or the object has no str __name__ that fits. The interpreter stays
+ * up: arrpcd calls this in a process that exits right after. */
+ARRPC_API int arrpc_python_handler_name(const char *arg, char *out, size_t len);
+int arrpc_python_handler_name(const char *arg, char *out, size_t len)
+{
+    python_handler h = {0};
+    if (load(arg, &h) != 0) return -1;
+    PyObject *name = PyObject_GetAttrString(h.function, "__name__");
+    const char *text = name && PyUnicode_Check(name) ? PyUnicode_AsUTF8(name) : NULL;
+    int rc = text && *text && strlen(text) < len ? 0 : -1;
+    if (rc == 0) memcpy(out, text, strlen(text) + 1);
+    PyErr_Clear();
+    Py_XDECREF(name);
+    return rc;
 }
 
 ARRPC_API int arrpc_python_handler(arrpc_call *call, const msgpack_object *request,

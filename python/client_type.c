@@ -1,5 +1,7 @@
 /* client_type.c -- arrpc._arrpc.Client: the C client (client/) for Python. Requests are packed
- * in C, and the GIL is let go while the client waits on the network. */
+ * in C, and the GIL is let go while the client waits on the network; while it waits, the
+ * client's interrupt check takes the GIL back now and then to run Python's signal handlers, so
+ * that Ctrl-C raises KeyboardInterrupt in a send that waits for a slow server. */
 #include <arrpc.h>
 #include <string.h>
 
@@ -11,11 +13,22 @@
 typedef struct {
     PyObject_HEAD arrpc_client *cli;
     msgpack_sbuffer buf; /* the request being packed, reused from send to send */
+    int busy; /* a send is running: the C client and buf are in use (GIL held to change) */
 } client_object;
 
 static PyObject *client_fail(client_object *self, int code)
 {
     return arrpy_raise(code, arrpc_client_errstr(self->cli));
+}
+
+/* A send lets go of the GIL, and runs Python's signal handlers while it waits: another thread,
+ * or a signal handler, calling this client meanwhile would pull its buffers from under it. */
+static PyObject *refuse_busy(void)
+{
+    PyErr_SetString(PyExc_RuntimeError,
+                    "the client is in the middle of a send (from another thread, or a signal "
+                    "handler running during it): use one client per thread");
+    return NULL;
 }
 
 /* The Python-side settings checked one by one, so that an error names the option. */
@@ -56,6 +69,7 @@ static int client_init(client_object *self, PyObject *args, PyObject *kwds)
                                      &secret, &cafile, &self_signed, &cert, &key, &server_name,
                                      &max_message, &metrics, &metrics_host, &metrics_port))
         return -1;
+    if (self->busy) return refuse_busy() ? 0 : -1;
     if (self->cli) arrpc_client_free(self->cli);
     if (!(self->cli = arrpc_client_new(host, port))) {
         PyErr_NoMemory();
@@ -104,6 +118,20 @@ static int usable(client_object *self)
     return 0;
 }
 
+static int claim(client_object *self)
+{
+    if (!usable(self)) return 0;
+    if (self->busy) return refuse_busy() != NULL;
+    self->busy = 1;
+    return 1;
+}
+
+static PyObject *unclaim(client_object *self, PyObject *result)
+{
+    self->busy = 0;
+    return result;
+}
+
 /* Packs obj into dst; 0, or -1 with a Python error set. */
 static int pack_request(msgpack_sbuffer *dst, PyObject *obj)
 {
@@ -131,15 +159,42 @@ static PyObject *reply_object(arrpc_response *res)
     return exc;
 }
 
-static PyObject *client_send(client_object *self, PyObject *obj)
+/* The interrupt check of a waiting send (udata: the calling thread's saved state): Python's
+ * signal handlers run; one that raised (KeyboardInterrupt) stops the send, its exception set. */
+static int signal_raised(void *udata)
 {
-    if (!usable(self)) return NULL;
+    PyThreadState **saved = udata;
+    PyEval_RestoreThread(*saved);
+    int raised = PyErr_CheckSignals() != 0;
+    *saved = PyEval_SaveThread();
+    return raised;
+}
+
+/* Lets go of the GIL for a blocking call of the C client, interruptible by Python's signals. */
+#define WAIT_WITHOUT_GIL(self, call)                                                               \
+    do {                                                                                           \
+        PyThreadState *saved_ = PyEval_SaveThread();                                               \
+        arrpc_client_set_interrupt((self)->cli, signal_raised, &saved_);                           \
+        call;                                                                                      \
+        arrpc_client_set_interrupt((self)->cli, NULL, NULL);                                       \
+        PyEval_RestoreThread(saved_);                                                              \
+    } while (0)
+
+/* A failed call's exception: a signal handler's own (KeyboardInterrupt), else the client's. */
+static PyObject *call_failed(client_object *self, int rc)
+{
+    if (rc == ARRPC_EINTR && PyErr_Occurred()) return NULL;
+    return rc == ARRPC_ENOMEM ? PyErr_NoMemory() : client_fail(self, rc);
+}
+
+static PyObject *send_one(client_object *self, PyObject *obj)
+{
     self->buf.size = 0;
     if (pack_request(&self->buf, obj) != 0) return NULL;
     arrpc_response *res = NULL;
     int rc;
-    Py_BEGIN_ALLOW_THREADS rc = arrpc_client_send(self->cli, self->buf.data, self->buf.size, &res);
-    Py_END_ALLOW_THREADS if (rc != 0) return client_fail(self, rc);
+    WAIT_WITHOUT_GIL(self, rc = arrpc_client_send(self->cli, self->buf.data, self->buf.size, &res));
+    if (rc != 0) return call_failed(self, rc);
     PyObject *reply = arrpy_from_msgpack(arrpc_response_object(res));
     arrpc_response_free(res);
     return reply;
@@ -159,8 +214,7 @@ static PyObject *send_packed_batch(client_object *self, Py_ssize_t n, const size
             reqs[i] = self->buf.data + start;
             lens[i] = ends[i] - start;
         }
-        Py_BEGIN_ALLOW_THREADS rc = arrpc_client_send_batch(self->cli, reqs, lens, (size_t)n, out);
-        Py_END_ALLOW_THREADS
+        WAIT_WITHOUT_GIL(self, rc = arrpc_client_send_batch(self->cli, reqs, lens, (size_t)n, out));
     }
     if (rc == 0 && (list = PyList_New(n)))
         for (Py_ssize_t i = 0; list && i < n; i++) {
@@ -175,13 +229,17 @@ static PyObject *send_packed_batch(client_object *self, Py_ssize_t n, const size
     PyMem_Free(reqs);
     PyMem_Free(lens);
     PyMem_Free(out);
-    if (rc != 0) return rc == ARRPC_ENOMEM ? PyErr_NoMemory() : client_fail(self, rc);
+    if (rc != 0) return call_failed(self, rc);
     return list;
 }
 
-static PyObject *client_send_batch(client_object *self, PyObject *requests)
+static PyObject *client_send(client_object *self, PyObject *obj)
 {
-    if (!usable(self)) return NULL;
+    return claim(self) ? unclaim(self, send_one(self, obj)) : NULL;
+}
+
+static PyObject *send_batch(client_object *self, PyObject *requests)
+{
     PyObject *seq = PySequence_Fast(requests, "send_batch takes a list of requests");
     if (!seq) return NULL;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
@@ -199,9 +257,15 @@ static PyObject *client_send_batch(client_object *self, PyObject *requests)
     return result;
 }
 
+static PyObject *client_send_batch(client_object *self, PyObject *requests)
+{
+    return claim(self) ? unclaim(self, send_batch(self, requests)) : NULL;
+}
+
 static PyObject *client_close(client_object *self, PyObject *unused)
 {
     (void)unused;
+    if (self->busy) return refuse_busy();
     if (self->cli) arrpc_client_close(self->cli);
     Py_RETURN_NONE;
 }

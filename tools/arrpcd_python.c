@@ -1,17 +1,29 @@
-/* arrpcd_python.c -- `--handler py:MODULE:FUNCTION`: finds the Python plugin and writes its init
- * argument ("MODULE:FUNCTION", then one --pythonpath directory per line). */
+/* arrpcd_python.c -- `--handler py:MODULE:FUNCTION`: finds the Python plugin, writes its init
+ * argument ("MODULE:FUNCTION", then one --pythonpath directory per line) and learns the
+ * function's __name__ for the metrics. */
 #include "arrpcd_python.h"
 
+#include <dlfcn.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define PLUGIN_NAME "arrpc-python.so"
 #define PLUGIN_SYMBOL "arrpc_python_handler"
 #define PLUGIN_ENV "ARRPC_PYTHON_PLUGIN" /* overrides where the plugin is looked for */
 #define OWN_DIR_MAX (PATH_MAX - 64)      /* room for "/../lib/" PLUGIN_NAME after it */
+#define NAME_SYMBOL "arrpc_python_handler_name"
+#define NAME_MAX_LEN 128 /* the server's handler name limit (ARRPC_HANDLER_NAME_MAX) */
+/* How long arrpcd waits, once at start, for the process that imports the module to learn the
+ * function's __name__; past it the metrics say FUNCTION. An import that takes longer also
+ * slows every worker's start, so this only bounds a hung one. */
+#define NAME_PROBE_WAIT_MS 10000
 
 int arrpcd_python_spec(const char *spec)
 {
@@ -92,6 +104,60 @@ int arrpcd_python_resolve(const char *spec, const char *const *paths, size_t npa
     return 0;
 }
 
+/* In the child: loads the plugin, asks it for the name, writes it to fd. Its output goes
+ * nowhere: a module that prints, or fails, says so again in every worker. */
+static void probe_child(const char *plugin, const char *arg, int fd)
+{
+    int null = open("/dev/null", O_WRONLY);
+    if (null >= 0) dup2(null, STDOUT_FILENO), dup2(null, STDERR_FILENO);
+    char path[PATH_MAX + sizeof ":" PLUGIN_SYMBOL], name[NAME_MAX_LEN];
+    snprintf(path, sizeof path, "%s", plugin);
+    *strrchr(path, ':') = '\0'; /* plugin is "PATH:SYMBOL" */
+    void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    int (*fn)(const char *, char *, size_t) = NULL;
+    if (dl) *(void **)&fn = dlsym(dl, NAME_SYMBOL);
+    if (fn && fn(arg, name, sizeof name) == 0) {
+        ssize_t ignored = write(fd, name, strlen(name));
+        (void)ignored;
+    }
+    _exit(0);
+}
+
+/* The function's __name__ into name, learnt in a child process, so that the master never runs
+ * Python (it forks the workers); 0, or -1 (name untouched) when the child could not tell in
+ * time. Run once per arrpcd process: the metrics keep the name they started with. */
+static int probe_name(const char *plugin, const char *arg, char *name, size_t len)
+{
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) != 0) return -1;
+    pid_t pid = fork();
+    if (pid == 0) probe_child(plugin, arg, fds[1]);
+    close(fds[1]);
+    char got[NAME_MAX_LEN] = "";
+    ssize_t n = 0;
+    struct pollfd p = {.fd = fds[0], .events = POLLIN};
+    if (pid > 0 && poll(&p, 1, NAME_PROBE_WAIT_MS) == 1) n = read(fds[0], got, sizeof got - 1);
+    close(fds[0]);
+    if (pid > 0 && n <= 0) kill(pid, SIGKILL); /* hung, or done: either way, gone */
+    if (pid > 0) waitpid(pid, NULL, 0);
+    if (n <= 0 || (size_t)n >= len) return -1;
+    memcpy(name, got, (size_t)n);
+    name[n] = '\0';
+    return 0;
+}
+
+/* The name for the metrics: the function's __name__, else FUNCTION. Learnt at the first
+ * configuration only: the exporter keeps the name it started with through reloads, and a
+ * reload (run by the master) must not wait for an import. */
+static const char *metrics_name(const char *plugin, const char *arg, const char *function)
+{
+    static char learnt[NAME_MAX_LEN];
+    static int probed, known;
+    if (!probed) known = probe_name(plugin, arg, learnt, sizeof learnt) == 0;
+    probed = 1;
+    return known ? learnt : function;
+}
+
 int arrpcd_python_configure(arrpc_server *srv, const char *spec, const char *const *paths,
                             size_t npaths)
 {
@@ -101,7 +167,7 @@ int arrpcd_python_configure(arrpc_server *srv, const char *spec, const char *con
         return -1;
     int rc = arrpc_server_set_handler_plugin(srv, plugin) ||
              arrpc_server_set_handler_lifecycle(srv, NULL, NULL, arg) ||
-             arrpc_server_set_handler_name(srv, function);
+             arrpc_server_set_handler_name(srv, metrics_name(plugin, arg, function));
     if (rc != 0) fprintf(stderr, "arrpcd: %s\n", arrpc_server_errstr(srv));
     free(arg);
     return rc ? -1 : 0;

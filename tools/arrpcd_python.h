@@ -13,8 +13,9 @@
 /* True when spec names a Python handler. */
 int arrpcd_python_spec(const char *spec);
 /* Makes srv serve the Python handler of spec ("py:MODULE:FUNCTION") with these directories in
- * front of sys.path: the plugin, its init argument, and FUNCTION as the metrics' handler_func.
- * 0, or -1 after saying why on stderr. */
+ * front of sys.path: the plugin, its init argument, and the function's __name__ (learnt once, in
+ * a child process that imports the module; FUNCTION when it cannot tell) as the metrics'
+ * handler_func. 0, or -1 after saying why on stderr. */
 /* What arrpcd_python_configure sets, for arrpcd -t too: the plugin "PATH:SYMBOL" into plugin,
  * its init argument (*arg, to free) and FUNCTION (*function, inside spec). 0, or -1 after saying
  * why on stderr. */

@@ -114,14 +114,58 @@ class Arrpcd(harness.unittest.TestCase):
                 self.assertEqual(status, 1, err)
                 self.assertIn(error, err)
 
-    def test_metrics_name_the_function(self):
+    def metrics_text(self, spec):
         port = pyharness_free_port()
-        with self.server("--metrics-listen", "127.0.0.1:%d" % port) as server:
+        with harness.Server("--workers", "1", "--pythonpath", self.dir, "--metrics-listen",
+                            "127.0.0.1:%d" % port, handler=spec, tls=False) as server:
             arrpc.Client("127.0.0.1", server.port).send("x")
             url = "http://127.0.0.1:%d/metrics" % port
             with urllib.request.urlopen(url, timeout=harness.IO_TIMEOUT) as reply:
-                text = reply.read().decode()
-        self.assertIn('handler_func="handle"', text)
+                return reply.read().decode()
+
+    def test_metrics_name_the_function(self):
+        self.assertIn('handler_func="handle"', self.metrics_text("py:pyhandler_mod:handle"))
+
+    def test_metrics_name_what_the_attribute_resolves_to(self):
+        """As 0.5.0 labelled handler_func with handler.__name__: an alias is known by the
+        function it names, a decorated function by what the decorator returned (here a
+        functools.wraps wrapper, so the wrapped function's name), an object without __name__ by
+        the attribute."""
+        with open(os.path.join(self.dir, "pyhandler_alias.py"), "w") as f:
+            f.write(ALIAS_MODULE)
+        for attribute, name in (("handle", "other_function"), ("decorated", "inner_name"),
+                                ("instance", "instance")):
+            with self.subTest(attribute=attribute):
+                self.assertIn('handler_func="%s"' % name,
+                              self.metrics_text("py:pyhandler_alias:" + attribute))
+
+
+ALIAS_MODULE = """
+import functools
+
+def other_function(message):
+    return message
+
+handle = other_function
+
+def logged(fn):
+    @functools.wraps(fn)
+    def wrapper(message):
+        return fn(message)
+    return wrapper
+
+@logged
+def inner_name(message):
+    return message
+
+decorated = inner_name
+
+class Callable:
+    def __call__(self, message):
+        return message
+
+instance = Callable()
+"""
 
 
 def pyharness_free_port():
