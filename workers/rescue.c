@@ -8,6 +8,7 @@
 #include "rescue.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -15,6 +16,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -210,6 +212,26 @@ static int send_fds(const struct iovec *iov, size_t niov, const int *fds, int nf
     return n == (ssize_t)total ? 0 : -1;
 }
 
+/* Writes what it can of the replies in pc to the client now, without waiting, and drops what
+ * was written from pc: the client has its answers (the crashing request's error among them)
+ * even while no worker is ready to take the connection. The rest travels with it. */
+static void write_now(const arrpc__conn *c, arrpc__pieces *pc)
+{
+    struct msghdr msg = {.msg_iov = pc->iov, .msg_iovlen = pc->n < IOV_MAX ? pc->n : IOV_MAX};
+    ssize_t n = pc->n ? sendmsg(c->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT) : -1;
+    if (n <= 0) return;
+    size_t left = (size_t)n, drop = 0;
+    pc->bytes -= left;
+    while (left && left >= pc->iov[drop].iov_len)
+        left -= pc->iov[drop++].iov_len;
+    if (left) {
+        pc->iov[drop].iov_base = (uint8_t *)pc->iov[drop].iov_base + left;
+        pc->iov[drop].iov_len -= left;
+    }
+    memmove(pc->iov, pc->iov + drop, (pc->n - drop) * sizeof pc->iov[0]);
+    pc->n -= drop;
+}
+
 /* Sends c with the pieces gathered for it: reply_len bytes of replies, then its input. */
 static int send_conn(const arrpc__conn *c, size_t reply_len)
 {
@@ -253,6 +275,7 @@ static int save(const arrpc__loop *loop, arrpc__conn *c, const crash_info *k)
         arrpc__calls_rescue_replies(c, inline_crash ? m->call_reply : NULL, k->sig, pc) != 0 ||
         (inline_crash && !m->call_reply && arrpc__pieces_add_crash(pc, k->sig) != 0))
         return LOST;
+    write_now(c, pc);
     size_t reply_len = pc->bytes;
     const uint8_t *in = inline_crash ? m->call_rest : c->in.data + c->in.head;
     size_t in_len = inline_crash ? m->call_rest_len : arrpc__buf_used(&c->in);

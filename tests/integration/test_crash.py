@@ -3,7 +3,7 @@
 worker moves to another worker with its unsent replies and unanswered bytes (workers/rescue.c,
 master/crash.c).
 
-Load comes from arrpc-bench --verify in its own process: every failed request counts, and a
+Load comes from arrpc-bench --verify (c=16, P=4) in its own process: every failed request counts, and a
 connection the server closes counts as "closed". Nothing here asserts a timing; every wait is
 bounded, and every process is stopped by PID.
 """
@@ -16,14 +16,13 @@ import msgpack
 
 import harness
 from harness import Server
-from test_master import WAIT_S, alive, children, wait_until
+from test_master import WAIT_S, Load, alive, children, wait_until
 from test_metrics import metrics_port, scrape, total
-from test_recycle import RateLoad
 
 KINDS = {"SIGSEGV": "SIGSEGV", "SIGBUS": "SIGBUS", "SIGFPE": "SIGFPE", "SIGILL": "SIGILL",
          "abort": "SIGABRT"}
-LOAD_S = 3         # each load's duration
-LOAD_RATE = 2000   # requests a second over 16 connections: modest on a shared machine
+LOAD_S = 2.5       # each load's duration: 16 connections, 4 requests in flight on each, as the
+                   # issue measured, so that replies and requests are in flight at the crash
 CRASH_AFTER_S = 1  # into the load
 
 
@@ -66,10 +65,11 @@ class CrashCase(unittest.TestCase):
 class UnderLoadTest(CrashCase):
     def crash_under_load(self, workers, kind, *extra):
         server, mport = self.start("--workers", str(workers), *extra)
-        load = RateLoad(server.port, seconds=LOAD_S, rate=LOAD_RATE)
+        load = Load(server.port, seconds=LOAD_S, pipeline=4)
         time.sleep(CRASH_AFTER_S)
         self.crash_and_go_on(server, kind, KINDS[kind])
-        report = load.result("%s, --workers %d%s" % (kind, workers, "".join(" " + a for a in extra)))
+        print("%s, --workers %d%s:" % (kind, workers, "".join(" " + a for a in extra)), end=" ")
+        report = load.result()
         self.assert_nothing_failed(report)
         self.counted(mport, restarts=1)
 
@@ -94,7 +94,7 @@ class ThreadsTest(CrashCase):
         """Two handler threads crash together: both requests get the error naming their own
         signal; the load on the other threads sees nothing."""
         server, mport = self.start("--workers", "1", "--threads", "4")
-        load = RateLoad(server.port, seconds=LOAD_S, rate=LOAD_RATE)
+        load = Load(server.port, seconds=LOAD_S, pipeline=4)
         time.sleep(CRASH_AFTER_S)
         clients = [server.connect(), server.connect()]
         for c in clients:
@@ -105,7 +105,8 @@ class ThreadsTest(CrashCase):
         self.assertEqual(clients[1].recv(), crash_error("SIGBUS"))
         for c in clients:
             self.assertEqual(c.call({"echo": 1}), 1)
-        self.assert_nothing_failed(load.result("two threads crash at once"))
+        print("two threads crash at once:", end=" ")
+        self.assert_nothing_failed(load.result())
         self.counted(mport, restarts=1)
 
 
