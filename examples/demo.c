@@ -183,8 +183,9 @@ static int is_kind(const msgpack_object *v, const char *kind)
 }
 
 /* Real faults, not raise(): the worker must survive them the way it would a handler's bug. The
- * volatile pointers keep the compiler from seeing (and replacing) the undefined behaviour. */
-static void crash(const msgpack_object *kind)
+ * volatile pointers keep the compiler from seeing (and replacing) the undefined behaviour, and
+ * a sanitized build must not turn the fault into its own report and abort. */
+__attribute__((no_sanitize("undefined"))) static void crash(const msgpack_object *kind)
 {
     static int *volatile nowhere = NULL;
     static volatile int zero = 0, seven = 7; /* 1 / x would be compiled without a division */
