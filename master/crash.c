@@ -39,12 +39,13 @@ static int has_messages(int fd)
     return recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
 }
 
-/* Passes a rescue socket to a ready worker of the serving generation; -1 when there is none. */
+/* Passes a rescue socket to a ready worker; -1 when there is none. Any generation will do: a
+ * worker of the old one during a reload hands the connections on when it retires. */
 static int deliver(arrpc__master *m, int fd)
 {
     for (unsigned r = 0; r < ARRPC_SHM_RECORDS; r++) {
         const arrpc__worker_row *row = &m->row[r];
-        if (row->state != ARRPC_WORKER_READY || row->generation != m->generation) continue;
+        if (row->state != ARRPC_WORKER_READY) continue;
         if (arrpc__master_send(m, (int)r, ARRPC_CTL_ADOPT, 0, fd) != 0) continue;
         arrpc__log("master: worker %d takes the connections a crashed worker saved", (int)row->pid);
         close(fd);

@@ -244,7 +244,7 @@ static int send_conn(const arrpc__conn *c, size_t reply_len)
     int fds[2] = {c->fd, -1};
     size_t niov = 1;
     R.iov[0] = (struct iovec){.iov_base = &h, .iov_len = sizeof h};
-    if (pc->bytes <= ARRPC_HANDOFF_INLINE_MAX) {
+    if (pc->bytes <= ARRPC_HANDOFF_INLINE_MAX && pc->n < IOV_MAX) { /* header + pieces */
         h.inline_len = (uint32_t)pc->bytes;
         memcpy(R.iov + 1, pc->iov, pc->n * sizeof pc->iov[0]);
         niov += pc->n;
