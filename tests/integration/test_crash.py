@@ -155,19 +155,21 @@ class HalfwayTest(CrashCase):
 
     def test_half_read_request_is_answered(self):
         """Half a request read by the crashed worker; the rest, sent afterwards, completes it."""
-        server, mport = self.start("--workers", "1")
-        request = msgpack.packb({"echo": "y" * 100000})
-        half = server.connect()
-        self.addCleanup(half.close)
-        old = half.call({"pid": 1})
-        half.send_raw(request[:len(request) // 2])
-        time.sleep(0.3)  # read by the worker: the start of a request
-        self.crash_and_go_on(server, "SIGSEGV", "SIGSEGV")
-        self.new_worker(server, old)
-        half.send_raw(request[len(request) // 2:])
-        self.assertEqual(half.recv(), "y" * 100000)
-        self.assertNotEqual(half.call({"pid": 1}), old)
-        self.counted(mport, restarts=1, saved_at_least=2)
+        for threads in ("0", "4"):
+            with self.subTest(threads=threads):
+                server, mport = self.start("--workers", "1", "--threads", threads)
+                request = msgpack.packb({"echo": "y" * 100000})
+                half = server.connect()
+                self.addCleanup(half.close)
+                old = half.call({"pid": 1})
+                half.send_raw(request[:len(request) // 2])
+                time.sleep(0.3)  # read by the worker: the start of a request
+                self.crash_and_go_on(server, "SIGSEGV", "SIGSEGV")
+                self.new_worker(server, old)
+                half.send_raw(request[len(request) // 2:])
+                self.assertEqual(half.recv(), "y" * 100000)
+                self.assertNotEqual(half.call({"pid": 1}), old)
+                self.counted(mport, restarts=1, saved_at_least=2)
 
 
 class LostTest(CrashCase):
