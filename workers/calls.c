@@ -431,7 +431,7 @@ arrpc__conn *arrpc__calls_job_conn(const arrpc__call_job *j)
     return j->conn;
 }
 
-int arrpc__calls_settled(const arrpc__conn *c)
+ARRPC_RESCUE_READS int arrpc__calls_settled(const arrpc__conn *c)
 {
     const arrpc__call_job *j = c->job;
     return !c->running || !j || atomic_load_explicit(&j->ran, memory_order_acquire) ||
@@ -439,7 +439,7 @@ int arrpc__calls_settled(const arrpc__conn *c)
 }
 
 /* The reply of c's call on a handler thread, if it finished or crashed. */
-static int rescue_job_reply(const arrpc__call_job *j, arrpc__pieces *pc)
+ARRPC_RESCUE_READS static int rescue_job_reply(const arrpc__call_job *j, arrpc__pieces *pc)
 {
     int sig = atomic_load_explicit(&j->crashed, memory_order_acquire);
     if (sig) return arrpc__pieces_add_crash(pc, sig);
@@ -449,8 +449,9 @@ static int rescue_job_reply(const arrpc__call_job *j, arrpc__pieces *pc)
                              arrpc__buf_used(&j->reply->bytes));
 }
 
-int arrpc__calls_rescue_replies(const arrpc__conn *c, const arrpc__reply *crash_reply, int sig,
-                                arrpc__pieces *pc)
+ARRPC_RESCUE_READS int arrpc__calls_rescue_replies(const arrpc__conn *c,
+                                                   const arrpc__reply *crash_reply, int sig,
+                                                   arrpc__pieces *pc)
 {
     const arrpc__call_job *j = c->running ? c->job : NULL;
     for (const arrpc__reply *r = c->replies; r; r = r->next) {

@@ -215,7 +215,7 @@ static int send_fds(const struct iovec *iov, size_t niov, const int *fds, int nf
 /* Writes what it can of the replies in pc to the client now, without waiting, and drops what
  * was written from pc: the client has its answers (the crashing request's error among them)
  * even while no worker is ready to take the connection. The rest travels with it. */
-static void write_now(const arrpc__conn *c, arrpc__pieces *pc)
+ARRPC_RESCUE_READS static void write_now(const arrpc__conn *c, arrpc__pieces *pc)
 {
     struct msghdr msg = {.msg_iov = pc->iov, .msg_iovlen = pc->n < IOV_MAX ? pc->n : IOV_MAX};
     ssize_t n = pc->n ? sendmsg(c->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT) : -1;
@@ -233,7 +233,7 @@ static void write_now(const arrpc__conn *c, arrpc__pieces *pc)
 }
 
 /* Sends c with the pieces gathered for it: reply_len bytes of replies, then its input. */
-static int send_conn(const arrpc__conn *c, size_t reply_len)
+ARRPC_RESCUE_READS static int send_conn(const arrpc__conn *c, size_t reply_len)
 {
     const arrpc__pieces *pc = &R.pieces;
     arrpc__handoff_header h = {.magic = ARRPC_HANDOFF_MAGIC,
@@ -258,7 +258,7 @@ static int send_conn(const arrpc__conn *c, size_t reply_len)
 
 /* Hands c over: what it has not written, its queued replies, the error for the call that crashed
  * (when it is c's), then what it read and did not answer. */
-static int save(const arrpc__loop *loop, arrpc__conn *c, const crash_info *k)
+ARRPC_RESCUE_READS static int save(const arrpc__loop *loop, arrpc__conn *c, const crash_info *k)
 {
     const arrpc__loop_marks *m = &loop->marks;
     int inline_crash = c == k->conn && k->inline_call;
@@ -297,7 +297,7 @@ static int freeze_loop(void)
 }
 
 /* Calls on other handler threads finish within the bound, or their connections are lost. */
-static void wait_for_calls(const arrpc__loop *loop)
+ARRPC_RESCUE_READS static void wait_for_calls(const arrpc__loop *loop)
 {
     uint64_t until = now_ms() + ARRPC_RESCUE_WAIT_MS;
     for (;;) {
@@ -310,7 +310,7 @@ static void wait_for_calls(const arrpc__loop *loop)
     }
 }
 
-static void rescue(arrpc__loop *loop, int on_loop_thread, const crash_info *k)
+ARRPC_RESCUE_READS static void rescue(arrpc__loop *loop, int on_loop_thread, const crash_info *k)
 {
     unsigned saved = 0, lost = 0;
     /* With the list half changed, no walk is safe: every connection closes as before, and the
@@ -330,14 +330,14 @@ static void rescue(arrpc__loop *loop, int on_loop_thread, const crash_info *k)
     log_rescue(k->sig, saved, lost, 0);
 }
 
-static rescue_thread *own_thread(pid_t tid)
+ARRPC_RESCUE_READS static rescue_thread *own_thread(pid_t tid)
 {
     for (unsigned i = 0; i < R.nthreads; i++)
         if (R.thread[i].tid == tid) return &R.thread[i];
     return NULL;
 }
 
-static void on_crash(int sig, siginfo_t *si, void *context)
+ARRPC_RESCUE_READS static void on_crash(int sig, siginfo_t *si, void *context)
 {
     (void)context;
     arrpc__loop *loop = atomic_load(&R.loop);
@@ -379,7 +379,7 @@ _Noreturn void arrpc__rescue_stop_here(void)
 /* The loop's thread stops here, or, when it is in the middle of changing a connection or the
  * list, as soon as it is done with that (arrpc__loop_stop_if_asked): the rescue then finds every
  * connection whole. */
-static void on_freeze(int sig)
+ARRPC_RESCUE_READS static void on_freeze(int sig)
 {
     (void)sig;
     arrpc__loop *loop = atomic_load(&R.loop);
