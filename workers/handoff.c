@@ -32,6 +32,16 @@ static int pending_memfd(const uint8_t *p, size_t n)
     return fd;
 }
 
+/* The receiver is gone (it stopped, or broke): no connection can follow. This worker then
+ * drains instead, closing each connection once it is idle (expire in loop.c); retrying would
+ * keep an idle connection, whose client may have left, open until the drain timeout. */
+static void give_up(arrpc__loop *loop, const arrpc__conn *c)
+{
+    arrpc__log("hand-over of %s failed (%s); draining the rest instead", c->peer, strerror(errno));
+    close(loop->handoff_out);
+    loop->handoff_out = -1;
+}
+
 int arrpc__handoff_send(arrpc__loop *loop, arrpc__conn *c)
 {
     uint8_t msg[sizeof(arrpc__handoff_header) + ARRPC_HANDOFF_INLINE_MAX];
@@ -54,9 +64,7 @@ int arrpc__handoff_send(arrpc__loop *loop, arrpc__conn *c)
     int rc = arrpc__fd_send(loop->handoff_out, msg, sizeof h + h.inline_len, fds, nfds);
     if (fds[1] >= 0) close(fds[1]);
     if (rc != 0) { /* EAGAIN: the receiver is behind; the next iteration tries again */
-        if (errno != EAGAIN)
-            arrpc__log("hand-over of %s failed (%s); serving it until the drain ends", c->peer,
-                       strerror(errno));
+        if (errno != EAGAIN) give_up(loop, c);
         return rc;
     }
     ARRPC_DEBUG(loop->cfg->debug, "handed over %s with %zu pending bytes", c->peer, pending);
