@@ -6,7 +6,12 @@
  *   {"defer": s}     answers "deferred" s seconds later from the plugin's own timer thread
  *                    (arrpc_call_defer: the worker serves other requests meanwhile)
  *   {"defer_peer": s}  the same, answering the caller's address (arrpc_call_peer) instead
- *   {"crash": true}  kills its process with SIGSEGV
+ *   {"crash": k}     crashes its process with a real fault: k true or "SIGSEGV" (a write
+ *                    through a null pointer), "SIGBUS" (a read past the end of a mapped empty
+ *                    file), "SIGFPE" (an integer division by zero), "SIGILL" (a trap
+ *                    instruction), "abort" (abort(3))
+ *   {"crash_after": [s, k]}  sleeps s seconds, then crashes as {"crash": k} (for crashes on
+ *                    two handler threads at once)
  *   {"version": _}   answers ARRPC_DEMO_VERSION (tests swap builds to see a reload take effect)
  *   {"pid": _}       answers the worker's process id
  *   {"repeat": [s, n]}  answers the str or bin s repeated n times (a reply larger than its
@@ -24,6 +29,7 @@
  * named by ARRPC_DEMO_FINI_FILE, when set. */
 #include <signal.h>
 #include <stdatomic.h>
+#include <sys/mman.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -163,6 +169,42 @@ static int pack_str_or_nil(msgpack_packer *res, const char *s)
     return s ? msgpack_pack_str_with_body(res, s, strlen(s)) : msgpack_pack_nil(res);
 }
 
+static void sleep_for(double s)
+{
+    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+    while (nanosleep(&ts, &ts) != 0) {
+    }
+}
+
+static int is_kind(const msgpack_object *v, const char *kind)
+{
+    return v->type == MSGPACK_OBJECT_STR && v->via.str.size == strlen(kind) &&
+           memcmp(v->via.str.ptr, kind, v->via.str.size) == 0;
+}
+
+/* Real faults, not raise(): the worker must survive them the way it would a handler's bug. The
+ * volatile pointers keep the compiler from seeing (and replacing) the undefined behaviour, and
+ * a sanitized build must not turn the fault into its own report and abort. */
+__attribute__((no_sanitize("undefined"))) static void crash(const msgpack_object *kind)
+{
+    static int *volatile nowhere = NULL;
+    static volatile int zero = 0, seven = 7; /* 1 / x would be compiled without a division */
+    if (is_kind(kind, "SIGBUS")) {
+        int fd = memfd_create("demo-sigbus", 0); /* empty: its first page is past its end */
+        volatile const char *p = fd >= 0 ? mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, 0) : NULL;
+        if (p && p != MAP_FAILED) (void)p[0];
+    } else if (is_kind(kind, "SIGFPE")) {
+        zero = seven / zero;
+    } else if (is_kind(kind, "SIGILL")) {
+        __builtin_trap();
+    } else if (is_kind(kind, "abort")) {
+        abort();
+    } else if (is_kind(kind, "SIGSEGV") ||
+               (kind->type == MSGPACK_OBJECT_BOOLEAN && kind->via.boolean)) {
+        *nowhere = 1;
+    }
+}
+
 /* {"peer": ..., "tls_peer": ..., "signed": ...}: what the call knows of its client. */
 static int whoami(arrpc_call *call, msgpack_packer *res)
 {
@@ -186,10 +228,7 @@ ARRPC_API int arrpc_handler(arrpc_call *call, const msgpack_object *req, msgpack
         return arrpc_call_fail(call, "fail wants a string");
     }
     if ((v = only_entry(req, "sleep"))) {
-        double s = as_seconds(v);
-        struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
-        while (nanosleep(&ts, &ts) != 0) {
-        }
+        sleep_for(as_seconds(v));
         return msgpack_pack_str_with_body(res, "slept", 5);
     }
     if ((v = only_entry(req, "defer"))) return demo_defer(call, as_seconds(v), 0, res);
@@ -202,9 +241,11 @@ ARRPC_API int arrpc_handler(arrpc_call *call, const msgpack_object *req, msgpack
     if (only_entry(req, "pid")) return msgpack_pack_int64(res, (int64_t)getpid());
     if (only_entry(req, "init_arg")) return pack_str_or_nil(res, st ? st->arg : NULL);
     if (only_entry(req, "whoami")) return whoami(call, res);
-    if ((v = only_entry(req, "crash")) && v->type == MSGPACK_OBJECT_BOOLEAN && v->via.boolean) {
-        signal(SIGSEGV, SIG_DFL);
-        raise(SIGSEGV);
+    if ((v = only_entry(req, "crash"))) crash(v);
+    if ((v = only_entry(req, "crash_after")) && v->type == MSGPACK_OBJECT_ARRAY &&
+        v->via.array.size == 2) {
+        sleep_for(as_seconds(&v->via.array.ptr[0]));
+        crash(&v->via.array.ptr[1]);
     }
     return msgpack_pack_object(res, *req);
 }

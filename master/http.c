@@ -71,6 +71,25 @@ static void write_restarts(FILE *f, const arrpc__http *h)
     }
 }
 
+/* What became of the connections of workers whose handler crashed (workers/rescue.c). */
+static void write_crash_connections(FILE *f, const arrpc__http *h)
+{
+    const uint64_t count[] = {atomic_load_explicit(&h->sum->crash_saved, memory_order_relaxed),
+                              atomic_load_explicit(&h->sum->crash_lost, memory_order_relaxed)};
+    static const char *const result[] = {"saved", "lost"};
+    fputs("# HELP arrpc_server_crash_connections_total Connections of a worker whose handler "
+          "crashed: handed to another worker (saved) or closed (lost).\n"
+          "# TYPE arrpc_server_crash_connections_total counter\n",
+          f);
+    for (unsigned i = 0; i < 2; i++) {
+        fputs("arrpc_server_crash_connections_total{hostname=", f);
+        arrpc__exposition_quote(f, h->labels.hostname);
+        fputs(",k8s_namespace=", f);
+        arrpc__exposition_quote(f, h->labels.k8s_namespace);
+        fprintf(f, ",result=\"%s\"} %llu\n", result[i], (unsigned long long)count[i]);
+    }
+}
+
 static void write_metrics(FILE *f, arrpc__http *h)
 {
     const arrpc__master *m = h->m;
@@ -96,6 +115,7 @@ static void write_metrics(FILE *f, arrpc__http *h)
     write_own(f, h, "arrpc_server_connections_aged_total", "counter",
               "Connections closed at an idle moment for their age (--max-connection-age).", "",
               (double)atomic_load_explicit(&h->sum->aged, memory_order_relaxed));
+    write_crash_connections(f, h);
     write_own(f, h, "arrpc_server_generation", "gauge", "Generation of workers serving.", "",
               m->generation);
     write_own(f, h, "arrpc_server_start_time_seconds", "gauge",

@@ -24,6 +24,8 @@
 #define ARRPC_LISTEN_FDS_ENV "LISTEN_FDS"
 #define ARRPC_LISTEN_FDS_START 3 /* sd_listen_fds(3): passed sockets start at descriptor 3 */
 #define ARRPC_UPGRADE_ENV "ARRPC_UPGRADE_FD" /* the binary-upgrade channel to the old master */
+/* Crashed workers' rescue sockets held while no worker is ready to take them (crash.c). */
+#define ARRPC_CRASH_PENDING_MAX 8
 
 /* One worker process; rows are indexed like the shared-memory records.
  *
@@ -35,7 +37,8 @@
 typedef struct arrpc__worker_row {
     arrpc__worker_state state;
     pid_t pid;
-    int ctl_fd; /* the master's end of the control socket pair */
+    int ctl_fd;    /* the master's end of the control socket pair */
+    int rescue_fd; /* the master's end of its rescue socket pair, never read here (crash.c) */
     uint32_t slot;
     uint32_t generation;
     uint64_t started_ms;
@@ -92,6 +95,10 @@ typedef struct arrpc__master {
         uint64_t retry_at_ms;
         char reason[ARRPC_RECYCLE_REASON_MAX];
     } recycle;
+    struct {
+        int pending[ARRPC_CRASH_PENDING_MAX]; /* rescue sockets waiting for a ready worker */
+        unsigned npending;
+    } crash;
     int stopping;
     uint64_t stop_deadline_ms;
     int told_ready;
@@ -141,6 +148,13 @@ void arrpc__recycle_tick(arrpc__master *m);             /* from the master's tim
 int arrpc__recycle_on_ready(arrpc__master *m, int row); /* true when row was a replacement */
 void arrpc__recycle_on_exit(arrpc__master *m, int row); /* before the row is cleared */
 void arrpc__recycle_cancel(arrpc__master *m);           /* scaling or an upgrade starts */
+/* crash.c: a worker that died of a signal. */
+int arrpc__crash_socketpair(int sv[2]);
+/* Before row r is cleared: counts what it could not save, passes on what it saved. */
+void arrpc__crash_on_exit(arrpc__master *m, int r, const arrpc__worker_row *row, int status,
+                          int expected);
+void arrpc__crash_on_ready(arrpc__master *m);  /* a worker is ready: it takes what waits */
+void arrpc__crash_close_all(arrpc__master *m); /* in a new worker, and when the master ends */
 /* sockets.c */
 /* The number in an environment variable; 0 when it is unset or not a number. */
 unsigned long arrpc__env_number(const char *name);

@@ -66,6 +66,7 @@ static void on_ready(arrpc__master *m, int r)
     arrpc__worker_row *row = &m->row[r];
     if (row->state != ARRPC_WORKER_STARTING) return; /* told to retire before it was ready */
     row->state = ARRPC_WORKER_READY;
+    arrpc__crash_on_ready(m);
     if (arrpc__recycle_on_ready(m, r)) return;
     arrpc__slot *slot = &m->slot[row->slot];
     if (slot->adopter >= 0) { /* reactivated by scale-up: its adopter stops watching it */
@@ -150,10 +151,11 @@ static void on_worker_exit(arrpc__master *m, int r, int status)
     describe_exit(status, how, sizeof how);
     arrpc__recycle_on_exit(m, r);
     close(row.ctl_fd);
-    m->row[r] = (arrpc__worker_row){.ctl_fd = -1};
-    arrpc__shm_fold(m->shm, m->area, (unsigned)r); /* its counts live on in our area */
     int start_failed = row.state == ARRPC_WORKER_STARTING;
     int expected = row.state == ARRPC_WORKER_RETIRING || m->stopping;
+    m->row[r] = (arrpc__worker_row){.ctl_fd = -1, .rescue_fd = -1};
+    arrpc__crash_on_exit(m, r, &row, status, expected); /* before its counts are folded */
+    arrpc__shm_fold(m->shm, m->area, (unsigned)r);      /* its counts live on in our area */
     count_restart(m, &row, status, start_failed, expected);
     if (!expected || status != 0)
         arrpc__log("master: worker %d (slot %u, generation %u) %s%s", (int)row.pid, row.slot,
@@ -440,6 +442,7 @@ static int start_http(arrpc__master *m)
 static void master_destroy(arrpc__master *m)
 {
     arrpc__http_stop(m->http); /* closes the metrics socket too */
+    arrpc__crash_close_all(m);
     for (uint32_t s = 0; s < m->nslots; s++)
         close(m->slot[s].listen_fd);
     if (m->sigfd >= 0) close(m->sigfd);
@@ -476,7 +479,7 @@ int arrpc__master_run(const arrpc__master_config *cfg)
     m->now_ms = now_ms();
     arrpc__recycle_init(m);
     for (unsigned r = 0; r < ARRPC_SHM_RECORDS; r++)
-        m->row[r].ctl_fd = -1;
+        m->row[r].ctl_fd = m->row[r].rescue_fd = -1;
     int status = 1;
     if (master_init(m) != 0 || arrpc__master_read_secret(m) != 0 ||
         arrpc__sockets_inherit(m) != 0 || start_http(m) != 0) {

@@ -61,6 +61,7 @@ static void close_master_fds(arrpc__master *m, int keep_row)
     if (m->http) /* libmicrohttpd is the master's: its descriptors, never its calls */
         close(arrpc__http_epoll_fd(m->http));
     if (m->metrics_fd >= 0) close(m->metrics_fd);
+    arrpc__crash_close_all(m); /* other workers' rescue sockets, and those waiting */
 }
 
 /* Its own slot's socket first, then those of inactive slots it adopted. */
@@ -78,7 +79,7 @@ static unsigned listen_set(const arrpc__master *m, uint32_t slot, int *fds, uint
     return n;
 }
 
-static void worker_main(arrpc__master *m, int r, int ctl_fd, pid_t master_pid)
+static void worker_main(arrpc__master *m, int r, int ctl_fd, int rescue_fd, pid_t master_pid)
 {
     prctl(PR_SET_PDEATHSIG, SIGTERM); /* a worker never outlives its master for long */
     if (getppid() != master_pid) _exit(ARRPC_EXIT_START_FAILED);
@@ -110,6 +111,7 @@ static void worker_main(arrpc__master *m, int r, int ctl_fd, pid_t master_pid)
         .stop_fd = worker_stop_fd,
         .control_fd = ctl_fd,
         .reopen_fd = -1, /* the master relays: ARRPC_CTL_REOPEN_LOG */
+        .rescue_fd = rescue_fd,
     };
     io.nlisten = listen_set(m, record->slot, fds, slots);
     if (worker_stop_fd < 0 || arrpc__worker_run(&io, &cfg, err, sizeof err) != 0) {
@@ -156,22 +158,29 @@ int arrpc__spawn_worker(arrpc__master *m, uint32_t slot, uint32_t generation)
     atomic_store(&record->recycle_cause, ARRPC_RECYCLE_NONE);
     record->slot = slot;
     record->generation = generation;
+    int rescue[2] = {-1, -1}; /* without one, a crash closes every connection (as before) */
+    if (arrpc__crash_socketpair(rescue) != 0)
+        arrpc__log("master: no rescue socket for a worker of slot %u: %s", slot, strerror(errno));
     pid_t master_pid = getpid();
     pid_t pid = fork();
     if (pid == 0) {
         close(sv[0]);
-        worker_main(m, r, sv[1], master_pid);
+        if (rescue[0] >= 0) close(rescue[0]);
+        worker_main(m, r, sv[1], rescue[1], master_pid);
     }
     close(sv[1]);
+    if (rescue[1] >= 0) close(rescue[1]);
     if (pid < 0) {
         arrpc__log("master: fork: %s", strerror(errno));
         close(sv[0]);
+        if (rescue[0] >= 0) close(rescue[0]);
         atomic_store(&record->state, ARRPC_WORKER_FREE);
         return ARRPC_ESYS;
     }
     m->row[r] = (arrpc__worker_row){.state = ARRPC_WORKER_STARTING,
                                     .pid = pid,
                                     .ctl_fd = sv[0],
+                                    .rescue_fd = rescue[0],
                                     .slot = slot,
                                     .generation = generation,
                                     .started_ms = m->now_ms};

@@ -98,6 +98,8 @@ void arrpc__metrics_add(arrpc__metrics *into, const arrpc__metrics *from)
         add_row(&into->row[arrpc__metrics_row_for(into, from->row[i].addr)], &from->row[i]);
     add_row(&into->row[into->addrs], &from->row[from->addrs]);
     add(&into->aged, atomic_load_explicit(&from->aged, RELAXED));
+    add(&into->crash_saved, atomic_load_explicit(&from->crash_saved, RELAXED));
+    add(&into->crash_lost, atomic_load_explicit(&from->crash_lost, RELAXED));
 }
 
 arrpc__metrics *arrpc__metrics_init(void *mem, uint32_t addrs)

@@ -72,8 +72,12 @@ typedef struct arrpc__metrics {
     _Atomic uint32_t rows;        /* address rows in use, overflow excluded */
     _Atomic uint32_t connections; /* open connections: a gauge */
     uint32_t addrs;               /* address rows before the overflow row */
-    uint32_t reserved;
-    _Atomic uint64_t aged;    /* connections closed for their age (--max-connection-age) */
+    _Atomic uint32_t rescued;     /* a crashing worker finished counting crash_saved and _lost */
+    _Atomic uint64_t aged;        /* connections closed for their age (--max-connection-age) */
+    /* Connections of a worker whose handler crashed: handed to another worker with their
+     * unsent replies and unanswered bytes (saved), or closed because they could not be (lost).
+     * Written by the dying worker from its crash signal handler (workers/rescue.c). */
+    _Atomic uint64_t crash_saved, crash_lost;
     arrpc__metrics_row row[]; /* addrs + 1 */
 } arrpc__metrics;
 
@@ -96,7 +100,7 @@ void arrpc__metrics_count_error(arrpc__metrics *m, uint32_t row, int is_signed, 
 
 /* Adds every counter of `from` into `into`, rows matched by address (the master folds a dead
  * worker's block into its retired totals this way); addresses `into` has no room for go to its
- * overflow row; the aged count too. Gauges are not carried over. */
+ * overflow row; the aged and crash counts too. Gauges are not carried over. */
 void arrpc__metrics_add(arrpc__metrics *into, const arrpc__metrics *from);
 /* Zeroes a block for a new writer; its size stays. */
 void arrpc__metrics_reset(arrpc__metrics *m);

@@ -496,6 +496,7 @@ static int run_in_process(arrpc_server *srv)
         .stop_fd = srv->stop_fd,
         .control_fd = -1,
         .reopen_fd = srv->reopen_fd,
+        .rescue_fd = -1, /* in-process: a crash ends the process, as it would any program */
     };
     rc = arrpc__worker_run(&io, &srv->cfg, srv->err, sizeof srv->err);
     srv->state = SERVER_DONE;

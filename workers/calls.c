@@ -2,6 +2,7 @@
  * reply; their replies queued per connection and released in request order (see calls.h). */
 #include "calls.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 #include "access_log.h"
 #include "deferred.h"
 #include "pool.h"
+#include "rescue.h"
 #include "stats.h"
 
 /* One request's reply, in the connection's queue until every earlier one has left. */
@@ -37,6 +39,9 @@ typedef struct arrpc__call_job {
     arrpc_deferred *deferred;
     int dispatch_rc;
     int is_signed;
+    /* For a crash on any thread (rescue.c): the call finished (its results above are written),
+     * or crashed with this signal. Reset by each submit. */
+    _Atomic int ran, crashed;
 } arrpc__call_job;
 
 static const char *outcome_name[] = {
@@ -206,9 +211,11 @@ static void on_answer(arrpc__loop *loop, arrpc_deferred *d)
         return; /* else its handler thread has not returned yet: wait_for_answer takes it */
     }
     arrpc__conn *c = r->conn;
+    arrpc__loop_mark_busy(loop, c);
     take_answer(loop, r, d);
     release_replies(loop, c);
     if (!arrpc__calls_blocked(c)) arrpc__conn_answer_buffered(loop, c);
+    arrpc__loop_mark_busy(loop, NULL);
 }
 
 void arrpc__calls_expire(arrpc__loop *loop, arrpc__conn *c)
@@ -249,15 +256,19 @@ static void run_job(arrpc__job *job, unsigned thread, void *arg)
 {
     arrpc__call_job *j = (arrpc__call_job *)job;
     arrpc__dispatcher *d = ((arrpc__dispatcher **)arg)[thread];
+    arrpc__rescue_thread_call(thread, j);
     j->dispatch_rc = arrpc__dispatch(d, &j->ctx, j->request.data + j->request.head,
                                      arrpc__buf_used(&j->request), &j->reply->bytes, &j->outcome);
     j->deferred = j->outcome == ARRPC_OUTCOME_DEFERRED ? arrpc__dispatcher_take_deferred(d) : NULL;
     j->is_signed = arrpc__dispatcher_last_signed(d);
+    arrpc__rescue_thread_call(thread, NULL);
+    atomic_store_explicit(&j->ran, 1, memory_order_release); /* after every result above */
 }
 
 static void on_job_done(arrpc__loop *loop, arrpc__call_job *j)
 {
     arrpc__conn *c = j->conn;
+    arrpc__loop_mark_busy(loop, c);
     c->running = 0;
     arrpc__buf_truncate(&j->request, 0);
     j->reply->is_signed = j->is_signed;
@@ -268,10 +279,14 @@ static void on_job_done(arrpc__loop *loop, arrpc__call_job *j)
     else
         finish_reply(loop, j->reply, j->outcome);
     release_replies(loop, c);
-    if (c->flags & CONN_CLOSE) return; /* reaped at the end of this iteration */
+    if (c->flags & CONN_CLOSE) { /* reaped at the end of this iteration */
+        arrpc__loop_mark_busy(loop, NULL);
+        return;
+    }
     c->request_since_ms = 0; /* a request that waited behind the call starts its clock now */
     arrpc__conn_answer_buffered(loop, c); /* what came while it ran */
     arrpc__conn_refresh_interest(loop, c);
+    arrpc__loop_mark_busy(loop, NULL);
 }
 
 static int submit(arrpc__loop *loop, arrpc__conn *c, arrpc__reply *r, const uint8_t *msg, size_t n)
@@ -284,6 +299,8 @@ static int submit(arrpc__loop *loop, arrpc__conn *c, arrpc__reply *r, const uint
     j->reply = r;
     j->ctx = (arrpc__call_context){.peer = c->peer, .tls_peer = c->tls_peer};
     if (arrpc__buf_append(&j->request, msg, n) != 0) return ARRPC_ENOMEM;
+    atomic_store_explicit(&j->ran, 0, memory_order_relaxed); /* the pool's lock publishes */
+    atomic_store_explicit(&j->crashed, 0, memory_order_relaxed);
     c->running = 1;
     arrpc__pool_submit(loop->pool, &j->job);
     return 0;
@@ -297,8 +314,10 @@ static int answer_queued_inline(arrpc__loop *loop, arrpc__conn *c, arrpc__reply 
 {
     arrpc__outcome outcome;
     const arrpc__call_context ctx = {.peer = c->peer, .tls_peer = c->tls_peer};
-    if (arrpc__dispatch(loop->dispatcher, &ctx, msg, n, &r->bytes, &outcome) != 0)
-        return ARRPC_ENOMEM;
+    loop->marks.call_reply = r; /* a crash now answers r with the error */
+    int rc = arrpc__dispatch(loop->dispatcher, &ctx, msg, n, &r->bytes, &outcome);
+    loop->marks.call_reply = NULL;
+    if (rc != 0) return ARRPC_ENOMEM;
     r->is_signed = arrpc__dispatcher_last_signed(loop->dispatcher);
     if (outcome == ARRPC_OUTCOME_DEFERRED)
         wait_for_answer(loop, r, arrpc__dispatcher_take_deferred(loop->dispatcher));
@@ -398,6 +417,56 @@ void arrpc__calls_on_mail(arrpc__loop *loop)
         else
             on_answer(loop, (arrpc_deferred *)m);
     }
+}
+
+/* ---- a crash (rescue.c) ------------------------------------------------------------------ */
+
+void arrpc__calls_job_crashed(arrpc__call_job *j, int sig)
+{
+    atomic_store_explicit(&j->crashed, sig, memory_order_release);
+}
+
+arrpc__conn *arrpc__calls_job_conn(const arrpc__call_job *j)
+{
+    return j->conn;
+}
+
+ARRPC_RESCUE_READS int arrpc__calls_settled(const arrpc__conn *c)
+{
+    const arrpc__call_job *j = c->job;
+    return !c->running || !j || atomic_load_explicit(&j->ran, memory_order_acquire) ||
+           atomic_load_explicit(&j->crashed, memory_order_acquire);
+}
+
+/* The reply of c's call on a handler thread, if it finished or crashed. */
+ARRPC_RESCUE_READS static int rescue_job_reply(const arrpc__call_job *j, arrpc__pieces *pc)
+{
+    int sig = atomic_load_explicit(&j->crashed, memory_order_acquire);
+    if (sig) return arrpc__pieces_add_crash(pc, sig);
+    if (!atomic_load_explicit(&j->ran, memory_order_acquire) || j->dispatch_rc != 0 || j->deferred)
+        return -1; /* still running, out of memory, or deferred: its answer cannot follow */
+    return arrpc__pieces_add(pc, j->reply->bytes.data + j->reply->bytes.head,
+                             arrpc__buf_used(&j->reply->bytes));
+}
+
+ARRPC_RESCUE_READS int arrpc__calls_rescue_replies(const arrpc__conn *c,
+                                                   const arrpc__reply *crash_reply, int sig,
+                                                   arrpc__pieces *pc)
+{
+    const arrpc__call_job *j = c->running ? c->job : NULL;
+    for (const arrpc__reply *r = c->replies; r; r = r->next) {
+        int rc;
+        if (r->done)
+            rc = arrpc__pieces_add(pc, r->bytes.data + r->bytes.head, arrpc__buf_used(&r->bytes));
+        else if (r == crash_reply)
+            rc = arrpc__pieces_add_crash(pc, sig);
+        else if (j && j->reply == r)
+            rc = rescue_job_reply(j, pc);
+        else
+            rc = -1; /* waits for a deferred answer, which would come to this process */
+        if (rc != 0) return -1;
+    }
+    return 0;
 }
 
 /* ---- the worker's side -------------------------------------------------------------------- */

@@ -64,6 +64,20 @@ void arrpc__calls_expire(arrpc__loop *loop, arrpc__conn *c);
 /* c is being freed: its waiting deferred calls are detached (their answers will be dropped). */
 void arrpc__calls_conn_free(arrpc__loop *loop, arrpc__conn *c);
 
+struct arrpc__pieces;
+
+/* For a crash signal (rescue.c): async-signal-safe, no lock, no allocation. */
+/* The call job j crashed with signal sig on its thread: its connection gets the error reply. */
+void arrpc__calls_job_crashed(struct arrpc__call_job *j, int sig);
+arrpc__conn *arrpc__calls_job_conn(const struct arrpc__call_job *j);
+/* True unless a call of c is still queued for or running on a handler thread. */
+int arrpc__calls_settled(const arrpc__conn *c);
+/* Adds c's waiting replies to pc in order: answered ones, a finished or crashed call's, and for
+ * crash_reply (the reply an inline call that crashed with sig was filling) the error. -1 when
+ * c cannot be saved: a reply waits for a deferred answer or a call that did not finish. */
+int arrpc__calls_rescue_replies(const arrpc__conn *c, const struct arrpc__reply *crash_reply,
+                                int sig, struct arrpc__pieces *pc);
+
 /* Counts and logs one answered request (inline or not): bytes in and out, and when its clock
  * started and stopped (arrpc__clock_ns). */
 void arrpc__calls_count(arrpc__loop *loop, arrpc__conn *c, arrpc__outcome outcome, int is_signed,

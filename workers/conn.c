@@ -69,10 +69,12 @@ arrpc__conn *arrpc__conn_open(arrpc__loop *loop, int fd, const arrpc__conn_origi
     }
     start_setup(loop, c, from);
     arrpc__stats_open(loop, c);
+    arrpc__loop_mark_list(loop, 1);
     c->next = loop->conns;
     if (loop->conns) loop->conns->prev = c;
     loop->conns = c;
     loop->nconns++;
+    arrpc__loop_mark_list(loop, 0);
     ARRPC_DEBUG(loop->cfg->debug, "connection from %s opened", c->peer);
     return c;
 }
@@ -80,6 +82,7 @@ arrpc__conn *arrpc__conn_open(arrpc__loop *loop, int fd, const arrpc__conn_origi
 void arrpc__conn_free(arrpc__loop *loop, arrpc__conn *c)
 {
     ARRPC_DEBUG(loop->cfg->debug, "connection from %s closed", c->peer);
+    arrpc__loop_mark_list(loop, 1); /* until it is gone: a crash must not see it half freed */
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -96,6 +99,7 @@ void arrpc__conn_free(arrpc__loop *loop, arrpc__conn *c)
     arrpc__scan_free(c->scan);
     free(c->tls_peer);
     free(c);
+    arrpc__loop_mark_list(loop, 0);
 }
 
 int arrpc__conn_idle(const arrpc__conn *c)
@@ -151,6 +155,22 @@ static void update_interest(arrpc__loop *loop, arrpc__conn *c, int want_write)
         mark_close(c);
 }
 
+/* Tells a crash signal (rescue.c) which connection's handler runs inline now, and where the bytes
+ * read after its request are: a crash answers that request with an error and hands the rest on. */
+static void mark_call(arrpc__loop *loop, arrpc__conn *c, const uint8_t *rest, size_t rest_len)
+{
+    arrpc__loop_marks *m = &loop->marks;
+    atomic_signal_fence(memory_order_seq_cst);
+    if (c) {
+        m->call_rest = rest;
+        m->call_rest_len = rest_len;
+        m->call_out_keep = arrpc__buf_used(&c->out);
+    }
+    atomic_signal_fence(memory_order_seq_cst);
+    m->call_conn = c;
+    atomic_signal_fence(memory_order_seq_cst);
+}
+
 /* Answers every whole request in p[0, n), starting the scan at c->scanned. Stops early on a
  * stream error (queueing its error reply) or when the output passes the high-water mark.
  * Returns the bytes of p consumed by answered requests.
@@ -180,7 +200,10 @@ static size_t answer_requests(arrpc__loop *loop, arrpc__conn *c, const uint8_t *
             break;
         }
         if (!started) started = arrpc__clock_ns();
-        if (arrpc__calls_answer(loop, c, p + done, c->scanned, &started) != 0) {
+        mark_call(loop, c, p + done + c->scanned, n - done - c->scanned);
+        int rc_answer = arrpc__calls_answer(loop, c, p + done, c->scanned, &started);
+        mark_call(loop, NULL, NULL, 0);
+        if (rc_answer != 0) {
             arrpc__log("closing connection from %s: out of memory", c->peer);
             mark_close(c);
             break;

@@ -21,19 +21,27 @@ typedef struct arrpc__ctl_msg {
     uint32_t arg;
 } arrpc__ctl_msg;
 
-/* A connection handed over: this header, then `inline_len` bytes already read of the next
- * request; the connection's descriptor is attached, and when the bytes did not fit inline
- * (pending_len > inline_len) a memfd holding all pending_len bytes is attached too. The peer's
- * name travels because a PROXY header, read once by the first worker, may have set it; the age
- * limit travels so that moving does not make a connection young again. */
+/* A connection handed over: this header, then `inline_len` bytes: first `reply_len` bytes of
+ * replies not yet written (the receiver writes them before anything else), then `pending_len`
+ * bytes already read but not answered. The connection's descriptor is attached, and when the
+ * bytes did not fit inline (reply_len + pending_len > inline_len) a memfd holding all of them,
+ * in the same order, is attached too. A retiring worker hands over at a request boundary and
+ * sends no reply bytes; a crashing worker (rescue.c) does. The peer's name travels because a
+ * PROXY header, read once by the first worker, may have set it; the age limit travels so that
+ * moving does not make a connection young again. */
 #define ARRPC_HANDOFF_INLINE_MAX (32u * 1024u)
-#define ARRPC_HANDOFF_MAGIC 0x68616e32u /* "han2": the header with peer and age */
+#define ARRPC_HANDOFF_MAGIC 0x68616e33u /* "han3": the header with reply bytes */
 #define ARRPC_HANDOFF_PEER_MAX 64       /* ARRPC_ADDR_MAX */
+/* Reply bytes one handed-over connection may bring: the output high-water mark plus a little
+ * more than one largest reply would be enough for an inline worker; queued replies (threads,
+ * deferred) can be more, so the bound is generous but fixed. */
+#define ARRPC_HANDOFF_REPLY_MAX (64u * 1024u * 1024u)
 
 typedef struct arrpc__handoff_header {
     uint32_t magic;
     uint32_t inline_len;
     uint64_t pending_len;
+    uint64_t reply_len;
     uint64_t close_after_ms; /* 0: no age limit */
     char peer[ARRPC_HANDOFF_PEER_MAX];
 } arrpc__handoff_header;

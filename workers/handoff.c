@@ -32,6 +32,16 @@ static int pending_memfd(const uint8_t *p, size_t n)
     return fd;
 }
 
+/* The receiver is gone (it stopped, or broke): no connection can follow. This worker then
+ * drains instead, closing each connection once it is idle (expire in loop.c); retrying would
+ * keep an idle connection, whose client may have left, open until the drain timeout. */
+static void give_up(arrpc__loop *loop, const arrpc__conn *c)
+{
+    arrpc__log("hand-over of %s failed (%s); draining the rest instead", c->peer, strerror(errno));
+    close(loop->handoff_out);
+    loop->handoff_out = -1;
+}
+
 int arrpc__handoff_send(arrpc__loop *loop, arrpc__conn *c)
 {
     uint8_t msg[sizeof(arrpc__handoff_header) + ARRPC_HANDOFF_INLINE_MAX];
@@ -54,9 +64,7 @@ int arrpc__handoff_send(arrpc__loop *loop, arrpc__conn *c)
     int rc = arrpc__fd_send(loop->handoff_out, msg, sizeof h + h.inline_len, fds, nfds);
     if (fds[1] >= 0) close(fds[1]);
     if (rc != 0) { /* EAGAIN: the receiver is behind; the next iteration tries again */
-        if (errno != EAGAIN)
-            arrpc__log("hand-over of %s failed (%s); serving it until the drain ends", c->peer,
-                       strerror(errno));
+        if (errno != EAGAIN) give_up(loop, c);
         return rc;
     }
     ARRPC_DEBUG(loop->cfg->debug, "handed over %s with %zu pending bytes", c->peer, pending);
@@ -68,14 +76,35 @@ int arrpc__handoff_send(arrpc__loop *loop, arrpc__conn *c)
     return 0;
 }
 
-/* Reads the pending bytes of a handed-over connection from its memfd into its input buffer. */
-static int load_memfd(arrpc__conn *c, int memfd, uint64_t len)
+/* Puts n bytes of a handed-over connection, at offset `at` of its memfd, at the end of b. */
+static int load_memfd(arrpc__buf *b, int memfd, uint64_t at, uint64_t n)
 {
-    if (len > c->in.cap && arrpc__buf_reserve(&c->in, len) != 0) return ARRPC_ENOMEM;
-    ssize_t n = pread(memfd, c->in.data, len, 0);
-    if (n != (ssize_t)len) return ARRPC_ESYS;
-    c->in.len = len;
+    if (n == 0) return 0;
+    if (arrpc__buf_reserve(b, n) != 0) return ARRPC_ENOMEM;
+    ssize_t got = pread(memfd, b->data + b->len, n, (off_t)at);
+    if (got != (ssize_t)n) return ARRPC_ESYS;
+    b->len += n;
     return 0;
+}
+
+/* The header is one this worker can take: its sizes within bounds and the bytes all there. */
+static int header_ok(const arrpc__loop *loop, const arrpc__handoff_header *h, size_t n, int nfds)
+{
+    uint64_t total = h->reply_len + h->pending_len;
+    return h->magic == ARRPC_HANDOFF_MAGIC && n == sizeof *h + h->inline_len &&
+           h->pending_len <= loop->cfg->max_message + ARRPC_READ_CHUNK &&
+           h->reply_len <= ARRPC_HANDOFF_REPLY_MAX && (h->inline_len == total || nfds == 2);
+}
+
+/* Loads the reply bytes into c's output and the pending ones into its input. */
+static int load_bytes(arrpc__conn *c, const arrpc__handoff_header *h, const uint8_t *bytes,
+                      int memfd)
+{
+    if (memfd < 0)
+        return arrpc__buf_append(&c->out, bytes, h->reply_len) ||
+               arrpc__buf_append(&c->in, bytes + h->reply_len, h->pending_len);
+    return load_memfd(&c->out, memfd, 0, h->reply_len) ||
+           load_memfd(&c->in, memfd, h->reply_len, h->pending_len);
 }
 
 /* Gives a handed-over connection its place in this worker, with the bytes it brought. */
@@ -83,17 +112,12 @@ static void take_in(arrpc__loop *loop, const uint8_t *msg, size_t n, int *fds, i
 {
     arrpc__handoff_header h;
     memcpy(&h, msg, sizeof h);
-    int ok = h.magic == ARRPC_HANDOFF_MAGIC && n == sizeof h + h.inline_len &&
-             h.pending_len <= loop->cfg->max_message + ARRPC_READ_CHUNK &&
-             (h.inline_len == h.pending_len || nfds == 2);
+    int ok = header_ok(loop, &h, n, nfds);
     h.peer[sizeof h.peer - 1] = '\0';
     const arrpc__conn_origin from = {.peer = h.peer, .close_after_ms = h.close_after_ms};
     arrpc__conn *c = ok ? arrpc__conn_open(loop, fds[0], &from) : NULL;
-    int rc = c ? 0 : ARRPC_EPROTO;
-    if (c && h.inline_len)
-        rc = arrpc__buf_append(&c->in, msg + sizeof h, h.inline_len);
-    else if (c && h.pending_len)
-        rc = load_memfd(c, fds[1], h.pending_len);
+    if (c) arrpc__loop_mark_busy(loop, c); /* its buffers fill while it is on the list */
+    int rc = c ? load_bytes(c, &h, msg + sizeof h, nfds == 2 ? fds[1] : -1) : 0;
     if (nfds == 2) close(fds[1]);
     if (!c) {
         arrpc__log("refused a handed-over connection: bad message or out of memory");
@@ -102,10 +126,12 @@ static void take_in(arrpc__loop *loop, const uint8_t *msg, size_t n, int *fds, i
     }
     if (rc != 0) {
         c->flags |= CONN_CLOSE;
+        arrpc__loop_mark_busy(loop, NULL);
         return;
     }
     arrpc__conn_answer_buffered(loop, c); /* feeds the scanner from the first pending byte */
-    arrpc__conn_queue_flush(loop, c);
+    arrpc__conn_queue_flush(loop, c);     /* the replies it brought leave first */
+    arrpc__loop_mark_busy(loop, NULL);
 }
 
 void arrpc__handoff_receive(arrpc__loop *loop, arrpc__loop_source *src)

@@ -19,6 +19,7 @@
 #include "control.h"
 #include "loop.h"
 #include "recycle.h"
+#include "rescue.h"
 #include "stats.h"
 
 #define LOOP_EVENTS 256
@@ -170,6 +171,7 @@ static void expire(arrpc__loop *loop)
     unsigned idle_ms = loop->cfg->idle_timeout_ms;
     int drain_over = (loop->draining || loop->retiring) && loop->now_ms >= loop->drain_until_ms;
     for (arrpc__conn *c = loop->conns; c; c = c->next) {
+        arrpc__loop_mark_busy(loop, c);
         if (loop->retiring && loop->handoff_out >= 0 && ready_for_handoff(c) &&
             arrpc__handoff_send(loop, c) == 0)
             continue; /* the connection now belongs to the other worker; CONN_CLOSE is set */
@@ -190,6 +192,7 @@ static void expire(arrpc__loop *loop)
         else
             expire_aged(loop, c, idle);
     }
+    arrpc__loop_mark_busy(loop, NULL);
 }
 
 static void flush_all(arrpc__loop *loop)
@@ -197,8 +200,10 @@ static void flush_all(arrpc__loop *loop)
     while (loop->flush_list) {
         arrpc__conn *c = loop->flush_list;
         loop->flush_list = c->next_flush;
+        arrpc__loop_mark_busy(loop, c);
         arrpc__conn_flush(loop, c);
     }
+    arrpc__loop_mark_busy(loop, NULL);
 }
 
 /* Frees connections marked for closing; only here, never inside an event handler. */
@@ -229,7 +234,9 @@ static void on_event(arrpc__loop *loop, void *ptr, uint32_t events)
     arrpc__loop_source *src = ptr;
     switch (src->kind) {
     case LOOP_CONN:
+        arrpc__loop_mark_busy(loop, ptr);
         arrpc__conn_on_event(loop, ptr, events);
+        arrpc__loop_mark_busy(loop, NULL);
         break;
     case LOOP_LISTENER:
         accept_some(loop, src->fd);
@@ -309,12 +316,15 @@ static int loop_init(arrpc__loop *loop, const arrpc__worker_io *io, char *err, s
     if (rc == 0 && loop->control.fd >= 0) rc = arrpc__loop_watch(loop, &loop->control);
     if (rc == 0) arrpc__loop_recycle_init(loop);
     if (rc == 0 && loop->reopen.fd >= 0) rc = arrpc__loop_watch(loop, &loop->reopen);
+    if (rc == 0 && io->rescue_fd >= 0)
+        return arrpc__rescue_install(loop, io->rescue_fd, err, errlen);
     if (rc != 0) snprintf(err, errlen, "cannot start the worker loop: %s", strerror(errno));
     return rc;
 }
 
 static void loop_destroy(arrpc__loop *loop)
 {
+    arrpc__rescue_uninstall();
     arrpc__calls_stop(loop); /* the handler threads finish first: their calls name connections */
     while (loop->conns)
         arrpc__conn_free(loop, loop->conns);

@@ -2,6 +2,7 @@
 #ifndef ARRPC_WORKERS_LOOP_H
 #define ARRPC_WORKERS_LOOP_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
@@ -75,8 +76,31 @@ typedef struct arrpc__conn {
     int running; /* the job is on a handler thread: the connection is not freed meanwhile */
 } arrpc__conn;
 
+/* What the loop's thread is in the middle of, for a crash signal (rescue.c) to know which state
+ * it may trust once that thread has stopped. Plain stores behind a signal fence: only a signal
+ * handler that interrupted this thread, or a thread that saw it stopped in one, reads them. */
+typedef struct arrpc__loop_marks {
+    arrpc__conn *volatile busy; /* a connection whose buffers or replies are being changed */
+    volatile int list_busy;     /* the connection list is being changed */
+    /* A handler called inline: its connection, the bytes read after its request, how many of
+     * c->out's bytes were there before it (after them: a half-packed reply), and the queued
+     * reply it fills instead of c->out (NULL: none). */
+    arrpc__conn *volatile call_conn;
+    const uint8_t *call_rest;
+    size_t call_rest_len;
+    size_t call_out_keep;
+    struct arrpc__reply *volatile call_reply;
+    /* A crash on another thread asked this one to stop while it was changing something: it
+     * stops as soon as it is done (arrpc__rescue_stop_here). */
+    volatile int stop_pending;
+} arrpc__loop_marks;
+
+/* Stops the loop's thread for a rescue under way on another thread; never returns. */
+_Noreturn void arrpc__rescue_stop_here(void);
+
 typedef struct arrpc__loop {
     const arrpc__worker_config *cfg;
+    arrpc__loop_marks marks;
     int epfd;
     arrpc__loop_source listeners[ARRPC_WORKER_LISTENERS_MAX];
     unsigned nlisteners;
@@ -122,6 +146,29 @@ typedef struct arrpc__loop {
     } recycle;
     uint64_t random; /* xorshift state: connection age jitter; seeded per worker */
 } arrpc__loop;
+
+/* The loop starts (c) or stops (NULL) changing connection c; see arrpc__loop_marks. */
+static inline void arrpc__loop_stop_if_asked(const arrpc__loop *loop)
+{
+    if (loop->marks.stop_pending && !loop->marks.busy && !loop->marks.list_busy)
+        arrpc__rescue_stop_here();
+}
+
+static inline void arrpc__loop_mark_busy(arrpc__loop *loop, arrpc__conn *c)
+{
+    atomic_signal_fence(memory_order_seq_cst);
+    loop->marks.busy = c;
+    atomic_signal_fence(memory_order_seq_cst);
+    if (!c) arrpc__loop_stop_if_asked(loop);
+}
+
+static inline void arrpc__loop_mark_list(arrpc__loop *loop, int busy)
+{
+    atomic_signal_fence(memory_order_seq_cst);
+    loop->marks.list_busy = busy;
+    atomic_signal_fence(memory_order_seq_cst);
+    if (!busy) arrpc__loop_stop_if_asked(loop);
+}
 
 /* A pseudo-random number, not for secrets: spreading connection ages. */
 uint64_t arrpc__loop_random(arrpc__loop *loop);

@@ -118,3 +118,12 @@ void arrpc__stats_aged(arrpc__loop *loop, const arrpc__conn *c)
     (void)c;
     if (m) atomic_fetch_add_explicit(&m->aged, 1, memory_order_relaxed);
 }
+
+void arrpc__stats_crash(arrpc__loop *loop, unsigned saved, unsigned lost)
+{
+    arrpc__metrics *m = block(loop);
+    if (!m) return;
+    atomic_fetch_add_explicit(&m->crash_saved, saved, memory_order_relaxed);
+    atomic_fetch_add_explicit(&m->crash_lost, lost, memory_order_relaxed);
+    atomic_store_explicit(&m->rescued, 1, memory_order_release);
+}

@@ -32,5 +32,9 @@ void arrpc__stats_tls_failure(arrpc__loop *loop, const arrpc__conn *c);
 void arrpc__stats_timeout(arrpc__loop *loop, const arrpc__conn *c);
 /* A connection closed at an idle moment for its age (--max-connection-age). */
 void arrpc__stats_aged(arrpc__loop *loop, const arrpc__conn *c);
+/* A crash's rescue is over: saved connections were handed over, lost ones close with the
+ * worker. Marks the block rescued, so the master does not count its connections lost again.
+ * Async-signal-safe (atomics only). */
+void arrpc__stats_crash(arrpc__loop *loop, unsigned saved, unsigned lost);
 
 #endif

@@ -65,6 +65,7 @@ typedef struct arrpc__worker_io {
     int stop_fd;    /* readable (eventfd or pipe): drain and exit */
     int control_fd; /* SOCK_SEQPACKET to the master; -1 when there is none */
     int reopen_fd;  /* readable (eventfd): reopen the access log; -1 when the master relays */
+    int rescue_fd;  /* SOCK_SEQPACKET: where a crash hands connections over (rescue.h); -1: none */
 } arrpc__worker_io;
 
 /* Runs init (a non-zero return is a failed start: ARRPC_ELOAD, nothing accepted), then serves

@@ -111,7 +111,7 @@ static int run_worker(const char *arg, char *err, size_t errlen)
         .max_depth = ARRPC_DEFAULT_MAX_DEPTH,
         .max_connections = 1,
     };
-    arrpc__worker_io io = {.stop_fd = stop, .control_fd = -1, .reopen_fd = -1};
+    arrpc__worker_io io = {.stop_fd = stop, .control_fd = -1, .reopen_fd = -1, .rescue_fd = -1};
     int rc = arrpc__worker_run(&io, &cfg, err, errlen);
     close(stop);
     return rc;

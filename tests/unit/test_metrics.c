@@ -290,6 +290,24 @@ static void test_add_into_a_full_block_overflows(void **state)
     free(from);
 }
 
+/* The block-wide connection counts (aged, and what crashed workers saved and lost) live on in
+ * the retired totals; the "rescued" mark belongs to one worker's life and stays behind. */
+static void test_add_carries_connection_counts(void **state)
+{
+    arrpc__metrics *into = *state, *from = block();
+    atomic_store(&from->aged, 2);
+    atomic_store(&from->crash_saved, 17);
+    atomic_store(&from->crash_lost, 3);
+    atomic_store(&from->rescued, 1);
+    arrpc__metrics_add(into, from);
+    arrpc__metrics_add(into, from);
+    assert_int_equal(get(&into->aged), 4);
+    assert_int_equal(get(&into->crash_saved), 34);
+    assert_int_equal(get(&into->crash_lost), 6);
+    assert_int_equal(atomic_load(&into->rescued), 0);
+    free(from);
+}
+
 static void test_reset_zeroes_the_block(void **state)
 {
     arrpc__metrics *m = *state;
@@ -319,6 +337,7 @@ int main(void)
         cmocka_unit_test(test_the_address_label_is_the_ip_part),
         BLOCK_TEST(test_add_matches_rows_by_address),
         BLOCK_TEST(test_add_into_a_full_block_overflows),
+        BLOCK_TEST(test_add_carries_connection_counts),
         BLOCK_TEST(test_reset_zeroes_the_block),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
