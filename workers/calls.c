@@ -42,6 +42,9 @@ typedef struct arrpc__call_job {
     /* For a crash on any thread (rescue.c): the call finished (its results above are written),
      * or crashed with this signal. Reset by each submit. */
     _Atomic int ran, crashed;
+    /* Who has the job: 0 queued, JOB_STARTED a handler thread, JOB_TAKEN_BACK a rescue (then it
+     * never runs here: its request goes to the next worker). */
+    _Atomic int claim;
 } arrpc__call_job;
 
 static const char *outcome_name[] = {
@@ -252,10 +255,15 @@ void arrpc__calls_conn_free(arrpc__loop *loop, arrpc__conn *c)
 
 /* ---- handler threads ---------------------------------------------------------------------- */
 
+enum { JOB_STARTED = 1, JOB_TAKEN_BACK = -1 };
+
 static void run_job(arrpc__job *job, unsigned thread, void *arg)
 {
     arrpc__call_job *j = (arrpc__call_job *)job;
     arrpc__dispatcher *d = ((arrpc__dispatcher **)arg)[thread];
+    int queued = 0;
+    if (!atomic_compare_exchange_strong(&j->claim, &queued, JOB_STARTED))
+        return; /* a crash took it back: the worker is ending, the next one runs it */
     arrpc__rescue_thread_call(thread, j);
     j->dispatch_rc = arrpc__dispatch(d, &j->ctx, j->request.data + j->request.head,
                                      arrpc__buf_used(&j->request), &j->reply->bytes, &j->outcome);
@@ -301,6 +309,7 @@ static int submit(arrpc__loop *loop, arrpc__conn *c, arrpc__reply *r, const uint
     if (arrpc__buf_append(&j->request, msg, n) != 0) return ARRPC_ENOMEM;
     atomic_store_explicit(&j->ran, 0, memory_order_relaxed); /* the pool's lock publishes */
     atomic_store_explicit(&j->crashed, 0, memory_order_relaxed);
+    atomic_store_explicit(&j->claim, 0, memory_order_relaxed);
     c->running = 1;
     arrpc__pool_submit(loop->pool, &j->job);
     return 0;
@@ -435,7 +444,8 @@ ARRPC_RESCUE_READS int arrpc__calls_settled(const arrpc__conn *c)
 {
     const arrpc__call_job *j = c->job;
     return !c->running || !j || atomic_load_explicit(&j->ran, memory_order_acquire) ||
-           atomic_load_explicit(&j->crashed, memory_order_acquire);
+           atomic_load_explicit(&j->crashed, memory_order_acquire) ||
+           atomic_load_explicit(&j->claim, memory_order_acquire) == 0;
 }
 
 /* The reply of c's call on a handler thread, if it finished or crashed. */
@@ -449,11 +459,26 @@ ARRPC_RESCUE_READS static int rescue_job_reply(const arrpc__call_job *j, arrpc__
                              arrpc__buf_used(&j->reply->bytes));
 }
 
+/* Takes back c's call if no handler thread has started it: a thread that stayed asleep while
+ * the crashed one had the queue (pool.c wakes lazily). Then it is the last reply of c (one call
+ * at a time per connection), and its request goes on before c's unread bytes. */
+ARRPC_RESCUE_READS static int take_back(arrpc__call_job *j, const uint8_t **unrun,
+                                        size_t *unrun_len)
+{
+    int queued = 0;
+    if (!atomic_compare_exchange_strong(&j->claim, &queued, JOB_TAKEN_BACK)) return 0;
+    *unrun = j->request.data + j->request.head;
+    *unrun_len = arrpc__buf_used(&j->request);
+    return 1;
+}
+
 ARRPC_RESCUE_READS int arrpc__calls_rescue_replies(const arrpc__conn *c,
                                                    const arrpc__reply *crash_reply, int sig,
-                                                   arrpc__pieces *pc)
+                                                   arrpc__pieces *pc, const uint8_t **unrun,
+                                                   size_t *unrun_len)
 {
-    const arrpc__call_job *j = c->running ? c->job : NULL;
+    arrpc__call_job *j = c->running ? c->job : NULL;
+    int taken_back = j && take_back(j, unrun, unrun_len);
     for (const arrpc__reply *r = c->replies; r; r = r->next) {
         int rc;
         if (r->done)
@@ -461,7 +486,7 @@ ARRPC_RESCUE_READS int arrpc__calls_rescue_replies(const arrpc__conn *c,
         else if (r == crash_reply)
             rc = arrpc__pieces_add_crash(pc, sig);
         else if (j && j->reply == r)
-            rc = rescue_job_reply(j, pc);
+            rc = taken_back ? 0 : rescue_job_reply(j, pc); /* taken back: it is asked again */
         else
             rc = -1; /* waits for a deferred answer, which would come to this process */
         if (rc != 0) return -1;

@@ -70,13 +70,17 @@ struct arrpc__pieces;
 /* The call job j crashed with signal sig on its thread: its connection gets the error reply. */
 void arrpc__calls_job_crashed(struct arrpc__call_job *j, int sig);
 arrpc__conn *arrpc__calls_job_conn(const struct arrpc__call_job *j);
-/* True unless a call of c is still queued for or running on a handler thread. */
+/* True unless a call of c is running on a handler thread. One still queued counts as settled:
+ * arrpc__calls_rescue_replies takes it back. */
 int arrpc__calls_settled(const arrpc__conn *c);
 /* Adds c's waiting replies to pc in order: answered ones, a finished or crashed call's, and for
- * crash_reply (the reply an inline call that crashed with sig was filling) the error. -1 when
- * c cannot be saved: a reply waits for a deferred answer or a call that did not finish. */
+ * crash_reply (the reply an inline call that crashed with sig was filling) the error. A call no
+ * handler thread has started is taken back (it never runs here) and its request returned in
+ * *unrun (NULL: none), to go before c's unread bytes. -1 when c cannot be saved: a reply waits
+ * for a deferred answer or a call that did not finish. */
 int arrpc__calls_rescue_replies(const arrpc__conn *c, const struct arrpc__reply *crash_reply,
-                                int sig, struct arrpc__pieces *pc);
+                                int sig, struct arrpc__pieces *pc, const uint8_t **unrun,
+                                size_t *unrun_len);
 
 /* Counts and logs one answered request (inline or not): bytes in and out, and when its clock
  * started and stopped (arrpc__clock_ns). */

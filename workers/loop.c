@@ -18,6 +18,7 @@
 #include "calls.h"
 #include "control.h"
 #include "loop.h"
+#include "pool.h"
 #include "recycle.h"
 #include "rescue.h"
 #include "stats.h"
@@ -259,14 +260,28 @@ static void on_event(arrpc__loop *loop, void *ptr, uint32_t events)
     }
 }
 
+/* Waits at most ns nanoseconds: a job queued behind a handler thread's call is due a look then
+ * (pool.c), sooner than epoll_wait's milliseconds allow. Kernels before 5.11 have no
+ * epoll_pwait2: one millisecond then. */
+static int wait_ns(arrpc__loop *loop, struct epoll_event *events, int64_t ns)
+{
+    struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)ns};
+    int n = epoll_pwait2(loop->epfd, events, LOOP_EVENTS, &ts, NULL);
+    if (n < 0 && errno == ENOSYS) n = epoll_wait(loop->epfd, events, LOOP_EVENTS, ns ? 1 : 0);
+    return n;
+}
+
 static void run_iteration(arrpc__loop *loop, struct epoll_event *events)
 {
-    int n = epoll_wait(loop->epfd, events, LOOP_EVENTS, timer_wait_ms(loop));
+    int64_t nudge_ns = loop->pool ? arrpc__pool_nudge_due_ns(loop->pool) : -1;
+    int n = nudge_ns >= 0 ? wait_ns(loop, events, nudge_ns)
+                          : epoll_wait(loop->epfd, events, LOOP_EVENTS, timer_wait_ms(loop));
     loop->now_ms = arrpc__clock_ms();
     for (int i = 0; i < n; i++)
         on_event(loop, events[i].data.ptr, events[i].events);
     loop->now_ms = arrpc__clock_ms(); /* handlers may have run for a while: replies go out now */
     flush_all(loop);
+    if (loop->pool) arrpc__pool_nudge(loop->pool);
     /* Walking every connection is for timers and hand-over only, not every busy iteration. */
     if (loop->draining || loop->retiring ||
         (timer_wait_ms(loop) >= 0 && loop->now_ms >= loop->next_expire_ms)) {

@@ -1,9 +1,23 @@
-/* pool.c -- one worker's handler threads (see pool.h). */
+/* pool.c -- one worker's handler threads (see pool.h).
+ *
+ * Waking a thread costs more than most calls: a futex wake, a context switch, and for Python
+ * handlers a fight for the GIL with the thread already running. So a job submitted while a
+ * thread is running a call that started less than ARRPC_POOL_PATIENCE_NS ago waits for that
+ * thread to take it next (lazy wake). Threads exist for calls that wait; a call that waits is
+ * noticed by its age: the owner's nudge (arrpc__pool_nudge) wakes an idle thread for a job left
+ * waiting longer than the patience. */
 #include "pool.h"
 
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+
+#include "../core/clock.h"
+
+/* How long work may queue behind a running call before another thread is woken for it. Short
+ * next to what a waiting handler waits (a database round trip), long next to a call that only
+ * computes (an echo in Python takes a few microseconds). */
+#define ARRPC_POOL_PATIENCE_NS 100000u
 
 /* A thread's seat: its own condition, so that a job can wake one chosen thread. */
 typedef struct arrpc__pool_seat {
@@ -12,6 +26,8 @@ typedef struct arrpc__pool_seat {
     pthread_cond_t wake;
     int is_idle; /* on the idle stack */
     struct arrpc__pool_seat *next_idle;
+    uint64_t started_ns; /* when its current call started, or it was woken for one; 0: idle.
+                            Under the lock */
 } arrpc__pool_seat;
 
 struct arrpc__pool {
@@ -23,6 +39,9 @@ struct arrpc__pool {
     arrpc__pool_seat *idle;
     int stopping;
     _Atomic unsigned busy; /* queued or running */
+    /* Since when the queue's head has waited with no thread woken for it; 0: nothing waits so.
+     * Read without the lock by the owner's nudge, to skip the lock when it is 0. */
+    _Atomic uint64_t waiting_since_ns;
     arrpc__mailbox *done;
     void *arg;
     unsigned nthreads;
@@ -40,10 +59,14 @@ static void leave_idle(arrpc__pool *p, arrpc__pool_seat *seat)
     seat->is_idle = 0;
 }
 
+/* The next job for seat. Until it takes the lock here, a seat that just finished a call still
+ * counts as running one that started when that call did: if the call was short, the seat is
+ * indeed about to take the next job (soon_taken). */
 static arrpc__job *next_job(arrpc__pool_seat *seat)
 {
     arrpc__pool *p = seat->pool;
     pthread_mutex_lock(&p->lock);
+    seat->started_ns = 0;
     while (!p->head && !p->stopping) {
         if (!seat->is_idle) {
             seat->next_idle = p->idle;
@@ -55,8 +78,12 @@ static arrpc__job *next_job(arrpc__pool_seat *seat)
     if (seat->is_idle) leave_idle(p, seat); /* woken spuriously, and found work anyway */
     arrpc__job *job = p->head;
     if (job) {
+        uint64_t now = arrpc__clock_ns();
         p->head = job->next_queued;
         if (!p->head) p->tail = NULL;
+        seat->started_ns = now;
+        /* The next job's wait starts now: it no longer queues behind this one. */
+        atomic_store(&p->waiting_since_ns, p->head ? now : 0);
     }
     pthread_mutex_unlock(&p->lock);
     return job; /* NULL: stopping and nothing left */
@@ -129,17 +156,58 @@ arrpc__pool *arrpc__pool_new(unsigned threads, arrpc__mailbox *done, void *arg)
     return p;
 }
 
+/* Whether a running thread will soon take the queue's work: one of them started its call less
+ * than the patience ago. Not how much is queued: more threads would not make calls that compute
+ * finish sooner (workers, not threads, are for cores; a GIL lets one run at a time anyway), and
+ * calls that wait are found by their age. The lock is held. */
+static int soon_taken(const arrpc__pool *p, uint64_t now)
+{
+    for (unsigned i = 0; i < p->nthreads; i++) {
+        uint64_t started = p->seat[i].started_ns;
+        if (started && now - started < ARRPC_POOL_PATIENCE_NS) return 1;
+    }
+    return 0;
+}
+
 void arrpc__pool_submit(arrpc__pool *p, arrpc__job *job)
 {
     job->next_queued = NULL;
     atomic_fetch_add(&p->busy, 1);
+    uint64_t now = arrpc__clock_ns();
     pthread_mutex_lock(&p->lock);
     if (p->tail)
         p->tail->next_queued = job;
     else
         p->head = job;
     p->tail = job;
-    arrpc__pool_seat *seat = pop_idle(p);
+    arrpc__pool_seat *seat = soon_taken(p, now) ? NULL : pop_idle(p);
+    if (seat) /* counts as starting now: the next jobs wait for it rather than wake another */
+        seat->started_ns = now;
+    else if (!atomic_load(&p->waiting_since_ns))
+        atomic_store(&p->waiting_since_ns, now);
+    pthread_mutex_unlock(&p->lock);
+    if (seat) pthread_cond_signal(&seat->wake);
+}
+
+int64_t arrpc__pool_nudge_due_ns(const arrpc__pool *p)
+{
+    uint64_t since = atomic_load(&p->waiting_since_ns);
+    if (!since) return -1;
+    uint64_t waited = arrpc__clock_ns() - since;
+    return waited >= ARRPC_POOL_PATIENCE_NS ? 0 : (int64_t)(ARRPC_POOL_PATIENCE_NS - waited);
+}
+
+void arrpc__pool_nudge(arrpc__pool *p)
+{
+    uint64_t since = atomic_load(&p->waiting_since_ns);
+    if (!since || arrpc__clock_ns() - since < ARRPC_POOL_PATIENCE_NS) return;
+    pthread_mutex_lock(&p->lock);
+    arrpc__pool_seat *seat = p->head ? pop_idle(p) : NULL;
+    uint64_t now = arrpc__clock_ns();
+    if (seat) seat->started_ns = now;
+    /* Woken for the head: the next job's wait starts over. No thread idle: the first to finish
+     * takes the head itself (and restarts the clock if more wait), so nudging is pointless. */
+    atomic_store(&p->waiting_since_ns, seat && p->head->next_queued ? now : 0);
     pthread_mutex_unlock(&p->lock);
     if (seat) pthread_cond_signal(&seat->wake);
 }

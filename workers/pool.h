@@ -8,6 +8,7 @@
 #define ARRPC_WORKERS_POOL_H
 
 #include <pthread.h>
+#include <stdint.h>
 
 #include "arrpc.h" /* ARRPC_MAX_THREADS */
 #include "mailbox.h"
@@ -24,8 +25,16 @@ typedef struct arrpc__pool arrpc__pool;
 /* Starts `threads` threads (1..ARRPC_MAX_THREADS) that call job->run(job, index, arg) and then
  * post the job to `done`. NULL when a thread cannot be started (then none is left running). */
 arrpc__pool *arrpc__pool_new(unsigned threads, arrpc__mailbox *done, void *arg);
-/* Queues a job; the loop must not touch it until it comes back through the mailbox. */
+/* Queues a job; the loop must not touch it until it comes back through the mailbox. A job
+ * submitted while a thread is a moment into a short call waits for that thread instead of
+ * waking another (see pool.c). */
 void arrpc__pool_submit(arrpc__pool *p, arrpc__job *job);
+/* Nanoseconds until a job that waits with no thread woken for it is due a nudge (0: now), or
+ * -1 when none waits: the owner calls arrpc__pool_nudge then (its loop sleeps no longer). */
+int64_t arrpc__pool_nudge_due_ns(const arrpc__pool *p);
+/* Wakes an idle thread for a job that has waited too long behind running calls (they are
+ * waiting, not computing). Cheap when nothing waits: one atomic read. */
+void arrpc__pool_nudge(arrpc__pool *p);
 /* Jobs queued or running. */
 unsigned arrpc__pool_busy(const arrpc__pool *p);
 /* Runs every job already queued, then stops and joins the threads. Finished jobs stay in the

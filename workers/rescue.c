@@ -271,15 +271,20 @@ ARRPC_RESCUE_READS static int save(const arrpc__loop *loop, arrpc__conn *c, cons
     pc->n = 0;
     pc->bytes = 0;
     size_t out = inline_crash ? m->call_out_keep : arrpc__buf_used(&c->out);
+    const uint8_t *unrun = NULL;
+    size_t unrun_len = 0;
     if (arrpc__pieces_add(pc, c->out.data + c->out.head, out) != 0 ||
-        arrpc__calls_rescue_replies(c, inline_crash ? m->call_reply : NULL, k->sig, pc) != 0 ||
+        arrpc__calls_rescue_replies(c, inline_crash ? m->call_reply : NULL, k->sig, pc, &unrun,
+                                    &unrun_len) != 0 ||
         (inline_crash && !m->call_reply && arrpc__pieces_add_crash(pc, k->sig) != 0))
         return LOST;
     write_now(c, pc);
     size_t reply_len = pc->bytes;
     const uint8_t *in = inline_crash ? m->call_rest : c->in.data + c->in.head;
     size_t in_len = inline_crash ? m->call_rest_len : arrpc__buf_used(&c->in);
-    if (reply_len > ARRPC_HANDOFF_REPLY_MAX || arrpc__pieces_add(pc, in, in_len) != 0) return LOST;
+    if (reply_len > ARRPC_HANDOFF_REPLY_MAX || arrpc__pieces_add(pc, unrun, unrun_len) != 0 ||
+        arrpc__pieces_add(pc, in, in_len) != 0)
+        return LOST;
     return send_conn(c, reply_len) == 0 ? SAVED : LOST;
 }
 
