@@ -83,20 +83,8 @@ declare -A PID PORT EXTRA   # per server name: its process, its port, arrpc-benc
 declare -A EMPTY_AFTER      # per server name: a file emptied after each of its runs (an access log)
 SERVERS=()
 
-stop_all() {
-    for name in "${!PID[@]}"; do
-        local pid=${PID[$name]}
-        kill -TERM "$pid" 2>/dev/null || continue
-        for _ in $(seq $((STOP_TIMEOUT * 10))); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-}
-trap stop_all EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=bench/stop_all.sh
+source "$ROOT/bench/stop_all.sh"
 
 wanted() { [ -z "$WANTED" ] || [[ " $WANTED " == *" $1 "* ]]; }
 

@@ -48,20 +48,8 @@ taskset -c "$CLIENT_CPU" true 2>/dev/null || die "CPU list '$CLIENT_CPU' is not 
 
 declare -A PID PORT BASE # per worker count: the master's pid, its port, its run time once started
 
-stop_all() {
-    for n in "${!PID[@]}"; do
-        local pid=${PID[$n]}
-        kill -TERM "$pid" 2>/dev/null || continue
-        for _ in $(seq $((STOP_TIMEOUT * 10))); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-}
-trap stop_all EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=bench/stop_all.sh
+source "$ROOT/bench/stop_all.sh"
 
 children() { cat "/proc/$1/task/$1/children" 2>/dev/null || true; }
 

@@ -49,11 +49,14 @@ def tlv(kind, value):
     return struct.pack("!BH", kind, len(value)) + value
 
 
-class ProxyProtocol(unittest.TestCase):
+class ProxyServerCase(unittest.TestCase):
+    """One arrpcd for the class, trusting the ranges in RANGES. One worker: every connection's
+    counts land in the one block /metrics sums."""
+    RANGES = None
+
     @classmethod
     def setUpClass(cls):
-        # One worker: every connection's counts land in the one block /metrics sums.
-        cls.server = Server("--workers", "1", "--proxy-protocol", TRUSTED,
+        cls.server = Server("--workers", "1", "--proxy-protocol", cls.RANGES,
                             "--metrics-listen", "127.0.0.1:0",
                             "--tls-handshake-timeout", str(DEADLINE_S)).start()
         cls.metrics = metrics_port(cls.server)
@@ -61,6 +64,10 @@ class ProxyProtocol(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.server.stop()
+
+
+class ProxyProtocol(ProxyServerCase):
+    RANGES = TRUSTED
 
     def whoami(self, header):
         with self.server.connect(preamble=header) as c:
@@ -167,20 +174,10 @@ class ProxyProtocol(unittest.TestCase):
         self.assertLess(len(lines), 5 + 12)  # at most one a second over the whole class
 
 
-class UntrustedSources(unittest.TestCase):
+class UntrustedSources(ProxyServerCase):
     """A source outside the ranges (here 127.0.0.1, with only 127.0.0.2 listed) must not send a
     header: one that does is refused; anything else is an ordinary client, not a byte lost."""
-
-    @classmethod
-    def setUpClass(cls):
-        cls.server = Server("--workers", "1", "--proxy-protocol", UNLISTED_RANGE,
-                            "--metrics-listen", "127.0.0.1:0",
-                            "--tls-handshake-timeout", str(DEADLINE_S)).start()
-        cls.metrics = metrics_port(cls.server)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.server.stop()
+    RANGES = UNLISTED_RANGE
 
     def untrusted(self):
         return total(scrape(self.metrics), "arrpc_server_errors_total", reason="proxy_untrusted",
