@@ -221,6 +221,9 @@ ARRPC_API int arrpc_handler(arrpc_call *call, const msgpack_object *req, msgpack
 {
     const msgpack_object *v;
     const demo_state *st = udata;
+    /* Anything but a one-entry map is echoed: the common case, decided before the list below. */
+    if (req->type != MSGPACK_OBJECT_MAP || req->via.map.size != 1)
+        return msgpack_pack_object(res, *req);
     if ((v = only_entry(req, "echo"))) return msgpack_pack_object(res, *v);
     if ((v = only_entry(req, "fail"))) {
         if (v->type == MSGPACK_OBJECT_STR)
