@@ -353,10 +353,23 @@ static void loop_destroy(arrpc__loop *loop)
     if (loop->epfd >= 0) close(loop->epfd);
 }
 
-/* Done when draining or retiring and no connection is left. */
+/* Whether a retiring worker may still hand connections to this one: it may while its end of
+ * the hand-over socket is open. */
+static int receiving(const arrpc__loop *loop)
+{
+    for (unsigned i = 0; i < ARRPC_LOOP_HANDOFF_IN_MAX; i++)
+        if (loop->handoff_in[i].kind) return 1;
+    return 0;
+}
+
+/* Done when draining or retiring and no connection is left, nor can come: a worker told to go
+ * while another still hands it connections (a recycle's replacement caught by a reload) stays
+ * until that one is done, or the drain deadline passes; leaving earlier would make the sender
+ * close the rest. */
 static int finished(const arrpc__loop *loop)
 {
-    return (loop->draining || loop->retiring) && loop->nconns == 0;
+    return (loop->draining || loop->retiring) && loop->nconns == 0 &&
+           (!receiving(loop) || loop->now_ms >= loop->drain_until_ms);
 }
 
 static int serve(const arrpc__worker_io *io, const arrpc__worker_config *cfg, char *err,
