@@ -49,7 +49,7 @@ test-asan:
 
 # The tests that run handler threads, built with ThreadSanitizer (clang: gcc's TSan refuses the
 # atomic fences the metrics use); any report fails the test it came from or the last one.
-TSAN_TESTS = unit_test_pool|integration_test_threads|integration_test_handlers|integration_test_server_api|integration_test_access_log$$
+TSAN_TESTS = unit_test_pool|integration_test_threads|integration_test_handlers|integration_test_server_api|integration_test_access_log$$|integration_test_crash
 test-tsan:
 	cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
 	    -DARRPC_SANITIZE=thread
