@@ -74,23 +74,29 @@ def new_master(pid_file, old):
 
 
 class Load:
-    """arrpc-bench as a separate process for `seconds`, verifying every reply."""
+    """arrpc-bench --verify as a separate process for `seconds`: closed loop (`pipeline` calls in
+    flight per connection), or open loop at `rate` requests a second; `request`, a JSON-able
+    object, instead of the default request."""
 
-    def __init__(self, port, seconds, connections=16, pipeline=1):
-        cmd = [BENCH, "-q", "--json", "--verify", "-c", str(connections), "-P", str(pipeline),
-               "-d", str(seconds), "127.0.0.1:%d" % port]
+    def __init__(self, port, seconds, connections=16, pipeline=1, rate=None, request=None):
+        cmd = [BENCH, "-q", "--json", "--verify", "-c", str(connections), "-d", str(seconds)]
+        cmd += ["-R", str(rate)] if rate else ["-P", str(pipeline)]
+        if request is not None:
+            cmd += ["--request", json.dumps(request)]
+        cmd.append("127.0.0.1:%d" % port)
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.seconds = seconds
 
-    def result(self):
+    def result(self, name="load"):
         try:
             out, err = self.proc.communicate(timeout=self.seconds + WAIT_S)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             out, err = self.proc.communicate()
         report = json.loads(out.decode())
-        print("load: sent %d, replies %d, errors %s" % (
-            report["sent"], report["replies"], report["errors_by_kind"]))
+        print("%s: sent %d, replies %d, failed %d, closed %d" % (
+            name, report["sent"], report["replies"], report["errors"],
+            report["errors_by_kind"]["closed"]))
         return report
 
 

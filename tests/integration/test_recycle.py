@@ -7,24 +7,21 @@ request counts, and a connection closed by the server is a failure of its own ("
 rate keeps the number of recycles per run modest on a busy machine; nothing here asserts a
 timing. Every test bounds its run time and stops what it started by PID.
 """
-import json
 import os
 import re
 import shutil
 import signal
-import subprocess
 import tempfile
 import threading
 import time
 import unittest
 
 import harness
-from harness import BIN_DIR, Server, Tls
-from test_master import WAIT_S, alive, children, kill_quietly, new_master, wait_until
+from harness import Server, Tls
+from test_master import WAIT_S, Load, alive, children, kill_quietly, new_master, wait_until
 from test_metrics import metrics_port, scrape, total
 from test_tls import Driver as TlsDriver
 
-BENCH = os.path.join(BIN_DIR, "arrpc-bench")
 LEFTOVER_MARGIN_S = 8  # past its lifetime: a worker this old was left behind, not waiting its turn
 
 
@@ -39,30 +36,6 @@ def process_age_s(pid):
         return 0
 RECYCLED = re.compile(r"worker (\d+) recycled: (.*); worker (\d+) takes its connections")
 BY_REQUESTS = re.compile(r"^(\d+) requests >= (\d+)$")
-
-
-class RateLoad:
-    """arrpc-bench --verify at `rate` requests a second for `seconds`, in its own process."""
-
-    def __init__(self, port, seconds, rate, connections=16, request=None):
-        cmd = [BENCH, "-q", "--json", "--verify", "-c", str(connections), "-d", str(seconds),
-               "-R", str(rate), "127.0.0.1:%d" % port]
-        if request is not None:
-            cmd[1:1] = ["--request", json.dumps(request)]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        self.seconds = seconds
-
-    def result(self, name):
-        try:
-            out, err = self.proc.communicate(timeout=self.seconds + WAIT_S)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            out, err = self.proc.communicate()
-        report = json.loads(out.decode())
-        print("%s: sent %d, replies %d, failed %d, closed %d" % (
-            name, report["sent"], report["replies"], report["errors"],
-            report["errors_by_kind"]["closed"]))
-        return report
 
 
 def recycles(server):
@@ -125,7 +98,7 @@ class MaxRequestsTest(RecycleCase):
     def run_under_load(self, *extra):
         server, mport = self.start("--workers", "2", "--max-requests", "2000",
                                    "--max-requests-jitter", "500", *extra)
-        report = RateLoad(server.port, seconds=12, rate=3000).result(
+        report = Load(server.port, seconds=12, rate=3000).result(
             "max-requests%s" % "".join(" " + a for a in extra))
         self.assert_nothing_failed(report)
         done = recycles(server)
@@ -157,7 +130,7 @@ class MaxRequestsTest(RecycleCase):
 
     def test_off_by_default(self):
         server, mport = self.start("--workers", "2")
-        report = RateLoad(server.port, seconds=3, rate=2000).result("defaults")
+        report = Load(server.port, seconds=3, rate=2000).result("defaults")
         self.assert_nothing_failed(report)
         self.assertEqual(recycles(server), [])
         self.assertEqual(total(scrape(mport), "arrpc_server_worker_restarts_total",
@@ -178,7 +151,7 @@ class MaxRssTest(RecycleCase):
 
     def test_leaking_worker_is_recycled(self):
         server, mport = self.start("--workers", "2", "--max-worker-rss", "48")
-        report = RateLoad(server.port, seconds=6, rate=200, connections=4,
+        report = Load(server.port, seconds=6, rate=200, connections=4,
                           request={"leak": self.LEAK}).result("max-worker-rss 48")
         self.assert_nothing_failed(report)
         done = recycles(server)
@@ -195,7 +168,7 @@ class MaxLifetimeTest(RecycleCase):
     def test_old_workers_are_recycled(self):
         server, mport = self.start("--workers", "2", "--max-worker-lifetime", "2")
         first = set(children(server.pid))
-        report = RateLoad(server.port, seconds=7, rate=2000).result("max-worker-lifetime 2")
+        report = Load(server.port, seconds=7, rate=2000).result("max-worker-lifetime 2")
         self.assert_nothing_failed(report)
         done = recycles(server)
         self.assertGreaterEqual(len(done), 2, server.log()[-3000:])
@@ -208,7 +181,7 @@ class MaxLifetimeTest(RecycleCase):
     def test_with_handler_threads(self):
         server, mport = self.start("--workers", "2", "--threads", "4",
                                    "--max-worker-lifetime", "2")
-        report = RateLoad(server.port, seconds=6, rate=2000).result(
+        report = Load(server.port, seconds=6, rate=2000).result(
             "max-worker-lifetime 2 --threads 4")
         self.assert_nothing_failed(report)
         done = recycles(server)
@@ -268,7 +241,7 @@ class RecycleWithSignalsTest(RecycleCase):
         accepted) and scaling (the replacement still starting is not needed): nothing fails, and
         the worker count ends as asked, with no replacement left over."""
         server, _ = self.start("--workers", "2", "--max-worker-lifetime", "1")
-        load = RateLoad(server.port, seconds=9, rate=2000)
+        load = Load(server.port, seconds=9, rate=2000)
         time.sleep(1.0)
         # Each signal once the previous one is done: the master ignores scaling during a reload.
         steps = ((signal.SIGHUP, "reload: generation 2 serving"),
@@ -297,7 +270,7 @@ class RecycleWithSignalsTest(RecycleCase):
         self.addCleanup(server.stop)
         masters = [server.pid]
         self.addCleanup(lambda: [kill_quietly(p) for p in masters[1:]])
-        load = RateLoad(server.port, seconds=8, rate=2000)
+        load = Load(server.port, seconds=8, rate=2000)
         time.sleep(1.0)
         current = server.pid
         for i in range(3):
