@@ -11,11 +11,9 @@ import threading
 import time
 import unittest
 
-import msgpack
-
 import harness
-from harness import Conn, Server
-from test_master import Load, MasterCase, alive, kill_quietly, wait_until
+from harness import Server
+from test_master import Load, MasterCase, alive, kill_quietly, new_master, wait_until
 
 DEFERRED = "deferred"
 
@@ -169,16 +167,6 @@ class SlowCalls:
         self.thread.join(timeout=30)
 
 
-def new_master_of(pid_file, old):
-    """The pid in pid_file once it names a master other than `old` and `old` has exited."""
-    try:
-        with open(pid_file) as f:
-            pid = int(f.read())
-    except (FileNotFoundError, ValueError):
-        return None
-    return pid if pid != old and not alive(old) else None
-
-
 class ReloadTest(MasterCase):
     def test_reloads_with_calls_running_fail_nothing(self):
         server = self.start("--workers", "2", "--threads", "4")
@@ -201,7 +189,7 @@ class ReloadTest(MasterCase):
         with SlowCalls(server) as slow:
             time.sleep(1)
             os.kill(server.pid, signal.SIGUSR2)
-            pid = wait_until(lambda: new_master_of(pid_file, server.pid))
+            pid = new_master(pid_file, server.pid)
             self.assertTrue(pid, server.log())
             masters.append(pid)
             time.sleep(1)
