@@ -25,6 +25,7 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include <unistd.h>
 
 #include "../core/auth.h"
 #include "client.h"
@@ -59,6 +60,7 @@ static arrpc_client *client_new(arrpc__endpoints *eps)
     cli->keepalive_s = ARRPC_DEFAULT_KEEPALIVE_S;
     cli->max_message = ARRPC_DEFAULT_MAX_MESSAGE;
     cli->max_depth = ARRPC_DEFAULT_MAX_DEPTH;
+    cli->spin_ns = sysconf(_SC_NPROCESSORS_ONLN) > 1 ? ARRPC_DEFAULT_CLIENT_SPIN_US * 1000u : 0;
     cli->fd = -1;
     arrpc__transport_tcp(&cli->io, -1);
     cli->scan = arrpc__scan_new(cli->max_message, cli->max_depth);

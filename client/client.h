@@ -55,6 +55,9 @@ struct arrpc_client {
     size_t scanned;          /* bytes of in already fed to the scanner */
     arrpc__buf out;          /* request bytes not yet written */
     struct arrpc__client_metrics *metrics; /* NULL until metrics are asked for (client_metrics.c) */
+    uint64_t spin_ns;     /* arrpc_client_set_spin: longest spin for a reply; 0: never spin */
+    unsigned spin_misses; /* spins in a row that ran out before the reply came (client_wait.c) */
+    unsigned spin_skips;  /* waits left to sleep through without spinning first */
     int (*interrupt)(void *udata);         /* arrpc_client_set_interrupt; NULL: none */
     void *interrupt_udata;
     char errstr[ARRPC_CLIENT_ERRSTR_MAX];
@@ -80,6 +83,9 @@ void arrpc__client_tls_free(arrpc_client *cli);
  * between slices: 1 (*rev set), 0 at the deadline, ARRPC_EINTR when the check said stop, or
  * ARRPC_ESYS. */
 int arrpc__client_wait(arrpc_client *cli, short events, uint64_t deadline_ms, short *rev);
+/* Waits as arrpc__client_wait, for the replies of a call once its requests are written: spins
+ * first (reads whether the socket has bytes, without sleeping) while that has lately paid off. */
+int arrpc__client_wait_reply(arrpc_client *cli, uint64_t deadline_ms, short *rev);
 /* Sleeps ms between connect tries: 0, or ARRPC_EINTR when the interrupt check said stop. */
 int arrpc__client_sleep(arrpc_client *cli, uint64_t ms);
 

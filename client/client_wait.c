@@ -1,7 +1,9 @@
 /* client_wait.c -- the client's waits (for the server, between connect tries) cut into slices,
  * so that the caller's interrupt check (arrpc_client_set_interrupt) runs while a send blocks.
- * Without a check a wait is one poll or one sleep, as before. */
+ * Without a check a wait is one poll or one sleep, as before. A wait for replies may spin first
+ * (arrpc_client_set_spin). */
 #include <errno.h>
+#include <poll.h>
 #include <time.h>
 
 #include "client.h"
@@ -64,4 +66,50 @@ int arrpc__client_sleep(arrpc_client *cli, uint64_t ms)
         if (interrupted(cli)) return ARRPC_EINTR;
         if (end >= deadline) return 0;
     }
+}
+
+/* ---- spinning for a reply ----------------------------------------------------------------- */
+
+/* After this many spins in a row ran out, the next 2^n - 1 waits sleep at once: a server that
+ * answers slower than the spin costs a spin now and then, at most one in 1024 waits. */
+#define SPIN_BACKOFF_MAX 10u
+
+int arrpc_client_set_spin(arrpc_client *cli, unsigned us)
+{
+    if (!cli || us > ARRPC_CLIENT_SPIN_MAX_US) return ARRPC_EINVAL;
+    cli->spin_ns = (uint64_t)us * 1000u;
+    cli->spin_misses = cli->spin_skips = 0;
+    return 0;
+}
+
+/* Asks whether the socket has something, without sleeping, until it has (1, *rev set) or the
+ * spin has run out (0). Bytes at the socket are enough, TLS records included: the caller reads. */
+static int spin(const arrpc_client *cli, short *rev)
+{
+    uint64_t until = arrpc__clock_ns() + cli->spin_ns;
+    struct pollfd p = {.fd = cli->fd, .events = POLLIN};
+    do {
+        int n = poll(&p, 1, 0);
+        if (n > 0) {
+            *rev = p.revents;
+            return 1;
+        }
+        if (n < 0 && errno != EINTR) return 0; /* the sleeping wait reports it */
+    } while (arrpc__clock_ns() < until);
+    return 0;
+}
+
+int arrpc__client_wait_reply(arrpc_client *cli, uint64_t deadline_ms, short *rev)
+{
+    if (cli->spin_ns && cli->spin_skips == 0) {
+        if (spin(cli, rev)) {
+            cli->spin_misses = 0;
+            return 1;
+        }
+        if (cli->spin_misses < SPIN_BACKOFF_MAX) cli->spin_misses++;
+        cli->spin_skips = (1u << cli->spin_misses) - 1u;
+    } else if (cli->spin_skips) {
+        cli->spin_skips--;
+    }
+    return arrpc__client_wait(cli, POLLIN, deadline_ms, rev);
 }

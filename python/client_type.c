@@ -55,19 +55,20 @@ static int client_init(client_object *self, PyObject *args, PyObject *kwds)
                              "retries",      "backoff_ms",  "debug",        "auth_secret",
                              "tls_cafile",   "self_signed", "tls_certfile", "tls_keyfile",
                              "server_name",  "max_message", "metrics",      "metrics_host",
-                             "metrics_port", NULL};
+                             "metrics_port", "spin_us",     NULL};
     const char *host, *cafile = NULL, *cert = NULL, *key = NULL, *server_name = NULL;
     const char *metrics_host = NULL;
     unsigned short port, metrics_port = 0;
     unsigned timeout_ms = 0, connect_ms = 0, retries = ARRPC_DEFAULT_CON_MAX_RETRIES;
     unsigned backoff_ms = 1000;
     Py_ssize_t max_message = 0;
-    int debug = 0, self_signed = 0, metrics = 0;
+    int debug = 0, self_signed = 0, metrics = 0, spin_us = -1; /* -1: the library's default */
     PyObject *secret = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "sH|$IIIIpOzpzzznpzH", kwlist, &host, &port,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "sH|$IIIIpOzpzzznpzHi", kwlist, &host, &port,
                                      &timeout_ms, &connect_ms, &retries, &backoff_ms, &debug,
                                      &secret, &cafile, &self_signed, &cert, &key, &server_name,
-                                     &max_message, &metrics, &metrics_host, &metrics_port))
+                                     &max_message, &metrics, &metrics_host, &metrics_port,
+                                     &spin_us))
         return -1;
     if (self->busy) return refuse_busy() ? 0 : -1;
     if (self->cli) arrpc_client_free(self->cli);
@@ -82,6 +83,7 @@ static int client_init(client_object *self, PyObject *args, PyObject *kwds)
     if (rc == 0) rc = arrpc_client_set_debug(self->cli, debug);
     if (rc == 0 && max_message > 0)
         rc = arrpc_client_set_max_message(self->cli, (size_t)max_message);
+    if (rc == 0 && spin_us >= 0) rc = arrpc_client_set_spin(self->cli, (unsigned)spin_us);
     if (rc != 0) {
         client_fail(self, rc);
         return -1;

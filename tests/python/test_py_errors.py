@@ -142,5 +142,25 @@ class Connect(harness.unittest.TestCase):
             listener.close()
 
 
+class ReplySpin(harness.unittest.TestCase):
+    """spin_us: how long a send reads for its reply before it sleeps (arrpc_client_set_spin)."""
+
+    def test_replies_are_right_spinning_or_not(self):
+        with pyharness.serve(handler) as server:
+            for spin in (None, 0, 1, 10000):
+                with self.subTest(spin_us=spin):
+                    cli = pyharness.client(server, spin_us=spin)
+                    for i in range(20):  # slower than a short spin, then fast: both ways
+                        request = {"sleep": 0.002, "n": i} if i % 2 else {"n": i}
+                        self.assertEqual(cli.send(request), request)
+                    self.assertEqual(cli.send_batch([1, "rpc", 3])[0::2], [1, 3])
+                    cli.close()
+
+    def test_bounds(self):
+        for spin in (-1, 10001):
+            with self.subTest(spin_us=spin), self.assertRaises(ValueError):
+                arrpc.Client("127.0.0.1", 1, spin_us=spin)
+
+
 if __name__ == "__main__":
     pyharness.main()
