@@ -4,7 +4,9 @@
     /usr/bin/python3 py_echo_server.py arrpc [--workers N] [--threads N]
 
 Prints "listening on 127.0.0.1:PORT" on stderr once it accepts. The handler echoes its request,
-except {"sleep": s}, which sleeps s seconds first (time.sleep: the stall measurement).
+except {"sleep": s}, which sleeps s seconds first (time.sleep: the stall measurement), and
+{"work": n}, which first computes in Python for n loop steps holding the GIL (a handler bound by
+the CPU and the GIL: the workers measurement).
 
 The asyncio reference does what arrpc 0.5.0's server does per connection, with asyncio in place
 of gevent: read up to 4096 bytes, unpack them as one message (raw=False), call the handler, pack
@@ -22,8 +24,13 @@ READ_SIZE = 4096  # 0.5.0's read size
 
 
 def handler(message):
-    if isinstance(message, dict) and "sleep" in message:
-        time.sleep(message["sleep"])
+    if isinstance(message, dict):
+        if "sleep" in message:
+            time.sleep(message["sleep"])
+        elif "work" in message:
+            total = 0
+            for i in range(message["work"]):
+                total += i * i
     return message
 
 

@@ -3,12 +3,16 @@
 #   1. server: an asyncio echo server written as 0.5.0 works, and arrpc.Server with a Python echo
 #      handler (threads 16 and 0, workers 0 and 2), each driven by arrpc-bench -c 16 -P 1 with
 #      --server-pid: requests/s and server CPU per reply;
+#   1b. workers: the same servers with a handler bound by the CPU and the GIL ({"work": N}, about
+#      40 us of Python per call at N=2000), so that the load generator needs little CPU and a
+#      second worker process has a core to use: requests/s of workers=2 against workers=0;
 #   2. client: arrpc.Client.send and send_batch(100) against a plain socket + msgpack client,
 #      sequential calls/s against arrpcd's built-in echo (one worker);
 #   3. stall: a fast open-loop load alone and beside 2 connections calling {"sleep": 0.05}
 #      (time.sleep in the Python handler), arrpc.Server with its defaults.
 # Environment: PYBENCH_SECONDS [5], BENCH_BIN_DIR [build/bin], BENCH_PYTHON_DIR [build/python],
-#   PYBENCH_OUT [a new /tmp/arrpc-pybench.*], STALL_RATE [800] fast requests/s.
+#   PYBENCH_OUT [a new /tmp/arrpc-pybench.*], STALL_RATE [800] fast requests/s,
+#   PYBENCH_WORK [2000] loop steps of the CPU-bound request.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_RUN=${PYBENCH_SECONDS:-5}
@@ -16,6 +20,7 @@ BIN=${BENCH_BIN_DIR:-build/bin}
 export PYTHONPATH=${BENCH_PYTHON_DIR:-build/python}
 OUT=${PYBENCH_OUT:-$(mktemp -d /tmp/arrpc-pybench.XXXXXX)}
 RATE=${STALL_RATE:-800}
+WORK=${PYBENCH_WORK:-2000}
 PY=/usr/bin/python3
 mkdir -p "$OUT"
 die() { echo "python.sh: $*" >&2; exit 1; }
@@ -66,6 +71,29 @@ print("%-14s %10s %14s %12s" % ("server", "qps", "server us/reply", "errors"))
 for n in ("asyncio", "arrpc-t16-w0", "arrpc-t0-w0", "arrpc-t16-w2", "arrpc-t0-w2"):
     r = load(n)
     print("%-14s %10.0f %14.2f %12d" % (n, r["qps"], r["server_cpu"]["us_per_reply"], r["errors"]))
+PYEOF
+
+echo "== workers: {\"work\": $WORK} (Python bound by the CPU and the GIL), arrpc-bench -c 16 -P 1"
+for config in arrpc-t16-w0 arrpc-t16-w2 arrpc-t0-w0 arrpc-t0-w2; do
+    t=${config#arrpc-t}; t=${t%%-*}; w=${config##*-w}
+    start "$OUT/work-$config.log" $PY bench/py_echo_server.py arrpc --threads "$t" --workers "$w"
+    "$BIN/arrpc-bench" -q --json --request "{\"work\": $WORK}" -c 16 -P 1 -w 1 -d "$SECONDS_RUN" \
+        --server-pid "$SERVER_PID" "127.0.0.1:$PORT" >"$OUT/work-$config.json"
+    stop_server
+done
+$PY - "$OUT" <<'PYEOF' | tee "$OUT/workers.txt"
+import json, sys
+out = sys.argv[1]
+def load(n):
+    with open("%s/work-%s.json" % (out, n)) as f:
+        return json.load(f)
+print("%-14s %10s %14s %12s %10s" % ("server", "qps", "server us/reply", "client %core", "w2 / w0"))
+for t in ("16", "0"):
+    base = load("arrpc-t%s-w0" % t)["qps"]
+    for w in ("0", "2"):
+        r = load("arrpc-t%s-w%s" % (t, w))
+        print("%-14s %10.0f %14.2f %12.0f %10.2f" % ("arrpc-t%s-w%s" % (t, w), r["qps"],
+              r["server_cpu"]["us_per_reply"], r["cpu"]["percent_of_core"], r["qps"] / base))
 PYEOF
 
 echo "== client: sequential calls/s against arrpcd --handler echo --workers 1"
