@@ -111,6 +111,13 @@ ARRPC_API const char *arrpc_call_tls_peer(const arrpc_call *call);
  * SIGKILL, and only when init succeeded. */
 typedef int (*arrpc_handler_init_fn)(const char *arg, void **udata);
 typedef void (*arrpc_handler_fini_fn)(void *udata);
+/* Whether a handler thread woken now could start running a call (optional; only with handler
+ * threads). A worker wakes another thread for a call that has queued longer than the patience
+ * (100 us) behind running calls, on the assumption that those calls wait; a handler whose calls
+ * all need one lock (Python's GIL) knows better: 0 means "a thread woken now would only wait",
+ * and the worker asks again later, after 0.1 ms, then twice as long each time, up to 2 ms. It
+ * runs on the loop's thread, gets the handler's udata (after init), and must be cheap. */
+typedef int (*arrpc_handler_wake_check_fn)(void *udata);
 
 /* ---- deferred replies: answering a call later, from any thread ---------------------------- */
 
@@ -170,6 +177,10 @@ ARRPC_API int arrpc_server_set_handler_plugin(arrpc_server *srv, const char *spe
  * arrpc_server_errstr. 0, ARRPC_ESTATE (running), ARRPC_ENOMEM. */
 ARRPC_API int arrpc_server_set_handler_lifecycle(arrpc_server *srv, arrpc_handler_init_fn init,
                                                  arrpc_handler_fini_fn fini, const char *arg);
+/* The handler's wake check (see arrpc_handler_wake_check_fn; NULL: none, the default). With a
+ * plugin it is instead the plugin's SYMBOL_wake_check when it has one. 0 or ARRPC_ESTATE. */
+ARRPC_API int arrpc_server_set_handler_wake_check(arrpc_server *srv,
+                                                  arrpc_handler_wake_check_fn check);
 /* A secret read from a file (one trailing newline ignored), re-read on every reload (SIGHUP). */
 ARRPC_API int arrpc_server_set_auth_secret_file(arrpc_server *srv, const char *path);
 

@@ -121,6 +121,12 @@ int arrpc_python_handler_init(const char *arg, void **udata)
     return 0;
 }
 
+ARRPC_API int arrpc_python_handler_wake_check(void *udata);
+int arrpc_python_handler_wake_check(void *udata)
+{
+    return arrpy_wake_check(udata);
+}
+
 /* The handler's __name__ into out (0), as 0.5.0 labelled its metrics: an alias (handle =
  * other) or a decorated function is known by the name of what it resolves to. -1 when the
  * module cannot be loaded or the object has no str __name__ that fits. The interpreter stays

@@ -4,20 +4,34 @@
  * call: creating a thread state per call would cost more than the call. */
 #include "handler_call.h"
 
+#include <stdatomic.h>
+
 static _Thread_local PyThreadState *saved_state; /* this thread's, while it has no GIL */
 static _Thread_local int in_handler;             /* this thread runs a handler now */
+/* Handler threads waiting for the GIL right now. A thread waiting for it when the worker would
+ * wake another one for the queue means the GIL's holder is computing, not waiting: a second
+ * waiter would only add a GIL hand-over per call (arrpy_wake_check). */
+static _Atomic int gil_waiters;
 
 int arrpy_in_handler(void)
 {
     return in_handler;
 }
 
+int arrpy_wake_check(void *udata)
+{
+    (void)udata;
+    return atomic_load_explicit(&gil_waiters, memory_order_relaxed) == 0;
+}
+
 static void enter_python(void)
 {
+    atomic_fetch_add_explicit(&gil_waiters, 1, memory_order_relaxed);
     if (saved_state)
         PyEval_RestoreThread(saved_state);
     else
         PyGILState_Ensure(); /* never released: the thread state lives as long as the thread */
+    atomic_fetch_sub_explicit(&gil_waiters, 1, memory_order_relaxed);
 }
 
 void arrpy_leave_python(void)

@@ -24,6 +24,10 @@ void arrpy_after_fork_child(void);
 /* True on a thread that is running a handler now (a handler cannot wait for its own server). */
 int arrpy_in_handler(void);
 
+/* The handler's wake check (arrpc_handler_wake_check_fn): 0 while one of the handler's threads
+ * already waits for the GIL, since one more woken thread would only wait behind it. */
+int arrpy_wake_check(void *udata);
+
 /* The calling thread lets go of the GIL it holds, and keeps its thread state for the next call. */
 void arrpy_leave_python(void);
 

@@ -71,6 +71,7 @@ static int apply(server_object *self, const server_settings *s)
     arrpc_server *srv = self->srv;
     int rc = arrpc_server_set_workers(srv, s->workers);
     if (rc == 0) rc = arrpc_server_set_threads(srv, s->threads);
+    if (rc == 0) rc = arrpc_server_set_handler_wake_check(srv, arrpy_wake_check);
     if (rc == 0) rc = arrpc_server_set_debug(srv, s->debug);
     if (rc == 0) rc = arrpc_server_set_idle_timeout(srv, s->idle_ms);
     if (rc == 0) rc = arrpc_server_set_handler_timeout(srv, s->handler_timeout_ms);

@@ -173,6 +173,13 @@ int arrpc_server_set_handler_lifecycle(arrpc_server *srv, arrpc_handler_init_fn 
     return 0;
 }
 
+int arrpc_server_set_handler_wake_check(arrpc_server *srv, arrpc_handler_wake_check_fn check)
+{
+    int rc = settable(srv);
+    if (rc == 0) srv->cfg.wake_check = check;
+    return rc;
+}
+
 /* Replaces the secret (NULL: none), wiping the old one. Checks nothing about the state. */
 static int store_secret(arrpc_server *srv, const void *secret, size_t len)
 {

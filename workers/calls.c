@@ -508,6 +508,8 @@ int arrpc__calls_init(arrpc__loop *loop, char *err, size_t errlen)
                   arrpc__dispatcher_new(loop->cfg, 1 + i, loop->mailbox)) != NULL;
     if (ok && n)
         ok = (loop->pool = arrpc__pool_new(n, loop->mailbox, loop->thread_dispatchers)) != NULL;
+    if (ok && n && loop->cfg->wake_check)
+        arrpc__pool_set_wake_check(loop->pool, loop->cfg->wake_check, loop->cfg->udata);
     if (!ok) {
         snprintf(err, errlen, "cannot start %u handler threads", n);
         return ARRPC_ESYS;

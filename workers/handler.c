@@ -62,10 +62,12 @@ static int load_plugin(const char *spec, arrpc__handler *out, char *err, size_t 
         *out = (arrpc__handler){0};
         return ARRPC_ELOAD;
     }
-    char fini_name[sizeof out->init_name];
+    char fini_name[sizeof out->init_name], wake_check_name[sizeof out->name + sizeof "_wake_check"];
     snprintf(fini_name, sizeof fini_name, "%s_fini", symbol);
-    find_function(dl, out->init_name, &out->init, sizeof out->init); /* both optional */
+    snprintf(wake_check_name, sizeof wake_check_name, "%s_wake_check", symbol);
+    find_function(dl, out->init_name, &out->init, sizeof out->init); /* all three optional */
     find_function(dl, fini_name, &out->fini, sizeof out->fini);
+    find_function(dl, wake_check_name, &out->wake_check, sizeof out->wake_check);
     return 0;
 }
 
@@ -99,6 +101,7 @@ void arrpc__handler_unload(arrpc__handler *h)
     h->fn = NULL;
     h->init = NULL;
     h->fini = NULL;
+    h->wake_check = NULL;
 }
 
 void arrpc__handler_apply(const arrpc__handler *h, arrpc__worker_config *cfg)
@@ -108,5 +111,6 @@ void arrpc__handler_apply(const arrpc__handler *h, arrpc__worker_config *cfg)
     cfg->handler_name = h->name;
     cfg->init = h->init;
     cfg->fini = h->fini;
+    cfg->wake_check = h->wake_check;
     cfg->init_name = h->init_name;
 }

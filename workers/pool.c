@@ -18,6 +18,12 @@
  * next to what a waiting handler waits (a database round trip), long next to a call that only
  * computes (an echo in Python takes a few microseconds). */
 #define ARRPC_POOL_PATIENCE_NS 100000u
+/* The owner looks at a waiting queue `patience` after its head began to wait, and again twice
+ * as late each time a look was wasted (the queue had moved on: its calls compute) or the wake
+ * check said "not now", up to this. A backlog of short calls then costs the loop a wake-up a
+ * millisecond instead of one per patience (each a context switch: on a virtual machine some
+ * 20 us of CPU), and a call that starts to wait after such a run is noticed within this. */
+#define ARRPC_POOL_LOOK_GAP_MAX_NS 1000000u
 
 /* A thread's seat: its own condition, so that a job can wake one chosen thread. */
 typedef struct arrpc__pool_seat {
@@ -44,6 +50,11 @@ struct arrpc__pool {
     _Atomic uint64_t waiting_since_ns;
     arrpc__mailbox *done;
     void *arg;
+    int (*wake_check)(void *udata); /* NULL: waking a thread always helps */
+    void *wake_udata;
+    /* The owner's: how long after the queue's head began to wait it looks (patience, doubling up
+     * to ARRPC_POOL_LOOK_GAP_MAX_NS), and when it planned the last look (0: none). */
+    uint64_t look_gap_ns, look_at_ns;
     unsigned nthreads;
     pthread_t thread[ARRPC_MAX_THREADS];
     arrpc__pool_seat seat[ARRPC_MAX_THREADS];
@@ -139,6 +150,7 @@ arrpc__pool *arrpc__pool_new(unsigned threads, arrpc__mailbox *done, void *arg)
     }
     p->done = done;
     p->arg = arg;
+    p->look_gap_ns = ARRPC_POOL_PATIENCE_NS;
     /* Signals stay with the loop's thread: a pool thread must never run a handler for them. */
     sigset_t all, old;
     sigfillset(&all);
@@ -180,7 +192,9 @@ void arrpc__pool_submit(arrpc__pool *p, arrpc__job *job)
     else
         p->head = job;
     p->tail = job;
-    arrpc__pool_seat *seat = soon_taken(p, now) ? NULL : pop_idle(p);
+    /* The wake check is asked under the lock: it is cheap, and submitting is the owner's. */
+    arrpc__pool_seat *seat =
+        soon_taken(p, now) || (p->wake_check && !p->wake_check(p->wake_udata)) ? NULL : pop_idle(p);
     if (seat) /* counts as starting now: the next jobs wait for it rather than wake another */
         seat->started_ns = now;
     else if (!atomic_load(&p->waiting_since_ns))
@@ -189,21 +203,47 @@ void arrpc__pool_submit(arrpc__pool *p, arrpc__job *job)
     if (seat) pthread_cond_signal(&seat->wake);
 }
 
-int64_t arrpc__pool_nudge_due_ns(const arrpc__pool *p)
+void arrpc__pool_set_wake_check(arrpc__pool *p, int (*check)(void *udata), void *udata)
 {
-    uint64_t since = atomic_load(&p->waiting_since_ns);
-    if (!since) return -1;
-    uint64_t waited = arrpc__clock_ns() - since;
-    return waited >= ARRPC_POOL_PATIENCE_NS ? 0 : (int64_t)(ARRPC_POOL_PATIENCE_NS - waited);
+    p->wake_check = check;
+    p->wake_udata = udata;
+}
+
+int64_t arrpc__pool_nudge_due_ns(arrpc__pool *p)
+{
+    uint64_t since = atomic_load(&p->waiting_since_ns), now = arrpc__clock_ns();
+    if (!since) return p->look_at_ns = 0, -1;
+    p->look_at_ns = since + p->look_gap_ns;
+    return now >= p->look_at_ns ? 0 : (int64_t)(p->look_at_ns - now);
+}
+
+static void look_later(arrpc__pool *p)
+{
+    p->look_gap_ns = 2 * p->look_gap_ns < ARRPC_POOL_LOOK_GAP_MAX_NS ? 2 * p->look_gap_ns
+                                                                    : ARRPC_POOL_LOOK_GAP_MAX_NS;
 }
 
 void arrpc__pool_nudge(arrpc__pool *p)
 {
     uint64_t since = atomic_load(&p->waiting_since_ns);
-    if (!since || arrpc__clock_ns() - since < ARRPC_POOL_PATIENCE_NS) return;
+    if (!since) {
+        p->look_gap_ns = ARRPC_POOL_PATIENCE_NS; /* the queue ran dry: the next wait is new */
+        return;
+    }
+    uint64_t now = arrpc__clock_ns();
+    if (now - since < ARRPC_POOL_PATIENCE_NS) {
+        if (p->look_at_ns && now >= p->look_at_ns) look_later(p); /* a look the queue made moot */
+        return;
+    }
+    if (now - since < p->look_gap_ns) return; /* woken for something else before the look */
+    if (p->wake_check && !p->wake_check(p->wake_udata)) {
+        look_later(p);
+        return;
+    }
+    p->look_gap_ns = ARRPC_POOL_PATIENCE_NS;
     pthread_mutex_lock(&p->lock);
     arrpc__pool_seat *seat = p->head ? pop_idle(p) : NULL;
-    uint64_t now = arrpc__clock_ns();
+    now = arrpc__clock_ns();
     if (seat) seat->started_ns = now;
     /* Woken for the head: the next job's wait starts over. No thread idle: the first to finish
      * takes the head itself (and restarts the clock if more wait), so nudging is pointless. */

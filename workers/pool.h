@@ -25,13 +25,18 @@ typedef struct arrpc__pool arrpc__pool;
 /* Starts `threads` threads (1..ARRPC_MAX_THREADS) that call job->run(job, index, arg) and then
  * post the job to `done`. NULL when a thread cannot be started (then none is left running). */
 arrpc__pool *arrpc__pool_new(unsigned threads, arrpc__mailbox *done, void *arg);
+/* check(udata), when set, is asked before a nudge wakes a thread; 0 says a thread woken now
+ * could not start a job (see arrpc_server_set_handler_wake_check), and the nudge asks again
+ * later, backing off. Owner's thread only, before jobs are submitted. */
+void arrpc__pool_set_wake_check(arrpc__pool *p, int (*check)(void *udata), void *udata);
 /* Queues a job; the loop must not touch it until it comes back through the mailbox. A job
  * submitted while a thread is a moment into a short call waits for that thread instead of
  * waking another (see pool.c). */
 void arrpc__pool_submit(arrpc__pool *p, arrpc__job *job);
 /* Nanoseconds until a job that waits with no thread woken for it is due a nudge (0: now), or
- * -1 when none waits: the owner calls arrpc__pool_nudge then (its loop sleeps no longer). */
-int64_t arrpc__pool_nudge_due_ns(const arrpc__pool *p);
+ * -1 when none waits: the owner calls arrpc__pool_nudge then (its loop sleeps no longer). Notes
+ * the planned look, so that a look the queue made moot spaces the next ones out. */
+int64_t arrpc__pool_nudge_due_ns(arrpc__pool *p);
 /* Wakes an idle thread for a job that has waited too long behind running calls (they are
  * waiting, not computing). Cheap when nothing waits: one atomic read. */
 void arrpc__pool_nudge(arrpc__pool *p);

@@ -36,13 +36,13 @@ static void run_counting(arrpc__job *job, unsigned thread, void *arg)
     (void)arg;
 }
 
-/* Takes mail until `want` items came back or WAIT_MS passed; returns how many came. Nudges the
+/* Takes mail until `want` items came back or limit_ms passed; returns how many came. Nudges the
  * pool (when given) as a worker's loop does, at least every millisecond while a job waits. */
-static unsigned collect(arrpc__mailbox *box, arrpc__pool *pool, unsigned want, unsigned *seen,
-                        unsigned nseen)
+static unsigned collect_within(arrpc__mailbox *box, arrpc__pool *pool, unsigned want,
+                               unsigned *seen, unsigned nseen, unsigned limit_ms)
 {
     unsigned got = 0;
-    for (unsigned waited_ms = 0; got < want && waited_ms < WAIT_MS;) {
+    for (unsigned waited_ms = 0; got < want && waited_ms < limit_ms;) {
         struct pollfd pfd = {.fd = arrpc__mailbox_fd(box), .events = POLLIN};
         int wait_ms = pool && arrpc__pool_nudge_due_ns(pool) >= 0 ? 1 : 100;
         int ready = poll(&pfd, 1, wait_ms);
@@ -59,6 +59,12 @@ static unsigned collect(arrpc__mailbox *box, arrpc__pool *pool, unsigned want, u
         }
     }
     return got;
+}
+
+static unsigned collect(arrpc__mailbox *box, arrpc__pool *pool, unsigned want, unsigned *seen,
+                        unsigned nseen)
+{
+    return collect_within(box, pool, want, seen, nseen, WAIT_MS);
 }
 
 static void test_every_job_runs_once_and_comes_back_once(void **state)
@@ -118,6 +124,43 @@ static void test_jobs_run_in_parallel(void **state)
     assert_int_equal(threads_used, THREADS);
     arrpc__pool_free(pool);
     pthread_barrier_destroy(&barrier);
+    arrpc__mailbox_release(box);
+}
+
+static int allowed(void *udata)
+{
+    return *(const int *)udata;
+}
+
+/* A wake check that says "not now" keeps every thread asleep, at submit and at each nudge (a
+ * Python handler's threads would only queue for the GIL); the job runs once it says yes. */
+static void test_a_wake_check_that_says_no_keeps_threads_asleep(void **state)
+{
+    (void)state;
+    enum { NUDGING_MS = 30, SETTLE_MS = 100 };
+    arrpc__mailbox *box = arrpc__mailbox_new();
+    assert_non_null(box);
+    arrpc__pool *pool = arrpc__pool_new(1, box, NULL);
+    assert_non_null(pool);
+    int allow = 1;
+    arrpc__pool_set_wake_check(pool, allowed, &allow);
+    test_job job = {.job.run = run_counting, .id = 0};
+    unsigned seen[1] = {0};
+    /* A first job, so that the thread has started; then time to fall asleep again (a thread
+     * that has not takes the next job itself, as it should). */
+    arrpc__pool_submit(pool, &job.job);
+    assert_int_equal(collect(box, pool, 1, seen, 1), 1);
+    struct timespec settle = {0, SETTLE_MS * 1000000L};
+    nanosleep(&settle, NULL);
+    allow = 0;
+    job.ran = 0;
+    arrpc__pool_submit(pool, &job.job);
+    assert_int_equal(collect_within(box, pool, 1, seen, 1, NUDGING_MS), 0);
+    assert_int_equal(arrpc__pool_busy(pool), 1); /* queued, not run */
+    allow = 1;
+    assert_int_equal(collect(box, pool, 1, seen, 1), 1);
+    assert_int_equal(job.ran, 1);
+    arrpc__pool_free(pool);
     arrpc__mailbox_release(box);
 }
 
@@ -225,6 +268,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_job_runs_once_and_comes_back_once),
         cmocka_unit_test(test_jobs_run_in_parallel),
+        cmocka_unit_test(test_a_wake_check_that_says_no_keeps_threads_asleep),
         cmocka_unit_test(test_free_runs_the_queue_first),
         cmocka_unit_test(test_thread_counts_out_of_range_are_refused),
         cmocka_unit_test(test_posts_from_many_threads_all_arrive_in_each_threads_order),
