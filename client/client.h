@@ -58,7 +58,7 @@ struct arrpc_client {
     uint64_t spin_ns;     /* arrpc_client_set_spin: longest spin for a reply; 0: never spin */
     unsigned spin_misses; /* spins in a row that ran out before the reply came (client_wait.c) */
     unsigned spin_skips;  /* waits left to sleep through without spinning first */
-    int (*interrupt)(void *udata);         /* arrpc_client_set_interrupt; NULL: none */
+    int (*interrupt)(void *udata); /* arrpc_client_set_interrupt; NULL: none */
     void *interrupt_udata;
     char errstr[ARRPC_CLIENT_ERRSTR_MAX];
 };

@@ -100,9 +100,9 @@ int arrpc__client_exchange(arrpc_client *cli, size_t count, uint64_t deadline_ms
     while (rc == 0 && *got < count) {
         short want = POLLIN | (arrpc__buf_used(&cli->out) ? POLLOUT : 0), rev = POLLIN;
         /* TLS may hold bytes above the socket, which poll cannot see: read them first. */
-        int ready = more                ? 1
-                    : want == POLLIN    ? arrpc__client_wait_reply(cli, deadline_ms, &rev)
-                                        : arrpc__client_wait(cli, want, deadline_ms, &rev);
+        int ready = more             ? 1
+                    : want == POLLIN ? arrpc__client_wait_reply(cli, deadline_ms, &rev)
+                                     : arrpc__client_wait(cli, want, deadline_ms, &rev);
         if (ready == ARRPC_EINTR) return ready;
         if (ready == 0)
             return arrpc__client_fail(cli, ARRPC_ETIMEOUT, "no reply within %u ms (%zu of %zu)",

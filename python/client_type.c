@@ -51,11 +51,25 @@ static int configure(client_object *self, PyObject *secret, const char *cafile, 
 
 static int client_init(client_object *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"host",         "port",        "timeout_ms",   "connect_timeout_ms",
-                             "retries",      "backoff_ms",  "debug",        "auth_secret",
-                             "tls_cafile",   "self_signed", "tls_certfile", "tls_keyfile",
-                             "server_name",  "max_message", "metrics",      "metrics_host",
-                             "metrics_port", "spin_us",     NULL};
+    static char *kwlist[] = {"host",
+                             "port",
+                             "timeout_ms",
+                             "connect_timeout_ms",
+                             "retries",
+                             "backoff_ms",
+                             "debug",
+                             "auth_secret",
+                             "tls_cafile",
+                             "self_signed",
+                             "tls_certfile",
+                             "tls_keyfile",
+                             "server_name",
+                             "max_message",
+                             "metrics",
+                             "metrics_host",
+                             "metrics_port",
+                             "spin_us",
+                             NULL};
     const char *host, *cafile = NULL, *cert = NULL, *key = NULL, *server_name = NULL;
     const char *metrics_host = NULL;
     unsigned short port, metrics_port = 0;
@@ -64,11 +78,10 @@ static int client_init(client_object *self, PyObject *args, PyObject *kwds)
     Py_ssize_t max_message = 0;
     int debug = 0, self_signed = 0, metrics = 0, spin_us = -1; /* -1: the library's default */
     PyObject *secret = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "sH|$IIIIpOzpzzznpzHi", kwlist, &host, &port,
-                                     &timeout_ms, &connect_ms, &retries, &backoff_ms, &debug,
-                                     &secret, &cafile, &self_signed, &cert, &key, &server_name,
-                                     &max_message, &metrics, &metrics_host, &metrics_port,
-                                     &spin_us))
+    if (!PyArg_ParseTupleAndKeywords(
+            args, kwds, "sH|$IIIIpOzpzzznpzHi", kwlist, &host, &port, &timeout_ms, &connect_ms,
+            &retries, &backoff_ms, &debug, &secret, &cafile, &self_signed, &cert, &key,
+            &server_name, &max_message, &metrics, &metrics_host, &metrics_port, &spin_us))
         return -1;
     if (self->busy) return refuse_busy() ? 0 : -1;
     if (self->cli) arrpc_client_free(self->cli);

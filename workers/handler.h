@@ -13,8 +13,8 @@
 
 typedef struct arrpc__handler {
     arrpc_handler_fn fn;
-    arrpc_handler_init_fn init; /* a plugin's SYMBOL_init, when it has one; else NULL */
-    arrpc_handler_fini_fn fini; /* a plugin's SYMBOL_fini, when it has one; else NULL */
+    arrpc_handler_init_fn init;             /* a plugin's SYMBOL_init, when it has one; else NULL */
+    arrpc_handler_fini_fn fini;             /* a plugin's SYMBOL_fini, when it has one; else NULL */
     arrpc_handler_wake_check_fn wake_check; /* a plugin's SYMBOL_wake_check; else NULL */
     void *udata;
     void *dl;                          /* the plugin's dlopen handle, NULL when built in */
@@ -23,9 +23,9 @@ typedef struct arrpc__handler {
 } arrpc__handler;
 
 /* spec is a built-in name ("echo") or PATH.so[:SYMBOL]; a spec with a '/' or ending in ".so" is
- * a path. A plugin's SYMBOL_init, SYMBOL_fini and SYMBOL_wake_check are optional: whichever is absent stays NULL
- * (a symbol of that name with another signature cannot be told apart). 0, or ARRPC_ELOAD with
- * the reason in err. */
+ * a path. A plugin's SYMBOL_init, SYMBOL_fini and SYMBOL_wake_check are optional: whichever is
+ * absent stays NULL (a symbol of that name with another signature cannot be told apart). 0, or
+ * ARRPC_ELOAD with the reason in err. */
 int arrpc__handler_load(const char *spec, arrpc__handler *out, char *err, size_t errlen);
 void arrpc__handler_unload(arrpc__handler *h);
 /* Makes cfg serve with h: its function, udata, name and lifecycle (replacing any set before; the

@@ -220,7 +220,7 @@ int64_t arrpc__pool_nudge_due_ns(arrpc__pool *p)
 static void look_later(arrpc__pool *p)
 {
     p->look_gap_ns = 2 * p->look_gap_ns < ARRPC_POOL_LOOK_GAP_MAX_NS ? 2 * p->look_gap_ns
-                                                                    : ARRPC_POOL_LOOK_GAP_MAX_NS;
+                                                                     : ARRPC_POOL_LOOK_GAP_MAX_NS;
 }
 
 void arrpc__pool_nudge(arrpc__pool *p)

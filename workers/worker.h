@@ -22,7 +22,7 @@ typedef struct arrpc__worker_config {
     const char *init_arg;       /* init's argument; NULL: none */
     const char *init_name;      /* what the log calls init when it fails */
     arrpc_handler_wake_check_fn wake_check; /* with threads: may another one help? NULL: yes */
-    const uint8_t *secret;      /* NULL: requests are not signed */
+    const uint8_t *secret;                  /* NULL: requests are not signed */
     size_t secret_len;
     size_t max_message;
     unsigned max_depth;

@@ -63,7 +63,8 @@ static void spins_that_run_out_back_off(void **state)
         assert_int_equal(p->cli->spin_skips, expected_skips[i]);
     }
     assert_int_equal(p->cli->spin_misses, 3);
-    for (int i = 0; i < 40; i++) (void)wait_short(p->cli);
+    for (int i = 0; i < 40; i++)
+        (void)wait_short(p->cli);
     assert_true(p->cli->spin_skips < 1024u);
     /* at the cap, the back-off stops growing: 1023 waits */
     p->cli->spin_misses = 10;
