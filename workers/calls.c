@@ -28,23 +28,33 @@ typedef struct arrpc__reply {
     int is_signed; /* the request came in a verified signature envelope */
 } arrpc__reply;
 
-/* A connection's call on its way to a handler thread and back. */
-typedef struct arrpc__call_job {
-    arrpc__job job; /* first */
-    arrpc__conn *conn;
-    arrpc__reply *reply;     /* filled by the thread; the loop's again once the job is back */
-    arrpc__buf request;      /* a copy: the loop's buffers move on while the call runs */
-    arrpc__call_context ctx; /* points into the connection, which outlives the running call */
+/* One call of a batch: where its request is, and what the handler thread made of it. */
+typedef struct {
+    arrpc__reply *reply; /* filled by the thread; the loop's again once the job is back */
+    size_t offset, len;  /* its request in the job's request buffer */
+    uint64_t done_ns;    /* when its handler returned */
     arrpc__outcome outcome;
     arrpc_deferred *deferred;
     int dispatch_rc;
     int is_signed;
-    /* For a crash on any thread (rescue.c): the call finished (its results above are written),
-     * or crashed with this signal. Reset by each submit. */
-    _Atomic int ran, crashed;
-    /* Who has the job: 0 queued, JOB_STARTED a handler thread, JOB_TAKEN_BACK a rescue (then it
-     * never runs here: its request goes to the next worker). */
-    _Atomic int claim;
+} arrpc__batched_call;
+
+/* A connection's calls on their way to a handler thread and back: the whole requests the loop
+ * had of it, up to ARRPC_CALLS_BATCH_MAX, run one after the other on one thread. One hand-over
+ * per batch instead of per request: a pipelining client (a Python send_batch) no longer pays a
+ * wake-up of the thread and one of the loop for every request. */
+typedef struct arrpc__call_job {
+    arrpc__job job; /* first */
+    arrpc__conn *conn;
+    arrpc__buf request;      /* copies: the loop's buffers move on while the calls run */
+    arrpc__call_context ctx; /* points into the connection, which outlives the running call */
+    unsigned ncalls;
+    arrpc__batched_call calls[ARRPC_CALLS_BATCH_MAX];
+    /* For a crash on any thread (rescue.c), reset by each submit: calls a handler thread has
+     * started (JOB_TAKEN_BACK once a rescue took the rest: they never run here, their requests go
+     * to the next worker), calls whose results above are written, and the signal the call after
+     * those crashed with. */
+    _Atomic int started, finished, crashed;
 } arrpc__call_job;
 
 static const char *outcome_name[] = {
@@ -255,22 +265,48 @@ void arrpc__calls_conn_free(arrpc__loop *loop, arrpc__conn *c)
 
 /* ---- handler threads ---------------------------------------------------------------------- */
 
-enum { JOB_STARTED = 1, JOB_TAKEN_BACK = -1 };
+enum { JOB_TAKEN_BACK = -1 };
+
+static void run_call(arrpc__call_job *j, arrpc__batched_call *call, arrpc__dispatcher *d)
+{
+    call->dispatch_rc = arrpc__dispatch(d, &j->ctx, j->request.data + call->offset, call->len,
+                                        &call->reply->bytes, &call->outcome);
+    call->deferred =
+        call->outcome == ARRPC_OUTCOME_DEFERRED ? arrpc__dispatcher_take_deferred(d) : NULL;
+    call->is_signed = arrpc__dispatcher_last_signed(d);
+    call->done_ns = arrpc__clock_ns();
+}
 
 static void run_job(arrpc__job *job, unsigned thread, void *arg)
 {
     arrpc__call_job *j = (arrpc__call_job *)job;
     arrpc__dispatcher *d = ((arrpc__dispatcher **)arg)[thread];
-    int queued = 0;
-    if (!atomic_compare_exchange_strong(&j->claim, &queued, JOB_STARTED))
-        return; /* a crash took it back: the worker is ending, the next one runs it */
     arrpc__rescue_thread_call(thread, j);
-    j->dispatch_rc = arrpc__dispatch(d, &j->ctx, j->request.data + j->request.head,
-                                     arrpc__buf_used(&j->request), &j->reply->bytes, &j->outcome);
-    j->deferred = j->outcome == ARRPC_OUTCOME_DEFERRED ? arrpc__dispatcher_take_deferred(d) : NULL;
-    j->is_signed = arrpc__dispatcher_last_signed(d);
+    for (int i = 0; i < (int)j->ncalls; i++) {
+        int expected = i;
+        if (!atomic_compare_exchange_strong(&j->started, &expected, i + 1))
+            break; /* a crash took the rest back: the worker is ending, the next one runs them */
+        run_call(j, &j->calls[i], d);
+        atomic_store_explicit(&j->finished, i + 1, memory_order_release); /* after its results */
+    }
     arrpc__rescue_thread_call(thread, NULL);
-    atomic_store_explicit(&j->ran, 1, memory_order_release); /* after every result above */
+}
+
+/* The reply of a call back from its handler thread, counted with the time its handler returned. */
+static void settle_call(arrpc__loop *loop, const arrpc__batched_call *call)
+{
+    arrpc__reply *r = call->reply;
+    r->is_signed = call->is_signed;
+    if (call->dispatch_rc != 0) {
+        fail_reply(loop, r, "out of memory");
+    } else if (call->deferred) {
+        wait_for_answer(loop, r, call->deferred);
+    } else {
+        r->done = 1;
+        arrpc__calls_count(loop, r->conn, call->outcome, r->is_signed, r->request_bytes,
+                           arrpc__buf_used(&r->bytes), r->started_ns,
+                           call->done_ns > r->started_ns ? call->done_ns : r->started_ns);
+    }
 }
 
 static void on_job_done(arrpc__loop *loop, arrpc__call_job *j)
@@ -278,14 +314,10 @@ static void on_job_done(arrpc__loop *loop, arrpc__call_job *j)
     arrpc__conn *c = j->conn;
     arrpc__loop_mark_busy(loop, c);
     c->running = 0;
+    for (unsigned i = 0; i < j->ncalls; i++)
+        settle_call(loop, &j->calls[i]);
+    j->ncalls = 0;
     arrpc__buf_truncate(&j->request, 0);
-    j->reply->is_signed = j->is_signed;
-    if (j->dispatch_rc != 0)
-        fail_reply(loop, j->reply, "out of memory");
-    else if (j->deferred)
-        wait_for_answer(loop, j->reply, j->deferred);
-    else
-        finish_reply(loop, j->reply, j->outcome);
     release_replies(loop, c);
     if (c->flags & CONN_CLOSE) { /* reaped at the end of this iteration */
         arrpc__loop_mark_busy(loop, NULL);
@@ -297,22 +329,30 @@ static void on_job_done(arrpc__loop *loop, arrpc__call_job *j)
     arrpc__loop_mark_busy(loop, NULL);
 }
 
-static int submit(arrpc__loop *loop, arrpc__conn *c, arrpc__reply *r, const uint8_t *msg, size_t n)
+/* Adds a request of c to the batch its handler thread will run (arrpc__calls_submit). */
+static int add_to_batch(arrpc__conn *c, arrpc__reply *r, const uint8_t *msg, size_t n)
 {
     if (!c->job && !(c->job = calloc(1, sizeof *c->job))) return ARRPC_ENOMEM;
     arrpc__call_job *j = c->job;
+    size_t offset = arrpc__buf_used(&j->request);
+    if (arrpc__buf_append(&j->request, msg, n) != 0) return ARRPC_ENOMEM;
+    j->calls[j->ncalls++] = (arrpc__batched_call){.reply = r, .offset = offset, .len = n};
+    return 0;
+}
+
+void arrpc__calls_submit(arrpc__loop *loop, arrpc__conn *c)
+{
+    arrpc__call_job *j = c->job;
+    if (c->running || !j || j->ncalls == 0) return;
     j->job.mail.kind = ARRPC_MAIL_JOB;
     j->job.run = run_job;
     j->conn = c;
-    j->reply = r;
     j->ctx = (arrpc__call_context){.peer = c->peer, .tls_peer = c->tls_peer};
-    if (arrpc__buf_append(&j->request, msg, n) != 0) return ARRPC_ENOMEM;
-    atomic_store_explicit(&j->ran, 0, memory_order_relaxed); /* the pool's lock publishes */
+    atomic_store_explicit(&j->started, 0, memory_order_relaxed); /* the pool's lock publishes */
+    atomic_store_explicit(&j->finished, 0, memory_order_relaxed);
     atomic_store_explicit(&j->crashed, 0, memory_order_relaxed);
-    atomic_store_explicit(&j->claim, 0, memory_order_relaxed);
     c->running = 1;
     arrpc__pool_submit(loop->pool, &j->job);
-    return 0;
 }
 
 /* ---- answering a request ------------------------------------------------------------------ */
@@ -367,7 +407,7 @@ int arrpc__calls_answer(arrpc__loop *loop, arrpc__conn *c, const uint8_t *msg, s
     }
     arrpc__reply *r = queue_reply(c, n, started_ns, 0); /* signed: known once dispatched */
     if (!r) return ARRPC_ENOMEM;
-    int rc = loop->pool ? submit(loop, c, r, msg, n) : answer_queued_inline(loop, c, r, msg, n);
+    int rc = loop->pool ? add_to_batch(c, r, msg, n) : answer_queued_inline(loop, c, r, msg, n);
     *clock_ns = arrpc__clock_ns();
     return rc;
 }
@@ -403,7 +443,8 @@ int arrpc__calls_answer_error(arrpc__loop *loop, arrpc__conn *c, const char *tex
 
 int arrpc__calls_blocked(const arrpc__conn *c)
 {
-    return c->running || c->nreplies >= ARRPC_CONN_PENDING_MAX;
+    return c->running || (c->job && c->job->ncalls == ARRPC_CALLS_BATCH_MAX) ||
+           c->nreplies >= ARRPC_CONN_PENDING_MAX;
 }
 
 int arrpc__calls_read_paused(const arrpc__conn *c)
@@ -443,33 +484,49 @@ arrpc__conn *arrpc__calls_job_conn(const arrpc__call_job *j)
 ARRPC_RESCUE_READS int arrpc__calls_settled(const arrpc__conn *c)
 {
     const arrpc__call_job *j = c->job;
-    return !c->running || !j || atomic_load_explicit(&j->ran, memory_order_acquire) ||
-           atomic_load_explicit(&j->crashed, memory_order_acquire) ||
-           atomic_load_explicit(&j->claim, memory_order_acquire) == 0;
+    if (!c->running || !j || atomic_load_explicit(&j->crashed, memory_order_acquire)) return 1;
+    int started = atomic_load_explicit(&j->started, memory_order_acquire);
+    return started <= 0 || atomic_load_explicit(&j->finished, memory_order_acquire) == started;
 }
 
-/* The reply of c's call on a handler thread, if it finished or crashed. */
-ARRPC_RESCUE_READS static int rescue_job_reply(const arrpc__call_job *j, arrpc__pieces *pc)
-{
-    int sig = atomic_load_explicit(&j->crashed, memory_order_acquire);
-    if (sig) return arrpc__pieces_add_crash(pc, sig);
-    if (!atomic_load_explicit(&j->ran, memory_order_acquire) || j->dispatch_rc != 0 || j->deferred)
-        return -1; /* still running, out of memory, or deferred: its answer cannot follow */
-    return arrpc__pieces_add(pc, j->reply->bytes.data + j->reply->bytes.head,
-                             arrpc__buf_used(&j->reply->bytes));
-}
-
-/* Takes back c's call if no handler thread has started it: a thread that stayed asleep while
- * the crashed one had the queue (pool.c wakes lazily). Then it is the last reply of c (one call
- * at a time per connection), and its request goes on before c's unread bytes. */
+/* Stops c's batch before its next call: the calls no handler thread has started (a thread that
+ * stayed asleep while the crashed one had the queue, pool.c wakes lazily; or the rest of the
+ * crashing thread's own batch) never run here. Their requests, contiguous at the end of the
+ * batch's buffer, go on before c's unread bytes. Returns how many calls had started. */
 ARRPC_RESCUE_READS static int take_back(arrpc__call_job *j, const uint8_t **unrun,
                                         size_t *unrun_len)
 {
-    int queued = 0;
-    if (!atomic_compare_exchange_strong(&j->claim, &queued, JOB_TAKEN_BACK)) return 0;
-    *unrun = j->request.data + j->request.head;
-    *unrun_len = arrpc__buf_used(&j->request);
-    return 1;
+    int started = atomic_exchange(&j->started, JOB_TAKEN_BACK);
+    if (started < 0) started = 0; /* cannot happen: one rescue per process */
+    if ((unsigned)started < j->ncalls) {
+        *unrun = j->request.data + j->calls[started].offset;
+        *unrun_len = arrpc__buf_used(&j->request) - j->calls[started].offset;
+    }
+    return started;
+}
+
+/* The reply of call i of c's batch: its bytes when it finished, the error when it is the call
+ * that crashed; 1 when it was taken back (asked again elsewhere); -1 when its answer cannot
+ * follow (still running, out of memory, or deferred). */
+ARRPC_RESCUE_READS static int rescue_batched_reply(const arrpc__call_job *j, unsigned i,
+                                                   int started, arrpc__pieces *pc)
+{
+    if (i >= (unsigned)started) return 1;
+    int finished = atomic_load_explicit(&j->finished, memory_order_acquire);
+    int sig = atomic_load_explicit(&j->crashed, memory_order_acquire);
+    if (sig && i == (unsigned)finished) return arrpc__pieces_add_crash(pc, sig);
+    const arrpc__batched_call *call = &j->calls[i];
+    if (i >= (unsigned)finished || call->dispatch_rc != 0 || call->deferred) return -1;
+    return arrpc__pieces_add(pc, call->reply->bytes.data + call->reply->bytes.head,
+                             arrpc__buf_used(&call->reply->bytes));
+}
+
+/* Which call of the batch j fills r; -1: none. */
+ARRPC_RESCUE_READS static int batch_index(const arrpc__call_job *j, const arrpc__reply *r)
+{
+    for (unsigned i = 0; j && i < j->ncalls; i++)
+        if (j->calls[i].reply == r) return (int)i;
+    return -1;
 }
 
 ARRPC_RESCUE_READS int arrpc__calls_rescue_replies(const arrpc__conn *c,
@@ -478,18 +535,20 @@ ARRPC_RESCUE_READS int arrpc__calls_rescue_replies(const arrpc__conn *c,
                                                    size_t *unrun_len)
 {
     arrpc__call_job *j = c->running ? c->job : NULL;
-    int taken_back = j && take_back(j, unrun, unrun_len);
+    int started = j ? take_back(j, unrun, unrun_len) : 0, asked_again = 0;
     for (const arrpc__reply *r = c->replies; r; r = r->next) {
-        int rc;
+        int rc, i = batch_index(j, r);
+        if (asked_again && i < 0)
+            return -1; /* it would overtake the replies of the calls asked again elsewhere */
         if (r->done)
             rc = arrpc__pieces_add(pc, r->bytes.data + r->bytes.head, arrpc__buf_used(&r->bytes));
         else if (r == crash_reply)
             rc = arrpc__pieces_add_crash(pc, sig);
-        else if (j && j->reply == r)
-            rc = taken_back ? 0 : rescue_job_reply(j, pc); /* taken back: it is asked again */
+        else if (i >= 0)
+            asked_again |= (rc = rescue_batched_reply(j, (unsigned)i, started, pc)) == 1;
         else
             rc = -1; /* waits for a deferred answer, which would come to this process */
-        if (rc != 0) return -1;
+        if (rc < 0) return -1;
     }
     return 0;
 }

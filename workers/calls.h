@@ -2,11 +2,12 @@
  * through a deferred reply. Their replies wait in a per-connection queue and leave in request
  * order. Internal to workers/.
  *
- * Ordering. A connection runs one call at a time: while one of its calls is on a handler thread,
- * the loop does not start its next request (the 0.5.0 semantics, a greenlet per connection), and
- * reads ahead only a bounded amount. A deferred call has returned from its handler, so the
- * connection goes on with its next request while the reply waits; replies still leave in request
- * order. */
+ * Ordering. A connection runs one call at a time: while its calls are on a handler thread, the
+ * loop does not start its next requests (the 0.5.0 semantics, a greenlet per connection), and
+ * reads ahead only a bounded amount. The whole requests it has of a connection go to the thread
+ * together, as one batch run in order (ARRPC_CALLS_BATCH_MAX). A deferred call has returned from
+ * its handler, so the connection goes on with its next request while the reply waits; replies still
+ * leave in request order. */
 #ifndef ARRPC_WORKERS_CALLS_H
 #define ARRPC_WORKERS_CALLS_H
 
@@ -19,6 +20,8 @@
 /* Replies one connection may have waiting (deferred, or behind one that is); past it the loop
  * stops reading from the connection until some are answered. Bounds its memory. */
 #define ARRPC_CONN_PENDING_MAX 1024u
+/* Requests of one connection handed to a handler thread at once, run one after the other. */
+#define ARRPC_CALLS_BATCH_MAX 16u
 /* Answered deferred handles kept (not reused) so that a second answer to one of them is refused
  * rather than landing in another call. */
 #define ARRPC_DEFERRED_QUARANTINE 1024u
@@ -37,6 +40,10 @@ void arrpc__calls_destroy(arrpc__loop *loop);
  * ARRPC_ENOMEM (then c should be closed). */
 int arrpc__calls_answer(arrpc__loop *loop, arrpc__conn *c, const uint8_t *msg, size_t n,
                         uint64_t *clock_ns);
+/* Hands the requests arrpc__calls_answer gathered for c's handler thread to the pool, as one
+ * batch; nothing when there are none or a batch of c's runs. The loop calls it after answering
+ * what it read of c. */
+void arrpc__calls_submit(arrpc__loop *loop, arrpc__conn *c);
 /* Frames the request that starts at p (n bytes there) by decoding it, for the
  * arrpc__calls_answer that follows on it: 1 with its size in *len when it is whole and valid,
  * 0 otherwise (also always with handler threads, which decode on their own thread). */
@@ -47,8 +54,8 @@ int arrpc__calls_frame(arrpc__loop *loop, const uint8_t *p, size_t n, size_t *le
  * ARRPC_ENOMEM. */
 int arrpc__calls_answer_error(arrpc__loop *loop, arrpc__conn *c, const char *text,
                               arrpc__reason reason, size_t bytes_in);
-/* True while c may not start another request: a call of its runs on a thread, or its reply
- * queue is full. The loop does not read from it meanwhile. */
+/* True while c may not start another request: a call of its runs on a thread, its batch for
+ * one is full, or its reply queue is full. The loop does not read from it meanwhile. */
 int arrpc__calls_blocked(const arrpc__conn *c);
 /* True while the loop should not read from c: a call of its runs and ARRPC_READ_CHUNK bytes of
  * its next requests are already buffered, or its reply queue is full. Reading on while a call
