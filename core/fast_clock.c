@@ -25,7 +25,8 @@ static int invariant_tsc(void)
 {
 #if defined(__x86_64__)
     unsigned a, b, c, d;
-    if (__get_cpuid_max(0x80000000u, NULL) < CPUID_POWER_LEAF) return 0;
+    /* unsigned: GCC returns unsigned int, clang int */
+    if ((unsigned)__get_cpuid_max(0x80000000u, NULL) < CPUID_POWER_LEAF) return 0;
     if (!__get_cpuid(CPUID_POWER_LEAF, &a, &b, &c, &d)) return 0;
     return (d & CPUID_INVARIANT_TSC) != 0;
 #else
