@@ -2,8 +2,8 @@
  *
  * Inline because the worker reads it on its hot path: once per loop iteration (ms, which also
  * anchors the per-request clock of fast_clock.h, and is that clock's fallback) and once per
- * handler call for the busy stamp (coarse ms). The
- * monotonic clock does not move when the wall clock is set, so deadlines and ages stay true. */
+ * handler call for the busy stamp (coarse ms). The monotonic clock does not move when the wall
+ * clock is set, so deadlines and ages stay true. */
 #ifndef ARRPC_CORE_CLOCK_H
 #define ARRPC_CORE_CLOCK_H
 
