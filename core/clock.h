@@ -1,8 +1,9 @@
 /* clock.h -- the one monotonic clock of the library, in milliseconds and nanoseconds.
  *
- * Inline because the worker reads it on its hot path: once per loop iteration (ms), twice per
- * request for its latency (ns), and once per handler call for the busy stamp (coarse ms). The
- * monotonic clock does not move when the wall clock is set, so deadlines and ages stay true. */
+ * Inline because the worker reads it on its hot path: once per loop iteration (ms, which also
+ * anchors the per-request clock of fast_clock.h, and is that clock's fallback) and once per
+ * handler call for the busy stamp (coarse ms). The monotonic clock does not move when the wall
+ * clock is set, so deadlines and ages stay true. */
 #ifndef ARRPC_CORE_CLOCK_H
 #define ARRPC_CORE_CLOCK_H
 

@@ -23,9 +23,10 @@ typedef struct arrpc__access_log arrpc__access_log;
  * without TLS. NULL with the reason in err when it cannot be opened or there is no memory. */
 arrpc__access_log *arrpc__access_log_open(const arrpc__worker_config *cfg, int tls, char *err,
                                           size_t errlen);
-/* Adds one line, for a request answered at done_ns on the monotonic clock (arrpc__clock_ns);
- * x->when is set from it. Lines are written by arrpc__access_log_flush, or earlier when the
- * buffer is full. Only the loop's thread calls these. */
+/* Adds one line, for a request answered at done_ns on the monotonic clock (the loop's fast
+ * clock, on arrpc__clock_ns's time line within a microsecond); x->when is set from it. Lines are
+ * written by arrpc__access_log_flush, or earlier when the buffer is full. Only the loop's thread
+ * calls these. */
 void arrpc__access_log_add(arrpc__access_log *log, arrpc__access_fields *x, uint64_t done_ns);
 /* Writes the buffered lines; the loop calls it once per round. */
 void arrpc__access_log_flush(arrpc__access_log *log);

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../core/clock.h"
+#include "../core/fast_clock.h"
 #include "../core/log.h"
 #include "access_log.h"
 #include "deferred.h"
@@ -66,6 +66,13 @@ static const char *outcome_name[] = {
     [ARRPC_OUTCOME_DEFERRED] = "deferred",
 };
 
+/* A request's time from its clock's start and stop. Both come from the loop's fast clock, which
+ * never goes back; the clamp keeps any other pairing from turning into a huge unsigned time. */
+static uint64_t elapsed_ns(uint64_t started_ns, uint64_t done_ns)
+{
+    return done_ns > started_ns ? done_ns - started_ns : 0;
+}
+
 /* One line of the access log; `outcome` is "ok" or the metrics' reason label. */
 static void log_request(arrpc__loop *loop, const arrpc__conn *c, const char *outcome, int is_signed,
                         size_t bytes_in, size_t bytes_out, uint64_t started_ns, uint64_t done_ns)
@@ -74,7 +81,7 @@ static void log_request(arrpc__loop *loop, const arrpc__conn *c, const char *out
                               .outcome = outcome,
                               .bytes_in = bytes_in,
                               .bytes_out = bytes_out,
-                              .duration_us = (done_ns - started_ns) / 1000u,
+                              .duration_us = elapsed_ns(started_ns, done_ns) / 1000u,
                               .is_signed = is_signed};
     arrpc__access_log_add(loop->access_log, &x, done_ns);
 }
@@ -82,7 +89,7 @@ static void log_request(arrpc__loop *loop, const arrpc__conn *c, const char *out
 void arrpc__calls_count(arrpc__loop *loop, arrpc__conn *c, arrpc__outcome outcome, int is_signed,
                         size_t bytes_in, size_t bytes_out, uint64_t started_ns, uint64_t done_ns)
 {
-    arrpc__stats_request(loop, c, outcome, is_signed, bytes_in, done_ns - started_ns);
+    arrpc__stats_request(loop, c, outcome, is_signed, bytes_in, elapsed_ns(started_ns, done_ns));
     loop->recycle.requests++; /* compared with its bound once per loop iteration */
     if (loop->access_log) {
         arrpc__reason reason = arrpc__stats_reason_of(outcome);
@@ -130,7 +137,8 @@ static void finish_reply(arrpc__loop *loop, arrpc__reply *r, arrpc__outcome outc
 {
     r->done = 1;
     arrpc__calls_count(loop, r->conn, outcome, r->is_signed, r->request_bytes,
-                       arrpc__buf_used(&r->bytes), r->started_ns, arrpc__clock_ns());
+                       arrpc__buf_used(&r->bytes), r->started_ns,
+                       arrpc__fast_clock_ns(&loop->clock));
 }
 
 /* Moves the answered replies at the head of c's queue to its output, in order. */
@@ -292,7 +300,9 @@ static void run_job(arrpc__job *job, unsigned thread, void *arg)
     arrpc__rescue_thread_call(thread, NULL);
 }
 
-/* The reply of a call back from its handler thread, counted with the time its handler returned. */
+/* The reply of a call back from its handler thread, counted with the time its handler returned:
+ * read on that thread with arrpc__clock_ns, against a start on the loop's fast clock, which
+ * agrees with it to well under a microsecond (core/fast_clock.h; elapsed_ns clamps). */
 static void settle_call(arrpc__loop *loop, const arrpc__batched_call *call)
 {
     arrpc__reply *r = call->reply;
@@ -304,8 +314,7 @@ static void settle_call(arrpc__loop *loop, const arrpc__batched_call *call)
     } else {
         r->done = 1;
         arrpc__calls_count(loop, r->conn, call->outcome, r->is_signed, r->request_bytes,
-                           arrpc__buf_used(&r->bytes), r->started_ns,
-                           call->done_ns > r->started_ns ? call->done_ns : r->started_ns);
+                           arrpc__buf_used(&r->bytes), r->started_ns, call->done_ns);
     }
 }
 
@@ -390,7 +399,7 @@ int arrpc__calls_answer(arrpc__loop *loop, arrpc__conn *c, const uint8_t *msg, s
         size_t before = arrpc__buf_used(&c->out);
         const arrpc__call_context ctx = {.peer = c->peer, .tls_peer = c->tls_peer};
         int rc = arrpc__dispatch(loop->dispatcher, &ctx, msg, n, &c->out, &outcome);
-        *clock_ns = arrpc__clock_ns();
+        *clock_ns = arrpc__fast_clock_ns(&loop->clock);
         if (rc != 0) return ARRPC_ENOMEM;
         int is_signed = arrpc__dispatcher_last_signed(loop->dispatcher);
         if (outcome != ARRPC_OUTCOME_DEFERRED) {
@@ -408,7 +417,7 @@ int arrpc__calls_answer(arrpc__loop *loop, arrpc__conn *c, const uint8_t *msg, s
     arrpc__reply *r = queue_reply(c, n, started_ns, 0); /* signed: known once dispatched */
     if (!r) return ARRPC_ENOMEM;
     int rc = loop->pool ? add_to_batch(c, r, msg, n) : answer_queued_inline(loop, c, r, msg, n);
-    *clock_ns = arrpc__clock_ns();
+    *clock_ns = arrpc__fast_clock_ns(&loop->clock);
     return rc;
 }
 
@@ -418,7 +427,7 @@ static void log_unanswered(arrpc__loop *loop, const arrpc__conn *c, arrpc__reaso
                            size_t bytes_in, size_t bytes_out)
 {
     uint64_t ms = c->request_since_ms ? loop->now_ms - c->request_since_ms : 0;
-    uint64_t now = arrpc__clock_ns();
+    uint64_t now = arrpc__fast_clock_ns(&loop->clock);
     log_request(loop, c, arrpc__reason_label[reason], 0, bytes_in, bytes_out, now - ms * 1000000u,
                 now);
 }
@@ -429,7 +438,7 @@ int arrpc__calls_answer_error(arrpc__loop *loop, arrpc__conn *c, const char *tex
     arrpc__buf *into = &c->out;
     arrpc__reply *r = NULL;
     if (c->replies) { /* after the replies still waiting */
-        if (!(r = queue_reply(c, 0, arrpc__clock_ns(), 0))) return ARRPC_ENOMEM;
+        if (!(r = queue_reply(c, 0, arrpc__fast_clock_ns(&loop->clock), 0))) return ARRPC_ENOMEM;
         into = &r->bytes;
     }
     size_t before = arrpc__buf_used(into);

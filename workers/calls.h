@@ -35,9 +35,9 @@ void arrpc__calls_stop(arrpc__loop *loop);
 void arrpc__calls_destroy(arrpc__loop *loop);
 
 /* Answers one whole request of c (n bytes at msg): inline into c->out when nothing of c's is out
- * of line, else through c's reply queue. *clock_ns is when the request's clock started; it is
- * set to when this call left the loop, where the next request's clock starts. 0, or
- * ARRPC_ENOMEM (then c should be closed). */
+ * of line, else through c's reply queue. *clock_ns is when the request's clock started (on
+ * loop->clock); it is set to when this call left the loop, where the next request's clock starts.
+ * 0, or ARRPC_ENOMEM (then c should be closed). */
 int arrpc__calls_answer(arrpc__loop *loop, arrpc__conn *c, const uint8_t *msg, size_t n,
                         uint64_t *clock_ns);
 /* Hands the requests arrpc__calls_answer gathered for c's handler thread to the pool, as one
@@ -90,7 +90,7 @@ int arrpc__calls_rescue_replies(const arrpc__conn *c, const struct arrpc__reply 
                                 size_t *unrun_len);
 
 /* Counts and logs one answered request (inline or not): bytes in and out, and when its clock
- * started and stopped (arrpc__clock_ns). */
+ * started and stopped (loop->clock; a stop before the start counts as no time). */
 void arrpc__calls_count(arrpc__loop *loop, arrpc__conn *c, arrpc__outcome outcome, int is_signed,
                         size_t bytes_in, size_t bytes_out, uint64_t started_ns, uint64_t done_ns);
 

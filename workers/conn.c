@@ -7,7 +7,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
-#include "../core/clock.h"
+#include "../core/fast_clock.h"
 #include "../core/log.h"
 #include "calls.h"
 #include "loop.h"
@@ -199,7 +199,7 @@ static size_t answer_requests(arrpc__loop *loop, arrpc__conn *c, const uint8_t *
             c->flags |= CONN_DOOMED;
             break;
         }
-        if (!started) started = arrpc__clock_ns();
+        if (!started) started = arrpc__fast_clock_ns(&loop->clock);
         mark_call(loop, c, p + done + c->scanned, n - done - c->scanned);
         int rc_answer = arrpc__calls_answer(loop, c, p + done, c->scanned, &started);
         mark_call(loop, NULL, NULL, 0);

@@ -271,15 +271,21 @@ static int wait_ns(arrpc__loop *loop, struct epoll_event *events, int64_t ns)
     return n;
 }
 
+/* The loop's clock read, which also anchors the request clock there. */
+static uint64_t now_ms(arrpc__loop *loop)
+{
+    return arrpc__fast_clock_anchor(&loop->clock) / 1000000u;
+}
+
 static void run_iteration(arrpc__loop *loop, struct epoll_event *events)
 {
     int64_t nudge_ns = loop->pool ? arrpc__pool_nudge_due_ns(loop->pool) : -1;
     int n = nudge_ns >= 0 ? wait_ns(loop, events, nudge_ns)
                           : epoll_wait(loop->epfd, events, LOOP_EVENTS, timer_wait_ms(loop));
-    loop->now_ms = arrpc__clock_ms();
+    loop->now_ms = now_ms(loop);
     for (int i = 0; i < n; i++)
         on_event(loop, events[i].data.ptr, events[i].events);
-    loop->now_ms = arrpc__clock_ms(); /* handlers may have run for a while: replies go out now */
+    loop->now_ms = now_ms(loop); /* handlers may have run for a while: replies go out now */
     flush_all(loop);
     if (loop->pool) arrpc__pool_nudge(loop->pool);
     /* Walking every connection is for timers and hand-over only, not every busy iteration. */
@@ -295,7 +301,9 @@ static void run_iteration(arrpc__loop *loop, struct epoll_event *events)
 
 static int loop_init(arrpc__loop *loop, const arrpc__worker_io *io, char *err, size_t errlen)
 {
-    loop->now_ms = arrpc__clock_ms();
+    arrpc__fast_clock_init(&loop->clock);
+    ARRPC_DEBUG(loop->cfg->debug, "request clock: %s", loop->clock.why);
+    loop->now_ms = now_ms(loop);
     /* Workers fork from one master: the pid keeps their sequences apart. */
     loop->random = (arrpc__clock_ns() ^ ((uint64_t)getpid() << 32)) | 1u;
     loop->epfd = epoll_create1(EPOLL_CLOEXEC);

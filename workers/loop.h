@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 
 #include "../core/buf.h"
+#include "../core/fast_clock.h"
 #include "../core/net.h"
 #include "../core/scan.h"
 #include "../core/tls.h"
@@ -138,6 +139,9 @@ typedef struct arrpc__loop {
     struct arrpc_deferred *kept, *kept_tail; /* answered handles in quarantine */
     unsigned nkept;
     uint64_t now_ms; /* monotonic, refreshed once per iteration */
+    /* Request latencies: anchored where now_ms is read, the TSC in between (fast_clock.h). Only
+     * this loop's thread reads it; handler threads use arrpc__clock_ns. */
+    arrpc__fast_clock clock;
     struct {
         uint64_t requests;     /* answered by this worker */
         uint64_t max_requests; /* its bound: --max-requests plus its jitter; 0: none */
