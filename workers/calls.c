@@ -49,6 +49,8 @@ typedef struct arrpc__call_job {
     arrpc__buf request;      /* copies: the loop's buffers move on while the calls run */
     arrpc__call_context ctx; /* points into the connection, which outlives the running call */
     unsigned ncalls;
+    unsigned answered; /* calls the loop has answered already, while the rest ran */
+    struct arrpc__call_job *next_batch, *prev_batch; /* loop->batches, while it runs */
     arrpc__batched_call calls[ARRPC_CALLS_BATCH_MAX];
     /* For a crash on any thread (rescue.c), reset by each submit: calls a handler thread has
      * started (JOB_TAKEN_BACK once a rescue took the rest: they never run here, their requests go
@@ -300,6 +302,34 @@ static void run_job(arrpc__job *job, unsigned thread, void *arg)
     arrpc__rescue_thread_call(thread, NULL);
 }
 
+/* The loop looks at running batches this long after the first was submitted, and after each look
+ * twice as long as before, up to ARRPC_CALLS_LOOK_GAP_MAX_NS: a batch of calls that compute is
+ * back before the first look, and one held by a call that waits costs a few wake-ups. */
+#define ARRPC_CALLS_LOOK_FIRST_NS 100000u
+#define ARRPC_CALLS_LOOK_GAP_MAX_NS 1000000u
+
+static void batch_list_add(arrpc__loop *loop, arrpc__call_job *j)
+{
+    if (!loop->batches) {
+        loop->batch_look_gap_ns = ARRPC_CALLS_LOOK_FIRST_NS;
+        loop->batch_look_at_ns = arrpc__clock_ns() + ARRPC_CALLS_LOOK_FIRST_NS;
+    }
+    j->prev_batch = NULL;
+    j->next_batch = loop->batches;
+    if (loop->batches) loop->batches->prev_batch = j;
+    loop->batches = j;
+}
+
+static void batch_list_remove(arrpc__loop *loop, arrpc__call_job *j)
+{
+    if (j->prev_batch)
+        j->prev_batch->next_batch = j->next_batch;
+    else if (loop->batches == j)
+        loop->batches = j->next_batch;
+    if (j->next_batch) j->next_batch->prev_batch = j->prev_batch;
+    j->next_batch = j->prev_batch = NULL;
+}
+
 /* The reply of a call back from its handler thread, counted with the time its handler returned:
  * read on that thread with arrpc__clock_ns, against a start on the loop's fast clock, which
  * agrees with it to well under a microsecond (core/fast_clock.h; elapsed_ns clamps). */
@@ -318,14 +348,53 @@ static void settle_call(arrpc__loop *loop, const arrpc__batched_call *call)
     }
 }
 
+/* Answers the calls of j from the first not yet answered up to `upto`. An answered call's reply
+ * may leave (and be freed) at once: its pointer is cleared, so that no later reply that happens
+ * to get its address passes for it (arrpc__calls_rescue_replies). */
+static void answer_batched(arrpc__loop *loop, arrpc__call_job *j, unsigned upto)
+{
+    for (; j->answered < upto; j->answered++) {
+        settle_call(loop, &j->calls[j->answered]);
+        j->calls[j->answered].reply = NULL;
+    }
+}
+
+int64_t arrpc__calls_due_ns(arrpc__loop *loop)
+{
+    int64_t due = arrpc__pool_nudge_due_ns(loop->pool);
+    if (!loop->batches) return due;
+    uint64_t now = arrpc__clock_ns();
+    int64_t look = now >= loop->batch_look_at_ns ? 0 : (int64_t)(loop->batch_look_at_ns - now);
+    return due < 0 || look < due ? look : due;
+}
+
+void arrpc__calls_look(arrpc__loop *loop)
+{
+    uint64_t now = arrpc__clock_ns();
+    if (now < loop->batch_look_at_ns) return;
+    for (arrpc__call_job *j = loop->batches; j; j = j->next_batch) {
+        unsigned finished = (unsigned)atomic_load_explicit(&j->finished, memory_order_acquire);
+        if (finished <= j->answered) continue;
+        arrpc__conn *c = j->conn;
+        arrpc__loop_mark_busy(loop, c);
+        answer_batched(loop, j, finished);
+        release_replies(loop, c);
+        arrpc__loop_mark_busy(loop, NULL);
+    }
+    loop->batch_look_gap_ns = 2 * loop->batch_look_gap_ns < ARRPC_CALLS_LOOK_GAP_MAX_NS
+                                  ? 2 * loop->batch_look_gap_ns
+                                  : ARRPC_CALLS_LOOK_GAP_MAX_NS;
+    loop->batch_look_at_ns = now + loop->batch_look_gap_ns;
+}
+
 static void on_job_done(arrpc__loop *loop, arrpc__call_job *j)
 {
     arrpc__conn *c = j->conn;
     arrpc__loop_mark_busy(loop, c);
     c->running = 0;
-    for (unsigned i = 0; i < j->ncalls; i++)
-        settle_call(loop, &j->calls[i]);
-    j->ncalls = 0;
+    if (j->ncalls > 1) batch_list_remove(loop, j);
+    answer_batched(loop, j, j->ncalls);
+    j->ncalls = j->answered = 0;
     arrpc__buf_truncate(&j->request, 0);
     release_replies(loop, c);
     if (c->flags & CONN_CLOSE) { /* reaped at the end of this iteration */
@@ -360,7 +429,9 @@ void arrpc__calls_submit(arrpc__loop *loop, arrpc__conn *c)
     atomic_store_explicit(&j->started, 0, memory_order_relaxed); /* the pool's lock publishes */
     atomic_store_explicit(&j->finished, 0, memory_order_relaxed);
     atomic_store_explicit(&j->crashed, 0, memory_order_relaxed);
+    j->answered = 0;
     c->running = 1;
+    if (j->ncalls > 1) batch_list_add(loop, j);
     arrpc__pool_submit(loop->pool, &j->job);
 }
 

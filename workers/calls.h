@@ -44,6 +44,13 @@ int arrpc__calls_answer(arrpc__loop *loop, arrpc__conn *c, const uint8_t *msg, s
  * batch; nothing when there are none or a batch of c's runs. The loop calls it after answering
  * what it read of c. */
 void arrpc__calls_submit(arrpc__loop *loop, arrpc__conn *c);
+/* Nanoseconds until the calls on handler threads are due a look (0: now; -1: none is): a job
+ * queued too long behind running calls (pool.c), or a batch running long enough for its
+ * finished calls to be answered before the rest. The loop sleeps no longer. */
+int64_t arrpc__calls_due_ns(arrpc__loop *loop);
+/* Answers the calls that finished in batches still running on handler threads, when due: a slow
+ * call does not hold back the replies of the calls before it in its batch. */
+void arrpc__calls_look(arrpc__loop *loop);
 /* Frames the request that starts at p (n bytes there) by decoding it, for the
  * arrpc__calls_answer that follows on it: 1 with its size in *len when it is whole and valid,
  * 0 otherwise (also always with handler threads, which decode on their own thread). */

@@ -260,9 +260,9 @@ static void on_event(arrpc__loop *loop, void *ptr, uint32_t events)
     }
 }
 
-/* Waits at most ns nanoseconds: a job queued behind a handler thread's call is due a look then
- * (pool.c), sooner than epoll_wait's milliseconds allow. Kernels before 5.11 have no
- * epoll_pwait2: one millisecond then. */
+/* Waits at most ns nanoseconds: a job queued behind a handler thread's call, or a batch running
+ * on one, is due a look then (pool.c, calls.c), sooner than epoll_wait's milliseconds allow.
+ * Kernels before 5.11 have no epoll_pwait2: one millisecond then. */
 static int wait_ns(arrpc__loop *loop, struct epoll_event *events, int64_t ns)
 {
     struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)ns};
@@ -279,13 +279,14 @@ static uint64_t now_ms(arrpc__loop *loop)
 
 static void run_iteration(arrpc__loop *loop, struct epoll_event *events)
 {
-    int64_t nudge_ns = loop->pool ? arrpc__pool_nudge_due_ns(loop->pool) : -1;
-    int n = nudge_ns >= 0 ? wait_ns(loop, events, nudge_ns)
-                          : epoll_wait(loop->epfd, events, LOOP_EVENTS, timer_wait_ms(loop));
+    int64_t due_ns = loop->pool ? arrpc__calls_due_ns(loop) : -1;
+    int n = due_ns >= 0 ? wait_ns(loop, events, due_ns)
+                        : epoll_wait(loop->epfd, events, LOOP_EVENTS, timer_wait_ms(loop));
     loop->now_ms = now_ms(loop);
     for (int i = 0; i < n; i++)
         on_event(loop, events[i].data.ptr, events[i].events);
     loop->now_ms = now_ms(loop); /* handlers may have run for a while: replies go out now */
+    if (loop->batches) arrpc__calls_look(loop);
     flush_all(loop);
     if (loop->pool) arrpc__pool_nudge(loop->pool);
     /* Walking every connection is for timers and hand-over only, not every busy iteration. */

@@ -135,7 +135,11 @@ typedef struct arrpc__loop {
     arrpc__dispatcher **thread_dispatchers;
     struct arrpc__mailbox *mailbox;
     arrpc__loop_source mail;
-    unsigned ndeferred;                      /* deferred calls waiting for their answer */
+    unsigned ndeferred; /* deferred calls waiting for their answer */
+    /* Batches of more than one call on handler threads (calls.c), whose finished calls the loop
+     * answers while the rest run; when it looks next, and the gap between looks. */
+    struct arrpc__call_job *batches;
+    uint64_t batch_look_at_ns, batch_look_gap_ns;
     struct arrpc_deferred *kept, *kept_tail; /* answered handles in quarantine */
     unsigned nkept;
     uint64_t now_ms; /* monotonic, refreshed once per iteration */

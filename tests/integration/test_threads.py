@@ -69,6 +69,27 @@ class StallTest(ThreadsCase):
             self.assertEqual(early, b"", "the slow reply came before the fast one")
             self.assertEqual(slow.recv(), "slept")
 
+    def test_a_slow_call_in_a_pipelined_batch_holds_up_only_its_connection(self):
+        """A connection's pipelined requests reach a handler thread in batches (16 at most),
+        run in order: a slow call among them holds up the requests behind it on its own
+        connection, and no other connection; 200 replies come back in request order."""
+        server = self.start("--workers", "1", "--threads", "4")
+        requests = [{"echo": i} for i in range(5)] + [{"sleep": 1.0}] + \
+            [{"echo": i} for i in range(5, 200)]
+        expected = list(range(5)) + ["slept"] + list(range(5, 200))
+        with server.connect() as batched, server.connect() as other:
+            batched.send_raw(b"".join(batched.pack(r) for r in requests))
+            self.assertEqual([batched.recv() for _ in range(5)], list(range(5)))
+            self.assertEqual(other.call({"echo": "other"}), "other")  # while the batch sleeps
+            batched.sock.setblocking(False)
+            try:
+                early = batched.sock.recv(1)
+            except BlockingIOError:
+                early = b""
+            batched.sock.setblocking(True)
+            self.assertEqual(early, b"", "the slow call's reply came before the other's")
+            self.assertEqual([batched.recv() for _ in requests[5:]], expected[5:])
+
     def test_deferred_calls_do_not_hold_the_loop(self):
         """200 deferred calls, 10 pipelined on each of 20 connections, inline (--threads 0):
         every one is answered, while the worker goes on answering others."""
