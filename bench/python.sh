@@ -50,17 +50,25 @@ start() { # LOG COMMAND...: sets PORT and SERVER_PID
     die "server did not start: $log"
 }
 
+serve_each() { # PREFIX REQUEST CONFIG...: one arrpc-bench -c 16 -P 1 run per server config
+    local prefix=$1 config t w request=()   # REQUEST "": arrpc-bench's own
+    [ -z "$2" ] || request=(--request "$2")
+    shift 2
+    for config in "$@"; do
+        case $config in
+            asyncio) start "$OUT/$prefix$config.log" $PY bench/py_echo_server.py asyncio ;;
+            arrpc-t*) t=${config#arrpc-t}; t=${t%%-*}; w=${config##*-w}
+                start "$OUT/$prefix$config.log" $PY bench/py_echo_server.py arrpc --threads "$t" \
+                    --workers "$w" ;;
+        esac
+        "$BIN/arrpc-bench" -q --json "${request[@]}" -c 16 -P 1 -w 1 -d "$SECONDS_RUN" \
+            --server-pid "$SERVER_PID" "127.0.0.1:$PORT" >"$OUT/$prefix$config.json"
+        stop_server
+    done
+}
+
 echo "== server: arrpc-bench -c 16 -P 1 -w 1 -d $SECONDS_RUN --server-pid PID"
-for config in asyncio arrpc-t16-w0 arrpc-t0-w0 arrpc-t16-w2 arrpc-t0-w2; do
-    case $config in
-        asyncio) start "$OUT/$config.log" $PY bench/py_echo_server.py asyncio ;;
-        arrpc-t*) t=${config#arrpc-t}; t=${t%%-*}; w=${config##*-w}
-            start "$OUT/$config.log" $PY bench/py_echo_server.py arrpc --threads "$t" --workers "$w" ;;
-    esac
-    "$BIN/arrpc-bench" -q --json -c 16 -P 1 -w 1 -d "$SECONDS_RUN" --server-pid "$SERVER_PID" \
-        "127.0.0.1:$PORT" >"$OUT/$config.json"
-    stop_server
-done
+serve_each "" "" asyncio arrpc-t16-w0 arrpc-t0-w0 arrpc-t16-w2 arrpc-t0-w2
 $PY - "$OUT" <<'PYEOF' | tee "$OUT/server.txt"
 import json, sys
 out = sys.argv[1]
@@ -74,13 +82,7 @@ for n in ("asyncio", "arrpc-t16-w0", "arrpc-t0-w0", "arrpc-t16-w2", "arrpc-t0-w2
 PYEOF
 
 echo "== workers: {\"work\": $WORK} (Python bound by the CPU and the GIL), arrpc-bench -c 16 -P 1"
-for config in arrpc-t16-w0 arrpc-t16-w2 arrpc-t0-w0 arrpc-t0-w2; do
-    t=${config#arrpc-t}; t=${t%%-*}; w=${config##*-w}
-    start "$OUT/work-$config.log" $PY bench/py_echo_server.py arrpc --threads "$t" --workers "$w"
-    "$BIN/arrpc-bench" -q --json --request "{\"work\": $WORK}" -c 16 -P 1 -w 1 -d "$SECONDS_RUN" \
-        --server-pid "$SERVER_PID" "127.0.0.1:$PORT" >"$OUT/work-$config.json"
-    stop_server
-done
+serve_each work- "{\"work\": $WORK}" arrpc-t16-w0 arrpc-t16-w2 arrpc-t0-w0 arrpc-t0-w2
 $PY - "$OUT" <<'PYEOF' | tee "$OUT/workers.txt"
 import json, sys
 out = sys.argv[1]

@@ -23,6 +23,18 @@ def pipeline(conn, requests):
     return [conn.recv() for _ in requests]
 
 
+def nothing_to_read(conn):
+    """True when no byte of a reply has arrived on conn yet (without waiting for one)."""
+    conn.sock.setblocking(False)
+    try:
+        early = conn.sock.recv(1)
+    except BlockingIOError:
+        early = b""
+    finally:
+        conn.sock.setblocking(True)
+    return early == b""
+
+
 class ThreadsCase(unittest.TestCase):
     def start(self, *args):
         server = Server(*args).start()
@@ -60,13 +72,7 @@ class StallTest(ThreadsCase):
             slow.send({"sleep": 1.0})
             time.sleep(0.1)
             self.assertEqual(fast.call({"echo": "fast"}), "fast")
-            slow.sock.setblocking(False)
-            try:
-                early = slow.sock.recv(1)
-            except BlockingIOError:
-                early = b""
-            slow.sock.setblocking(True)
-            self.assertEqual(early, b"", "the slow reply came before the fast one")
+            self.assertTrue(nothing_to_read(slow), "the slow reply came before the fast one")
             self.assertEqual(slow.recv(), "slept")
 
     def test_a_slow_call_in_a_pipelined_batch_holds_up_only_its_connection(self):
@@ -81,13 +87,8 @@ class StallTest(ThreadsCase):
             batched.send_raw(b"".join(batched.pack(r) for r in requests))
             self.assertEqual([batched.recv() for _ in range(5)], list(range(5)))
             self.assertEqual(other.call({"echo": "other"}), "other")  # while the batch sleeps
-            batched.sock.setblocking(False)
-            try:
-                early = batched.sock.recv(1)
-            except BlockingIOError:
-                early = b""
-            batched.sock.setblocking(True)
-            self.assertEqual(early, b"", "the slow call's reply came before the other's")
+            self.assertTrue(nothing_to_read(batched),
+                            "the slow call's reply came before the other's")
             self.assertEqual([batched.recv() for _ in requests[5:]], expected[5:])
 
     def test_deferred_calls_do_not_hold_the_loop(self):
