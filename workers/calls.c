@@ -359,19 +359,32 @@ static void answer_batched(arrpc__loop *loop, arrpc__call_job *j, unsigned upto)
     }
 }
 
+/* The sooner of two dues in ns (-1: none). */
+static int64_t sooner(int64_t a, int64_t b)
+{
+    return a < 0 || (b >= 0 && b < a) ? b : a;
+}
+
+static int64_t until(uint64_t at, uint64_t now)
+{
+    return now >= at ? 0 : (int64_t)(at - now);
+}
+
 int64_t arrpc__calls_due_ns(arrpc__loop *loop)
 {
     int64_t due = arrpc__pool_nudge_due_ns(loop->pool);
-    if (!loop->batches) return due;
+    uint64_t quiet = arrpc__mailbox_unannounced_since(loop->mailbox);
+    if (!loop->batches && !quiet) return due;
     uint64_t now = arrpc__clock_ns();
-    int64_t look = now >= loop->batch_look_at_ns ? 0 : (int64_t)(loop->batch_look_at_ns - now);
-    return due < 0 || look < due ? look : due;
+    if (quiet) due = sooner(due, until(quiet + ARRPC_POOL_QUIET_NS, now));
+    return loop->batches ? sooner(due, until(loop->batch_look_at_ns, now)) : due;
 }
 
-void arrpc__calls_look(arrpc__loop *loop)
+/* Finished calls of batches still running, once their look is due. */
+static void look_at_batches(arrpc__loop *loop)
 {
     uint64_t now = arrpc__clock_ns();
-    if (now < loop->batch_look_at_ns) return;
+    if (!loop->batches || now < loop->batch_look_at_ns) return;
     for (arrpc__call_job *j = loop->batches; j; j = j->next_batch) {
         unsigned finished = (unsigned)atomic_load_explicit(&j->finished, memory_order_acquire);
         if (finished <= j->answered) continue;
@@ -385,6 +398,13 @@ void arrpc__calls_look(arrpc__loop *loop)
                                   ? 2 * loop->batch_look_gap_ns
                                   : ARRPC_CALLS_LOOK_GAP_MAX_NS;
     loop->batch_look_at_ns = now + loop->batch_look_gap_ns;
+}
+
+void arrpc__calls_look(arrpc__loop *loop)
+{
+    uint64_t quiet = arrpc__mailbox_unannounced_since(loop->mailbox);
+    if (quiet && arrpc__clock_ns() - quiet >= ARRPC_POOL_QUIET_NS) arrpc__calls_on_mail(loop);
+    look_at_batches(loop);
 }
 
 static void on_job_done(arrpc__loop *loop, arrpc__call_job *j)

@@ -48,8 +48,9 @@ void arrpc__calls_submit(arrpc__loop *loop, arrpc__conn *c);
  * queued too long behind running calls (pool.c), or a batch running long enough for its
  * finished calls to be answered before the rest. The loop sleeps no longer. */
 int64_t arrpc__calls_due_ns(arrpc__loop *loop);
-/* Answers the calls that finished in batches still running on handler threads, when due: a slow
- * call does not hold back the replies of the calls before it in its batch. */
+/* When due: takes mail a handler thread posted quietly and left unannounced (pool.h), and
+ * answers the calls that finished in batches still running, so that a slow call does not hold
+ * back the replies of calls before it. */
 void arrpc__calls_look(arrpc__loop *loop);
 /* Frames the request that starts at p (n bytes there) by decoding it, for the
  * arrpc__calls_answer that follows on it: 1 with its size in *len when it is whole and valid,

@@ -286,7 +286,7 @@ static void run_iteration(arrpc__loop *loop, struct epoll_event *events)
     for (int i = 0; i < n; i++)
         on_event(loop, events[i].data.ptr, events[i].events);
     loop->now_ms = now_ms(loop); /* handlers may have run for a while: replies go out now */
-    if (loop->batches) arrpc__calls_look(loop);
+    if (loop->pool) arrpc__calls_look(loop);
     flush_all(loop);
     if (loop->pool) arrpc__pool_nudge(loop->pool);
     /* Walking every connection is for timers and hand-over only, not every busy iteration. */

@@ -8,11 +8,14 @@
 #include <unistd.h>
 
 #include "arrpc.h"
+#include "../core/clock.h"
 
 struct arrpc__mailbox {
     pthread_mutex_t lock;
     arrpc__mail *head, *tail; /* in the order they were posted */
     int closed;
+    /* When mail was first posted quietly since the loop last took or was woken; 0: none. */
+    _Atomic uint64_t unannounced_since_ns;
     int fd;
     _Atomic unsigned refs;
 };
@@ -58,7 +61,15 @@ int arrpc__mailbox_fd(const arrpc__mailbox *box)
     return box->fd;
 }
 
-int arrpc__mailbox_post(arrpc__mailbox *box, arrpc__mail *mail)
+static void ring(arrpc__mailbox *box)
+{
+    uint64_t one = 1;
+    ssize_t n = write(box->fd, &one, sizeof one);
+    (void)n; /* fails only when the counter is full, and then the loop is woken anyway */
+}
+
+/* Appends mail; whether the loop must be woken for it (0 when quiet). */
+static int append(arrpc__mailbox *box, arrpc__mail *mail, int quiet, int *wake)
 {
     mail->next = NULL;
     pthread_mutex_lock(&box->lock);
@@ -66,28 +77,54 @@ int arrpc__mailbox_post(arrpc__mailbox *box, arrpc__mail *mail)
         pthread_mutex_unlock(&box->lock);
         return ARRPC_ECLOSED;
     }
-    int was_empty = box->head == NULL;
+    /* One wake-up per batch: the loop takes everything at once, so a second write while the
+     * first is unread would only cost a system call. The loop reads the eventfd before it takes
+     * the list, so a post it did not take leaves the eventfd readable. */
+    uint64_t since = atomic_load_explicit(&box->unannounced_since_ns, memory_order_relaxed);
+    *wake = !quiet && (box->head == NULL || since);
+    if (quiet && !since) since = arrpc__clock_ns();
+    atomic_store_explicit(&box->unannounced_since_ns, quiet ? since : 0, memory_order_relaxed);
     if (box->tail)
         box->tail->next = mail;
     else
         box->head = mail;
     box->tail = mail;
     pthread_mutex_unlock(&box->lock);
-    /* One wake-up per batch: the loop takes everything at once, so a second write while the
-     * first is unread would only cost a system call. The loop reads the eventfd before it takes
-     * the list, so a post it did not take leaves the eventfd readable. */
-    if (was_empty) {
-        uint64_t one = 1;
-        ssize_t n = write(box->fd, &one, sizeof one);
-        (void)n; /* fails only when the counter is full, and then the loop is woken anyway */
-    }
     return 0;
+}
+
+int arrpc__mailbox_post(arrpc__mailbox *box, arrpc__mail *mail)
+{
+    int wake = 0, rc = append(box, mail, 0, &wake);
+    if (wake) ring(box);
+    return rc;
+}
+
+int arrpc__mailbox_post_quietly(arrpc__mailbox *box, arrpc__mail *mail)
+{
+    int wake = 0;
+    return append(box, mail, 1, &wake);
+}
+
+void arrpc__mailbox_wake(arrpc__mailbox *box)
+{
+    pthread_mutex_lock(&box->lock);
+    int wake = atomic_load_explicit(&box->unannounced_since_ns, memory_order_relaxed) != 0;
+    atomic_store_explicit(&box->unannounced_since_ns, 0, memory_order_relaxed);
+    pthread_mutex_unlock(&box->lock);
+    if (wake) ring(box);
+}
+
+uint64_t arrpc__mailbox_unannounced_since(const arrpc__mailbox *box)
+{
+    return atomic_load_explicit(&box->unannounced_since_ns, memory_order_relaxed);
 }
 
 static arrpc__mail *take_locked(arrpc__mailbox *box)
 {
     arrpc__mail *all = box->head;
     box->head = box->tail = NULL;
+    atomic_store_explicit(&box->unannounced_since_ns, 0, memory_order_relaxed); /* all taken */
     return all;
 }
 

@@ -9,6 +9,7 @@
 #define ARRPC_WORKERS_MAILBOX_H
 
 #include <pthread.h>
+#include <stdint.h>
 
 typedef struct arrpc__mail {
     struct arrpc__mail *next;
@@ -31,6 +32,17 @@ void arrpc__mailbox_release(arrpc__mailbox *box);
 int arrpc__mailbox_fd(const arrpc__mailbox *box);
 /* From any thread. 0, or ARRPC_ECLOSED after arrpc__mailbox_close: the mail stays the caller's. */
 int arrpc__mailbox_post(arrpc__mailbox *box, arrpc__mail *mail);
+/* As arrpc__mailbox_post, but without waking the loop: for a sender that will post again soon,
+ * so that one wake-up brings the loop several mails. The sender must see that the loop is woken
+ * later: by its next arrpc__mailbox_post (which announces what was posted quietly too) or by
+ * arrpc__mailbox_wake. */
+int arrpc__mailbox_post_quietly(arrpc__mailbox *box, arrpc__mail *mail);
+/* Wakes the loop if mail posted quietly still waits unannounced. From any thread. */
+void arrpc__mailbox_wake(arrpc__mailbox *box);
+/* Since when mail posted quietly has waited unannounced (arrpc__clock_ns); 0: none. A glance
+ * without the lock, for the loop to bound how long it sleeps: a sender whose next call turns
+ * out slow leaves its quiet posts to the loop's look. */
+uint64_t arrpc__mailbox_unannounced_since(const arrpc__mailbox *box);
 /* The loop's side: every mail posted so far, oldest first, as a list (NULL: none). Clears the
  * eventfd, so the loop sleeps until the next post. */
 arrpc__mail *arrpc__mailbox_take(arrpc__mailbox *box);

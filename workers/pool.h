@@ -20,6 +20,12 @@ struct arrpc__job {
     void (*run)(arrpc__job *job, unsigned thread, void *arg);
 };
 
+/* A thread that finishes a call while more are queued posts it without waking the loop, until
+ * its oldest such post is this old: under a backlog one wake-up of the loop (a context switch)
+ * brings it several replies. The loop itself looks at the mailbox once quiet mail is this old
+ * (calls.c), so no reply waits much longer whatever the thread's next call does. */
+#define ARRPC_POOL_QUIET_NS 50000u
+
 typedef struct arrpc__pool arrpc__pool;
 
 /* Starts `threads` threads (1..ARRPC_MAX_THREADS) that call job->run(job, index, arg) and then

@@ -164,6 +164,48 @@ static void test_a_wake_check_that_says_no_keeps_threads_asleep(void **state)
     arrpc__mailbox_release(box);
 }
 
+static int readable(const arrpc__mailbox *box)
+{
+    struct pollfd pfd = {.fd = arrpc__mailbox_fd(box), .events = POLLIN};
+    return poll(&pfd, 1, 0) == 1;
+}
+
+static unsigned count_mail(arrpc__mail *m)
+{
+    unsigned n = 0;
+    for (; m; m = m->next)
+        n++;
+    return n;
+}
+
+/* Quiet posts do not wake the loop, but say since when they wait; the next plain post, or a
+ * wake, announces them; taking them clears everything. */
+static void test_quiet_posts_wait_for_an_announcement(void **state)
+{
+    (void)state;
+    arrpc__mailbox *box = arrpc__mailbox_new();
+    assert_non_null(box);
+    arrpc__mail m[4];
+    assert_int_equal(arrpc__mailbox_post_quietly(box, &m[0]), 0);
+    assert_int_equal(arrpc__mailbox_post_quietly(box, &m[1]), 0);
+    assert_false(readable(box));
+    assert_true(arrpc__mailbox_unannounced_since(box) > 0);
+    assert_int_equal(arrpc__mailbox_post(box, &m[2]), 0); /* the list was not empty: still wakes */
+    assert_true(readable(box));
+    assert_int_equal(arrpc__mailbox_unannounced_since(box), 0);
+    assert_int_equal(count_mail(arrpc__mailbox_take(box)), 3);
+    assert_false(readable(box));
+    assert_int_equal(arrpc__mailbox_post_quietly(box, &m[3]), 0);
+    assert_false(readable(box));
+    arrpc__mailbox_wake(box);
+    assert_true(readable(box));
+    assert_int_equal(count_mail(arrpc__mailbox_take(box)), 1);
+    assert_int_equal(arrpc__mailbox_unannounced_since(box), 0);
+    arrpc__mailbox_wake(box); /* nothing unannounced: no wake-up */
+    assert_false(readable(box));
+    arrpc__mailbox_release(box);
+}
+
 /* Freeing the pool runs what was queued first: no job is lost at a worker's clean exit. */
 static void test_free_runs_the_queue_first(void **state)
 {
@@ -269,6 +311,7 @@ int main(void)
         cmocka_unit_test(test_every_job_runs_once_and_comes_back_once),
         cmocka_unit_test(test_jobs_run_in_parallel),
         cmocka_unit_test(test_a_wake_check_that_says_no_keeps_threads_asleep),
+        cmocka_unit_test(test_quiet_posts_wait_for_an_announcement),
         cmocka_unit_test(test_free_runs_the_queue_first),
         cmocka_unit_test(test_thread_counts_out_of_range_are_refused),
         cmocka_unit_test(test_posts_from_many_threads_all_arrive_in_each_threads_order),
