@@ -51,6 +51,7 @@ typedef struct arrpc__call_job {
     unsigned ncalls;
     unsigned answered; /* calls the loop has answered already, while the rest ran */
     struct arrpc__call_job *next_batch, *prev_batch; /* loop->batches, while it runs */
+    struct arrpc__call_job *next_inline; /* loop->inline_head, till the loop's thread runs it */
     arrpc__batched_call calls[ARRPC_CALLS_BATCH_MAX];
     /* For a crash on any thread (rescue.c), reset by each submit: calls a handler thread has
      * started (JOB_TAKEN_BACK once a rescue took the rest: they never run here, their requests go
@@ -287,10 +288,11 @@ static void run_call(arrpc__call_job *j, arrpc__batched_call *call, arrpc__dispa
     call->done_ns = arrpc__clock_ns();
 }
 
-static void run_job(arrpc__job *job, unsigned thread, void *arg)
+/* Runs j's calls in order with d, as rescue slot `slot` (a handler thread's index, or the loop's
+ * owner's, lead.h). */
+static void run_batch(arrpc__call_job *j, arrpc__dispatcher *d, unsigned slot)
 {
-    arrpc__call_job *j = (arrpc__call_job *)job;
-    arrpc__dispatcher *d = ((arrpc__dispatcher **)arg)[thread];
+    unsigned thread = slot;
     arrpc__rescue_thread_call(thread, j);
     for (int i = 0; i < (int)j->ncalls; i++) {
         int expected = i;
@@ -300,6 +302,11 @@ static void run_job(arrpc__job *job, unsigned thread, void *arg)
         atomic_store_explicit(&j->finished, i + 1, memory_order_release); /* after its results */
     }
     arrpc__rescue_thread_call(thread, NULL);
+}
+
+static void run_job(arrpc__job *job, unsigned thread, void *arg)
+{
+    run_batch((arrpc__call_job *)job, ((arrpc__dispatcher **)arg)[thread], thread);
 }
 
 /* The loop looks at running batches this long after the first was submitted, and after each look
@@ -452,7 +459,46 @@ void arrpc__calls_submit(arrpc__loop *loop, arrpc__conn *c)
     j->answered = 0;
     c->running = 1;
     if (j->ncalls > 1) batch_list_add(loop, j);
-    arrpc__pool_submit(loop->pool, &j->job);
+    if (!arrpc__lead_can_inline(loop)) {
+        arrpc__pool_submit(loop->pool, &j->job);
+        return;
+    }
+    j->next_inline = NULL;
+    if (loop->inline_tail)
+        loop->inline_tail->next_inline = j;
+    else
+        loop->inline_head = j;
+    loop->inline_tail = j;
+}
+
+static arrpc__call_job *next_inline(arrpc__loop *loop)
+{
+    arrpc__call_job *j = loop->inline_head;
+    if (j && !(loop->inline_head = j->next_inline)) loop->inline_tail = NULL;
+    return j;
+}
+
+int arrpc__calls_run_inline(arrpc__loop *loop)
+{
+    arrpc__call_job *j;
+    if (!arrpc__lead_can_inline(loop)) { /* the standby is in a long call of its own */
+        while ((j = next_inline(loop)))
+            arrpc__pool_submit(loop->pool, &j->job);
+        return 0;
+    }
+    unsigned seat = arrpc__lead_seat();
+    arrpc__lead_inline_begin(loop);
+    while ((j = next_inline(loop))) {
+        uint64_t token = arrpc__lead_call_begin(loop);
+        run_batch(j, loop->lead.dispatcher[seat], loop->cfg->threads + seat);
+        if (!arrpc__lead_call_end(loop, token)) { /* the loop is the standby's now */
+            arrpc__mailbox_post(loop->mailbox, &j->job.mail);
+            return -1;
+        }
+        on_job_done(loop, j); /* may gather the connection's next batch, run in this round */
+    }
+    arrpc__lead_inline_end(loop);
+    return 0;
 }
 
 /* ---- answering a request ------------------------------------------------------------------ */
