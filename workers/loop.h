@@ -145,6 +145,8 @@ typedef struct arrpc__loop {
     struct arrpc__call_job *batches;
     /* Batches gathered in this iteration to run on the loop's own thread (lead.h). */
     struct arrpc__call_job *inline_head, *inline_tail;
+    struct arrpc__reply *spare_replies; /* freed replies kept for reuse (calls.c) */
+    unsigned nspare_replies;
     arrpc__lead lead;
     uint64_t batch_look_at_ns, batch_look_gap_ns;
     struct arrpc_deferred *kept, *kept_tail; /* answered handles in quarantine */
