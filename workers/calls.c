@@ -299,7 +299,8 @@ void arrpc__calls_conn_free(arrpc__loop *loop, arrpc__conn *c)
 
 enum { JOB_TAKEN_BACK = -1 };
 
-/* clock: the loop's, when its owner runs the call; NULL on a handler thread. */
+/* clock: the running seat's (lead.h), when the loop's owner runs the call; NULL on a handler
+ * thread. */
 static void run_call(arrpc__call_job *j, arrpc__batched_call *call, arrpc__dispatcher *d,
                      arrpc__fast_clock *clock)
 {
@@ -511,10 +512,12 @@ int arrpc__calls_run_inline(arrpc__loop *loop)
         return 0;
     }
     unsigned seat = arrpc__lead_seat();
+    arrpc__fast_clock *clock = &loop->lead.clock[seat];
+    arrpc__fast_clock_anchor(clock);
     arrpc__lead_inline_begin(loop);
     while ((j = next_inline(loop))) {
         uint64_t token = arrpc__lead_call_begin(loop);
-        run_batch(j, loop->lead.dispatcher[seat], loop->cfg->threads + seat, &loop->clock);
+        run_batch(j, loop->lead.dispatcher[seat], loop->cfg->threads + seat, clock);
         if (!arrpc__lead_call_end(loop, token)) { /* the loop is the standby's now */
             arrpc__mailbox_post(loop->mailbox, &j->job.mail);
             return -1;

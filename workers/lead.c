@@ -143,6 +143,7 @@ int arrpc__lead_start(arrpc__loop *loop, char *err, size_t errlen)
     l->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
     l->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     l->dispatcher[0] = loop->dispatcher;
+    l->clock[0] = l->clock[1] = loop->clock; /* calibrated once, anchored by each seat */
     l->dispatcher[1] = arrpc__dispatcher_new(loop->cfg, 1 + threads, loop->mailbox);
     sigset_t all, old;
     sigfillset(&all);

@@ -20,6 +20,8 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "../core/fast_clock.h"
+
 struct arrpc__loop;
 struct arrpc__dispatcher;
 
@@ -34,6 +36,9 @@ typedef struct arrpc__lead {
     pthread_t standby;
     int standby_started;
     struct arrpc__dispatcher *dispatcher[2]; /* the starting thread's, the standby thread's */
+    /* Each seat's own clock for its inline calls: a thread the standby took the loop from must
+     * not read the loop's (the new owner anchors it meanwhile). */
+    arrpc__fast_clock clock[2];
 } arrpc__lead;
 
 /* Sets up the standby thread when the loop has handler threads (after arrpc__calls_init). 0, or
