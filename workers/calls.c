@@ -51,6 +51,7 @@ typedef struct arrpc__call_job {
     unsigned ncalls;
     unsigned answered; /* calls the loop has answered already, while the rest ran */
     struct arrpc__call_job *next_batch, *prev_batch; /* loop->batches, while it runs */
+    struct arrpc__call_job *next_inline; /* loop->inline_head, till the loop's thread runs it */
     arrpc__batched_call calls[ARRPC_CALLS_BATCH_MAX];
     /* For a crash on any thread (rescue.c), reset by each submit: calls a handler thread has
      * started (JOB_TAKEN_BACK once a rescue took the rest: they never run here, their requests go
@@ -110,11 +111,25 @@ void arrpc__calls_count(arrpc__loop *loop, arrpc__conn *c, arrpc__outcome outcom
 
 /* ---- the reply queue ---------------------------------------------------------------------- */
 
-static arrpc__reply *queue_reply(arrpc__conn *c, size_t request_bytes, uint64_t started_ns,
-                                 int is_signed)
+/* Freed replies kept for the next ones, with their buffers: a reply per request would otherwise
+ * be a calloc, a malloc and two frees (perf: a tenth of a worker's time with pipelined calls on
+ * the loop's thread). Bounded in number and in the buffer each keeps. */
+#define ARRPC_SPARE_REPLIES_MAX 256u
+#define ARRPC_SPARE_REPLY_BYTES_MAX 4096u
+
+static arrpc__reply *queue_reply(arrpc__loop *loop, arrpc__conn *c, size_t request_bytes,
+                                 uint64_t started_ns, int is_signed)
 {
-    arrpc__reply *r = calloc(1, sizeof *r);
-    if (!r) return NULL;
+    arrpc__reply *r = loop->spare_replies;
+    if (r) {
+        loop->spare_replies = r->next;
+        loop->nspare_replies--;
+        arrpc__buf kept = r->bytes;
+        kept.head = kept.len = 0;
+        *r = (arrpc__reply){.bytes = kept};
+    } else if (!(r = calloc(1, sizeof *r))) {
+        return NULL;
+    }
     r->conn = c;
     r->request_bytes = request_bytes;
     r->started_ns = started_ns;
@@ -128,8 +143,15 @@ static arrpc__reply *queue_reply(arrpc__conn *c, size_t request_bytes, uint64_t 
     return r;
 }
 
-static void free_reply(arrpc__reply *r)
+static void free_reply(arrpc__loop *loop, arrpc__reply *r)
 {
+    if (loop->nspare_replies < ARRPC_SPARE_REPLIES_MAX &&
+        r->bytes.cap <= ARRPC_SPARE_REPLY_BYTES_MAX) {
+        r->next = loop->spare_replies;
+        loop->spare_replies = r;
+        loop->nspare_replies++;
+        return;
+    }
     arrpc__buf_free(&r->bytes);
     free(r);
 }
@@ -153,7 +175,7 @@ static void release_replies(arrpc__loop *loop, arrpc__conn *c)
         c->replies = r->next;
         if (!c->replies) c->replies_tail = NULL;
         c->nreplies--;
-        free_reply(r);
+        free_reply(loop, r);
     }
     arrpc__conn_queue_flush(loop, c);
 }
@@ -264,7 +286,7 @@ void arrpc__calls_conn_free(arrpc__loop *loop, arrpc__conn *c)
         arrpc__reply *r = c->replies;
         c->replies = r->next;
         if (r->deferred) detach(loop, r);
-        free_reply(r);
+        free_reply(loop, r);
     }
     c->replies_tail = NULL;
     c->nreplies = 0;
@@ -277,29 +299,39 @@ void arrpc__calls_conn_free(arrpc__loop *loop, arrpc__conn *c)
 
 enum { JOB_TAKEN_BACK = -1 };
 
-static void run_call(arrpc__call_job *j, arrpc__batched_call *call, arrpc__dispatcher *d)
+/* clock: the running seat's (lead.h), when the loop's owner runs the call; NULL on a handler
+ * thread. */
+static void run_call(arrpc__call_job *j, arrpc__batched_call *call, arrpc__dispatcher *d,
+                     arrpc__fast_clock *clock)
 {
     call->dispatch_rc = arrpc__dispatch(d, &j->ctx, j->request.data + call->offset, call->len,
                                         &call->reply->bytes, &call->outcome);
     call->deferred =
         call->outcome == ARRPC_OUTCOME_DEFERRED ? arrpc__dispatcher_take_deferred(d) : NULL;
     call->is_signed = arrpc__dispatcher_last_signed(d);
-    call->done_ns = arrpc__clock_ns();
+    call->done_ns = clock ? arrpc__fast_clock_ns(clock) : arrpc__clock_ns();
 }
 
-static void run_job(arrpc__job *job, unsigned thread, void *arg)
+/* Runs j's calls in order with d, as rescue slot `slot` (a handler thread's index, or the loop's
+ * owner's, lead.h, which passes the loop's clock). */
+static void run_batch(arrpc__call_job *j, arrpc__dispatcher *d, unsigned slot,
+                      arrpc__fast_clock *clock)
 {
-    arrpc__call_job *j = (arrpc__call_job *)job;
-    arrpc__dispatcher *d = ((arrpc__dispatcher **)arg)[thread];
+    unsigned thread = slot;
     arrpc__rescue_thread_call(thread, j);
     for (int i = 0; i < (int)j->ncalls; i++) {
         int expected = i;
         if (!atomic_compare_exchange_strong(&j->started, &expected, i + 1))
             break; /* a crash took the rest back: the worker is ending, the next one runs them */
-        run_call(j, &j->calls[i], d);
+        run_call(j, &j->calls[i], d, clock);
         atomic_store_explicit(&j->finished, i + 1, memory_order_release); /* after its results */
     }
     arrpc__rescue_thread_call(thread, NULL);
+}
+
+static void run_job(arrpc__job *job, unsigned thread, void *arg)
+{
+    run_batch((arrpc__call_job *)job, ((arrpc__dispatcher **)arg)[thread], thread, NULL);
 }
 
 /* The loop looks at running batches this long after the first was submitted, and after each look
@@ -452,7 +484,48 @@ void arrpc__calls_submit(arrpc__loop *loop, arrpc__conn *c)
     j->answered = 0;
     c->running = 1;
     if (j->ncalls > 1) batch_list_add(loop, j);
-    arrpc__pool_submit(loop->pool, &j->job);
+    if (!arrpc__lead_can_inline(loop)) {
+        arrpc__pool_submit(loop->pool, &j->job);
+        return;
+    }
+    j->next_inline = NULL;
+    if (loop->inline_tail)
+        loop->inline_tail->next_inline = j;
+    else
+        loop->inline_head = j;
+    loop->inline_tail = j;
+}
+
+static arrpc__call_job *next_inline(arrpc__loop *loop)
+{
+    arrpc__call_job *j = loop->inline_head;
+    if (j && !(loop->inline_head = j->next_inline)) loop->inline_tail = NULL;
+    return j;
+}
+
+int arrpc__calls_run_inline(arrpc__loop *loop)
+{
+    arrpc__call_job *j;
+    if (!arrpc__lead_can_inline(loop)) { /* the standby is in a long call of its own */
+        while ((j = next_inline(loop)))
+            arrpc__pool_submit(loop->pool, &j->job);
+        return 0;
+    }
+    unsigned seat = arrpc__lead_seat();
+    arrpc__fast_clock *clock = &loop->lead.clock[seat];
+    arrpc__fast_clock_anchor(clock);
+    arrpc__lead_inline_begin(loop);
+    while ((j = next_inline(loop))) {
+        uint64_t token = arrpc__lead_call_begin(loop);
+        run_batch(j, loop->lead.dispatcher[seat], loop->cfg->threads + seat, clock);
+        if (!arrpc__lead_call_end(loop, token)) { /* the loop is the standby's now */
+            arrpc__mailbox_post(loop->mailbox, &j->job.mail);
+            return -1;
+        }
+        on_job_done(loop, j); /* may gather the connection's next batch, run in this round */
+    }
+    arrpc__lead_inline_end(loop);
+    return 0;
 }
 
 /* ---- answering a request ------------------------------------------------------------------ */
@@ -499,13 +572,13 @@ int arrpc__calls_answer(arrpc__loop *loop, arrpc__conn *c, const uint8_t *msg, s
             return 0;
         }
         arrpc__buf_truncate(&c->out, before);
-        arrpc__reply *r = queue_reply(c, n, started_ns, is_signed);
+        arrpc__reply *r = queue_reply(loop, c, n, started_ns, is_signed);
         if (!r) return ARRPC_ENOMEM;
         wait_for_answer(loop, r, arrpc__dispatcher_take_deferred(loop->dispatcher));
         release_replies(loop, c);
         return 0;
     }
-    arrpc__reply *r = queue_reply(c, n, started_ns, 0); /* signed: known once dispatched */
+    arrpc__reply *r = queue_reply(loop, c, n, started_ns, 0); /* signed: known once dispatched */
     if (!r) return ARRPC_ENOMEM;
     int rc = loop->pool ? add_to_batch(c, r, msg, n) : answer_queued_inline(loop, c, r, msg, n);
     *clock_ns = arrpc__fast_clock_ns(&loop->clock);
@@ -529,7 +602,8 @@ int arrpc__calls_answer_error(arrpc__loop *loop, arrpc__conn *c, const char *tex
     arrpc__buf *into = &c->out;
     arrpc__reply *r = NULL;
     if (c->replies) { /* after the replies still waiting */
-        if (!(r = queue_reply(c, 0, arrpc__fast_clock_ns(&loop->clock), 0))) return ARRPC_ENOMEM;
+        if (!(r = queue_reply(loop, c, 0, arrpc__fast_clock_ns(&loop->clock), 0)))
+            return ARRPC_ENOMEM;
         into = &r->bytes;
     }
     size_t before = arrpc__buf_used(into);
@@ -692,6 +766,12 @@ void arrpc__calls_destroy(arrpc__loop *loop)
             next = m->next;
             if (m->kind == ARRPC_MAIL_DEFERRED) arrpc__deferred_free((arrpc_deferred *)m);
         }
+    }
+    while (loop->spare_replies) {
+        arrpc__reply *r = loop->spare_replies;
+        loop->spare_replies = r->next;
+        arrpc__buf_free(&r->bytes);
+        free(r);
     }
     while (loop->kept) {
         arrpc_deferred *d = loop->kept;

@@ -52,6 +52,10 @@ int64_t arrpc__calls_due_ns(arrpc__loop *loop);
  * answers the calls that finished in batches still running, so that a slow call does not hold
  * back the replies of calls before it. */
 void arrpc__calls_look(arrpc__loop *loop);
+/* Runs the batches gathered for the loop's own thread (lead.h), or hands them to the handler
+ * threads when no standby waits. Nonzero when the standby took the loop over during one: the
+ * caller no longer owns the loop. */
+int arrpc__calls_run_inline(arrpc__loop *loop);
 /* Frames the request that starts at p (n bytes there) by decoding it, for the
  * arrpc__calls_answer that follows on it: 1 with its size in *len when it is whole and valid,
  * 0 otherwise (also always with handler threads, which decode on their own thread). */

@@ -23,7 +23,6 @@
 #include "rescue.h"
 #include "stats.h"
 
-#define LOOP_EVENTS 256
 #define REJECT_LOG_INTERVAL_MS 1000u /* at most one "too many connections" line per second */
 
 int arrpc__loop_watch(arrpc__loop *loop, arrpc__loop_source *src)
@@ -266,8 +265,8 @@ static void on_event(arrpc__loop *loop, void *ptr, uint32_t events)
 static int wait_ns(arrpc__loop *loop, struct epoll_event *events, int64_t ns)
 {
     struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)ns};
-    int n = epoll_pwait2(loop->epfd, events, LOOP_EVENTS, &ts, NULL);
-    if (n < 0 && errno == ENOSYS) n = epoll_wait(loop->epfd, events, LOOP_EVENTS, ns ? 1 : 0);
+    int n = epoll_pwait2(loop->epfd, events, ARRPC_LOOP_EVENTS, &ts, NULL);
+    if (n < 0 && errno == ENOSYS) n = epoll_wait(loop->epfd, events, ARRPC_LOOP_EVENTS, ns ? 1 : 0);
     return n;
 }
 
@@ -277,15 +276,18 @@ static uint64_t now_ms(arrpc__loop *loop)
     return arrpc__fast_clock_anchor(&loop->clock) / 1000000u;
 }
 
-static void run_iteration(arrpc__loop *loop, struct epoll_event *events)
+/* One round of the loop; nonzero when the standby took the loop over meanwhile (an inline call
+ * ran long): then this thread must not touch the loop again. */
+static int run_iteration(arrpc__loop *loop, struct epoll_event *events)
 {
     int64_t due_ns = loop->pool ? arrpc__calls_due_ns(loop) : -1;
     int n = due_ns >= 0 ? wait_ns(loop, events, due_ns)
-                        : epoll_wait(loop->epfd, events, LOOP_EVENTS, timer_wait_ms(loop));
+                        : epoll_wait(loop->epfd, events, ARRPC_LOOP_EVENTS, timer_wait_ms(loop));
     loop->now_ms = now_ms(loop);
     for (int i = 0; i < n; i++)
         on_event(loop, events[i].data.ptr, events[i].events);
     loop->now_ms = now_ms(loop); /* handlers may have run for a while: replies go out now */
+    if (loop->inline_head && arrpc__calls_run_inline(loop) != 0) return ARRPC_LOOP_LOST;
     if (loop->pool) arrpc__calls_look(loop);
     flush_all(loop);
     if (loop->pool) arrpc__pool_nudge(loop->pool);
@@ -298,6 +300,7 @@ static void run_iteration(arrpc__loop *loop, struct epoll_event *events)
     if (loop->recycle.armed) arrpc__loop_recycle_check(loop);
     reap(loop);
     arrpc__access_log_flush(loop->access_log); /* the round's lines: none waits longer */
+    return 0;
 }
 
 static int loop_init(arrpc__loop *loop, const arrpc__worker_io *io, char *err, size_t errlen)
@@ -381,18 +384,30 @@ static int finished(const arrpc__loop *loop)
            (!receiving(loop) || loop->now_ms >= loop->drain_until_ms);
 }
 
+int arrpc__loop_serve(arrpc__loop *loop, struct epoll_event *events)
+{
+    while (!finished(loop))
+        if (run_iteration(loop, events) != 0) return ARRPC_LOOP_LOST;
+    return ARRPC_LOOP_FINISHED;
+}
+
 static int serve(const arrpc__worker_io *io, const arrpc__worker_config *cfg, char *err,
                  size_t errlen)
 {
     arrpc__loop loop = {.epfd = -1, .cfg = cfg};
-    struct epoll_event *events = calloc(LOOP_EVENTS, sizeof *events);
+    struct epoll_event *events = calloc(ARRPC_LOOP_EVENTS, sizeof *events);
     int rc = events ? loop_init(&loop, io, err, errlen) : ARRPC_ENOMEM;
     if (rc == 0 && io->control_fd >= 0) {
         arrpc__ctl_msg ready = {.type = ARRPC_CTL_READY};
         arrpc__fd_send(io->control_fd, &ready, sizeof ready, NULL, 0);
     }
-    while (rc == 0 && !finished(&loop))
-        run_iteration(&loop, events);
+    if (rc == 0) rc = arrpc__lead_start(&loop, err, errlen);
+    /* Lost: the standby serves; this thread waits as the standby, until it owns the loop again
+     * or the worker is done. */
+    while (rc == 0 && arrpc__loop_serve(&loop, events) == ARRPC_LOOP_LOST &&
+           arrpc__lead_wait(&loop))
+        ;
+    arrpc__lead_finish(&loop);
     loop_destroy(&loop);
     free(events);
     return rc;

@@ -4,6 +4,7 @@
 
 #include <stdatomic.h>
 #include <stdint.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 
 #include "../core/buf.h"
@@ -13,7 +14,10 @@
 #include "../core/tls.h"
 #include "../core/transport.h"
 #include "dispatch.h"
+#include "lead.h"
 #include "worker.h"
+
+#define ARRPC_LOOP_EVENTS 256 /* epoll events taken per wait */
 
 enum {
     CONN_EOF = 1 << 0,       /* the peer finished sending (read returned 0) */
@@ -139,6 +143,11 @@ typedef struct arrpc__loop {
     /* Batches of more than one call on handler threads (calls.c), whose finished calls the loop
      * answers while the rest run; when it looks next, and the gap between looks. */
     struct arrpc__call_job *batches;
+    /* Batches gathered in this iteration to run on the loop's own thread (lead.h). */
+    struct arrpc__call_job *inline_head, *inline_tail;
+    struct arrpc__reply *spare_replies; /* freed replies kept for reuse (calls.c) */
+    unsigned nspare_replies;
+    arrpc__lead lead;
     uint64_t batch_look_at_ns, batch_look_gap_ns;
     struct arrpc_deferred *kept, *kept_tail; /* answered handles in quarantine */
     unsigned nkept;
@@ -233,5 +242,10 @@ void arrpc__conn_close_gracefully(arrpc__loop *loop, arrpc__conn *c);
  * being closed for one. Each is logged and counted once: c is then doomed or closing. */
 int arrpc__conn_check_timeouts(arrpc__loop *loop, arrpc__conn *c);
 void arrpc__conn_free(arrpc__loop *loop, arrpc__conn *c);
+
+/* Serves while this thread owns the loop: ARRPC_LOOP_FINISHED when the worker is done,
+ * ARRPC_LOOP_LOST when the standby took the loop over during a long inline call (lead.h). */
+enum { ARRPC_LOOP_FINISHED = 0, ARRPC_LOOP_LOST = 1 };
+int arrpc__loop_serve(arrpc__loop *loop, struct epoll_event *events);
 
 #endif

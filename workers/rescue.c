@@ -52,11 +52,13 @@ typedef struct crash_info {
 static struct {
     arrpc__loop *_Atomic loop; /* NULL: not installed, and a crash kills plainly */
     int fd;
-    pid_t pid, loop_tid;
+    pid_t pid;
+    _Atomic pid_t loop_tid;    /* the thread that owns the loop now (lead.c moves it) */
+    _Atomic pid_t lead_tid[2]; /* the threads that may own it: the starting one, its standby */
     _Atomic int claimed; /* the first crashing thread rescues; any later one waits for the end */
-    _Atomic int frozen;  /* the loop's thread has stopped */
+    _Atomic int frozen;  /* how many of the loop's threads have stopped */
     unsigned nthreads;
-    rescue_thread thread[ARRPC_MAX_THREADS];
+    rescue_thread thread[ARRPC_MAX_THREADS + 2]; /* handler threads, then the loop's two */
     uint8_t *stacks;            /* alternate signal stacks: the loop's, then each thread's */
     arrpc__buf error[NSIGNALS]; /* the error replies, packed when installed */
     arrpc__pieces pieces;       /* one connection's bytes, built by the rescuing thread */
@@ -290,11 +292,20 @@ ARRPC_RESCUE_READS static int save(const arrpc__loop *loop, arrpc__conn *c, cons
 
 /* ---- the rescue --------------------------------------------------------------------------- */
 
-static int freeze_loop(void)
+/* Stops every thread that may own the loop but this one: the owner where its marks say the loop
+ * is whole, the other at once (a standby, or a thread left in a long call, touches no loop). */
+static int freeze_loop(pid_t self)
 {
-    syscall(SYS_tgkill, R.pid, R.loop_tid, FREEZE_SIGNAL);
+    int asked = 0;
+    for (unsigned i = 0; i < 2; i++) {
+        pid_t tid = atomic_load(&R.lead_tid[i]);
+        if (tid && tid != self) {
+            syscall(SYS_tgkill, R.pid, tid, FREEZE_SIGNAL);
+            asked++;
+        }
+    }
     uint64_t until = now_ms() + ARRPC_RESCUE_FREEZE_MS;
-    while (!atomic_load(&R.frozen)) {
+    while (atomic_load(&R.frozen) < asked) {
         if (now_ms() >= until) return -1;
         sleep_ms(1);
     }
@@ -315,12 +326,12 @@ ARRPC_RESCUE_READS static void wait_for_calls(const arrpc__loop *loop)
     }
 }
 
-ARRPC_RESCUE_READS static void rescue(arrpc__loop *loop, int on_loop_thread, const crash_info *k)
+ARRPC_RESCUE_READS static void rescue(arrpc__loop *loop, pid_t self, const crash_info *k)
 {
     unsigned saved = 0, lost = 0;
     /* With the list half changed, no walk is safe: every connection closes as before, and the
      * master counts them lost (rescued stays 0). */
-    if ((!on_loop_thread && freeze_loop() != 0) || loop->marks.list_busy) {
+    if (freeze_loop(self) != 0 || loop->marks.list_busy) {
         log_rescue(k->sig, 0, 0, 1);
         return;
     }
@@ -337,7 +348,7 @@ ARRPC_RESCUE_READS static void rescue(arrpc__loop *loop, int on_loop_thread, con
 
 ARRPC_RESCUE_READS static rescue_thread *own_thread(pid_t tid)
 {
-    for (unsigned i = 0; i < R.nthreads; i++)
+    for (unsigned i = 0; i < R.nthreads + 2; i++)
         if (R.thread[i].tid == tid) return &R.thread[i];
     return NULL;
 }
@@ -355,7 +366,7 @@ ARRPC_RESCUE_READS static void on_crash(int sig, siginfo_t *si, void *context)
     if (loop && !external && t && t->job) {
         arrpc__calls_job_crashed(t->job, sig); /* whoever rescues answers it with the error */
         k.conn = arrpc__calls_job_conn(t->job);
-    } else if (loop && !external && tid == R.loop_tid && loop->marks.call_conn) {
+    } else if (loop && !external && tid == atomic_load(&R.loop_tid) && loop->marks.call_conn) {
         k.conn = loop->marks.call_conn;
         k.inline_call = 1;
     }
@@ -364,10 +375,11 @@ ARRPC_RESCUE_READS static void on_crash(int sig, siginfo_t *si, void *context)
         return;
     }
     if (atomic_exchange(&R.claimed, 1)) { /* another thread rescues, and then ends us all */
-        if (tid == R.loop_tid) atomic_store(&R.frozen, 1); /* stopped: its marks say where */
+        if (tid == atomic_load(&R.lead_tid[0]) || tid == atomic_load(&R.lead_tid[1]))
+            atomic_fetch_add(&R.frozen, 1); /* stopped: its marks say where */
         park();
     }
-    rescue(loop, tid == R.loop_tid, &k);
+    rescue(loop, tid, &k);
     die_on_return(sig);
 }
 
@@ -377,7 +389,7 @@ _Noreturn void arrpc__rescue_stop_here(void)
     sigemptyset(&freeze);
     sigaddset(&freeze, FREEZE_SIGNAL);
     pthread_sigmask(SIG_BLOCK, &freeze, NULL);
-    atomic_store(&R.frozen, 1);
+    atomic_fetch_add(&R.frozen, 1);
     park();
 }
 
@@ -388,7 +400,8 @@ ARRPC_RESCUE_READS static void on_freeze(int sig)
 {
     (void)sig;
     arrpc__loop *loop = atomic_load(&R.loop);
-    if (loop && (loop->marks.busy || loop->marks.list_busy)) {
+    if (loop && own_tid() == atomic_load(&R.loop_tid) &&
+        (loop->marks.busy || loop->marks.list_busy)) {
         loop->marks.stop_pending = 1;
         return;
     }
@@ -414,7 +427,7 @@ static void give_stack(unsigned index)
 
 void arrpc__rescue_thread_call(unsigned thread, struct arrpc__call_job *job)
 {
-    if (!atomic_load_explicit(&R.loop, memory_order_relaxed) || thread >= R.nthreads) return;
+    if (!atomic_load_explicit(&R.loop, memory_order_relaxed) || thread >= R.nthreads + 2) return;
     rescue_thread *t = &R.thread[thread];
     if (!t->tid) { /* a handler thread starts with every signal blocked (pool.c) */
         give_stack(1 + thread);
@@ -442,11 +455,12 @@ int arrpc__rescue_install(arrpc__loop *loop, int rescue_fd, char *err, size_t er
 {
     R.fd = rescue_fd;
     R.pid = getpid();
-    R.loop_tid = own_tid();
+    atomic_store(&R.loop_tid, own_tid());
+    atomic_store(&R.lead_tid[0], own_tid());
     R.nthreads = loop->cfg->threads;
     int sndbuf = ARRPC_RESCUE_SNDBUF; /* best effort: the kernel caps it */
     setsockopt(rescue_fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
-    size_t bytes = (size_t)(1 + R.nthreads) * ARRPC_RESCUE_STACK_BYTES;
+    size_t bytes = (size_t)(3 + R.nthreads) * ARRPC_RESCUE_STACK_BYTES;
     R.stacks =
         mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
     if (R.stacks == MAP_FAILED || pack_errors() != 0) {
@@ -468,10 +482,27 @@ int arrpc__rescue_install(arrpc__loop *loop, int rescue_fd, char *err, size_t er
     return 0;
 }
 
+void arrpc__rescue_lead_thread(unsigned seat)
+{
+    if (!atomic_load(&R.loop)) return;
+    give_stack(1 + R.nthreads + seat);
+    sigset_t set;
+    crash_set(&set);
+    sigaddset(&set, FREEZE_SIGNAL);
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+    atomic_store(&R.lead_tid[seat], own_tid());
+}
+
+void arrpc__rescue_loop_thread(void)
+{
+    atomic_store(&R.loop_tid, own_tid());
+}
+
 void arrpc__rescue_uninstall(void)
 {
     if (!atomic_load(&R.loop)) return;
     atomic_store(&R.loop, NULL);
+    atomic_store(&R.lead_tid[1], 0);
     for (unsigned i = 0; i < NSIGNALS; i++)
         signal(crash_signals[i].sig, SIG_DFL);
     for (unsigned i = 0; i < NSIGNALS; i++)

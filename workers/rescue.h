@@ -53,9 +53,16 @@ int arrpc__pieces_add_crash(arrpc__pieces *pc, int sig);
  * SOCK_SEQPACKET socket whose other end the master holds). Call on the loop's thread after the
  * handler threads exist. 0, or an error with its text in err. */
 int arrpc__rescue_install(arrpc__loop *loop, int rescue_fd, char *err, size_t errlen);
+/* A thread that may own the loop (lead.h; seat 0: the one that started it, 1: its standby)
+ * starts: it catches crash signals on its own alternate stack, and a rescue stops it too. Its
+ * inline calls use rescue slot threads + seat (arrpc__rescue_thread_call). */
+void arrpc__rescue_lead_thread(unsigned seat);
+/* The calling thread now owns the loop: it stops where its marks say the loop is whole. */
+void arrpc__rescue_loop_thread(void);
 /* The loop is going away: crashes from now on kill the worker plainly. */
 void arrpc__rescue_uninstall(void);
-/* Handler thread `thread` starts (job) or ends (NULL) a call. The first call on a thread also
+/* Handler thread `thread` (or the loop's owner, in slot threads + seat) starts (job) or ends
+ * (NULL) a call. The first call on a thread also
  * gives it its alternate stack and lets crash signals reach it. */
 void arrpc__rescue_thread_call(unsigned thread, struct arrpc__call_job *job);
 
