@@ -156,13 +156,18 @@ static void free_reply(arrpc__loop *loop, arrpc__reply *r)
     free(r);
 }
 
-/* Marks r answered and counts it. */
-static void finish_reply(arrpc__loop *loop, arrpc__reply *r, arrpc__outcome outcome)
+/* Marks r answered and counts it, its clock stopped at done_ns. */
+static void finish_reply_at(arrpc__loop *loop, arrpc__reply *r, arrpc__outcome outcome,
+                            uint64_t done_ns)
 {
     r->done = 1;
     arrpc__calls_count(loop, r->conn, outcome, r->is_signed, r->request_bytes,
-                       arrpc__buf_used(&r->bytes), r->started_ns,
-                       arrpc__fast_clock_ns(&loop->clock));
+                       arrpc__buf_used(&r->bytes), r->started_ns, done_ns);
+}
+
+static void finish_reply(arrpc__loop *loop, arrpc__reply *r, arrpc__outcome outcome)
+{
+    finish_reply_at(loop, r, outcome, arrpc__fast_clock_ns(&loop->clock));
 }
 
 /* Moves the answered replies at the head of c's queue to its output, in order. */
@@ -313,12 +318,11 @@ static void run_call(arrpc__call_job *j, arrpc__batched_call *call, arrpc__dispa
 }
 
 /* Runs j's calls in order with d, as rescue slot `slot` (a handler thread's index, or the loop's
- * owner's, lead.h, which passes the loop's clock). */
+ * owner's, lead.h, which passes its seat's clock). */
 static void run_batch(arrpc__call_job *j, arrpc__dispatcher *d, unsigned slot,
                       arrpc__fast_clock *clock)
 {
-    unsigned thread = slot;
-    arrpc__rescue_thread_call(thread, j);
+    arrpc__rescue_thread_call(slot, j);
     for (int i = 0; i < (int)j->ncalls; i++) {
         int expected = i;
         if (!atomic_compare_exchange_strong(&j->started, &expected, i + 1))
@@ -326,7 +330,7 @@ static void run_batch(arrpc__call_job *j, arrpc__dispatcher *d, unsigned slot,
         run_call(j, &j->calls[i], d, clock);
         atomic_store_explicit(&j->finished, i + 1, memory_order_release); /* after its results */
     }
-    arrpc__rescue_thread_call(thread, NULL);
+    arrpc__rescue_thread_call(slot, NULL);
 }
 
 static void run_job(arrpc__job *job, unsigned thread, void *arg)
@@ -374,9 +378,7 @@ static void settle_call(arrpc__loop *loop, const arrpc__batched_call *call)
     } else if (call->deferred) {
         wait_for_answer(loop, r, call->deferred);
     } else {
-        r->done = 1;
-        arrpc__calls_count(loop, r->conn, call->outcome, r->is_signed, r->request_bytes,
-                           arrpc__buf_used(&r->bytes), r->started_ns, call->done_ns);
+        finish_reply_at(loop, r, call->outcome, call->done_ns);
     }
 }
 
