@@ -138,17 +138,21 @@ int arrpc__lead_start(arrpc__loop *loop, char *err, size_t errlen)
 {
     arrpc__lead *l = &loop->lead;
     l->timer_fd = l->stop_fd = -1;
+    l->made = 1; /* from here arrpc__lead_finish has something to undo */
     unsigned threads = loop->cfg->threads;
     if (!threads || threads >= ARRPC_MAX_THREADS) return 0; /* no busy stamp left to spare */
     l->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
     l->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    l->dispatcher[0] = loop->dispatcher;
+    /* Not the loop's own dispatcher, even for the starting thread: a thread the loop was taken
+     * from is still in its call while the new owner checks deferred answers with the loop's.
+     * The loop's never runs a handler while there are threads, so busy stamp 0 is free. */
+    l->dispatcher[0] = arrpc__dispatcher_new(loop->cfg, 0, loop->mailbox);
     l->clock[0] = l->clock[1] = loop->clock; /* calibrated once, anchored by each seat */
     l->dispatcher[1] = arrpc__dispatcher_new(loop->cfg, 1 + threads, loop->mailbox);
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old); /* the standby unblocks what it needs as owner */
-    int ok = l->timer_fd >= 0 && l->stop_fd >= 0 && l->dispatcher[1] &&
+    int ok = l->timer_fd >= 0 && l->stop_fd >= 0 && l->dispatcher[0] && l->dispatcher[1] &&
              pthread_create(&l->standby, NULL, standby_main, loop) == 0;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (!ok) {
@@ -163,6 +167,7 @@ int arrpc__lead_start(arrpc__loop *loop, char *err, size_t errlen)
 void arrpc__lead_finish(arrpc__loop *loop)
 {
     arrpc__lead *l = &loop->lead;
+    if (!l->made) return; /* the loop failed before arrpc__lead_start */
     if (l->stop_fd >= 0) {
         uint64_t one = 1;
         ssize_t n = write(l->stop_fd, &one, sizeof one);
@@ -171,8 +176,10 @@ void arrpc__lead_finish(arrpc__loop *loop)
     if (l->standby_started) pthread_join(l->standby, NULL);
     l->standby_started = 0;
     l->enabled = 0;
-    if (l->dispatcher[1]) arrpc__dispatcher_free(l->dispatcher[1]);
-    l->dispatcher[1] = NULL;
+    for (unsigned i = 0; i < 2; i++) {
+        arrpc__dispatcher_free(l->dispatcher[i]);
+        l->dispatcher[i] = NULL;
+    }
     if (l->timer_fd >= 0) close(l->timer_fd);
     if (l->stop_fd >= 0) close(l->stop_fd);
     l->timer_fd = l->stop_fd = -1;

@@ -26,8 +26,9 @@ struct arrpc__loop;
 struct arrpc__dispatcher;
 
 typedef struct arrpc__lead {
-    int enabled;                    /* handler threads, and a busy stamp to spare for the standby */
-    _Atomic uint64_t state;         /* counter << 2 | LEAD_OWNED or LEAD_INLINE */
+    int enabled;            /* handler threads, and a busy stamp to spare for the standby */
+    int made;               /* arrpc__lead_start ran: its descriptors are set (-1 or open) */
+    _Atomic uint64_t state; /* counter << 2 | LEAD_OWNED or LEAD_INLINE */
     _Atomic uint64_t call_since_ns; /* when the owner's current inline call began */
     _Atomic int standby_ready;      /* the other thread waits to take over */
     _Atomic int inline_active;      /* the owner is running inline calls: the timer matters */
