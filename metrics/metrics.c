@@ -55,21 +55,40 @@ static unsigned bucket_of(uint64_t ns)
     return b; /* ARRPC_METRICS_BUCKETS: only in +Inf */
 }
 
+static arrpc__series *series_of(arrpc__metrics *m, uint32_t row, int is_signed, int tls)
+{
+    return &m->row[row].series[is_signed != 0][tls != 0];
+}
+
+void arrpc__metrics_count_untimed(arrpc__metrics *m, uint32_t row, int is_signed, int tls,
+                                  uint64_t bytes)
+{
+    arrpc__series *s = series_of(m, row, is_signed, tls);
+    add(&s->requests, 1);
+    add(&s->bytes, bytes);
+}
+
+void arrpc__metrics_time(arrpc__metrics *m, uint32_t row, int is_signed, int tls, uint64_t n,
+                         uint64_t ns)
+{
+    arrpc__series *s = series_of(m, row, is_signed, tls);
+    add(&s->seconds_ns, ns);
+    if (n > 1) add(&s->bucket[0], n - 1);
+    unsigned b = bucket_of(ns);
+    if (b < ARRPC_METRICS_BUCKETS) add(&s->bucket[b], 1);
+}
+
 void arrpc__metrics_count_request(arrpc__metrics *m, uint32_t row, int is_signed, int tls,
                                   uint64_t ns, uint64_t bytes)
 {
-    arrpc__series *s = &m->row[row].series[is_signed != 0][tls != 0];
-    add(&s->requests, 1);
-    add(&s->seconds_ns, ns);
-    add(&s->bytes, bytes);
-    unsigned b = bucket_of(ns);
-    if (b < ARRPC_METRICS_BUCKETS) add(&s->bucket[b], 1);
+    arrpc__metrics_count_untimed(m, row, is_signed, tls, bytes);
+    arrpc__metrics_time(m, row, is_signed, tls, 1, ns);
 }
 
 void arrpc__metrics_count_error(arrpc__metrics *m, uint32_t row, int is_signed, int tls,
                                 arrpc__reason reason)
 {
-    add(&m->row[row].series[is_signed != 0][tls != 0].errors[reason], 1);
+    add(&series_of(m, row, is_signed, tls)->errors[reason], 1);
 }
 
 static void add_series(arrpc__series *into, const arrpc__series *from)

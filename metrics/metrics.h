@@ -93,8 +93,21 @@ arrpc__metrics *arrpc__metrics_new(uint32_t addrs);
 /* The row for a remote address, added on first sight; the overflow row once the table is
  * full. Writer side; call once per connection, not per request. */
 uint32_t arrpc__metrics_row_for(arrpc__metrics *m, const char *addr);
+/* One request of `bytes` bytes that took ns: arrpc__metrics_count_untimed, then
+ * arrpc__metrics_time(m, ..., 1, ns). */
 void arrpc__metrics_count_request(arrpc__metrics *m, uint32_t row, int is_signed, int tls,
                                   uint64_t ns, uint64_t bytes);
+/* A request counted (total and bytes) before its time is known; arrpc__metrics_time gives it
+ * its place in the histogram later. Until then the histogram's buckets hold fewer requests than
+ * its count, never more. */
+void arrpc__metrics_count_untimed(arrpc__metrics *m, uint32_t row, int is_signed, int tls,
+                                  uint64_t bytes);
+/* Times n requests (n >= 1) that took ns together, read from one clock reading to the next.
+ * How they split it is not known: n - 1 go to the first bucket and one is observed with ns.
+ * Exact whenever ns is within the first bucket's bound, where all n belong anyway; the sum of
+ * seconds is exact in every case. */
+void arrpc__metrics_time(arrpc__metrics *m, uint32_t row, int is_signed, int tls, uint64_t n,
+                         uint64_t ns);
 void arrpc__metrics_count_error(arrpc__metrics *m, uint32_t row, int is_signed, int tls,
                                 arrpc__reason reason);
 

@@ -101,6 +101,27 @@ int arrpc__calls_rescue_replies(const arrpc__conn *c, const struct arrpc__reply 
                                 int sig, struct arrpc__pieces *pc, const uint8_t **unrun,
                                 size_t *unrun_len);
 
+/* Grouped timing (calls.c): after ARRPC_CLOCK_GROUP_MAX requests in a row that each took at
+ * most ARRPC_CLOCK_GROUP_FAST_NS, the fast path reads the clock once per ARRPC_CLOCK_GROUP_MAX
+ * requests (and at the end of a read) instead of once per request, unless the request clock is
+ * the TSC or an access log wants each request's time. A group is timed with
+ * arrpc__stats_time: exact when it stays within the first latency bucket (100 us; a group of
+ * fast requests takes at most 16 * 2 us), and otherwise counted as one request that took the
+ * group's time, the rest in the first bucket; such a group ends the streak, and requests are
+ * timed one by one again. */
+#define ARRPC_CLOCK_GROUP_MAX 16u
+#define ARRPC_CLOCK_GROUP_FAST_NS 2000u
+
+/* Times the requests of c answered since the reading since_ns that went untimed, if any, with a
+ * new reading, which it returns. The fast path's caller calls it once the read is answered. */
+uint64_t arrpc__calls_time_group(arrpc__loop *loop, arrpc__conn *c, uint64_t since_ns);
+
+/* Requests answered and not timed yet (a group is open). */
+static inline unsigned arrpc__calls_untimed(const arrpc__loop *loop)
+{
+    return loop->timing.untimed[0] + loop->timing.untimed[1];
+}
+
 /* Counts and logs one answered request (inline or not): bytes in and out, and when its clock
  * started and stopped (loop->clock; a stop before the start counts as no time). */
 void arrpc__calls_count(arrpc__loop *loop, arrpc__conn *c, arrpc__outcome outcome, int is_signed,

@@ -212,6 +212,7 @@ static size_t answer_requests(arrpc__loop *loop, arrpc__conn *c, const uint8_t *
         c->scanned = 0;
         c->request_since_ms = 0; /* the next request's clock starts with its first byte */
     }
+    if (arrpc__calls_untimed(loop)) arrpc__calls_time_group(loop, c, started);
     if (loop->pool) arrpc__calls_submit(loop, c); /* what was gathered for a handler thread */
     return done;
 }

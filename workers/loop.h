@@ -155,6 +155,14 @@ typedef struct arrpc__loop {
     /* Request latencies: anchored where now_ms is read, the TSC in between (fast_clock.h). Only
      * this loop's thread reads it; handler threads use arrpc__clock_ns. */
     arrpc__fast_clock clock;
+    /* Grouped timing on the inline fast path (calls.c): requests answered since the last reading
+     * and not timed yet, plain and signed, and which the last one was; how many requests in a
+     * row took under ARRPC_CLOCK_GROUP_FAST_NS (groups start after ARRPC_CLOCK_GROUP_MAX). */
+    struct {
+        unsigned untimed[2];
+        int last_signed;
+        unsigned fast_streak;
+    } timing;
     struct {
         uint64_t requests;     /* answered by this worker */
         uint64_t max_requests; /* its bound: --max-requests plus its jitter; 0: none */

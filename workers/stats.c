@@ -70,12 +70,19 @@ arrpc__reason arrpc__stats_stream_reason(int err)
                                    : ARRPC_REASON_INVALID;
 }
 
+void arrpc__stats_time(arrpc__loop *loop, const arrpc__conn *c, int is_signed, unsigned n,
+                       uint64_t ns)
+{
+    arrpc__metrics *m = block(loop);
+    if (m) arrpc__metrics_time(m, c->metrics_row, is_signed, is_tls(loop), n, ns);
+}
+
 void arrpc__stats_request(arrpc__loop *loop, const arrpc__conn *c, arrpc__outcome outcome,
-                          int is_signed, size_t bytes, uint64_t ns)
+                          int is_signed, size_t bytes)
 {
     arrpc__metrics *m = block(loop);
     if (!m) return;
-    arrpc__metrics_count_request(m, c->metrics_row, is_signed, is_tls(loop), ns, bytes);
+    arrpc__metrics_count_untimed(m, c->metrics_row, is_signed, is_tls(loop), bytes);
     if (outcome != ARRPC_OUTCOME_OK)
         arrpc__metrics_count_error(m, c->metrics_row, is_signed, is_tls(loop),
                                    reason_of_outcome[outcome]);

@@ -14,8 +14,13 @@ void arrpc__stats_close(arrpc__loop *loop, arrpc__conn *c);
 void arrpc__stats_peer_named(arrpc__loop *loop, arrpc__conn *c);
 /* A PROXY header refused (a connection closed before any request), by reason. */
 void arrpc__stats_proxy_error(arrpc__loop *loop, arrpc__conn *c, arrpc__reason reason);
+/* A request answered: counted with its bytes and its outcome, timed by arrpc__stats_time. */
 void arrpc__stats_request(arrpc__loop *loop, const arrpc__conn *c, arrpc__outcome outcome,
-                          int is_signed, size_t bytes, uint64_t ns);
+                          int is_signed, size_t bytes);
+/* n requests of c (n >= 1) that took ns together, into the latency histogram (see
+ * arrpc__metrics_time: exact for one request, and for n whose total is in the first bucket). */
+void arrpc__stats_time(arrpc__loop *loop, const arrpc__conn *c, int is_signed, unsigned n,
+                       uint64_t ns);
 /* The reason a request that did not succeed is counted under (the `reason` label; the access
  * log's outcome); ok and deferred have none and give ARRPC_REASON_COUNT. */
 arrpc__reason arrpc__stats_reason_of(arrpc__outcome outcome);

@@ -5,7 +5,8 @@
  *    ends the same way (the same error code, or the same bytes pending); feed never reports more
  *    bytes used than it was given, and 0 only when it used them all;
  *  - every message cut is one value that msgpack-c decodes to its last byte, and
- *    arrpc__scan_whole accepts it;
+ *    arrpc__scan_whole accepts it; on the whole stream, arrpc__scan_whole (whose one-pass walk
+ *    answers first) says what feeding said of its first message;
  *  - the limits are tight: the message passes a scanner whose limits are exactly its size and
  *    depth, and fails with ARRPC_ETOOBIG one byte smaller, ARRPC_ETOODEEP one level shallower;
  *  - the decoded value, packed again by msgpack-c, is again one whole message, no larger.
@@ -118,6 +119,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     feed(s, p, n, cuts, n ? n - 1 : 0, &bytes);
     same_outcome(&whole, &halves);
     same_outcome(&whole, &bytes);
+    /* arrpc__scan_whole (its one-pass walk first) agrees with the resumable path on the stream. */
+    int once = arrpc__scan_whole(s, p, n);
+    if (whole.count > 0 && whole.ends[0] == n)
+        FUZZ_CHECK(once == 0);
+    else
+        FUZZ_CHECK(once == (whole.count == 0 && whole.rc < 0 ? whole.rc : ARRPC_EPROTO));
     for (size_t i = 0, start = 0; i < whole.count; start = whole.ends[i++])
         check_message(s, p + start, whole.ends[i] - start, max_depth);
     free(cuts);

@@ -13,6 +13,8 @@ import unittest
 import urllib.error
 import urllib.request
 
+import msgpack
+
 import harness
 from harness import Server
 from test_master import WAIT_S, alive, children, kill_quietly, wait_until
@@ -87,6 +89,22 @@ class CountTest(MetricsCase):
         self.assertEqual(total(s, "arrpc_server_req_seconds_count", remote_address="127.0.0.1",
                                signed_payload="False", tls="False",
                                handler_func="arrpc_handler"), 307)
+
+    def test_pipelined_requests_are_all_timed(self):
+        """Pipelined fast requests may be timed in groups (docs/metrics.md): every request still
+        lands in the histogram, the fast ones in its first bucket, a slow one in its own."""
+        server, port = self.start("--workers", "1")
+        fast = b"".join(msgpack.packb(i) for i in range(100))
+        with server.connect() as c:
+            c.send_raw(fast + msgpack.packb({"sleep": 0.3}) + fast + fast)
+            for want in [*range(100), "slept", *range(100), *range(100)]:
+                self.assertEqual(c.recv(), want)
+        s = scrape(port)
+        self.assertEqual(total(s, "arrpc_server_req_seconds_count"), 301)
+        self.assertEqual(total(s, "arrpc_server_req_seconds_bucket", le="+Inf"), 301)
+        self.assertEqual(total(s, "arrpc_server_req_seconds_bucket", le="0.25"), 300)
+        self.assertEqual(total(s, "arrpc_server_req_seconds_bucket", le="0.5"), 301)
+        self.assertGreaterEqual(total(s, "arrpc_server_req_seconds_sum"), 0.3)
 
     def test_auth_errors_and_signed_payload_label(self):
         server, port = self.start("--workers", "1", secret="s3cret")

@@ -64,6 +64,37 @@ static void test_a_request_adds_to_its_own_series_only(void **state)
     assert_int_equal(get(&series(m, ARRPC_METRICS_ADDRS, 1, 0)->requests), 0);
 }
 
+/* Requests counted untimed, then timed as a group: the histogram holds them all once timed. */
+static void test_a_group_within_the_first_bucket_is_exact(void **state)
+{
+    arrpc__metrics *m = *state;
+    uint32_t row = arrpc__metrics_row_for(m, "10.0.0.1");
+    for (int i = 0; i < 16; i++)
+        arrpc__metrics_count_untimed(m, row, 0, 0, 10);
+    const arrpc__series *s = series(m, row, 0, 0);
+    assert_int_equal(get(&s->requests), 16);
+    assert_int_equal(get(&s->bytes), 160);
+    assert_int_equal(get(&s->bucket[0]), 0); /* not timed yet: fewer in buckets, never more */
+    arrpc__metrics_time(m, row, 0, 0, 16, 32000);
+    assert_int_equal(get(&s->bucket[0]), 16);
+    assert_int_equal(get(&s->seconds_ns), 32000);
+    for (unsigned b = 1; b < ARRPC_METRICS_BUCKETS; b++)
+        assert_int_equal(get(&s->bucket[b]), 0);
+}
+
+static void test_a_slow_group_counts_as_one_slow_request(void **state)
+{
+    arrpc__metrics *m = *state;
+    uint32_t row = arrpc__metrics_row_for(m, "10.0.0.1");
+    arrpc__metrics_time(m, row, 1, 0, 5, 300000000); /* 0.3 s: in the 0.5 s bucket */
+    const arrpc__series *s = series(m, row, 1, 0);
+    assert_int_equal(get(&s->bucket[0]), 4);
+    assert_int_equal(get(&s->bucket[11]), 1);
+    assert_int_equal(get(&s->seconds_ns), 300000000); /* the sum stays exact */
+    arrpc__metrics_time(m, row, 1, 0, 1, 7);          /* a group of one is one request */
+    assert_int_equal(get(&s->bucket[0]), 5);
+}
+
 static void test_errors_count_by_reason(void **state)
 {
     arrpc__metrics *m = *state;
@@ -326,6 +357,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         BLOCK_TEST(test_a_request_adds_to_its_own_series_only),
+        BLOCK_TEST(test_a_group_within_the_first_bucket_is_exact),
+        BLOCK_TEST(test_a_slow_group_counts_as_one_slow_request),
         BLOCK_TEST(test_errors_count_by_reason),
         cmocka_unit_test(test_reason_labels),
         cmocka_unit_test(test_bucket_bounds_are_inclusive),
