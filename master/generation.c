@@ -86,6 +86,9 @@ static void reload_finished(arrpc__master *m)
     if (m->reload.pending) { /* a SIGHUP came meanwhile: files may have changed again */
         m->reload.pending = 0;
         arrpc__reload_start(m);
+    } else if (m->reload.upgrade_pending && !m->stopping) { /* after every reload asked for */
+        m->reload.upgrade_pending = 0;
+        arrpc__upgrade_start(m);
     }
 }
 

@@ -83,7 +83,8 @@ typedef struct arrpc__master {
         int active;
         uint32_t generation;
         uint64_t deadline_ms;
-        int pending; /* another SIGHUP came during this reload */
+        int pending;         /* another SIGHUP came during this reload */
+        int upgrade_pending; /* a SIGUSR2 came during it: the upgrade starts when it ends */
     } reload;
     /* One worker at a time is recycled (recycle.c): from the moment its replacement is forked
      * until the old worker has exited. */

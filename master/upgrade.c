@@ -138,8 +138,14 @@ void arrpc__upgrade_start(arrpc__master *m)
                    (int)m->old_master);
         return;
     }
-    if (m->upgrade_pid || m->reload.active || m->inherited_upgrade_fd >= 0) {
-        arrpc__log("master: SIGUSR2 ignored: an upgrade or reload is in progress");
+    if (m->upgrade_pid || m->inherited_upgrade_fd >= 0) {
+        arrpc__log("master: SIGUSR2 ignored: an upgrade is in progress");
+        return;
+    }
+    if (m->reload.active) { /* as a SIGHUP during a reload: remembered, not lost */
+        if (!m->reload.upgrade_pending)
+            arrpc__log("master: SIGUSR2: the upgrade starts when the reload in progress ends");
+        m->reload.upgrade_pending = 1;
         return;
     }
     if (read_cmdline(cmdline, sizeof cmdline, argv) <= 0 ||

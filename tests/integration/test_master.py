@@ -243,6 +243,22 @@ class UpgradeTest(MasterCase):
         self.assertFalse(os.path.exists(pid_file))
 
 
+    def test_usr2_during_a_reload_runs_when_it_ends(self):
+        """SIGUSR2 right after SIGHUP finds the reload in progress: the upgrade is remembered and
+        starts once the reload ends, as a second SIGHUP would (it used to be dropped)."""
+        tmp = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, tmp)
+        pid_file = os.path.join(tmp, "arrpcd.pid")
+        server = self.start("--workers", "2", "--pid-file", pid_file)
+        os.kill(server.pid, signal.SIGHUP)
+        os.kill(server.pid, signal.SIGUSR2)
+        pid = new_master(pid_file, server.pid)
+        self.assertTrue(pid, server.log())
+        self.addCleanup(kill_quietly, pid)
+        self.assertIn("the upgrade starts when the reload in progress ends", server.log())
+        with server.connect() as c:
+            self.assertEqual(c.call("after"), "after")
+
     def test_upgrade_runs_the_binary_now_on_disk(self):
         """A package upgrade renames a new binary over the old one; SIGUSR2 must start the new
         file, not the deleted one the running master still maps (/proc/self/exe)."""
