@@ -249,13 +249,77 @@ int arrpc__auth_open(const uint8_t *key, size_t key_len, const msgpack_object *e
     if (!sign || !body || sign->type != MSGPACK_OBJECT_STR ||
         sign->via.str.size != ARRPC_SIGN_HEX_LEN || body->type != MSGPACK_OBJECT_BIN)
         return ARRPC_EAUTH;
-    char expected[ARRPC_SIGN_HEX_LEN + 1];
-    if (arrpc__auth_sign_hex(key, key_len, body->via.bin.ptr, body->via.bin.size, expected) != 0)
-        return ARRPC_EAUTH;
-    if (!signatures_equal(expected, sign->via.str.ptr)) return ARRPC_EAUTH;
-    *data = (const uint8_t *)body->via.bin.ptr;
-    *len = body->via.bin.size;
+    arrpc__auth_envelope parts = {.sign = sign->via.str.ptr,
+                                  .data = (const uint8_t *)body->via.bin.ptr,
+                                  .len = body->via.bin.size};
+    if (arrpc__auth_verify(key, key_len, &parts) != 0) return ARRPC_EAUTH;
+    *data = parts.data;
+    *len = parts.len;
     return 0;
+}
+
+int arrpc__auth_verify(const uint8_t *key, size_t key_len, const arrpc__auth_envelope *env)
+{
+    char expected[ARRPC_SIGN_HEX_LEN + 1];
+    if (arrpc__auth_sign_hex(key, key_len, env->data, env->len, expected) != 0) return ARRPC_EAUTH;
+    return signatures_equal(expected, env->sign) ? 0 : ARRPC_EAUTH;
+}
+
+/* The envelope's keys as fixstr, type byte included. */
+#define PACKED_SIGN_KEY "\xaa" ARRPC_SIGN_KEY
+#define PACKED_DATA_KEY "\xa4" ARRPC_DATA_KEY
+#define MSGPACK_FIXMAP_2 0x82
+#define MSGPACK_STR8 0xd9
+#define MSGPACK_BIN8 0xc4
+#define MSGPACK_BIN16 0xc5
+#define MSGPACK_BIN32 0xc6
+
+static int starts_with(const uint8_t *p, size_t n, const char *packed, size_t len)
+{
+    return n >= len && memcmp(p, packed, len) == 0;
+}
+
+/* One entry of a packed envelope at p[*at, n): 1 with *at past it, 0 when it is not one of the
+ * two in the form arrpc__auth_envelope_at reads, is there a second time, or is cut short. */
+static int envelope_entry(const uint8_t *p, size_t n, size_t *at, arrpc__auth_envelope *env)
+{
+    const size_t sign_key = sizeof PACKED_SIGN_KEY - 1, data_key = sizeof PACKED_DATA_KEY - 1;
+    const uint8_t *q = p + *at;
+    size_t left = n - *at;
+    if (starts_with(q, left, PACKED_SIGN_KEY, sign_key)) {
+        if (env->sign || left < sign_key + 2 + ARRPC_SIGN_HEX_LEN) return 0;
+        if (q[sign_key] != MSGPACK_STR8 || q[sign_key + 1] != ARRPC_SIGN_HEX_LEN) return 0;
+        env->sign = (const char *)q + sign_key + 2;
+        *at += sign_key + 2 + ARRPC_SIGN_HEX_LEN;
+        return 1;
+    }
+    if (!starts_with(q, left, PACKED_DATA_KEY, data_key) || env->data || left < data_key + 1)
+        return 0;
+    uint8_t type = q[data_key];
+    size_t width = type == MSGPACK_BIN8    ? 1
+                   : type == MSGPACK_BIN16 ? 2
+                   : type == MSGPACK_BIN32 ? 4
+                                           : 0;
+    size_t header = data_key + 1 + width;
+    if (width == 0 || left < header) return 0;
+    uint64_t len = 0;
+    for (size_t i = data_key + 1; i < header; i++)
+        len = len << 8 | q[i];
+    if (len > left - header) return 0;
+    env->data = q + header;
+    env->len = (size_t)len;
+    *at += header + (size_t)len;
+    return 1;
+}
+
+int arrpc__auth_envelope_at(const uint8_t *p, size_t n, arrpc__auth_envelope *env, size_t *used)
+{
+    size_t at = 1;
+    *env = (arrpc__auth_envelope){0};
+    if (n == 0 || p[0] != MSGPACK_FIXMAP_2) return 0;
+    if (!envelope_entry(p, n, &at, env) || !envelope_entry(p, n, &at, env)) return 0;
+    *used = at;
+    return 1;
 }
 
 int arrpc__auth_read_secret(const char *path, uint8_t buf[ARRPC_AUTH_SECRET_MAX + 1], size_t *len,

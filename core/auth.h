@@ -30,6 +30,24 @@ typedef enum {
 int arrpc__auth_hmac_sha256(const uint8_t *key, size_t key_len, const void *data, size_t len,
                             uint8_t mac[32], arrpc__sha256_path path);
 
+/* The parts of a sign envelope, pointing into the bytes it was read from. */
+typedef struct {
+    const char *sign; /* ARRPC_SIGN_HEX_LEN characters */
+    const uint8_t *data;
+    size_t len;
+} arrpc__auth_envelope;
+
+/* Reads an envelope straight from its bytes when it is packed as arrpc's clients and arrpc 0.5.0
+ * (msgpack-python) pack it: a fixmap of the two entries in either order, the keys as fixstr,
+ * the signature as a str8 of 64 characters, data as bin8, bin16 or bin32. 1 with its parts and
+ * its length in *used when p starts with one whole such envelope; 0 otherwise, and then the
+ * decoder and arrpc__auth_open decide (another encoding, other keys, too few bytes yet). */
+int arrpc__auth_envelope_at(const uint8_t *p, size_t n, arrpc__auth_envelope *env, size_t *used);
+
+/* 0 when env's signature is the HMAC of its data under key (compared in constant time), else
+ * ARRPC_EAUTH. */
+int arrpc__auth_verify(const uint8_t *key, size_t key_len, const arrpc__auth_envelope *env);
+
 /* Checks that env is an envelope with exactly the two keys, a 64-character signature and bin
  * data, and that the signature matches the exact data bytes (compared in constant time). On 0,
  * *data and *len point at the signed bytes inside env. Otherwise ARRPC_EAUTH. */

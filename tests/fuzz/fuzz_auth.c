@@ -3,7 +3,9 @@
  * Input: one request as it would arrive, signed or not (the corpus has envelopes signed with
  * FUZZ_SECRET). Invariants:
  *  - arrpc__auth_open on what the bytes decode to accepts only an envelope whose signature is
- *    the HMAC of its data, and then hands back exactly that bin's bytes;
+ *    the HMAC of its data, and then hands back exactly that bin's bytes; an envelope that
+ *    arrpc__auth_envelope_at reads from the bytes themselves is one valid message with the same
+ *    parts and the same verdict, and a dispatch framed first answers as one that is not;
  *  - the envelope arrpc__auth_wrap builds around the input opens to exactly the input, and one
  *    changed bit in its signature or its data makes it fail;
  *  - arrpc__dispatch with the secret set (an echo handler) answers the input, and the envelope
@@ -74,9 +76,18 @@ static const arrpc__call_context caller = {.peer = "127.0.0.1:5000"};
 static void dispatch_expect(const uint8_t *msg, size_t n, const msgpack_sbuffer *expect,
                             const char *prefix)
 {
-    arrpc__buf out = {0};
-    arrpc__outcome outcome;
+    arrpc__buf out = {0}, framed_out = {0};
+    arrpc__outcome outcome, framed_outcome;
     FUZZ_CHECK(arrpc__dispatch(dispatcher, &caller, msg, n, &out, &outcome) == 0);
+    /* Framed first, as a worker does: an envelope packed the usual way is then read from its
+     * bytes (arrpc__auth_envelope_at), not decoded; the reply must be the same. */
+    size_t framed_len = 0;
+    FUZZ_CHECK(arrpc__dispatcher_frame(dispatcher, msg, n, &framed_len) == 1 && framed_len == n);
+    FUZZ_CHECK(arrpc__dispatch(dispatcher, &caller, msg, n, &framed_out, &framed_outcome) == 0);
+    FUZZ_CHECK(framed_outcome == outcome && arrpc__buf_used(&framed_out) == arrpc__buf_used(&out));
+    FUZZ_CHECK(
+        memcmp(framed_out.data + framed_out.head, out.data + out.head, arrpc__buf_used(&out)) == 0);
+    arrpc__buf_free(&framed_out);
     const char *reply = (const char *)out.data + out.head;
     size_t len = arrpc__buf_used(&out);
     FUZZ_CHECK(arrpc__scan_whole(scan, (const uint8_t *)reply, len) == 0);
@@ -135,9 +146,32 @@ static void check_tampered(const msgpack_object *env, int which, size_t at)
     }
 }
 
+/* Where arrpc__auth_envelope_at reads an envelope from the input's first bytes, they are one
+ * valid message, and the decoder with arrpc__auth_open finds the same parts in it. */
+static void check_envelope_at(const uint8_t *p, size_t n)
+{
+    arrpc__auth_envelope env;
+    size_t used = 0;
+    if (!arrpc__auth_envelope_at(p, n, &env, &used)) return;
+    FUZZ_CHECK(used <= n && arrpc__scan_whole(scan, p, used) == 0);
+    msgpack_zone zone;
+    msgpack_object obj;
+    size_t off = 0;
+    FUZZ_CHECK(msgpack_zone_init(&zone, 2048));
+    FUZZ_CHECK(msgpack_unpack((const char *)p, used, &off, &zone, &obj) == MSGPACK_UNPACK_SUCCESS);
+    const uint8_t *data = NULL;
+    size_t len = 0;
+    int opened = arrpc__auth_open(secret, SECRET_LEN, &obj, &data, &len) == 0;
+    FUZZ_CHECK(opened == (arrpc__auth_verify(secret, SECRET_LEN, &env) == 0));
+    if (opened)
+        FUZZ_CHECK(len == env.len && (len == 0 || data == env.data)); /* msgpack-c: no ptr for 0 */
+    msgpack_zone_destroy(&zone);
+}
+
 /* The input as it came: decoded, opened, dispatched. */
 static void check_as_received(const uint8_t *p, size_t n)
 {
+    check_envelope_at(p, n);
     if (arrpc__scan_whole(scan, p, n) != 0) return;
     msgpack_zone zone;
     msgpack_object obj;

@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -456,6 +457,102 @@ static void test_bad_signature_lengths_are_off_by_one(void **state)
     }
 }
 
+/* ---- envelopes read from their bytes ------------------------------------------------------ */
+
+/* What wrap packs around data of n bytes (bin8, bin16 and bin32 by size) is read from its bytes,
+ * its parts pointing into them, and verified; every shorter prefix is not an envelope yet. */
+static void test_envelope_at_reads_what_wrap_packs(void **state)
+{
+    (void)state;
+    static const size_t sizes[] = {0, 7, 255, 256, 65535, 65536};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        uint8_t *data = malloc(sizes[i] + 1);
+        assert_non_null(data);
+        memset(data, 0x5a, sizes[i]);
+        envelope e;
+        env_init(&e);
+        assert_int_equal(arrpc__auth_wrap(secret, SECRET_LEN, data, sizes[i], &e.pk), 0);
+        const uint8_t *p = (const uint8_t *)e.buf.data;
+        arrpc__auth_envelope env;
+        size_t used = 0;
+        assert_int_equal(arrpc__auth_envelope_at(p, e.buf.size, &env, &used), 1);
+        assert_int_equal(used, e.buf.size);
+        assert_int_equal(env.len, sizes[i]);
+        assert_ptr_equal(env.data, p + e.buf.size - sizes[i]);
+        assert_ptr_equal(env.sign, (const char *)p + 14); /* after fixmap, key, str8 header */
+        assert_int_equal(arrpc__auth_verify(secret, SECRET_LEN, &env), 0);
+        assert_int_equal(arrpc__auth_verify((const uint8_t *)"other", 5, &env), ARRPC_EAUTH);
+        for (size_t cut = 0; cut < e.buf.size; cut += 1 + cut / 8)
+            assert_int_equal(arrpc__auth_envelope_at(p, cut, &env, &used), 0);
+        env_destroy(&e);
+        free(data);
+    }
+}
+
+static void test_envelope_at_reads_data_then_sign(void **state)
+{
+    (void)state;
+    envelope e;
+    char hex[ARRPC_SIGN_HEX_LEN + 1];
+    env_init(&e);
+    hex_of(secret, SECRET_LEN, request, REQUEST_LEN, hex);
+    msgpack_pack_map(&e.pk, 2);
+    pack_str(&e.pk, "data");
+    msgpack_pack_bin_with_body(&e.pk, request, REQUEST_LEN);
+    pack_str(&e.pk, "arrpc.sign");
+    pack_str(&e.pk, hex);
+    msgpack_pack_nil(&e.pk); /* the next request: not part of this one */
+    arrpc__auth_envelope env;
+    size_t used = 0;
+    assert_int_equal(arrpc__auth_envelope_at((const uint8_t *)e.buf.data, e.buf.size, &env, &used),
+                     1);
+    assert_int_equal(used, e.buf.size - 1);
+    assert_int_equal(env.len, REQUEST_LEN);
+    assert_memory_equal(env.data, request, REQUEST_LEN);
+    assert_int_equal(arrpc__auth_verify(secret, SECRET_LEN, &env), 0);
+    env_destroy(&e);
+}
+
+/* Any other packing is left to the decoder and arrpc__auth_open, which decide as before. */
+static void test_envelope_at_leaves_other_packings_to_the_decoder(void **state)
+{
+    (void)state;
+    char hex[ARRPC_SIGN_HEX_LEN + 1];
+    hex_of(secret, SECRET_LEN, request, REQUEST_LEN, hex);
+    for (int variant = 0; variant < 6; variant++) {
+        envelope e;
+        env_init(&e);
+        if (variant == 0) { /* map16 for two entries */
+            msgpack_sbuffer_write(&e.buf, "\xde\x00\x02", 3);
+        } else {
+            msgpack_pack_map(&e.pk, variant == 1 ? 3 : 2);
+        }
+        pack_str(&e.pk, variant == 2 ? "data" : "arrpc.sign");
+        if (variant == 2)
+            msgpack_pack_bin_with_body(&e.pk, request, REQUEST_LEN); /* "data" twice */
+        else if (variant == 3)
+            msgpack_pack_str_with_body(&e.pk, hex, ARRPC_SIGN_HEX_LEN - 1); /* 63 characters */
+        else if (variant == 4)
+            msgpack_pack_bin_with_body(&e.pk, hex, ARRPC_SIGN_HEX_LEN); /* bin, not str */
+        else
+            pack_str(&e.pk, hex);
+        pack_str(&e.pk, variant == 5 ? "date" : "data");
+        msgpack_pack_bin_with_body(&e.pk, request, REQUEST_LEN);
+        if (variant == 1) {
+            pack_str(&e.pk, "more");
+            msgpack_pack_nil(&e.pk);
+        }
+        arrpc__auth_envelope env;
+        size_t used = 0;
+        assert_int_equal(
+            arrpc__auth_envelope_at((const uint8_t *)e.buf.data, e.buf.size, &env, &used), 0);
+        const uint8_t *data; /* the decoder's verdict: map16 is an envelope, the rest are not */
+        size_t len;
+        assert_int_equal(open_env(&e, &data, &len), variant == 0 ? 0 : ARRPC_EAUTH);
+        env_destroy(&e);
+    }
+}
+
 /* ---- wrap --------------------------------------------------------------------------------- */
 
 static void test_wrap_then_open_round_trip(void **state)
@@ -556,6 +653,9 @@ int main(void)
         cmocka_unit_test(test_wrap_packs_the_0_5_0_envelope),
         cmocka_unit_test(test_open_refuses_each_single_character_change),
         cmocka_unit_test(test_open_with_another_secret_fails),
+        cmocka_unit_test(test_envelope_at_reads_what_wrap_packs),
+        cmocka_unit_test(test_envelope_at_reads_data_then_sign),
+        cmocka_unit_test(test_envelope_at_leaves_other_packings_to_the_decoder),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
