@@ -19,6 +19,7 @@ import harness
 
 BENCH = os.path.join(harness.BIN_DIR, "arrpc-bench")
 ECHO_LIMIT = os.path.join(harness.BIN_DIR, "arrpc-echo-limit")
+AUTH_COST = os.path.join(harness.BIN_DIR, "arrpc-auth-cost")
 RUN_TIMEOUT = 60  # seconds: a one-second run that takes this long is stuck
 
 
@@ -300,6 +301,28 @@ class EchoLimit(unittest.TestCase):
                 good.sendall(b"c\x05")
                 self.assertEqual(good.recv(64), b"\x92\xa3abc\x05")
             self.assertIsNone(proc.poll())
+
+
+class AuthCost(unittest.TestCase):
+    """arrpc-auth-cost, the MAC check timed alone: a time for each part, and the check it times
+    succeeds (a failed check would be said on stderr)."""
+
+    def test_times_the_check_and_the_hmac(self):
+        for size in ("0", "17", "100000"):
+            proc = subprocess.run([AUTH_COST, "--size", size, "--calls", "200", "--rounds", "2"],
+                                  capture_output=True, text=True, timeout=RUN_TIMEOUT)
+            self.assertEqual(proc.returncode, 0, proc.stderr)
+            self.assertEqual(proc.stderr, "")
+            self.assertIn("signed data: %s bytes" % size, proc.stdout)
+            for part in ("MAC check", "HMAC-SHA256 alone"):
+                m = re.search(re.escape(part) + r".*?: +([0-9.]+) ns", proc.stdout)
+                self.assertTrue(m and float(m.group(1)) > 0, proc.stdout)
+
+    def test_bad_options_are_usage_errors(self):
+        for args in (["--size", "2000000"], ["--calls", "0"], ["surplus"]):
+            proc = subprocess.run([AUTH_COST] + args, capture_output=True, text=True,
+                                  timeout=RUN_TIMEOUT)
+            self.assertEqual(proc.returncode, 2, args)
 
 
 if __name__ == "__main__":
