@@ -146,6 +146,17 @@ static void check_tampered(const msgpack_object *env, int which, size_t at)
     }
 }
 
+/* Decodes the n bytes at p (one whole message) into *obj in *zone, which the caller destroys,
+ * and opens it as an envelope: arrpc__auth_open's result. */
+static int decode_and_open(const uint8_t *p, size_t n, msgpack_zone *zone, msgpack_object *obj,
+                           const uint8_t **data, size_t *len)
+{
+    size_t off = 0;
+    FUZZ_CHECK(msgpack_zone_init(zone, 2048));
+    FUZZ_CHECK(msgpack_unpack((const char *)p, n, &off, zone, obj) == MSGPACK_UNPACK_SUCCESS);
+    return arrpc__auth_open(secret, SECRET_LEN, obj, data, len);
+}
+
 /* Where arrpc__auth_envelope_at reads an envelope from the input's first bytes, they are one
  * valid message, and the decoder with arrpc__auth_open finds the same parts in it. */
 static void check_envelope_at(const uint8_t *p, size_t n)
@@ -156,12 +167,9 @@ static void check_envelope_at(const uint8_t *p, size_t n)
     FUZZ_CHECK(used <= n && arrpc__scan_whole(scan, p, used) == 0);
     msgpack_zone zone;
     msgpack_object obj;
-    size_t off = 0;
-    FUZZ_CHECK(msgpack_zone_init(&zone, 2048));
-    FUZZ_CHECK(msgpack_unpack((const char *)p, used, &off, &zone, &obj) == MSGPACK_UNPACK_SUCCESS);
     const uint8_t *data = NULL;
     size_t len = 0;
-    int opened = arrpc__auth_open(secret, SECRET_LEN, &obj, &data, &len) == 0;
+    int opened = decode_and_open(p, used, &zone, &obj, &data, &len) == 0;
     FUZZ_CHECK(opened == (arrpc__auth_verify(secret, SECRET_LEN, &env) == 0));
     if (opened)
         FUZZ_CHECK(len == env.len && (len == 0 || data == env.data)); /* msgpack-c: no ptr for 0 */
@@ -175,12 +183,9 @@ static void check_as_received(const uint8_t *p, size_t n)
     if (arrpc__scan_whole(scan, p, n) != 0) return;
     msgpack_zone zone;
     msgpack_object obj;
-    size_t off = 0;
-    FUZZ_CHECK(msgpack_zone_init(&zone, 2048));
-    FUZZ_CHECK(msgpack_unpack((const char *)p, n, &off, &zone, &obj) == MSGPACK_UNPACK_SUCCESS);
     const uint8_t *data = NULL;
     size_t len = 0;
-    if (arrpc__auth_open(secret, SECRET_LEN, &obj, &data, &len) == 0) {
+    if (decode_and_open(p, n, &zone, &obj, &data, &len) == 0) {
         char hex[ARRPC_SIGN_HEX_LEN + 1];
         FUZZ_CHECK(data >= p && data + len <= p + n);
         FUZZ_CHECK(arrpc__auth_sign_hex(secret, SECRET_LEN, data, len, hex) == 0);

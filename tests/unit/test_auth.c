@@ -241,6 +241,16 @@ static void pack_sign_then_data(envelope *e, const char *sign)
     msgpack_pack_bin_with_body(&e->pk, request, REQUEST_LEN);
 }
 
+/* The same with the entries the other way round. */
+static void pack_data_then_sign(envelope *e, const char *sign)
+{
+    msgpack_pack_map(&e->pk, 2);
+    pack_str(&e->pk, "data");
+    msgpack_pack_bin_with_body(&e->pk, request, REQUEST_LEN);
+    pack_str(&e->pk, "arrpc.sign");
+    pack_str(&e->pk, sign);
+}
+
 static void test_open_accepts_sign_then_data(void **state)
 {
     (void)state;
@@ -266,11 +276,7 @@ static void test_open_accepts_data_then_sign(void **state)
     size_t len = 0;
     env_init(&e);
     hex_of(secret, SECRET_LEN, request, REQUEST_LEN, hex);
-    msgpack_pack_map(&e.pk, 2);
-    pack_str(&e.pk, "data");
-    msgpack_pack_bin_with_body(&e.pk, request, REQUEST_LEN);
-    pack_str(&e.pk, "arrpc.sign");
-    pack_str(&e.pk, hex);
+    pack_data_then_sign(&e, hex);
     assert_int_equal(open_env(&e, &data, &len), 0);
     assert_int_equal(len, REQUEST_LEN);
     assert_memory_equal(data, request, REQUEST_LEN);
@@ -496,11 +502,7 @@ static void test_envelope_at_reads_data_then_sign(void **state)
     char hex[ARRPC_SIGN_HEX_LEN + 1];
     env_init(&e);
     hex_of(secret, SECRET_LEN, request, REQUEST_LEN, hex);
-    msgpack_pack_map(&e.pk, 2);
-    pack_str(&e.pk, "data");
-    msgpack_pack_bin_with_body(&e.pk, request, REQUEST_LEN);
-    pack_str(&e.pk, "arrpc.sign");
-    pack_str(&e.pk, hex);
+    pack_data_then_sign(&e, hex);
     msgpack_pack_nil(&e.pk); /* the next request: not part of this one */
     arrpc__auth_envelope env;
     size_t used = 0;
