@@ -35,8 +35,7 @@ struct arrpc__dispatcher {
     struct { /* a request decoded while it was framed, for the dispatch of the same bytes */
         const uint8_t *msg;
         size_t n;
-        int is_envelope; /* read as a packed envelope (env), not decoded (obj) */
-        arrpc__auth_envelope env;
+        int is_envelope; /* framed as a packed envelope (arrpc__auth_envelope_at): no obj */
         msgpack_object obj;
     } framed;
 };
@@ -262,8 +261,9 @@ int arrpc__dispatcher_frame(arrpc__dispatcher *d, const uint8_t *p, size_t n, si
     d->framed.msg = NULL;
     /* A signed request as clients pack it is framed by reading the envelope's few headers: the
      * generic decode of its map cost a signed request some 300 instructions (callgrind). */
-    d->framed.is_envelope = d->cfg->secret && arrpc__auth_envelope_at(p, n, &d->framed.env, len) &&
-                            *len <= d->cfg->max_message;
+    arrpc__auth_envelope env;
+    d->framed.is_envelope =
+        d->cfg->secret && arrpc__auth_envelope_at(p, n, &env, len) && *len <= d->cfg->max_message;
     if (d->framed.is_envelope) {
         d->framed.msg = p;
         d->framed.n = *len;
@@ -283,16 +283,21 @@ int arrpc__dispatch(arrpc__dispatcher *d, const arrpc__call_context *ctx, const 
 {
     msgpack_object obj;
     size_t before = arrpc__buf_used(out);
-    int rc = 0, framed = d->framed.msg == msg && d->framed.n == n;
-    int envelope = framed && d->framed.is_envelope;
-    if (framed && !envelope) /* decoded while framed */
+    arrpc__auth_envelope env;
+    size_t used = 0;
+    int rc = 0, decoded = d->framed.msg == msg && d->framed.n == n && !d->framed.is_envelope;
+    /* An envelope is read again from its bytes (a few headers), whether it was framed here or
+     * on the loop's thread for a handler thread; within the limit, as the decoder would hold it. */
+    int envelope = !decoded && d->cfg->secret && n <= d->cfg->max_message &&
+                   arrpc__auth_envelope_at(msg, n, &env, &used) && used == n;
+    if (decoded) /* decoded while framed */
         obj = d->framed.obj;
-    else if (!framed)
+    else if (!envelope)
         rc = arrpc__decode_whole(d->decoder, msg, n, &d->zone, &obj);
     d->framed.msg = NULL;
     d->last_signed = 0;
     if (envelope) {
-        *outcome = dispatch_envelope(d, ctx, &d->framed.env, out);
+        *outcome = dispatch_envelope(d, ctx, &env, out);
     } else if (rc != 0) {
         /* The scanner framed it under the same limits, so only a failing zone gets here. */
         append_error(out, ARRPC_RPC_ERROR_PREFIX, "invalid MessagePack");

@@ -79,8 +79,8 @@ static void dispatch_expect(const uint8_t *msg, size_t n, const msgpack_sbuffer 
     arrpc__buf out = {0}, framed_out = {0};
     arrpc__outcome outcome, framed_outcome;
     FUZZ_CHECK(arrpc__dispatch(dispatcher, &caller, msg, n, &out, &outcome) == 0);
-    /* Framed first, as a worker does: an envelope packed the usual way is then read from its
-     * bytes (arrpc__auth_envelope_at), not decoded; the reply must be the same. */
+    /* Framed first, as the loop's thread does, and not, as a handler thread's dispatch is: the
+     * same reply (arrpc__dispatcher_frame decodes, or reads an envelope from its bytes). */
     size_t framed_len = 0;
     FUZZ_CHECK(arrpc__dispatcher_frame(dispatcher, msg, n, &framed_len) == 1 && framed_len == n);
     FUZZ_CHECK(arrpc__dispatch(dispatcher, &caller, msg, n, &framed_out, &framed_outcome) == 0);
