@@ -125,6 +125,10 @@ static void hw_finish(uint32_t state[8], const uint8_t *data, size_t len,
 static void hw_hmac(const uint32_t inner[8], const uint32_t outer[8], const void *data, size_t len,
                     uint8_t mac[WC_SHA256_DIGEST_SIZE])
 {
+    if (len <= ARRPC_SHA256_HW_SHORT_MAX) { /* most requests: one block each way, in registers */
+        arrpc__sha256_hw_hmac_short(inner, outer, data, len, mac);
+        return;
+    }
     uint32_t state[8];
     uint8_t digest[WC_SHA256_DIGEST_SIZE];
     memcpy(state, inner, sizeof state);

@@ -9,6 +9,7 @@
 #include <cpuid.h>
 #include <immintrin.h>
 #include <stdatomic.h>
+#include <string.h>
 
 #define CPUID1_ECX_SSSE3 (1u << 9)
 #define CPUID1_ECX_SSE4_1 (1u << 19)
@@ -79,43 +80,87 @@ static inline SHA_TARGET void rounds4(__m128i *abef, __m128i *cdgh, __m128i w, i
     *abef = _mm_sha256rnds2_epu32(*abef, *cdgh, _mm_shuffle_epi32(wk, 0x0e)); /* lanes 2, 3 */
 }
 
-SHA_TARGET void arrpc__sha256_hw_blocks(uint32_t state[8], const uint8_t *data, size_t nblocks)
+/* One block, message words W0..W15 in w0..w3, into the state held as ABEF and CDGH. */
+static inline SHA_TARGET void compress(__m128i *abef, __m128i *cdgh, __m128i w0, __m128i w1,
+                                       __m128i w2, __m128i w3)
 {
-    /* The instructions keep the state as two registers, lanes from high to low A B E F and
-     * C D G H; state[] is a..h from low to high. Reverse both halves (D C B A, H G F E) and
-     * pair their upper and lower 64 bits. */
+    __m128i abef_in = *abef, cdgh_in = *cdgh;
+    rounds4(abef, cdgh, w0, 0);
+    rounds4(abef, cdgh, w1, 1);
+    rounds4(abef, cdgh, w2, 2);
+    rounds4(abef, cdgh, w3, 3);
+    /* Rounds 16..63: each new group of words replaces the oldest of the four. */
+    for (int i = 4; i < 16; i += 4) {
+        w0 = schedule(w0, w1, w2, w3);
+        rounds4(abef, cdgh, w0, i);
+        w1 = schedule(w1, w2, w3, w0);
+        rounds4(abef, cdgh, w1, i + 1);
+        w2 = schedule(w2, w3, w0, w1);
+        rounds4(abef, cdgh, w2, i + 2);
+        w3 = schedule(w3, w0, w1, w2);
+        rounds4(abef, cdgh, w3, i + 3);
+    }
+    /* Davies-Meyer feed-forward: the block's output is added to the state it started from. */
+    *abef = _mm_add_epi32(*abef, abef_in);
+    *cdgh = _mm_add_epi32(*cdgh, cdgh_in);
+}
+
+/* The instructions keep the state as two registers, lanes from high to low A B E F and C D G H;
+ * state[] is a..h from low to high. Reverse both halves (D C B A, H G F E) and pair their upper
+ * and lower 64 bits. */
+static inline SHA_TARGET void load_state(const uint32_t state[8], __m128i *abef, __m128i *cdgh)
+{
     __m128i dcba = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&state[0]), 0x1b);
     __m128i hgfe = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&state[4]), 0x1b);
-    __m128i abef = _mm_unpackhi_epi64(hgfe, dcba); /* low to high: F E B A */
-    __m128i cdgh = _mm_unpacklo_epi64(hgfe, dcba); /* H G D C */
-    for (; nblocks > 0; nblocks--, data += 64) {
-        __m128i abef_in = abef, cdgh_in = cdgh;
-        __m128i w0 = load_words(data), w1 = load_words(data + 16);
-        __m128i w2 = load_words(data + 32), w3 = load_words(data + 48);
-        rounds4(&abef, &cdgh, w0, 0);
-        rounds4(&abef, &cdgh, w1, 1);
-        rounds4(&abef, &cdgh, w2, 2);
-        rounds4(&abef, &cdgh, w3, 3);
-        /* Rounds 16..63: each new group of words replaces the oldest of the four. */
-        for (int i = 4; i < 16; i += 4) {
-            w0 = schedule(w0, w1, w2, w3);
-            rounds4(&abef, &cdgh, w0, i);
-            w1 = schedule(w1, w2, w3, w0);
-            rounds4(&abef, &cdgh, w1, i + 1);
-            w2 = schedule(w2, w3, w0, w1);
-            rounds4(&abef, &cdgh, w2, i + 2);
-            w3 = schedule(w3, w0, w1, w2);
-            rounds4(&abef, &cdgh, w3, i + 3);
-        }
-        /* Davies-Meyer feed-forward: the block's output is added to the state it started from. */
-        abef = _mm_add_epi32(abef, abef_in);
-        cdgh = _mm_add_epi32(cdgh, cdgh_in);
-    }
-    /* Back to a..h: D C B A and H G F E from the upper and lower halves, then reversed. */
-    dcba = _mm_unpackhi_epi64(cdgh, abef);
-    hgfe = _mm_unpacklo_epi64(cdgh, abef);
-    _mm_storeu_si128((__m128i *)&state[0], _mm_shuffle_epi32(dcba, 0x1b));
-    _mm_storeu_si128((__m128i *)&state[4], _mm_shuffle_epi32(hgfe, 0x1b));
+    *abef = _mm_unpackhi_epi64(hgfe, dcba); /* low to high: F E B A */
+    *cdgh = _mm_unpacklo_epi64(hgfe, dcba); /* H G D C */
+}
+
+/* Back to a..h: D C B A and H G F E from the upper and lower halves, then reversed. The two
+ * registers hold a b c d and e f g h from lane 0 up: also the words of the digest. */
+static inline SHA_TARGET void state_words(__m128i abef, __m128i cdgh, __m128i *abcd, __m128i *efgh)
+{
+    *abcd = _mm_shuffle_epi32(_mm_unpackhi_epi64(cdgh, abef), 0x1b);
+    *efgh = _mm_shuffle_epi32(_mm_unpacklo_epi64(cdgh, abef), 0x1b);
+}
+
+SHA_TARGET void arrpc__sha256_hw_blocks(uint32_t state[8], const uint8_t *data, size_t nblocks)
+{
+    __m128i abef, cdgh, abcd, efgh;
+    load_state(state, &abef, &cdgh);
+    for (; nblocks > 0; nblocks--, data += 64)
+        compress(&abef, &cdgh, load_words(data), load_words(data + 16), load_words(data + 32),
+                 load_words(data + 48));
+    state_words(abef, cdgh, &abcd, &efgh);
+    _mm_storeu_si128((__m128i *)&state[0], abcd);
+    _mm_storeu_si128((__m128i *)&state[4], efgh);
+}
+
+SHA_TARGET void arrpc__sha256_hw_hmac_short(const uint32_t inner[8], const uint32_t outer[8],
+                                            const uint8_t *data, size_t len, uint8_t mac[32])
+{
+    /* The inner hash's one block: the data, 0x80, zeros, and the length in bits of everything
+     * hashed, the key's block included, big-endian in the last 8 bytes. */
+    uint8_t block[64] = {0};
+    uint64_t bits = ((uint64_t)len + 64u) * 8u;
+    memcpy(block, data, len);
+    block[len] = 0x80;
+    for (int i = 0; i < 8; i++)
+        block[63 - i] = (uint8_t)(bits >> (8 * i));
+    __m128i abef, cdgh, abcd, efgh;
+    load_state(inner, &abef, &cdgh);
+    compress(&abef, &cdgh, load_words(block), load_words(block + 16), load_words(block + 32),
+             load_words(block + 48));
+    state_words(abef, cdgh, &abcd, &efgh);
+    /* The outer hash's one block: the inner digest's words as they are, 0x80, zeros, and the
+     * length, (64 + 32) * 8 bits. */
+    load_state(outer, &abef, &cdgh);
+    compress(&abef, &cdgh, abcd, efgh, _mm_set_epi32(0, 0, 0, (int)0x80000000u),
+             _mm_set_epi32((64 + 32) * 8, 0, 0, 0));
+    state_words(abef, cdgh, &abcd, &efgh);
+    const __m128i bswap32 = _mm_set_epi64x(0x0c0d0e0f08090a0bLL, 0x0405060700010203LL);
+    _mm_storeu_si128((__m128i *)mac, _mm_shuffle_epi8(abcd, bswap32));
+    _mm_storeu_si128((__m128i *)(mac + 16), _mm_shuffle_epi8(efgh, bswap32));
 }
 
 #else

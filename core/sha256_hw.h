@@ -16,6 +16,13 @@ int arrpc__sha256_hw_available(void);
  * words a..h, H0..H7 of FIPS 180-4). Padding is the caller's. Only when
  * arrpc__sha256_hw_available(): the instructions fault on other CPUs. */
 void arrpc__sha256_hw_blocks(uint32_t state[8], const uint8_t *data, size_t nblocks);
+/* The most data arrpc__sha256_hw_hmac_short takes: one block less the padding's 9 bytes. */
+#define ARRPC_SHA256_HW_SHORT_MAX 55u
+/* HMAC-SHA256 of len <= ARRPC_SHA256_HW_SHORT_MAX bytes from the states after the key's inner
+ * and outer padded blocks: two compressions, the inner digest passed to the outer one in
+ * registers rather than stored as bytes and loaded back. */
+void arrpc__sha256_hw_hmac_short(const uint32_t inner[8], const uint32_t outer[8],
+                                 const uint8_t *data, size_t len, uint8_t mac[32]);
 #else
 /* Never called: arrpc__sha256_hw_available() is 0 here. */
 static inline void arrpc__sha256_hw_blocks(uint32_t state[8], const uint8_t *data, size_t nblocks)
@@ -25,6 +32,17 @@ static inline void arrpc__sha256_hw_blocks(uint32_t state[8], const uint8_t *dat
     (void)nblocks;
     abort();
 }
+static inline void arrpc__sha256_hw_hmac_short(const uint32_t inner[8], const uint32_t outer[8],
+                                               const uint8_t *data, size_t len, uint8_t mac[32])
+{
+    (void)inner;
+    (void)outer;
+    (void)data;
+    (void)len;
+    (void)mac;
+    abort();
+}
+#define ARRPC_SHA256_HW_SHORT_MAX 0u
 #endif
 
 #endif
