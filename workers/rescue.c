@@ -57,6 +57,7 @@ static struct {
     _Atomic pid_t lead_tid[2]; /* the threads that may own it: the starting one, its standby */
     _Atomic int claimed; /* the first crashing thread rescues; any later one waits for the end */
     _Atomic int frozen;  /* how many of the loop's threads have stopped */
+    _Atomic int lead_counted[2]; /* whether lead_tid[i] is in frozen: each counts once */
     unsigned nthreads;
     rescue_thread thread[ARRPC_MAX_THREADS + 2]; /* handler threads, then the loop's two */
     uint8_t *stacks;            /* alternate signal stacks: the loop's, then each thread's */
@@ -326,6 +327,18 @@ ARRPC_RESCUE_READS static void wait_for_calls(const arrpc__loop *loop)
     }
 }
 
+/* Counts the calling thread, one of the loop's two, as stopped for the rescue: once, however
+ * many of its ways to stop (a freeze, a crash of its own, the end of its call) it goes through. */
+static void count_frozen(pid_t tid)
+{
+    for (unsigned i = 0; i < 2; i++)
+        if (tid == atomic_load(&R.lead_tid[i])) {
+            if (!atomic_exchange(&R.lead_counted[i], 1)) atomic_fetch_add(&R.frozen, 1);
+            return;
+        }
+    atomic_fetch_add(&R.frozen, 1);
+}
+
 ARRPC_RESCUE_READS static void rescue(arrpc__loop *loop, pid_t self, const crash_info *k)
 {
     unsigned saved = 0, lost = 0;
@@ -376,7 +389,7 @@ ARRPC_RESCUE_READS static void on_crash(int sig, siginfo_t *si, void *context)
     }
     if (atomic_exchange(&R.claimed, 1)) { /* another thread rescues, and then ends us all */
         if (tid == atomic_load(&R.lead_tid[0]) || tid == atomic_load(&R.lead_tid[1]))
-            atomic_fetch_add(&R.frozen, 1); /* stopped: its marks say where */
+            count_frozen(tid); /* stopped: its marks say where */
         park();
     }
     rescue(loop, tid, &k);
@@ -389,7 +402,7 @@ _Noreturn void arrpc__rescue_stop_here(void)
     sigemptyset(&freeze);
     sigaddset(&freeze, FREEZE_SIGNAL);
     pthread_sigmask(SIG_BLOCK, &freeze, NULL);
-    atomic_fetch_add(&R.frozen, 1);
+    count_frozen(own_tid());
     park();
 }
 
@@ -400,9 +413,19 @@ ARRPC_RESCUE_READS static void on_freeze(int sig)
 {
     (void)sig;
     arrpc__loop *loop = atomic_load(&R.loop);
-    if (loop && own_tid() == atomic_load(&R.loop_tid) &&
-        (loop->marks.busy || loop->marks.list_busy)) {
+    pid_t tid = own_tid();
+    int owner = tid == atomic_load(&R.loop_tid);
+    if (loop && owner && (loop->marks.busy || loop->marks.list_busy)) {
         loop->marks.stop_pending = 1;
+        return;
+    }
+    /* A thread left in its call when the standby took the loop over touches no loop: like a
+     * handler thread's, the call may finish (or crash, and be answered with the error) while
+     * the rescue waits for calls, and the thread stops once it is over
+     * (arrpc__rescue_thread_call). Stopped here, its call would be lost. */
+    rescue_thread *t = own_thread(tid);
+    if (loop && !owner && t && t->job) {
+        count_frozen(tid);
         return;
     }
     arrpc__rescue_stop_here();
@@ -439,6 +462,9 @@ void arrpc__rescue_thread_call(unsigned thread, struct arrpc__call_job *job)
     atomic_signal_fence(memory_order_seq_cst);
     t->job = job;
     atomic_signal_fence(memory_order_seq_cst);
+    /* A rescue runs: a handler thread, or a loop thread left in its call, does nothing more.
+     * (The loop's owner goes on to where its marks let it stop.) */
+    if (!job && atomic_load(&R.claimed) && own_tid() != atomic_load(&R.loop_tid)) park();
 }
 
 static int pack_errors(void)

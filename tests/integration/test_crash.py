@@ -118,6 +118,25 @@ class ThreadsTest(CrashCase):
         self.counted(mport, restarts=1)
 
 
+    def test_a_crash_on_the_loop_thread_after_one_on_a_handler_thread(self):
+        """The first call runs on the loop's thread, which the standby takes the loop from while
+        the call sleeps; the second goes to a handler thread and crashes first. The rescue lets
+        the first call go on until it crashes too, and answers both with their errors (it used
+        to stop that thread where it was, and its connection was lost)."""
+        server, mport = self.start("--workers", "1", "--threads", "4")
+        clients = [server.connect(), server.connect()]
+        for c in clients:
+            self.addCleanup(c.close)
+        clients[0].send({"crash_after": [0.6, "SIGSEGV"]})
+        time.sleep(0.1)
+        clients[1].send({"crash_after": [0.1, "SIGBUS"]})
+        self.assertEqual(clients[1].recv(), crash_error("SIGBUS"))
+        self.assertEqual(clients[0].recv(), crash_error("SIGSEGV"))
+        for c in clients:
+            self.assertEqual(c.call({"echo": 1}), 1)
+        self.counted(mport, restarts=1)
+
+
 class HalfwayTest(CrashCase):
     def new_worker(self, server, old):
         self.assertTrue(wait_until(lambda: not alive(old) and any(
