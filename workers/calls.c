@@ -109,10 +109,11 @@ static void count_untimed(arrpc__loop *loop, arrpc__conn *c, arrpc__outcome outc
  * lengthens the streak of fast requests, otherwise it ends it. */
 static void note_time(arrpc__loop *loop, unsigned n, uint64_t ns)
 {
-    if (ns <= (uint64_t)n * ARRPC_CLOCK_GROUP_FAST_NS)
-        loop->timing.fast_streak += n;
-    else
-        loop->timing.fast_streak = 0;
+    unsigned *streak = &loop->timing.fast_streak;
+    if (ns > (uint64_t)n * ARRPC_CLOCK_GROUP_FAST_NS)
+        *streak = 0;
+    else if (*streak < ARRPC_CLOCK_GROUP_MAX) /* no further: it would only wrap */
+        *streak += n;
 }
 
 void arrpc__calls_count(arrpc__loop *loop, arrpc__conn *c, arrpc__outcome outcome, int is_signed,
