@@ -32,7 +32,7 @@ struct arrpc__dispatcher {
     arrpc__decoder *decoder;  /* requests and signed data, validated as they are decoded */
     arrpc__scan *check;       /* validates handler replies */
     int last_signed;
-    struct { /* a request decoded while it was framed, for the dispatch of the same bytes */
+    struct { /* a request framed (and decoded, unless an envelope), for the dispatch of it */
         const uint8_t *msg;
         size_t n;
         int is_envelope; /* framed as a packed envelope (arrpc__auth_envelope_at): no obj */
@@ -246,8 +246,8 @@ static arrpc__outcome dispatch_decoded(arrpc__dispatcher *d, const arrpc__call_c
     return dispatch_signed_data(d, ctx, data, len, out);
 }
 
-/* An envelope read from its bytes while framed (arrpc__auth_envelope_at): no objects at all
- * before the MAC is checked. */
+/* An envelope read from its bytes (arrpc__auth_envelope_at): no objects at all before the MAC
+ * is checked. */
 static arrpc__outcome dispatch_envelope(arrpc__dispatcher *d, const arrpc__call_context *ctx,
                                         const arrpc__auth_envelope *env, arrpc__buf *out)
 {
